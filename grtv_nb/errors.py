@@ -1,0 +1,31 @@
+"""Exceptions and warnings of grtv_nb: every bad input ends in one of these, with a message that
+names the file or argument and says what is wrong."""
+
+from __future__ import annotations
+
+import warnings
+
+
+class GRTVError(Exception):
+    """Base class of grtv_nb errors (bad input, impossible request)."""
+
+
+class DicomReadError(GRTVError):
+    """A folder or file could not be read as the DICOM-RT data asked for."""
+
+
+class GeometryError(GRTVError):
+    """An image series has a geometry grtv_nb refuses (gantry tilt, mixed orientations...)."""
+
+
+class ValidationError(GRTVError, ValueError):
+    """An argument has the wrong shape, dtype, range or value."""
+
+
+class GRTVWarning(UserWarning):
+    """Something odd in the input that grtv_nb worked around (skipped file, gap, dropped contour)."""
+
+
+def warn(message: str, stacklevel: int = 3) -> None:
+    """Emit a :class:`GRTVWarning`."""
+    warnings.warn(message, GRTVWarning, stacklevel=stacklevel)
