@@ -29,3 +29,8 @@ class GRTVWarning(UserWarning):
 def warn(message: str, stacklevel: int = 3) -> None:
     """Emit a :class:`GRTVWarning`."""
     warnings.warn(message, GRTVWarning, stacklevel=stacklevel)
+
+
+class SegmentationError(GRTVError):
+    """Automatic segmentation could not produce a plausible contour (organ absent from the image,
+    unsupported modality, too few slices, unknown organ name)."""

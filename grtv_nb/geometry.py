@@ -235,3 +235,34 @@ def grid_from_planes(
         slice_thickness=float(slice_thickness or 0.0),
     )
     return grid, layout
+
+
+def resample_onto(values: np.ndarray, src: Grid, dst: Grid, *, fill: float = 0.0) -> np.ndarray:
+    """Linearly interpolate ``values`` (on ``src``) at the voxel centres of ``dst``.
+
+    Voxel centres of ``dst`` outside the hull of ``src``'s voxel centres take ``fill``. When both
+    grids share their axes (the usual case) this is a separable trilinear interpolation; otherwise
+    every target centre is mapped through patient space and sampled with
+    ``scipy.ndimage.map_coordinates(order=1)``.
+    """
+    from .transforms import sample_separable
+
+    if np.allclose(src.direction, dst.direction, atol=_AXIS_TOL):
+        iz = src.continuous_index("z", dst.z)
+        iy = src.continuous_index("y", dst.y)
+        ix = src.continuous_index("x", dst.x)
+        return sample_separable(values, iz, iy, ix, fill=fill, dtype=np.float32)
+    from scipy.ndimage import map_coordinates
+
+    out = np.empty(dst.shape, dtype=np.float32)
+    yy, xx = np.meshgrid(dst.y, dst.x, indexing="ij")
+    for k, zk in enumerate(dst.z):
+        pts = np.stack([xx.ravel(), yy.ravel(), np.full(xx.size, zk)], axis=1)
+        q = src.to_canonical_points(dst.to_patient_points(pts))
+        idx = np.stack([
+            src.continuous_index("z", q[:, 2]),
+            src.continuous_index("y", q[:, 1]),
+            src.continuous_index("x", q[:, 0]),
+        ])
+        out[k] = map_coordinates(values, idx, order=1, mode="constant", cval=fill).reshape(xx.shape)
+    return out

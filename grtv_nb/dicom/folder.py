@@ -1,0 +1,366 @@
+"""Finding DICOM files in a folder, grouping them by series and modality, and choosing the image
+series, structure set and dose(s) that belong together.
+
+Files are recognised by content, not by extension. Unreadable and non-DICOM files are skipped
+with a warning naming them. Series are grouped by SeriesInstanceUID, or by geometry (modality,
+frame of reference, orientation, matrix size, pixel spacing) when the UID is blank or missing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from ..errors import DicomReadError, warn
+
+RTSTRUCT_SOP = "1.2.840.10008.5.1.4.1.1.481.3"
+RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
+RTPLAN_SOP = "1.2.840.10008.5.1.4.1.1.481.5"
+_RT_CLASSES = {RTSTRUCT_SOP: "RTSTRUCT", RTDOSE_SOP: "RTDOSE", RTPLAN_SOP: "RTPLAN"}
+IMAGE_MODALITIES = {"CT", "MR", "PT", "CBCT"}
+
+
+def _text(ds, name: str, default: str = "") -> str:
+    v = ds.get(name, default)
+    if v is None:
+        return default
+    return str(v).strip()
+
+
+@dataclass
+class DicomFile:
+    """One DICOM file read without its pixel data (``ds`` has deferred large elements)."""
+
+    path: Path
+    ds: pydicom.Dataset
+    kind: str  # "IMAGE", "RTSTRUCT", "RTDOSE", "RTPLAN" or "OTHER"
+
+    @property
+    def modality(self) -> str:
+        return _text(self.ds, "Modality")
+
+    @property
+    def sop_instance_uid(self) -> str:
+        uid = _text(self.ds, "SOPInstanceUID")
+        if not uid and hasattr(self.ds, "file_meta"):
+            uid = _text(self.ds.file_meta, "MediaStorageSOPInstanceUID")
+        return uid
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        uid = _text(self.ds, "FrameOfReferenceUID")
+        if not uid and self.kind == "RTSTRUCT":
+            for item in self.ds.get("ReferencedFrameOfReferenceSequence", []):
+                uid = _text(item, "FrameOfReferenceUID")
+                if uid:
+                    break
+        return uid
+
+
+@dataclass
+class ImageSeries:
+    """Image slices that form one series."""
+
+    key: str
+    modality: str
+    files: list[DicomFile] = field(default_factory=list)
+
+    @property
+    def series_uid(self) -> str:
+        return _text(self.files[0].ds, "SeriesInstanceUID")
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return self.files[0].frame_of_reference_uid
+
+    @property
+    def sop_uids(self) -> set[str]:
+        return {f.sop_instance_uid for f in self.files}
+
+    def describe(self) -> str:
+        ds = self.files[0].ds
+        desc = _text(ds, "SeriesDescription")
+        uid = self.series_uid or "(no SeriesInstanceUID)"
+        return f"{self.modality} series {uid} '{desc}' ({len(self.files)} slices)"
+
+
+@dataclass
+class FolderScan:
+    """Everything found in a folder."""
+
+    folder: Path
+    series: list[ImageSeries]
+    rtstructs: list[DicomFile]
+    rtdoses: list[DicomFile]
+    rtplans: list[DicomFile]
+    skipped: list[tuple[Path, str]]
+
+    def describe(self) -> str:
+        lines = [f"DICOM folder {self.folder}:"]
+        for s in self.series:
+            lines.append(f"  {s.describe()}")
+        for f in self.rtstructs:
+            lines.append(f"  RTSTRUCT {f.path.name} ({len(f.ds.get('StructureSetROISequence', []))} ROIs)")
+        for f in self.rtdoses:
+            lines.append(f"  RTDOSE {f.path.name} ({_text(f.ds, 'DoseSummationType')})")
+        for f in self.rtplans:
+            lines.append(f"  RTPLAN {f.path.name}")
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} file(s)")
+        return "\n".join(lines)
+
+
+def _classify(ds: pydicom.Dataset) -> str:
+    sop = _text(ds, "SOPClassUID")
+    if sop in _RT_CLASSES:
+        return _RT_CLASSES[sop]
+    mod = _text(ds, "Modality").upper()
+    if mod in ("RTSTRUCT", "RTDOSE", "RTPLAN"):
+        return mod
+    if "ImagePositionPatient" in ds and "Rows" in ds and ("PixelData" in ds or mod in IMAGE_MODALITIES):
+        return "IMAGE"
+    return "OTHER"
+
+
+def read_header(path: Path) -> pydicom.Dataset:
+    """Read a DICOM file, pixel data deferred. Raises InvalidDicomError for non-DICOM files."""
+    try:
+        return pydicom.dcmread(path, defer_size="64 KB")
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, defer_size="64 KB", force=True)
+        # A file without the 128-byte preamble is accepted only if it looks like a real dataset.
+        if "SOPClassUID" not in ds and "Modality" not in ds:
+            raise
+        return ds
+
+
+def scan_folder(folder: str | os.PathLike) -> FolderScan:
+    """Find and group the DICOM files stored directly in ``folder``.
+
+    Raises
+    ------
+    DicomReadError
+        The folder does not exist, is not a folder, or holds no readable DICOM file.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise DicomReadError(f"rtDirPath '{folder}' does not exist")
+    if not folder.is_dir():
+        raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.is_file())
+    if not paths:
+        raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
+    skipped: list[tuple[Path, str]] = []
+    files: list[DicomFile] = []
+    for p in paths:
+        try:
+            ds = read_header(p)
+        except InvalidDicomError:
+            skipped.append((p, "not a DICOM file"))
+            continue
+        except Exception as exc:  # truncated or corrupt file
+            skipped.append((p, f"unreadable DICOM file ({type(exc).__name__}: {exc})"))
+            continue
+        kind = _classify(ds)
+        if kind == "OTHER":
+            skipped.append((p, f"DICOM object not used (Modality '{_text(ds, 'Modality')}')"))
+            continue
+        files.append(DicomFile(p, ds, kind))
+    bad = [(p, r) for p, r in skipped if not r.startswith("DICOM object not used")]
+    if not files:
+        why = "; ".join(f"{p.name}: {r}" for p, r in skipped[:5])
+        more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+        raise DicomReadError(
+            f"no usable DICOM image, RTSTRUCT or RTDOSE file in '{folder}' "
+            f"({len(paths)} file(s) looked at: {why}{more})"
+        )
+    if bad:
+        names = ", ".join(f"{p.name} ({r})" for p, r in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        warn(f"skipped {len(bad)} file(s) in '{folder}': {names}{more}")
+    groups: dict[str, ImageSeries] = {}
+    for f in files:
+        if f.kind != "IMAGE":
+            continue
+        uid = _text(f.ds, "SeriesInstanceUID")
+        if uid:
+            key = uid
+        else:
+            iop = np.round(np.asarray(f.ds.get("ImageOrientationPatient", [0] * 6), float), 3)
+            ps = tuple(np.round(np.asarray(f.ds.get("PixelSpacing", [0, 0]), float), 4))
+            key = "|".join(
+                map(str, ("nouid", f.modality, f.frame_of_reference_uid, tuple(iop), f.ds.Rows, f.ds.Columns, ps))
+            )
+        groups.setdefault(key, ImageSeries(key, f.modality)).files.append(f)
+    return FolderScan(
+        folder=folder,
+        series=sorted(groups.values(), key=lambda s: -len(s.files)),
+        rtstructs=[f for f in files if f.kind == "RTSTRUCT"],
+        rtdoses=[f for f in files if f.kind == "RTDOSE"],
+        rtplans=[f for f in files if f.kind == "RTPLAN"],
+        skipped=skipped,
+    )
+
+
+def referenced_series_uids(rtstruct: pydicom.Dataset) -> set[str]:
+    out = set()
+    for fr in rtstruct.get("ReferencedFrameOfReferenceSequence", []):
+        for st in fr.get("RTReferencedStudySequence", []):
+            for se in st.get("RTReferencedSeriesSequence", []):
+                uid = _text(se, "SeriesInstanceUID")
+                if uid:
+                    out.add(uid)
+    return out
+
+
+def referenced_image_uids(rtstruct: pydicom.Dataset) -> set[str]:
+    out = set()
+    for fr in rtstruct.get("ReferencedFrameOfReferenceSequence", []):
+        for st in fr.get("RTReferencedStudySequence", []):
+            for se in st.get("RTReferencedSeriesSequence", []):
+                for im in se.get("ContourImageSequence", []):
+                    uid = _text(im, "ReferencedSOPInstanceUID")
+                    if uid:
+                        out.add(uid)
+    return out
+
+
+@dataclass
+class Selection:
+    """The files chosen to form one study, with the reasons."""
+
+    series: ImageSeries | None
+    rtstruct: DicomFile | None
+    rtdoses: list[DicomFile]
+    rtplan: DicomFile | None
+    notes: list[str]
+
+
+def _pick_path(candidates: list[DicomFile], wanted: str | os.PathLike, what: str) -> DicomFile:
+    wanted_p = Path(wanted)
+    for f in candidates:
+        if f.path == wanted_p or f.path.name == wanted_p.name or f.sop_instance_uid == str(wanted):
+            return f
+    names = ", ".join(f.path.name for f in candidates) or "none"
+    raise DicomReadError(f"{what} '{wanted}' is not among the {what} files of the folder ({names})")
+
+
+def select(
+    scan: FolderScan,
+    *,
+    series_uid: str | None = None,
+    rtstruct: str | os.PathLike | None = None,
+    rtdose: str | os.PathLike | list | None = None,
+) -> Selection:
+    """Choose the image series, RTSTRUCT and RTDOSE(s) that reference each other.
+
+    Explicit choices (``series_uid``: a SeriesInstanceUID or series key; ``rtstruct``/``rtdose``:
+    a file name, path or SOPInstanceUID) override the automatic choice.
+    """
+    notes: list[str] = []
+    series = scan.series
+    # --- structure set
+    rs: DicomFile | None = None
+    if rtstruct is not None:
+        rs = _pick_path(scan.rtstructs, rtstruct, "RTSTRUCT")
+    elif scan.rtstructs:
+        def score(f: DicomFile) -> tuple:
+            refs = referenced_series_uids(f.ds)
+            by_uid = any(s.series_uid in refs for s in series if s.series_uid)
+            by_for = any(s.frame_of_reference_uid == f.frame_of_reference_uid for s in series)
+            return (by_uid, by_for, _text(f.ds, "StructureSetDate") + _text(f.ds, "StructureSetTime"))
+
+        ranked = sorted(scan.rtstructs, key=score, reverse=True)
+        rs = ranked[0]
+        if len(ranked) > 1:
+            notes.append(
+                f"{len(ranked)} RTSTRUCT files found; using {rs.path.name} "
+                "(it references the image series; pass rtstruct= to choose another)"
+            )
+    # --- image series
+    chosen: ImageSeries | None = None
+    if series_uid is not None:
+        for s in series:
+            if series_uid in (s.series_uid, s.key):
+                chosen = s
+        if chosen is None:
+            raise DicomReadError(
+                f"series_uid '{series_uid}' is not in the folder; series there: "
+                + "; ".join(s.describe() for s in series)
+            )
+    elif series:
+        chosen = series[0]
+        reason = "the largest"
+        if rs is not None:
+            refs = referenced_series_uids(rs.ds)
+            img_refs = referenced_image_uids(rs.ds)
+            hit = [s for s in series if s.series_uid and s.series_uid in refs]
+            hit = hit or [s for s in series if s.sop_uids & img_refs]
+            hit = hit or [s for s in series if s.frame_of_reference_uid == rs.frame_of_reference_uid]
+            if hit:
+                chosen, reason = hit[0], "referenced by the RTSTRUCT"
+        elif scan.rtdoses:
+            dfor = scan.rtdoses[0].frame_of_reference_uid
+            hit = [s for s in series if s.frame_of_reference_uid == dfor]
+            if hit:
+                chosen, reason = hit[0], "sharing the RTDOSE's frame of reference"
+        if len(series) > 1:
+            notes.append(
+                f"{len(series)} image series found; using {chosen.describe()} ({reason}; "
+                "pass series_uid= to choose another)"
+            )
+    # --- doses
+    ref_for = ""
+    if chosen is not None:
+        ref_for = chosen.frame_of_reference_uid
+    elif rs is not None:
+        ref_for = rs.frame_of_reference_uid
+    doses: list[DicomFile] = []
+    if rtdose is not None:
+        wanted = rtdose if isinstance(rtdose, list | tuple) else [rtdose]
+        doses = [_pick_path(scan.rtdoses, w, "RTDOSE") for w in wanted]
+    elif scan.rtdoses:
+        cands = [d for d in scan.rtdoses if not ref_for or not d.frame_of_reference_uid
+                 or d.frame_of_reference_uid == ref_for]
+        other = [d for d in scan.rtdoses if d not in cands]
+        if other:
+            notes.append(
+                f"{len(other)} RTDOSE file(s) ignored: their frame of reference differs from the image's "
+                f"({', '.join(d.path.name for d in other)})"
+            )
+        plan = [d for d in cands if _text(d.ds, "DoseSummationType").upper() != "BEAM"]
+        beams = [d for d in cands if _text(d.ds, "DoseSummationType").upper() == "BEAM"]
+        if plan:
+            doses = [plan[0]]
+            if len(plan) > 1 or beams:
+                notes.append(
+                    f"{len(cands)} RTDOSE files found; using {plan[0].path.name} "
+                    f"(DoseSummationType {_text(plan[0].ds, 'DoseSummationType')}; pass rtdose= to choose)"
+                )
+        elif beams:
+            doses = beams
+            if len(beams) > 1:
+                plans = {_plan_uid(d.ds) for d in beams}
+                if len(plans) > 1:
+                    doses = [d for d in beams if _plan_uid(d.ds) == _plan_uid(beams[0].ds)]
+                    notes.append("RTDOSE beam doses of several plans found; using those of the first plan")
+                notes.append(
+                    f"summed {len(doses)} per-beam RTDOSE files of one plan into the plan dose "
+                    f"({', '.join(d.path.name for d in doses)})"
+                )
+    plan_file = None
+    if scan.rtplans:
+        want = _plan_uid(doses[0].ds) if doses else ""
+        plan_file = next((p for p in scan.rtplans if p.sop_instance_uid == want), scan.rtplans[0])
+    return Selection(chosen, rs, doses, plan_file, notes)
+
+
+def _plan_uid(ds: pydicom.Dataset) -> str:
+    for item in ds.get("ReferencedRTPlanSequence", []):
+        return _text(item, "ReferencedSOPInstanceUID")
+    return ""

@@ -1,0 +1,196 @@
+"""Building an image volume (CT, MR) from the slices of one series.
+
+Slices are sorted along the slice normal (``ImagePositionPatient`` projected on the cross product
+of the ``ImageOrientationPatient`` direction cosines), never by InstanceNumber or file name.
+Rescale slope/intercept is applied per slice; CT is returned in HU as int16. Gantry-tilted and
+mixed-orientation series are refused; missing slices (gaps) and duplicated positions are
+reported. Compressed transfer syntaxes are decoded by pydicom's pixel handlers (pylibjpeg
+plugins for JPEG 2000, JPEG-LS, JPEG lossless and RLE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pydicom
+
+from ..errors import DicomReadError, GeometryError
+from ..geometry import Grid, StorageLayout, grid_from_planes
+from .folder import DicomFile, ImageSeries
+
+_ORIENT_TOL = 1e-4
+_TILT_TOL_MM = 0.05
+
+
+@dataclass
+class ImageVolume:
+    """A decoded image series in the canonical frame (see :mod:`grtv_nb.geometry`)."""
+
+    array: np.ndarray  # (z, y, x)
+    grid: Grid
+    layout: StorageLayout
+    modality: str
+    files: list[DicomFile]  # in sorted slice order (storage order)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first(self) -> pydicom.Dataset:
+        return self.files[0].ds
+
+
+def _floats(ds, name, n=None):
+    v = ds.get(name)
+    if v is None:
+        return None
+    arr = np.asarray([float(x) for x in (v if isinstance(v, list | tuple | pydicom.multival.MultiValue) else [v])])
+    if n is not None and arr.size != n:
+        return None
+    return arr
+
+
+def _decode(f: DicomFile) -> np.ndarray:
+    ds = pydicom.dcmread(f.path, force=True)
+    arr = ds.pixel_array
+    if arr.ndim != 2:
+        raise DicomReadError(f"{f.path.name}: multi-frame image objects are not supported (shape {arr.shape})")
+    return arr
+
+
+def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
+    """Decode and stack an image series.
+
+    Raises
+    ------
+    GeometryError
+        Mixed orientations, gantry tilt, mixed matrix sizes or pixel spacings.
+    DicomReadError
+        No slice could be decoded.
+    """
+    from ..errors import warn
+
+    report = report or warn
+    notes: list[str] = []
+    files = list(series.files)
+    # --- geometry checks
+    iops = []
+    for f in files:
+        iop = _floats(f.ds, "ImageOrientationPatient", 6)
+        ipp = _floats(f.ds, "ImagePositionPatient", 3)
+        if iop is None or ipp is None:
+            raise GeometryError(f"{f.path.name}: ImageOrientationPatient/ImagePositionPatient missing or malformed")
+        iops.append(iop)
+    iops = np.array(iops)
+    if np.abs(iops - iops[0]).max() > _ORIENT_TOL * 10:
+        n_or = len({tuple(np.round(i, 3)) for i in iops})
+        raise GeometryError(
+            f"{series.describe()} mixes {n_or} slice orientations (ImageOrientationPatient differs between "
+            "slices); multi-orientation series are not supported: split the series first"
+        )
+    iop = iops[0]
+    u, v = iop[:3], iop[3:]
+    n = np.cross(u, v)
+    ipps = np.array([_floats(f.ds, "ImagePositionPatient", 3) for f in files])
+    s = ipps @ n
+    order = np.argsort(s, kind="stable")
+    files = [files[i] for i in order]
+    ipps, s = ipps[order], s[order]
+    # duplicates
+    keep = np.ones(len(files), dtype=bool)
+    if len(files) > 1:
+        dup = np.where(np.abs(np.diff(s)) < 1e-3)[0]
+        for i in dup:
+            keep[i + 1] = False
+        if dup.size:
+            report(
+                f"{series.describe()}: {dup.size} slice(s) duplicate the position of another slice "
+                f"(z = {', '.join(f'{s[i]:.2f}' for i in dup[:5])} mm); kept the first of each, dropped "
+                + ", ".join(files[i + 1].path.name for i in dup[:5])
+            )
+    files = [f for f, k in zip(files, keep) if k]
+    ipps, s = ipps[keep], s[keep]
+    # tilt: slice origins must move along the normal only
+    rel = ipps - ipps[0]
+    inplane = rel - np.outer(rel @ n, n)
+    if len(files) > 1 and np.abs(inplane).max() > _TILT_TOL_MM:
+        tilt = float(np.degrees(np.arctan2(np.linalg.norm(inplane[-1]), abs(rel[-1] @ n))))
+        raise GeometryError(
+            f"{series.describe()} is gantry-tilted (slices shift {np.abs(inplane).max():.2f} mm in-plane, "
+            f"about {tilt:.1f} degrees; GantryDetectorTilt={files[0].ds.get('GantryDetectorTilt', 'n/a')}); "
+            "tilted series are not supported: resample it to an orthogonal grid first"
+        )
+    rows, cols = int(files[0].ds.Rows), int(files[0].ds.Columns)
+    ps = _floats(files[0].ds, "PixelSpacing", 2)
+    if ps is None:
+        ps = _floats(files[0].ds, "ImagerPixelSpacing", 2)
+        if ps is None:
+            raise GeometryError(f"{files[0].path.name}: PixelSpacing missing")
+        notes.append("PixelSpacing missing; used ImagerPixelSpacing")
+    for f in files:
+        if int(f.ds.Rows) != rows or int(f.ds.Columns) != cols:
+            raise GeometryError(f"{f.path.name}: matrix {f.ds.Rows}x{f.ds.Columns} differs from {rows}x{cols}")
+        p2 = _floats(f.ds, "PixelSpacing", 2)
+        if p2 is not None and np.abs(p2 - ps).max() > 1e-4:
+            raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)}")
+    # --- decode pixels
+    modality = series.modality.upper() or "CT"
+    slices, ok, bad = [], [], []
+    for i, f in enumerate(files):
+        try:
+            arr = _decode(f)
+            if arr.shape != (rows, cols):
+                raise ValueError(f"pixel matrix {arr.shape} != {(rows, cols)}")
+        except Exception as exc:
+            bad.append(f"{f.path.name} ({type(exc).__name__}: {exc})")
+            continue
+        slope = float(f.ds.get("RescaleSlope", 1) or 1)
+        inter = float(f.ds.get("RescaleIntercept", 0) or 0)
+        if slope != 1 or inter != 0:
+            arr = arr.astype(np.float32) * np.float32(slope) + np.float32(inter)
+        slices.append(arr)
+        ok.append(i)
+    if bad:
+        report(f"{series.describe()}: {len(bad)} slice(s) could not be decoded and were left out: " + "; ".join(bad[:5]))
+    files = [files[i] for i in ok]
+    ipps, s = ipps[ok], s[ok]
+    if not files:
+        raise DicomReadError(f"{series.describe()}: no slice could be decoded")
+    stack = np.stack(slices)
+    if modality == "CT" or np.issubdtype(stack.dtype, np.floating):
+        if modality == "CT" or np.allclose(stack, np.round(stack)):
+            stack = np.clip(np.rint(stack), -32768, 32767).astype(np.int16)
+        else:
+            stack = stack.astype(np.float32)
+    elif stack.dtype != np.int16:
+        if stack.min() >= -32768 and stack.max() <= 32767:
+            stack = stack.astype(np.int16)
+        else:
+            stack = stack.astype(np.float32)
+    # --- gaps
+    if len(s) > 2:
+        d = np.diff(s)
+        med = float(np.median(d))
+        big = np.where(d > 1.5 * med)[0]
+        if big.size:
+            report(
+                f"{series.describe()}: irregular slice gaps (typical spacing {med:.3g} mm): "
+                + ", ".join(f"{d[i]:.3g} mm between slice {i} and {i + 1}" for i in big[:5])
+                + " - slices may be missing; every slice keeps its own z"
+            )
+        elif np.abs(d - med).max() > 1e-2 * max(med, 1.0):
+            notes.append(f"non-uniform slice spacing ({d.min():.3g}..{d.max():.3g} mm); every slice keeps its own z")
+    thickness = float(files[0].ds.get("SliceThickness", 0) or 0)
+    if not thickness and len(s) > 1:
+        thickness = float(np.median(np.diff(s)))
+    grid, layout = grid_from_planes(
+        ipps,
+        iop,
+        (float(ps[0]), float(ps[1])),
+        rows,
+        cols,
+        frame_of_reference_uid=files[0].frame_of_reference_uid,
+        slice_thickness=thickness,
+    )
+    if not grid.axis_aligned:
+        notes.append("oblique series: coordinates are along the image axes (see Grid.direction)")
+    return ImageVolume(layout.to_canonical(stack), grid, layout, modality, files, notes)

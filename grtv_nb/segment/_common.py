@@ -1,0 +1,269 @@
+"""Shared machinery of the classical segmentation methods: input validation, the reduced-resolution
+working grid (and the mapping of masks back to the image grid), morphology in millimetres, and the
+per-image landmark cache (body, lungs, spinal canal) shared by the organ methods.
+
+Conventions
+-----------
+Arrays are ``[z, y, x]`` in grtv_nb's canonical frame (x to the patient's left, y posterior, z
+superior), coordinates in mm (voxel centres, increasing; z may be non-uniform). All thresholds are
+in HU and all sizes in mm or cc, never in voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import SegmentationError
+from ..transforms import sample_separable
+
+#: In-plane / through-plane spacing (mm) of the working grid of the coarse steps. Finer images are
+#: resampled to it; coarser ones are used as they are.
+WORK_SPACING_XY = 2.0
+WORK_SPACING_Z = 2.0
+
+
+def check_image(image) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a CT DataArray and return ``(hu, x, y, z)``.
+
+    Raises :class:`SegmentationError` for MR (or other non-CT) images and 1-slice volumes.
+    """
+    dims = getattr(image, "dims", None)
+    if dims is None or not hasattr(image, "coords"):
+        raise SegmentationError(
+            f"image must be an xarray.DataArray with dims (z, y, x) and coords x, y, z in mm, "
+            f"got {type(image).__name__}"
+        )
+    if set(dims) != {"z", "y", "x"}:
+        raise SegmentationError(f"image must have dims (z, y, x), got {tuple(dims)}")
+    if tuple(dims) != ("z", "y", "x"):
+        image = image.transpose("z", "y", "x")
+    modality = str(image.attrs.get("modality", "CT") or "CT").upper()
+    if modality != "CT":
+        raise SegmentationError(
+            f"automatic organ segmentation needs a CT image (HU values); this image's modality is "
+            f"{modality!r}"
+        )
+    coords = []
+    for ax in ("x", "y", "z"):
+        if ax not in image.coords:
+            raise SegmentationError(f"image has no coordinate {ax!r} (mm)")
+        c = np.asarray(image.coords[ax].values, dtype=np.float64)
+        if len(c) > 1 and not np.all(np.diff(c) > 0):
+            raise SegmentationError(f"image coordinate {ax!r} must be strictly increasing")
+        coords.append(c)
+    x, y, z = coords
+    if len(z) < 2:
+        raise SegmentationError(
+            f"automatic segmentation needs a 3D CT volume; this image has {len(z)} slice(s)"
+        )
+    if len(x) < 8 or len(y) < 8:
+        raise SegmentationError(f"image is too small to segment ({len(y)} x {len(x)} pixels per slice)")
+    hu = np.asarray(image.values)
+    if not np.issubdtype(hu.dtype, np.number):
+        raise SegmentationError(f"image values must be numeric HU, got dtype {hu.dtype}")
+    return hu, x, y, z
+
+
+def _axis_step(c: np.ndarray) -> float:
+    return float(np.median(np.diff(c))) if len(c) > 1 else 1.0
+
+
+def _work_axis(c: np.ndarray, target: float) -> np.ndarray:
+    """Uniform coordinates covering ``c`` with a step of at least ``target`` (the native step if it
+    is coarser and uniform)."""
+    step = _axis_step(c)
+    uniform = len(c) < 3 or np.allclose(np.diff(c), step, rtol=1e-3, atol=1e-3)
+    if uniform and step >= target * 0.95:
+        return c.copy()
+    step = max(step, target)
+    n = max(int(round((c[-1] - c[0]) / step)) + 1, 2)
+    return np.linspace(c[0], c[-1], n)
+
+
+@dataclass
+class WorkGrid:
+    """The reduced-resolution grid of the coarse steps and the mapping to and from the image grid."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    ox: np.ndarray  # image-grid coordinates
+    oy: np.ndarray
+    oz: np.ndarray
+
+    @classmethod
+    def for_image(cls, x, y, z, sxy: float = WORK_SPACING_XY, sz: float = WORK_SPACING_Z) -> WorkGrid:
+        return cls(_work_axis(x, sxy), _work_axis(y, sxy), _work_axis(z, sz), x, y, z)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.z), len(self.y), len(self.x))
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return (_axis_step(self.z), _axis_step(self.y), _axis_step(self.x))
+
+    @property
+    def voxel_cc(self) -> float:
+        dz, dy, dx = self.spacing
+        return dz * dy * dx / 1000.0
+
+    @property
+    def identity(self) -> bool:
+        return all(
+            len(a) == len(b) and np.allclose(a, b)
+            for a, b in ((self.x, self.ox), (self.y, self.oy), (self.z, self.oz))
+        )
+
+    def to_work(self, volume: np.ndarray) -> np.ndarray:
+        """Sample an image-grid volume on the working grid (float32, linear)."""
+        if self.identity:
+            return np.asarray(volume, dtype=np.float32)
+        idx = [np.interp(w, o, np.arange(len(o), dtype=np.float64)) for w, o in
+               ((self.z, self.oz), (self.y, self.oy), (self.x, self.ox))]
+        return sample_separable(volume, *idx, fill=None, dtype=np.float32)
+
+    def to_image(self, mask: np.ndarray) -> np.ndarray:
+        """Map a working-grid mask back to the image grid (linear interpolation of the mask,
+        threshold 0.5), computed only inside the mask's bounding box."""
+        mask = np.asarray(mask, dtype=bool)
+        out = np.zeros((len(self.oz), len(self.oy), len(self.ox)), dtype=bool)
+        if not mask.any():
+            return out
+        if self.identity:
+            return mask.copy()
+        sl = ndi.find_objects(mask.astype(np.uint8))[0]
+        lo = [max(s.start - 1, 0) for s in sl]
+        hi = [min(s.stop + 1, n) for s, n in zip(sl, mask.shape)]
+        sub = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+        ranges = []
+        idx = []
+        for a, (w, o) in enumerate(((self.z, self.oz), (self.y, self.oy), (self.x, self.ox))):
+            wlo, whi = w[lo[a]], w[hi[a] - 1]
+            i0 = int(np.searchsorted(o, wlo, side="left"))
+            i1 = int(np.searchsorted(o, whi, side="right"))
+            if i1 <= i0:
+                return out
+            ranges.append(slice(i0, i1))
+            wsub = w[lo[a]:hi[a]]
+            if len(wsub) == 1:
+                idx.append(np.zeros(i1 - i0))
+            else:
+                idx.append(np.interp(o[i0:i1], wsub, np.arange(len(wsub), dtype=np.float64)))
+        vals = sample_separable(sub, *idx, fill=0.0, dtype=np.float32)
+        out[ranges[0], ranges[1], ranges[2]] = vals >= 0.5
+        return out
+
+
+# --------------------------------------------------------------------------- morphology in mm
+
+
+def disk(radius_mm: float, dy: float, dx: float) -> np.ndarray:
+    """A (1, ny, nx) in-plane elliptical structuring element of the given physical radius."""
+    ry = max(int(np.floor(radius_mm / dy)), 0)
+    rx = max(int(np.floor(radius_mm / dx)), 0)
+    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    se = (yy * dy) ** 2 + (xx * dx) ** 2 <= radius_mm**2 + 1e-6
+    return se[None]
+
+
+def ball(radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """A 3D ellipsoidal structuring element of the given physical radius."""
+    r = [max(int(np.floor(radius_mm / s)), 0) for s in spacing]
+    zz, yy, xx = np.mgrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    dz, dy, dx = spacing
+    return (zz * dz) ** 2 + (yy * dy) ** 2 + (xx * dx) ** 2 <= radius_mm**2 + 1e-6
+
+
+def fill_holes_2d(mask: np.ndarray) -> np.ndarray:
+    """Fill holes slice by slice (axial)."""
+    out = np.empty_like(mask, dtype=bool)
+    for k in range(mask.shape[0]):
+        out[k] = ndi.binary_fill_holes(mask[k]) if mask[k].any() else False
+    return out
+
+
+def label(mask: np.ndarray, full: bool = False) -> tuple[np.ndarray, int]:
+    structure = np.ones((3, 3, 3), bool) if full else None
+    return ndi.label(mask, structure=structure)
+
+
+def component_sizes(lab: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(lab.ravel(), minlength=n + 1)[1:]
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = label(mask)
+    if n == 0:
+        return np.zeros_like(mask, dtype=bool)
+    return lab == (int(np.argmax(component_sizes(lab, n))) + 1)
+
+
+def dilate(mask: np.ndarray, se: np.ndarray) -> np.ndarray:
+    return ndi.binary_dilation(mask, structure=se)
+
+
+def erode(mask: np.ndarray, se: np.ndarray) -> np.ndarray:
+    return ndi.binary_erosion(mask, structure=se, border_value=0)
+
+
+# --------------------------------------------------------------------------- landmark cache
+
+
+@dataclass
+class Context:
+    """The image on the working grid plus lazily computed landmarks, shared by the organ methods
+    for one image (see :func:`get_context`)."""
+
+    hu: np.ndarray  # image grid, as given
+    grid: WorkGrid
+    w: np.ndarray  # HU on the working grid (float32)
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.grid.spacing
+
+    def get(self, key: str, fn):
+        if key not in self.cache:
+            self.cache[key] = fn(self)
+        return self.cache[key]
+
+
+_LAST: list = []  # [(key, Context)] one entry: the landmarks of the last image
+
+
+def _image_key(hu: np.ndarray, x, y, z) -> tuple:
+    flat = hu.reshape(-1)
+    step = max(flat.size // 4096, 1)
+    return (
+        hu.shape,
+        str(hu.dtype),
+        hash(np.ascontiguousarray(flat[::step]).tobytes()),
+        hash(np.concatenate([x, y, z]).tobytes()),
+    )
+
+
+def get_context(hu: np.ndarray, x, y, z) -> Context:
+    """The :class:`Context` of an image, reused while the same image is segmented again (the last
+    image's landmarks are cached, so segmenting all organs of one CT finds the body once)."""
+    key = _image_key(hu, x, y, z)
+    if _LAST and _LAST[0][0] == key:
+        return _LAST[0][1]
+    grid = WorkGrid.for_image(x, y, z)
+    ctx = Context(hu=hu, grid=grid, w=grid.to_work(hu))
+    _LAST.clear()
+    _LAST.append((key, ctx))
+    return ctx
+
+
+def clear_cache() -> None:
+    """Forget the cached landmarks."""
+    _LAST.clear()
+
+
+def not_found(organ: str, why: str) -> SegmentationError:
+    return SegmentationError(f"could not find the {organ} in this CT: {why}")

@@ -1,0 +1,101 @@
+"""Body outline (external contour) of a CT by thresholding and morphology in mm.
+
+Method (on the ~2 mm working grid)
+----------------------------------
+1. Tissue = HU > -500 (fat, soft tissue and bone; air, lung and low-density foam are below).
+2. An axial opening with a 6 mm disk detaches thin structures touching the patient: couch shells,
+   thermoplastic masks, cables, blankets.
+3. 3D connected components: the largest is the body; other components are kept only when they are
+   large (>= 15 % of it) and thick (in-plane half-thickness >= 15 mm on their median slice), e.g.
+   arms lying beside the trunk; thin boards (couch) never are.
+4. The opening is undone inside the kept components (geodesic dilation by 8 mm within the
+   thresholded tissue), so the skin surface is the threshold surface, not a smoothed one.
+5. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. Air that
+   touches the image border but is not pure air (mean HU > -900, e.g. a lung cut by a small field
+   of view) also counts as inside.
+
+Assumptions and failure modes
+-----------------------------
+- CT in HU with air at about -1000 outside the patient. A patient lying on a thick dense
+  (> -500 HU) mattress thicker than 12 mm whose contact with the skin is broad may keep part of it.
+- Immobilisation masks in contact with the skin survive within 8 mm of the skin (step 4).
+- Air cavities open to the outside in the slice plane (nostrils, mouth) stay outside.
+- Arms separated from the trunk are included only when thick and large (see 3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._common import Context, component_sizes, disk, label, not_found
+
+BODY_HU = -500.0
+OPEN_MM = 6.0
+RECON_MM = 8.0
+
+
+def body_work(ctx: Context) -> np.ndarray:
+    """Filled body mask on the working grid (cached in the context)."""
+    return ctx.get("body", _body_work)
+
+
+def _body_work(ctx: Context) -> np.ndarray:
+    w = ctx.w
+    dz, dy, dx = ctx.spacing
+    tissue = w > BODY_HU
+    opened = ndi.binary_opening(tissue, structure=disk(OPEN_MM, dy, dx))
+    lab, n = label(opened)
+    if n == 0:
+        raise not_found("body", "no tissue above -500 HU")
+    sizes = component_sizes(lab, n)
+    order = np.argsort(sizes)[::-1]
+    keep = [order[0] + 1]
+    for i in order[1:8]:
+        if sizes[i] < 0.15 * sizes[order[0]]:
+            break
+        comp = lab == i + 1
+        zs = np.nonzero(comp.any(axis=(1, 2)))[0]
+        k = zs[len(zs) // 2]
+        half = ndi.distance_transform_edt(comp[k], sampling=(dy, dx)).max()
+        if half >= 15.0:
+            keep.append(i + 1)
+    body = np.isin(lab, keep)
+    if body.sum() * ctx.grid.voxel_cc < 20.0:
+        raise not_found("body", "the largest tissue region is smaller than 20 cc")
+    # undo the opening: geodesic dilation within the tissue, in-plane, a few steps
+    step = disk(max(dx, dy) * 1.01, dy, dx)
+    n_steps = max(int(round(RECON_MM / max(dx, dy))), 1)
+    for _ in range(n_steps):
+        body = ndi.binary_dilation(body, structure=step) & tissue
+    return _fill_inside(body, w)
+
+
+def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(body)
+    for k in range(body.shape[0]):
+        b = body[k]
+        if not b.any():
+            continue
+        bg, n = ndi.label(~b)
+        if n == 0:
+            out[k] = b
+            continue
+        edge = np.zeros_like(b)
+        edge[0, :] = edge[-1, :] = True
+        edge[:, 0] = edge[:, -1] = True
+        touching = np.unique(bg[edge & (bg > 0)])
+        inside = np.ones(n + 1, bool)
+        inside[0] = True
+        if len(touching):
+            means = ndi.mean(w[k], bg, touching)
+            for t, m in zip(touching, np.atleast_1d(means)):
+                inside[t] = m > -900.0
+        out[k] = inside[bg] | b
+    # a border component that is not pure air but dwarfs the body is not inside
+    return out
+
+
+def segment_body(ctx: Context) -> np.ndarray:
+    """Body mask on the image grid."""
+    return ctx.grid.to_image(body_work(ctx))

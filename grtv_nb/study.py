@@ -1,0 +1,497 @@
+"""The study: one patient's image, dose and structures as a labelled xarray Dataset.
+
+``Study.ds`` is an :class:`xarray.Dataset` with dims ``z, y, x`` and coordinates in mm (see
+:mod:`grtv_nb.geometry` for the frame):
+
+- ``image`` (z, y, x): CT in HU (int16) or MR values; absent when the image series is missing
+  or incomplete (the dose grid is then the reference grid).
+- ``dose`` (z, y, x): float32 Gy, linearly interpolated onto the reference grid, 0 outside the
+  dose grid; absent without RTDOSE.
+- ``masks`` (roi, z, y, x): bool, **lazy**: an ROI is rasterised the first time any part of it is
+  read, then kept bit-packed and cropped to its bounding box (a few MB for a body contour on a
+  512x512x300 CT). Indexing with xarray (``ds.masks.sel(roi="Heart").isel(z=10)``) unpacks only
+  what is asked for.
+- ROI coordinates: ``roi`` (name), ``roi_number``, ``roi_type``, ``roi_color`` (roi, rgb).
+
+Metadata (patient, study, series, geometry, notes) is in ``ds.attrs``. The study object is the
+only place that holds state; everything else in grtv_nb is functions of its arrays and grid.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
+
+from .dicom.rtstruct import ROI, default_color
+from .errors import GRTVError, ValidationError, warn
+from .geometry import Grid
+
+
+@dataclass
+class PackedMask:
+    """A boolean volume kept as bits, cropped to its bounding box."""
+
+    shape: tuple[int, int, int]
+    offset: tuple[int, int, int]
+    box: tuple[int, int, int]
+    bits: np.ndarray  # uint8 (bz, by, ceil(bx/8)), packed along x
+
+    @classmethod
+    def pack(cls, mask: np.ndarray) -> PackedMask:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return cls(mask.shape, (0, 0, 0), (0, 0, 0), np.zeros((0, 0, 0), np.uint8))
+        lo, hi = [], []
+        for ax in range(3):
+            other = tuple(a for a in range(3) if a != ax)
+            idx = np.flatnonzero(mask.any(axis=other))
+            lo.append(int(idx[0]))
+            hi.append(int(idx[-1]) + 1)
+        crop = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        return cls(mask.shape, tuple(lo), tuple(h - l for h, l in zip(hi, lo)), np.packbits(crop, axis=2))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.bits.nbytes)
+
+    @property
+    def count(self) -> int:
+        return int(np.unpackbits(self.bits).sum()) if self.bits.size else 0
+
+    def region(self, zs: slice, ys: slice, xs: slice) -> np.ndarray:
+        """Unpack the part of the full-size mask selected by three step-1 slices."""
+        sel = [s.indices(n) for s, n in zip((zs, ys, xs), self.shape)]
+        out = np.zeros(tuple(max(b - a, 0) for a, b, _ in sel), dtype=bool)
+        if not self.bits.size:
+            return out
+        src, dst = [], []
+        for (a, b, _), o, n in zip(sel, self.offset, self.box):
+            lo, hi = max(a, o), min(b, o + n)
+            if hi <= lo:
+                return out
+            src.append(slice(lo - o, hi - o))
+            dst.append(slice(lo - a, hi - a))
+        block = self.bits[src[0], src[1]]
+        unpacked = np.unpackbits(block, axis=2, count=self.box[2])[:, :, src[2]]
+        out[dst[0], dst[1], dst[2]] = unpacked.astype(bool)
+        return out
+
+    def full(self) -> np.ndarray:
+        return self.region(slice(None), slice(None), slice(None))
+
+
+class MaskStore:
+    """Per-ROI masks, rasterised on first use and cached bit-packed."""
+
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self._packed: list[PackedMask | None] = []
+        self._producers: list = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def append(self, producer=None, mask: np.ndarray | None = None) -> None:
+        self._packed.append(PackedMask.pack(mask) if mask is not None else None)
+        self._producers.append(producer)
+
+    def packed(self, i: int) -> PackedMask:
+        p = self._packed[i]
+        if p is None:
+            with self._lock:
+                p = self._packed[i]
+                if p is None:
+                    prod = self._producers[i]
+                    m = prod() if prod is not None else np.zeros(self.grid.shape, dtype=bool)
+                    p = PackedMask.pack(m)
+                    self._packed[i] = p
+        return p
+
+    def is_cached(self, i: int) -> bool:
+        return self._packed[i] is not None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self._packed if p is not None)
+
+
+class _LazyMasks(BackendArray):
+    """xarray backend array (roi, z, y, x) over a MaskStore."""
+
+    def __init__(self, store: MaskStore, n: int):
+        self.store = store
+        self.shape = (n, *store.grid.shape)
+        self.dtype = np.dtype(bool)
+
+    def __getitem__(self, key):
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._get)
+
+    def _get(self, key: tuple):
+        key = tuple(key) + (slice(None),) * (4 - len(key))
+        rk, *rest = key
+        squeeze = [isinstance(k, int | np.integer) for k in rest]
+        sl = [slice(int(k), int(k) + 1) if s else k for k, s in zip(rest, squeeze)]
+        rois = [int(rk)] if isinstance(rk, int | np.integer) else range(*rk.indices(self.shape[0]))
+        parts = []
+        for i in rois:
+            r = self.store.packed(i).region(*sl)
+            st = [k.step for k in sl]
+            if any(s not in (None, 1) for s in st):
+                r = r[tuple(slice(None, None, s) for s in st)]
+            parts.append(r)
+        arr = np.stack(parts) if parts else np.zeros((0, 1, 1, 1), bool)
+        idx = tuple([0 if isinstance(rk, int | np.integer) else slice(None)] + [0 if s else slice(None) for s in squeeze])
+        return arr[idx]
+
+
+class Study:
+    """One patient's image, dose and ROIs (see the module docstring for the Dataset layout).
+
+    Create with :func:`open_study`.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        *,
+        image: np.ndarray | None = None,
+        dose: np.ndarray | None = None,
+        rois: list[ROI] | None = None,
+        attrs: dict | None = None,
+        image_headers: list | None = None,
+        source: dict | None = None,
+    ):
+        self.grid = grid
+        self._image = image
+        self._dose = dose
+        self.rois: list[ROI] = []
+        self.store = MaskStore(grid)
+        self.attrs = dict(attrs or {})
+        self.image_headers = image_headers or []  # pydicom datasets of the image slices, sorted
+        self.source = source or {}
+        self.notes: list[str] = list(self.attrs.get("notes", []))
+        self._ds: xr.Dataset | None = None
+        for r in rois or []:
+            self._append_roi(r)
+
+    # ----------------------------------------------------------------- construction
+    def _append_roi(self, roi: ROI, mask: np.ndarray | None = None) -> None:
+        grid = self.grid
+        if mask is None and roi.fillable and roi.contours:
+            from .raster import rasterize_roi
+
+            contours = roi.contours
+            name = roi.name
+            self.store.append(lambda: rasterize_roi(contours, grid, label=f"ROI '{name}'"))
+        else:
+            self.store.append(None, mask)
+        self.rois.append(roi)
+        self._ds = None
+
+    # ----------------------------------------------------------------- views
+    @property
+    def ds(self) -> xr.Dataset:
+        """The study as an xarray Dataset (rebuilt cheaply when ROIs or dose change)."""
+        if self._ds is None:
+            self._ds = self._build_ds()
+        return self._ds
+
+    def _build_ds(self) -> xr.Dataset:
+        g = self.grid
+        coords = {
+            "z": ("z", g.z, {"units": "mm", "long_name": "slice position"}),
+            "y": ("y", g.y, {"units": "mm"}),
+            "x": ("x", g.x, {"units": "mm"}),
+            "roi": ("roi", np.array([r.name for r in self.rois], dtype=object)),
+            "roi_number": ("roi", np.array([r.number for r in self.rois], dtype=np.int32)),
+            "roi_type": ("roi", np.array([r.roi_type for r in self.rois], dtype=object)),
+            "roi_color": (("roi", "rgb"), np.array([r.color for r in self.rois], dtype=np.uint8).reshape(-1, 3)),
+        }
+        data = {}
+        if self._image is not None:
+            units = "HU" if self.attrs.get("modality") == "CT" else ""
+            data["image"] = xr.Variable(("z", "y", "x"), self._image, {"units": units})
+        if self._dose is not None:
+            data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy"})
+        lazy = indexing.LazilyIndexedArray(_LazyMasks(self.store, len(self.rois)))
+        data["masks"] = xr.Variable(("roi", "z", "y", "x"), lazy, {"description": "ROI masks (lazy)"})
+        attrs = dict(self.attrs)
+        attrs["notes"] = list(self.notes)
+        attrs["spacing"] = tuple(float(s) for s in g.spacing)
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    @property
+    def image(self) -> xr.DataArray | None:
+        return self.ds["image"] if self._image is not None else None
+
+    @property
+    def dose(self) -> xr.DataArray | None:
+        return self.ds["dose"] if self._dose is not None else None
+
+    @property
+    def has_image(self) -> bool:
+        return self._image is not None
+
+    @property
+    def has_dose(self) -> bool:
+        return self._dose is not None
+
+    @property
+    def roi_names(self) -> list[str]:
+        return [r.name for r in self.rois]
+
+    def roi_index(self, roi: int | str) -> int:
+        """Index of an ROI given its index or name (exact, then case-insensitive)."""
+        if isinstance(roi, int | np.integer):
+            i = int(roi)
+            if not 0 <= i < len(self.rois):
+                raise ValidationError(f"ROI index {i} is out of range (0..{len(self.rois) - 1})")
+            return i
+        names = self.roi_names
+        if roi in names:
+            return names.index(roi)
+        low = [n.lower() for n in names]
+        if str(roi).lower() in low:
+            return low.index(str(roi).lower())
+        raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
+
+    def mask(self, roi: int | str) -> np.ndarray:
+        """Full-size boolean mask (z, y, x) of an ROI (rasterised on first use)."""
+        return self.store.packed(self.roi_index(roi)).full()
+
+    def voxel_count(self, roi: int | str) -> int:
+        return self.store.packed(self.roi_index(roi)).count
+
+    def volume_cc(self, roi: int | str) -> float:
+        """ROI volume in cc: voxel count weighted by each slice's thickness (non-uniform z)."""
+        p = self.store.packed(self.roi_index(roi))
+        if not p.bits.size:
+            return 0.0
+        per_slice = np.unpackbits(p.bits, axis=2, count=p.box[2]).reshape(p.box[0], -1).sum(axis=1)
+        vv = self.grid.voxel_volumes_cc()[p.offset[0]:p.offset[0] + p.box[0]]
+        return float((per_slice * vv).sum())
+
+    # ----------------------------------------------------------------- changes
+    def add_roi(
+        self,
+        name: str,
+        mask: np.ndarray,
+        color=None,
+        *,
+        roi_type: str = "ORGAN",
+        source: str = "mask",
+    ) -> ROI:
+        """Add an ROI from a boolean mask on the study grid. Refuses a name already taken."""
+        name = str(name).strip()
+        if not name:
+            raise ValidationError("roiName must be a non-empty string")
+        if name in self.roi_names:
+            raise ValidationError(f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; "
+                                  "choose another name")
+        mask = np.asarray(mask)
+        if mask.shape != self.grid.shape:
+            raise ValidationError(f"mask shape {mask.shape} differs from the image shape {self.grid.shape}")
+        color = validate_color(color if color is not None else default_color(len(self.rois)))
+        number = max([r.number for r in self.rois], default=0) + 1
+        roi = ROI(name=name, number=number, color=color, roi_type=roi_type, geometric_type="MASK",
+                  frame_of_reference_uid=self.grid.frame_of_reference_uid, source=source)
+        self._append_roi(roi, mask.astype(bool))
+        return roi
+
+    def set_dose(self, dose_gy: np.ndarray) -> None:
+        """Replace the dose (Gy, float) on the study grid."""
+        dose = np.asarray(dose_gy)
+        if dose.shape != self.grid.shape:
+            raise ValidationError(f"dose shape {dose.shape} differs from the image shape {self.grid.shape}")
+        if not np.isfinite(dose).all():
+            raise ValidationError("dose contains NaN or infinite values")
+        if (dose < 0).any():
+            raise ValidationError("dose contains negative values")
+        self._dose = dose.astype(np.float32)
+        self._ds = None
+
+    # ----------------------------------------------------------------- reporting
+    def summary_rows(self) -> list[dict]:
+        rows = []
+        for i, r in enumerate(self.rois):
+            rows.append({
+                "index": i, "name": r.name, "number": r.number, "type": r.roi_type or "-",
+                "color": r.color, "contours": len(r.contours),
+                "volume_cc": self.volume_cc(i) if r.fillable else float("nan"),
+                "kind": r.geometric_type or "empty",
+            })
+        return rows
+
+    def summary(self) -> str:
+        """A plain-text summary table: series, grid, ROIs with volumes (cc), dose max."""
+        a = self.attrs
+        lines = [
+            f"Patient   : {a.get('patient_name', '')} ({a.get('patient_id', '')})",
+            f"Series    : {a.get('modality', '-')} {a.get('series_description', '')} "
+            f"[{a.get('series_uid', '') or 'no UID'}] position {a.get('patient_position', '') or '?'}",
+            f"Grid      : {self.grid.describe()} (reference: {a.get('reference_grid', 'image')})",
+            f"x range   : {self.grid.x[0]:.1f} .. {self.grid.x[-1]:.1f} mm; y {self.grid.y[0]:.1f} .. "
+            f"{self.grid.y[-1]:.1f} mm; z {self.grid.z[0]:.1f} .. {self.grid.z[-1]:.1f} mm",
+        ]
+        if self._dose is not None:
+            lines.append(f"Dose      : max {float(self._dose.max()):.3f} Gy ({a.get('dose_summation', '')})")
+        else:
+            lines.append("Dose      : none")
+        lines.append(f"ROIs      : {len(self.rois)}")
+        hdr = f"  {'#':>3} {'name':<24} {'type':<12} {'contours':>8} {'volume cc':>10}"
+        lines.append(hdr)
+        for row in self.summary_rows():
+            vol = f"{row['volume_cc']:10.2f}" if np.isfinite(row["volume_cc"]) else f"{'(' + row['kind'] + ')':>10}"
+            lines.append(f"  {row['index']:>3} {row['name'][:24]:<24} {row['type'][:12]:<12} {row['contours']:>8} {vol}")
+        for n in self.notes:
+            lines.append(f"Note      : {n}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<grtv_nb.Study {self.grid.describe()}, {len(self.rois)} ROIs, dose={'yes' if self.has_dose else 'no'}>"
+
+
+def validate_color(color) -> tuple[int, int, int]:
+    """Validate an ROI colour: three ints 0..255 (list, tuple or array)."""
+    try:
+        arr = np.asarray(color)
+    except Exception as exc:  # pragma: no cover
+        raise ValidationError(f"roiColor {color!r} is not a sequence of 3 ints") from exc
+    if arr.shape != (3,) or not np.issubdtype(arr.dtype, np.number):
+        raise ValidationError(f"roiColor must be 3 numbers (R, G, B), got {color!r}")
+    if np.any(arr != np.round(arr)) or np.any(arr < 0) or np.any(arr > 255):
+        raise ValidationError(f"roiColor values must be integers 0..255, got {color!r}")
+    return tuple(int(x) for x in arr)  # type: ignore[return-value]
+
+
+def open_study(
+    folder: str | os.PathLike,
+    *,
+    series_uid: str | None = None,
+    rtstruct: str | os.PathLike | None = None,
+    rtdose=None,
+) -> Study:
+    """Open a DICOM-RT folder as a :class:`Study`.
+
+    Parameters
+    ----------
+    folder : path
+        Folder holding the DICOM files directly (any file names; non-DICOM files are skipped).
+    series_uid, rtstruct, rtdose : optional
+        Explicit choice of the image series (SeriesInstanceUID), structure set and dose file(s)
+        (file name, path or SOPInstanceUID) when the folder holds several.
+
+    Notes
+    -----
+    When the image series is missing or incomplete (e.g. 1 of 98 slices) and an RTDOSE exists,
+    the dose grid becomes the reference grid (as dicompyler-core and plastimatch compute DVHs) and
+    the study has no ``image`` variable; a warning says so.
+    """
+    from .dicom.folder import referenced_image_uids, scan_folder, select
+    from .dicom.image import read_series
+    from .dicom.rtdose import read_dose, sum_doses
+    from .dicom.rtstruct import read_rois
+
+    scan = scan_folder(folder)
+    sel = select(scan, series_uid=series_uid, rtstruct=rtstruct, rtdose=rtdose)
+    notes = list(sel.notes)
+    doses = [read_dose(d) for d in sel.rtdoses]
+    image_vol = None
+    if sel.series is not None:
+        image_vol = read_series(sel.series)
+        notes += image_vol.notes
+    # Is the image series complete enough to be the reference grid?
+    reference = "image"
+    if image_vol is not None and sel.rtstruct is not None:
+        refs = referenced_image_uids(sel.rtstruct.ds)
+        present = sel.series.sop_uids & refs
+        if present and len(present) < len(refs):
+            missing = len(refs) - len(present)
+            msg = (f"the RTSTRUCT references {len(refs)} image slices of which only {len(present)} are present "
+                   f"({missing} missing)")
+            if doses:
+                warn(msg + "; the dose grid is used as the reference grid (no image volume)")
+                reference = "dose"
+            else:
+                warn(msg + "; contours on missing slices are dropped")
+    if image_vol is not None and image_vol.grid.shape[0] == 1 and doses and reference == "image":
+        warn(f"the image series has a single slice ({sel.series.describe()}); the dose grid is used as the "
+             "reference grid (no image volume)")
+        reference = "dose"
+    if image_vol is None:
+        if not doses:
+            if sel.rtstruct is not None:
+                raise GRTVError(f"'{folder}' holds an RTSTRUCT but no image series and no RTDOSE: "
+                                "there is no grid to rasterise the contours on")
+            raise GRTVError(f"'{folder}' holds no image series and no RTDOSE")
+        warn(f"no image series in '{folder}': the RTDOSE grid is used as the reference grid")
+        reference = "dose"
+    if reference == "dose":
+        grid = doses[0].grid
+        image = None
+        headers = []
+    else:
+        grid = image_vol.grid
+        image = image_vol.array
+        headers = [f.ds for f in image_vol.files]
+    dose = None
+    if doses:
+        units = {d.units for d in doses}
+        if units != {"GY"}:
+            notes.append(f"DoseUnits {'/'.join(sorted(units))}: dose values are not in Gy")
+        dose = sum_doses(doses, grid)
+    # ROIs
+    rois: list[ROI] = []
+    if sel.rtstruct is not None:
+        rois = read_rois(sel.rtstruct.ds, source_name=sel.rtstruct.path.name)
+        ref_for = grid.frame_of_reference_uid
+        bad_for = {r.frame_of_reference_uid for r in rois if r.frame_of_reference_uid and ref_for
+                   and r.frame_of_reference_uid != ref_for}
+        if bad_for:
+            n_bad = sum(r.frame_of_reference_uid in bad_for for r in rois)
+            warn(f"RTSTRUCT {sel.rtstruct.path.name}: {n_bad} ROI(s) reference frame of reference "
+                 f"{', '.join(sorted(bad_for))}, not the image's {ref_for}: their contours were not rasterised "
+                 "(they would land in the wrong place)")
+            for r in rois:
+                if r.frame_of_reference_uid in bad_for:
+                    r.contours = []
+                    r.geometric_type = ""
+    first = headers[0] if headers else (sel.rtstruct.ds if sel.rtstruct else doses[0].files[0].ds)
+    attrs = {
+        "patient_name": str(first.get("PatientName", "") or ""),
+        "patient_id": str(first.get("PatientID", "") or ""),
+        "study_uid": str(first.get("StudyInstanceUID", "") or ""),
+        "series_uid": str(first.get("SeriesInstanceUID", "") or "") if headers else "",
+        "series_description": str(first.get("SeriesDescription", "") or "") if headers else "",
+        "modality": image_vol.modality if (image_vol is not None and reference == "image") else "",
+        "frame_of_reference_uid": grid.frame_of_reference_uid,
+        "patient_position": str(first.get("PatientPosition", "") or "") if headers else "",
+        "reference_grid": reference,
+        "slice_thickness": float(grid.slice_thickness),
+        "source_folder": str(Path(folder).resolve()),
+        "dose_summation": "+".join(d.summation_type for d in doses),
+        "dose_units": "/".join(sorted({d.units for d in doses})),
+    }
+    attrs["notes"] = notes
+    source = {
+        "folder": Path(folder).resolve(),
+        "image_files": [f.path for f in image_vol.files] if image_vol is not None else [],
+        "rtstruct": sel.rtstruct.path if sel.rtstruct else None,
+        "rtstruct_ds": sel.rtstruct.ds if sel.rtstruct else None,
+        "rtdoses": [d.path for d in sel.rtdoses],
+        "rtplan": sel.rtplan.path if sel.rtplan else None,
+        "layout": image_vol.layout if image_vol is not None else None,
+    }
+    study = Study(grid, image=image, dose=dose, rois=rois, attrs=attrs, image_headers=headers, source=source)
+    for n in notes:
+        if n.startswith("summed") or "found; using" in n:
+            warn(n)
+    return study

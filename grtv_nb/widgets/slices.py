@@ -1,0 +1,283 @@
+"""SliceViewer: axial, coronal and sagittal planes of a study with window/level presets, ROI
+overlays, dose wash and isodose lines, a position/HU/dose readout and linked crosshairs.
+
+Slices are rendered on the kernel side by :mod:`grtv_nb.widgets.render` and sent as PNG bytes to
+a canvas updated in place (no figure redraw); the canvas sends clicks, hover, wheel and arrow-key
+steps back.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+
+from ..errors import ValidationError
+from . import render as R
+from ._base import RoiLegend, RoiState, StaticPNGMixin, make_canvas, on_canvas_event, set_canvas
+
+_SLICE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
+class SliceViewer(StaticPNGMixin, W.VBox):
+    """Three orthogonal planes of a study with overlays and linked crosshairs.
+
+    Parameters
+    ----------
+    study : Study or xarray.Dataset
+        See :class:`grtv_nb.widgets.render.StudyArrays`.
+    roi_state : RoiState, optional
+        Shared ROI selection (pass the same one to other views to link them).
+    size : int
+        Display size (px) of the largest physical extent among the three planes; all planes
+        share one mm-per-pixel scale.
+    preset : str
+        Initial window/level preset (see :data:`grtv_nb.widgets.render.PRESETS`).
+    legend : bool
+        Show the ROI legend next to the planes (the dashboard shows its own).
+    planes : sequence of str
+        Planes to show.
+    """
+
+    def __init__(
+        self,
+        study: Any,
+        *,
+        roi_state: RoiState | None = None,
+        size: int = 320,
+        preset: str = "soft tissue",
+        legend: bool = True,
+        planes: tuple[str, ...] = R.PLANES,
+    ):
+        self.arrays = study if isinstance(study, R.StudyArrays) else R.StudyArrays(study)
+        a = self.arrays
+        for p in planes:
+            if p not in R.PLANES:
+                raise ValidationError(f"planes: unknown plane {p!r} (use {R.PLANES})")
+        self.planes = tuple(planes)
+        self.roi_state = roi_state or RoiState(a.roi_names, a.roi_colors)
+        self.geoms = {p: R.plane_geometry(a, p) for p in R.PLANES}
+        ext = max(max(g.size_mm) for g in self.geoms.values())
+        self._scale = size / ext  # px per mm on screen
+        self.index = {p: a.shape[_SLICE_AXIS[p]] // 2 for p in R.PLANES}
+        self._updating = False
+
+        # --- controls --------------------------------------------------------------------
+        ct_like = a.image is not None and a.image_range[0] < -500
+        if preset not in R.PRESETS:
+            raise ValidationError(f"preset must be one of {list(R.PRESETS)}, got {preset!r}")
+        if ct_like or a.image is None:
+            win, lev = R.PRESETS[preset]
+        else:  # MR or other: window from the data range
+            lo, hi = np.percentile(a.image[:: max(1, a.shape[0] // 16)], [1, 99])
+            win, lev, preset = float(max(hi - lo, 1)), float((hi + lo) / 2), "custom"
+        lo_r, hi_r = (-1100.0, 3000.0) if ct_like or a.image is None else a.image_range
+        self.preset = W.Dropdown(options=list(R.PRESETS) + ["custom"], value=preset, description="Preset")
+        self.window = W.FloatSlider(value=win, min=1, max=max(4000.0, hi_r - lo_r), step=1, description="Window",
+                                    continuous_update=True)
+        self.level = W.FloatSlider(value=lev, min=min(-1000.0, lo_r), max=max(2000.0, hi_r), step=1,
+                                   description="Level", continuous_update=True)
+        self.roi_mode = W.ToggleButtons(options=["outline", "filled"], value="outline", description="ROIs",
+                                        style={"button_width": "70px"})
+        self.roi_opacity = W.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="ROI opacity")
+        has_dose = a.dose is not None
+        dmax = a.dose_max if has_dose else 1.0
+        self.show_dose = W.Checkbox(value=has_dose, description="Dose wash", indent=False, disabled=not has_dose)
+        self.dose_threshold = W.FloatSlider(value=round(0.1 * dmax, 2), min=0, max=round(dmax, 2),
+                                            step=round(dmax / 200, 3) or 0.01, description="Threshold Gy")
+        self.dose_opacity = W.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="Dose opacity")
+        default_levels = ", ".join(f"{dmax * f:.1f}" for f in (0.5, 0.8, 0.95)) if has_dose else ""
+        self.isodose = W.Text(value=default_levels, description="Isodose Gy", continuous_update=False)
+        self.crosshair = W.Checkbox(value=True, description="Crosshairs", indent=False)
+        self.readout = W.HTML(value="<i>click a slice for position, HU and dose</i>")
+        self.readout.add_class("grtv-readout")
+
+        self.canvases: dict[str, W.DOMWidget] = {}
+        self.sliders: dict[str, W.IntSlider] = {}
+        cols = []
+        for p in self.planes:
+            n = a.shape[_SLICE_AXIS[p]]
+            cv = make_canvas(p)
+            sl = W.IntSlider(value=self.index[p], min=0, max=max(n - 1, 0), description=p[:3],
+                             continuous_update=True, disabled=n <= 1,
+                             layout=W.Layout(width=f"{max(self._disp(p)[0], 200)}px"))
+            sl.add_class(f"grtv-slider-{p}")
+            sl.observe(lambda ch, p=p: self._on_slider(p, ch["new"]), "value")
+            on_canvas_event(cv, lambda msg, p=p: self._on_canvas(p, msg))
+            self.canvases[p], self.sliders[p] = cv, sl
+            cols.append(W.VBox([cv, sl], layout=W.Layout(align_items="center", margin="0 6px 0 0")))
+
+        for w in (self.window, self.level):
+            w.observe(self._on_wl, "value")
+        self.preset.observe(self._on_preset, "value")
+        for w in (self.roi_mode, self.roi_opacity, self.show_dose, self.dose_threshold, self.dose_opacity,
+                  self.isodose, self.crosshair):
+            w.observe(lambda _c: self.refresh(), "value")
+        self.roi_state.observe(lambda _c: self.refresh(), ["visible", "highlight"])
+
+        dose_box = [self.show_dose, self.dose_threshold, self.dose_opacity, self.isodose] if has_dose else []
+        roi_box = [self.roi_mode, self.roi_opacity] if a.roi_names else []
+        controls = W.VBox([self.preset, self.window, self.level, *roi_box, *dose_box, self.crosshair],
+                          layout=W.Layout(min_width="300px"))
+        self.legend = RoiLegend(self.roi_state) if legend and a.roi_names else None
+        side = [controls] + ([self.legend] if self.legend is not None else [])
+        super().__init__([W.HBox(cols), W.HBox(side), self.readout])
+        self.add_class("grtv-slice-viewer")
+        self.refresh()
+
+    # ------------------------------------------------------------------------------------------
+    def _disp(self, p: str) -> tuple[int, int]:
+        h_mm, w_mm = self.geoms[p].size_mm
+        return max(2, int(round(w_mm * self._scale))), max(2, int(round(h_mm * self._scale)))
+
+    def options(self, plane: str) -> R.RenderOptions:
+        """The render options the controls currently describe, for ``plane``."""
+        a = self.arrays
+        visible = set(self.roi_state.visible)
+        rois = [i for i, n in enumerate(a.roi_names) if n in visible]
+        hl = a.roi_names.index(self.roi_state.highlight) if self.roi_state.highlight in a.roi_names else None
+        cross = None
+        if self.crosshair.value:
+            g = self.geoms[plane]
+            ra, ca, _ = R._PLANE_AXES[plane]
+            axis_plane = {0: "axial", 1: "coronal", 2: "sagittal"}
+            cross = (g.display_row(self.index[axis_plane[ra]]), g.display_col(self.index[axis_plane[ca]]))
+        return R.RenderOptions(
+            window=self.window.value,
+            level=self.level.value,
+            rois=rois,
+            roi_mode=self.roi_mode.value,
+            roi_opacity=self.roi_opacity.value,
+            highlight=hl,
+            show_dose=self.show_dose.value,
+            dose_threshold=self.dose_threshold.value,
+            dose_opacity=self.dose_opacity.value,
+            isodose_levels=self._levels(),
+            crosshair=cross,
+        )
+
+    def _levels(self) -> tuple[float, ...]:
+        out = []
+        for tok in self.isodose.value.replace(";", ",").split(","):
+            tok = tok.strip()
+            if not tok:
+                continue
+            try:
+                out.append(float(tok))
+            except ValueError:
+                continue  # half-typed text: ignore the token
+        return tuple(out)
+
+    def render(self, plane: str) -> np.ndarray:
+        """RGB image (uint8) of ``plane`` at its current index with the current options."""
+        return R.render_slice(self.arrays, self.geoms[plane], self.index[plane], self.options(plane))
+
+    def refresh(self, planes: tuple[str, ...] | None = None) -> None:
+        """Re-render the given planes (default all) and push them to the browser."""
+        for p in planes or self.planes:
+            w, h = self._disp(p)
+            set_canvas(self.canvases[p], R.encode_png(self.render(p)), w, h, self.index[p])
+
+    def set_index(self, plane: str, index: int) -> None:
+        """Show slice ``index`` of ``plane`` (clipped to the volume)."""
+        n = self.arrays.shape[_SLICE_AXIS[plane]]
+        index = int(np.clip(index, 0, n - 1))
+        if index == self.index[plane]:
+            return
+        self.index[plane] = index
+        if plane in self.sliders and self.sliders[plane].value != index:
+            self._updating = True
+            try:
+                self.sliders[plane].value = index
+            finally:
+                self._updating = False
+        self.refresh(self.planes if self.crosshair.value else (plane,))
+
+    # -- events ----------------------------------------------------------------------------
+    def _on_slider(self, plane: str, value: int) -> None:
+        if not self._updating:
+            self.set_index(plane, value)
+
+    def _on_wl(self, _change=None) -> None:
+        if not self._updating:
+            cur = R.PRESETS.get(self.preset.value)
+            if cur is None or cur != (self.window.value, self.level.value):
+                self._updating = True
+                self.preset.value = "custom"
+                self._updating = False
+        self.refresh()
+
+    def _on_preset(self, change) -> None:
+        if self._updating or change["new"] not in R.PRESETS:
+            return
+        win, lev = R.PRESETS[change["new"]]
+        self._updating = True
+        try:
+            with self.window.hold_trait_notifications(), self.level.hold_trait_notifications():
+                self.window.value, self.level.value = win, lev
+        finally:
+            self._updating = False
+        self.refresh()
+
+    def _on_canvas(self, plane: str, msg: dict) -> None:
+        ev = msg.get("event")
+        if ev == "step":
+            self.set_index(plane, self.index[plane] + int(msg.get("delta", 0)))
+        elif ev in ("click", "hover"):
+            ijk = self.arrays.voxel_at(plane, self.index[plane], int(msg["row"]), int(msg["col"]), self.geoms[plane])
+            self.show_probe(ijk)
+            if ev == "click":
+                self.goto(ijk)
+
+    def goto(self, ijk: tuple[int, int, int]) -> None:
+        """Move all planes (and crosshairs) to voxel ``ijk`` = (iz, iy, ix)."""
+        for p, ax in _SLICE_AXIS.items():
+            self.index[p] = int(ijk[ax])
+            if p in self.sliders:
+                self._updating = True
+                try:
+                    self.sliders[p].value = int(ijk[ax])
+                finally:
+                    self._updating = False
+        self.refresh()
+
+    def probe(self, ijk: tuple[int, int, int]) -> dict[str, Any]:
+        """Position (mm), HU, dose and ROIs at voxel ``ijk``."""
+        return self.arrays.probe(ijk)
+
+    def show_probe(self, ijk: tuple[int, int, int]) -> None:
+        info = self.probe(ijk)
+        x, y, z = info["xyz_mm"]
+        parts = [f"x {x:.1f}, y {y:.1f}, z {z:.1f} mm"]
+        if info["hu"] is not None:
+            parts.append(f"HU {info['hu']:.0f}")
+        if info["dose"] is not None:
+            parts.append(f"dose {info['dose']:.2f} Gy")
+        if info["rois"]:
+            parts.append("in " + ", ".join(html.escape(r) for r in info["rois"]))
+        self.readout.value = " &nbsp;|&nbsp; ".join(parts)
+
+    # -- static picture --------------------------------------------------------------------
+    def to_png_bytes(self) -> bytes:
+        """The shown planes side by side at their display scale, as PNG bytes."""
+        return R.encode_png(self.composite(), compress_level=6)
+
+    def composite(self) -> np.ndarray:
+        """The shown planes side by side (RGB uint8), each resized to its on-screen size."""
+        tiles = []
+        for p in self.planes:
+            rgb = self.render(p)
+            w, h = self._disp(p)
+            ri = (np.arange(h) * rgb.shape[0] // h).clip(0, rgb.shape[0] - 1)
+            ci = (np.arange(w) * rgb.shape[1] // w).clip(0, rgb.shape[1] - 1)
+            tiles.append(rgb[ri[:, None], ci[None, :]])
+        hmax = max(t.shape[0] for t in tiles)
+        gap = np.full((hmax, 6, 3), 255, np.uint8)
+        padded = []
+        for t in tiles:
+            pad = np.full((hmax, t.shape[1], 3), 255, np.uint8)
+            pad[: t.shape[0]] = t
+            padded += [pad, gap]
+        return np.concatenate(padded[:-1], axis=1)

@@ -1,0 +1,112 @@
+"""Test helper: load the TotalSegmentator NIfTI reference volumes (and its small DICOM CT) into
+xarray DataArrays in grtv_nb's canonical frame (x to patient left, y posterior, z superior; DICOM
+LPS; coordinates increasing; array order [z, y, x]).
+
+NIfTI world coordinates are RAS: LPS = (-R, -A, S). Only axis-aligned affines are handled (enough
+for the reference files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TS = DATA / "totalsegmentator-example"
+
+# TotalSegmentator `total` label indices (label_map_total.tsv)
+TS_LABELS = {
+    "llung": (10, 11),
+    "rlung": (12, 13, 14),
+    "spinal_cord": (79,),
+    "liver": (5,),
+    "lkidney": (3,),
+    "rkidney": (2,),
+    "stomach": (6,),
+}
+
+
+def load_nifti_lps(path: Path | str, dtype=None, name: str = "image") -> xr.DataArray:
+    """Read a NIfTI file into a DataArray (z, y, x) with LPS coordinates (mm) increasing."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    aff = img.affine
+    data = np.asanyarray(img.dataobj)
+    if dtype is not None:
+        data = data.astype(dtype)
+    # permutation: for each array axis, which world axis it runs along
+    m = aff[:3, :3]
+    world_axis = np.argmax(np.abs(m), axis=0)  # array axis i -> world axis
+    if sorted(world_axis.tolist()) != [0, 1, 2]:
+        raise ValueError(f"{path}: affine is not axis-aligned")
+    sign_lps = np.array([-1.0, -1.0, 1.0])  # RAS -> LPS
+    coords = {}
+    order = [None, None, None]  # world axis -> array axis
+    for i in range(3):
+        w = world_axis[i]
+        n = data.shape[i]
+        c = (m[w, i] * np.arange(n) + aff[w, 3]) * sign_lps[w]
+        if c[-1] < c[0]:
+            data = np.flip(data, axis=i)
+            c = c[::-1]
+        coords["xyz"[w]] = c
+        order[w] = i
+    data = np.ascontiguousarray(np.transpose(data, (order[2], order[1], order[0])))
+    return xr.DataArray(
+        data, dims=("z", "y", "x"), coords={"z": coords["z"], "y": coords["y"], "x": coords["x"]}, name=name
+    )
+
+
+def ts_ct(full: bool = True) -> xr.DataArray:
+    """The TotalSegmentator example CT (full 112 slices, or the 30-slice crop) as int16 HU."""
+    f = "example_ct.nii.gz" if full else "example_ct_sm.nii.gz"
+    da = load_nifti_lps(TS / f, dtype=np.int16)
+    da.attrs["modality"] = "CT"
+    return da
+
+
+def ts_labels(full: bool = True) -> xr.DataArray:
+    """The `total` label map matching :func:`ts_ct` (force_split for the full CT)."""
+    f = "example_seg_fast_force_split.nii.gz" if full else "example_seg.nii.gz"
+    return load_nifti_lps(TS / f, dtype=np.uint8, name="labels")
+
+
+def ts_reference(labels: xr.DataArray, organ: str) -> np.ndarray:
+    return np.isin(labels.values, TS_LABELS[organ])
+
+
+def ts_dicom_ct() -> xr.DataArray:
+    """The 20-slice JPEG2000 DICOM CT of the example, read with pydicom (HFS, axial), canonical."""
+    import pydicom
+
+    files = sorted((TS / "example_ct_dicom").iterdir())
+    dss = [pydicom.dcmread(f) for f in files if f.is_file()]
+    dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    ds0 = dss[0]
+    ori = np.array(ds0.ImageOrientationPatient, dtype=float)
+    if not np.allclose(ori, [1, 0, 0, 0, 1, 0]):
+        raise ValueError("expected an HFS axial series")
+    vol = np.stack(
+        [d.pixel_array.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in dss]
+    )
+    dy, dx = (float(v) for v in ds0.PixelSpacing)
+    x0, y0 = float(ds0.ImagePositionPatient[0]), float(ds0.ImagePositionPatient[1])
+    x = x0 + dx * np.arange(vol.shape[2])
+    y = y0 + dy * np.arange(vol.shape[1])
+    z = np.array([float(d.ImagePositionPatient[2]) for d in dss])
+    da = xr.DataArray(np.rint(vol).astype(np.int16), dims=("z", "y", "x"), coords={"z": z, "y": y, "x": x})
+    da.attrs["modality"] = "CT"
+    return da
+
+
+def ts_dicom_labels() -> xr.DataArray:
+    return load_nifti_lps(TS / "example_seg_dicom.nii.gz", dtype=np.uint8, name="labels")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, bool)
+    b = np.asarray(b, bool)
+    s = a.sum() + b.sum()
+    return float(2.0 * np.logical_and(a, b).sum() / s) if s else 1.0
