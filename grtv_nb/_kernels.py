@@ -40,24 +40,34 @@ def separable(vol, out, z0, z1, wz, vz, y0, y1, wy, vy, x0, x1, wx, vx, fill, is
     """Trilinear sampling of ``vol`` on the tensor grid given by per-axis tables.
 
     For output index ``o`` along an axis: input taps ``i0[o]``, ``i1[o]``, weight ``w[o]`` of
-    ``i1`` and ``valid[o]`` (False: the output takes ``fill``). Rows are processed z, then y
-    blended into a float32 row buffer, then x; taps with weight 0 are skipped.
+    ``i1`` and ``valid[o]`` (False: the output takes ``fill``). Each output row blends its (up
+    to 4) input rows along z and y into a float32 row buffer (taps of weight 0 skipped), then
+    interpolates along x into a second buffer, which is rounded/clipped/cast in one vector loop.
     """
     nzo, nyo, nxo = out.shape
     nxi = vol.shape[2]
     nrows = nzo * nyo
     nblocks = min(nrows, 64)
-    fill_v = _store(fill, is_int, lo, hi)
+    fill_v = np.float32(_store(fill, is_int, lo, hi))
+    lo32 = np.float32(lo)
+    hi32 = np.float32(hi)
+    half = np.float32(0.5)
+    all_vx = True
+    for ox in range(nxo):
+        if not vx[ox]:
+            all_vx = False
     for b in prange(nblocks):
         r_start = b * nrows // nblocks
         r_end = (b + 1) * nrows // nblocks
         row = np.empty(nxi, np.float32)
+        orow = np.empty(nxo, np.float32)
         for r in range(r_start, r_end):
             oz = r // nyo
             oy = r - oz * nyo
+            o = out[oz, oy]
             if not (vz[oz] and vy[oy]):
                 for ox in range(nxo):
-                    out[oz, oy, ox] = fill_v
+                    o[ox] = fill_v
                 continue
             tz = wz[oz]
             ty = wy[oy]
@@ -87,12 +97,21 @@ def separable(vol, out, z0, z1, wz, vz, y0, y1, wy, vy, x0, x1, wx, vx, fill, is
                         q = q + (np.float32(b1[i]) - q) * ty
                         row[i] = p + (q - p) * tz
             for ox in range(nxo):
-                if vx[ox]:
-                    p = row[x0[ox]]
-                    v = p + (row[x1[ox]] - p) * wx[ox]
-                    out[oz, oy, ox] = _store(v, is_int, lo, hi)
-                else:
-                    out[oz, oy, ox] = fill_v
+                p = row[x0[ox]]
+                orow[ox] = p + (row[x1[ox]] - p) * wx[ox]
+            if not all_vx:
+                for ox in range(nxo):
+                    if not vx[ox]:
+                        orow[ox] = fill_v
+            if is_int:
+                for ox in range(nxo):
+                    v = orow[ox]
+                    v = v if v == v else np.float32(0.0)
+                    v = min(max(v, lo32), hi32)
+                    o[ox] = v + half if v >= 0 else v - half
+            else:
+                for ox in range(nxo):
+                    o[ox] = orow[ox]
 
 
 @nb.njit(inline="always")
@@ -148,6 +167,9 @@ def _trilinear(vol, sz, sy, sx, fill):
     return c0 + (c1 - c0) * tz
 
 
+_TILE_X = 64
+
+
 @nb.njit(parallel=True, **_OPTS)
 def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode, thr, on_val, fill,
          is_int, lo, hi):
@@ -158,10 +180,23 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
     ``bXi[i] .. bXi[i] + 3`` with weights ``bXw[i, 0:4]``. ``box = (z0, z1, y0, y1, x0, x1)``
     (half-open); outputs outside it are not touched. ``mode`` 0: linear; 1: linear then
     ``on_val if v >= thr else 0`` (binary labels); 2: nearest. Samples outside take ``fill``.
+
+    Work is split in tiles of one output slice by ``_TILE_X`` columns (all rows), so the input
+    a tile reads stays in cache even when the rotation tilts rows across many input slices.
     """
-    cz, cy, cx = ctrl.shape[0], ctrl.shape[1], ctrl.shape[2]
+    cy, cx = ctrl.shape[1], ctrl.shape[2]
     nz, ny, nx = vol.shape
-    for z in prange(box[0], box[1]):
+    z0b, z1b, y0b, y1b, x0b, x1b = box[0], box[1], box[2], box[3], box[4], box[5]
+    nxt = (x1b - x0b + _TILE_X - 1) // _TILE_X
+    ntiles = (z1b - z0b) * nxt
+    m00, m01, m02 = m[0, 0], m[0, 1], m[0, 2]
+    m10, m11, m12 = m[1, 0], m[1, 1], m[1, 2]
+    m20, m21, m22 = m[2, 0], m[2, 1], m[2, 2]
+    c0, c1, c2 = c[0], c[1], c[2]
+    for tile in prange(ntiles):
+        z = z0b + tile // nxt
+        xa = x0b + (tile % nxt) * _TILE_X
+        xb = min(xa + _TILE_X, x1b)
         slab = np.zeros((cy, cx, 3), np.float64)
         rowc = np.zeros((cx, 3), np.float64)
         if has_def:
@@ -172,23 +207,23 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                     for i in range(cx):
                         for d in range(3):
                             slab[j, i, d] += w * ctrl[k0 + k, j, i, d]
-        pz = z - c[0]
-        for y in range(box[2], box[3]):
+        pz = z - c0
+        for y in range(y0b, y1b):
             if has_def:
                 j0 = byi[y]
                 for i in range(cx):
                     for d in range(3):
                         rowc[i, d] = (byw[y, 0] * slab[j0, i, d] + byw[y, 1] * slab[j0 + 1, i, d]
                                       + byw[y, 2] * slab[j0 + 2, i, d] + byw[y, 3] * slab[j0 + 3, i, d])
-            py = y - c[1]
-            bz = m[0, 0] * pz + m[0, 1] * py + c[0]
-            by = m[1, 0] * pz + m[1, 1] * py + c[1]
-            bx = m[2, 0] * pz + m[2, 1] * py + c[2]
-            for x in range(box[4], box[5]):
-                px = x - c[2]
-                sz = bz + m[0, 2] * px
-                sy = by + m[1, 2] * px
-                sx = bx + m[2, 2] * px
+            py = y - c1
+            bz = m00 * pz + m01 * py + c0
+            by = m10 * pz + m11 * py + c1
+            bx = m20 * pz + m21 * py + c2
+            for x in range(xa, xb):
+                px = x - c2
+                sz = bz + m02 * px
+                sy = by + m12 * px
+                sx = bx + m22 * px
                 if has_def:
                     i0 = bxi[x]
                     w0 = bxw[x, 0]

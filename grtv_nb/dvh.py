@@ -293,9 +293,7 @@ def _iter_masks(masks: MaskSource, roi_names: Sequence[str] | None) -> Iterable[
             return
         if masks.ndim == 4:
             if roi_names is not None and len(roi_names) != masks.shape[0]:
-                raise ValidationError(
-                    f"roi_names has {len(roi_names)} names but masks has {masks.shape[0]} ROIs"
-                )
+                raise ValidationError(f"roi_names has {len(roi_names)} names but masks has {masks.shape[0]} ROIs")
             for i in range(masks.shape[0]):
                 yield (str(roi_names[i]) if roi_names else f"roi{i}"), masks[i]
             return
@@ -433,14 +431,10 @@ def compute_dvh(
     -------
     DVHResult
     """
-    bin_width = float(bin_width)
-    if not (0 < bin_width <= 0.01 + 1e-12):
-        raise ValidationError(f"bin_width must be > 0 and at most 0.01 Gy (1 cGy), got {bin_width}")
+    opts = _stat_options(bin_width, prescription_gy, dose_pct, dose_cc, volume_gy, volume_pct_rx)
     ss = int(supersample)
     if ss < 1 or ss != supersample:
         raise ValidationError(f"supersample must be a positive integer, got {supersample!r}")
-    if volume_pct_rx and not (prescription_gy and prescription_gy > 0):
-        raise ValidationError("volume_pct_rx needs a positive prescription_gy")
     d = _check_dose(dose, grid)
     vv = np.asarray(grid.voxel_volumes_cc(), dtype=np.float64)
     uniform = bool(np.all(np.abs(vv - vv[0]) <= 1e-9 * vv[0]))
@@ -451,9 +445,7 @@ def compute_dvh(
             raise ValidationError(f"ROI name {name!r} appears twice")
         names.append(name)
         vox.append(_roi_voxels(d, _as_bool_mask(m, name, d.shape), vv, uniform, ss, grid))
-    return _histograms(
-        names, vox, bin_width, prescription_gy, dose_pct, dose_cc, volume_gy, volume_pct_rx
-    )
+    return _histograms(names, vox, **opts)
 
 
 def _histograms(
@@ -578,32 +570,43 @@ def compute_dvh_on_dose_grid(
         raise ValidationError("contours must be a mapping ROI name -> list of (N, 3) arrays")
     d = _check_dose(dose, dose_grid)
     if ss == 1:
+
         def masks(name: str) -> np.ndarray:
             return np.asarray(rasterize(list(contours[name]), dose_grid), dtype=bool)
 
         return compute_dvh(d, dose_grid, masks, roi_names=list(contours), **kwargs)
 
     # supersampled: per ROI, a fine in-plane sub-grid over the contour bounding box
-    kwargs.pop("roi_names", None)
+    opts = _stat_options(**kwargs)
     vv = np.asarray(dose_grid.voxel_volumes_cc(), dtype=np.float64)
     names: list[str] = []
     vox: list[_Voxels] = []
     for name, cs in contours.items():
         names.append(str(name))
         vox.append(_fine_roi_voxels(d, dose_grid, list(cs), rasterize, ss, vv))
-    opts = {k: kwargs[k] for k in ("prescription_gy", "dose_pct", "dose_cc", "volume_gy", "volume_pct_rx") if k in kwargs}
-    bw = float(kwargs.get("bin_width", 0.01))
-    if not (0 < bw <= 0.01 + 1e-12):
-        raise ValidationError(f"bin_width must be > 0 and at most 0.01 Gy (1 cGy), got {bw}")
-    return _histograms(
-        names,
-        vox,
-        bw,
-        opts.get("prescription_gy"),
-        opts.get("dose_pct", DEFAULT_DOSE_PCT),
-        opts.get("dose_cc", ()),
-        opts.get("volume_gy", ()),
-        opts.get("volume_pct_rx", ()),
+    return _histograms(names, vox, **opts)
+
+
+def _stat_options(
+    bin_width: float = 0.01,
+    prescription_gy: float | None = None,
+    dose_pct: Sequence[float] = DEFAULT_DOSE_PCT,
+    dose_cc: Sequence[float] = (),
+    volume_gy: Sequence[float] = (),
+    volume_pct_rx: Sequence[float] = (),
+) -> dict[str, Any]:
+    bin_width = float(bin_width)
+    if not (0 < bin_width <= 0.01 + 1e-12):
+        raise ValidationError(f"bin_width must be > 0 and at most 0.01 Gy (1 cGy), got {bin_width}")
+    if volume_pct_rx and not (prescription_gy and prescription_gy > 0):
+        raise ValidationError("volume_pct_rx needs a positive prescription_gy")
+    return dict(
+        w=bin_width,
+        rx=prescription_gy,
+        dose_pct=dose_pct,
+        dose_cc=dose_cc,
+        volume_gy=volume_gy,
+        volume_pct_rx=volume_pct_rx,
     )
 
 
@@ -624,8 +627,12 @@ def _fine_roi_voxels(
     fx = grid.x[0] + _fine_offsets(x1 - x0, ss, x0) * grid.dx
     fy = grid.y[0] + _fine_offsets(y1 - y0, ss, y0) * grid.dy
     fine = Grid(
-        x=fx, y=fy, z=grid.z, direction=grid.direction,
-        frame_of_reference_uid=grid.frame_of_reference_uid, slice_thickness=grid.slice_thickness,
+        x=fx,
+        y=fy,
+        z=grid.z,
+        direction=grid.direction,
+        frame_of_reference_uid=grid.frame_of_reference_uid,
+        slice_thickness=grid.slice_thickness,
     )
     m = np.asarray(rasterize(pts, fine), dtype=bool)
     if m.shape != fine.shape:

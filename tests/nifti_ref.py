@@ -79,10 +79,16 @@ def ts_reference(labels: xr.DataArray, organ: str) -> np.ndarray:
 
 def ts_dicom_ct() -> xr.DataArray:
     """The 20-slice JPEG2000 DICOM CT of the example, read with pydicom (HFS, axial), canonical."""
+    return read_ct_folder(TS / "example_ct_dicom")
+
+
+def read_ct_folder(folder: Path | str, pattern: str = "*") -> xr.DataArray:
+    """An axial HFS CT series (one folder) read with pydicom alone, in the canonical frame."""
     import pydicom
 
-    files = sorted((TS / "example_ct_dicom").iterdir())
+    files = sorted(Path(folder).glob(pattern))
     dss = [pydicom.dcmread(f) for f in files if f.is_file()]
+    dss = [d for d in dss if getattr(d, "Modality", "CT") == "CT" and "PixelData" in d]
     dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
     ds0 = dss[0]
     ori = np.array(ds0.ImageOrientationPatient, dtype=float)

@@ -194,3 +194,71 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     if not grid.axis_aligned:
         notes.append("oblique series: coordinates are along the image axes (see Grid.direction)")
     return ImageVolume(layout.to_canonical(stack), grid, layout, modality, files, notes)
+
+
+def build_image_slice(
+    pixels: np.ndarray,
+    *,
+    ps,
+    series_uid: str,
+    sop_uid: str,
+    position: np.ndarray,
+    orientation: np.ndarray,
+    pixel_spacing: tuple[float, float],
+    slice_thickness: float,
+    instance_number: int,
+    modality: str = "CT",
+    patient_position: str = "HFS",
+    series_description: str = "",
+    rescale_intercept: float = -1024.0,
+) -> pydicom.Dataset:
+    """A single-frame CT (or MR) image dataset. ``pixels`` (rows, cols) are the stored values
+    in real units (HU for CT); they are written with the given rescale intercept and slope 1."""
+    from .common import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, base_dataset, ds_list, ds_str
+
+    sop_class = CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE
+    ds = base_dataset(sop_class, sop_uid, modality, ps, series_uid=series_uid,
+                      series_description=series_description)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.FrameOfReferenceUID = ps.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.PatientPosition = patient_position
+    ds.InstanceNumber = instance_number
+    ds.AcquisitionNumber = 1
+    ds.ImagePositionPatient = ds_list(position, 4)
+    ds.ImageOrientationPatient = ds_list(orientation, 6)
+    ds.PixelSpacing = ds_list(pixel_spacing, 6)
+    ds.SliceThickness = ds_str(slice_thickness, 4)
+    ds.SliceLocation = ds_str(float(position[2]), 4)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    if modality == "CT":
+        ds.KVP = "120"
+        ds.RescaleIntercept = ds_str(rescale_intercept)
+        ds.RescaleSlope = "1"
+        ds.RescaleType = "HU"
+        stored = np.rint(np.asarray(pixels, dtype=np.float64) - rescale_intercept)
+        if stored.min() >= 0 and stored.max() <= 65535:
+            ds.PixelRepresentation = 0
+            arr = stored.astype(np.uint16)
+        else:
+            ds.PixelRepresentation = 1
+            arr = np.clip(stored, -32768, 32767).astype(np.int16)
+        ds.WindowCenter = "40"
+        ds.WindowWidth = "400"
+    else:
+        ds.ScanningSequence = "SE"
+        ds.SequenceVariant = "NONE"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = "2D"
+        ds.EchoTime = "10"
+        ds.EchoTrainLength = "1"
+        ds.RepetitionTime = "500"
+        ds.PixelRepresentation = 1
+        arr = np.asarray(pixels).astype(np.int16)
+    ds.PixelData = np.ascontiguousarray(arr).tobytes()
+    return ds

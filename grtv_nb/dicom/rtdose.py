@@ -109,3 +109,78 @@ def sum_doses(doses: list[DoseVolume], target: Grid) -> np.ndarray:
     for g, a in groups:
         total += resample_onto(a, g, target, fill=0.0)
     return total
+
+
+RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"
+
+
+def build_rtdose(
+    dose_gy: np.ndarray,
+    grid: Grid,
+    ps,
+    *,
+    sop_uid: str | None = None,
+    series_uid: str | None = None,
+    summation_type: str = "PLAN",
+    plan_uid: str | None = None,
+    series_number: int = 3,
+    comment: str = "",
+) -> pydicom.Dataset:
+    """Build an RT Dose dataset (uint32 pixels with DoseGridScaling, Gy) of a dose on ``grid``.
+
+    The grid's canonical axes become the dose's rows/columns/frames; GridFrameOffsetVector is written
+    in the relative form (first value 0). ``plan_uid`` adds a ReferencedRTPlanSequence: pass it only
+    when that plan is exported too.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.tag import Tag
+
+    from .common import base_dataset, ds_list, ds_str, new_uid
+
+    dose = np.asarray(dose_gy, dtype=np.float64)
+    if dose.shape != grid.shape:
+        raise ValueError(f"dose shape {dose.shape} != grid shape {grid.shape}")
+    sop_uid = sop_uid or new_uid()
+    ds = base_dataset(RTDOSE_SOP_CLASS, sop_uid, "RTDOSE", ps, series_uid=series_uid or new_uid(),
+                      series_number=series_number, series_description="grtv_nb dose")
+    ds.FrameOfReferenceUID = ps.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.InstanceNumber = 1
+    origin = grid.to_patient_points(np.array([[grid.x[0], grid.y[0], grid.z[0]]]))[0]
+    ds.ImagePositionPatient = ds_list(origin, 4)
+    ds.ImageOrientationPatient = ds_list(np.concatenate([grid.direction[:, 0], grid.direction[:, 1]]), 6)
+    ds.PixelSpacing = ds_list([grid.dy, grid.dx], 6)
+    if len(grid.z) > 1:
+        ds.SliceThickness = ds_str(grid.dz, 4)
+    else:
+        ds.SliceThickness = ds_str(grid.slice_thickness or 1.0, 4)
+    ds.GridFrameOffsetVector = ds_list(grid.z - grid.z[0], 4)
+    ds.NumberOfFrames = len(grid.z)
+    ds.FrameIncrementPointer = Tag(0x3004, 0x000C)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(grid.shape[1]), int(grid.shape[2])
+    ds.BitsAllocated = 32
+    ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 0
+    dmax = float(dose.max()) if dose.size else 0.0
+    scaling = float(ds_str(dmax / 2.0e9, 12)) if dmax > 0 else 1.0
+    if scaling <= 0:
+        scaling = 1e-9
+    ds.DoseGridScaling = ds_str(scaling, 12) if len(ds_str(scaling, 12)) <= 16 else f"{scaling:.6e}"
+    scaling = float(ds.DoseGridScaling)
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = summation_type
+    if comment:
+        ds.DoseComment = comment[:64]
+    if plan_uid:
+        it = Dataset()
+        it.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.5"
+        it.ReferencedSOPInstanceUID = plan_uid
+        ds.ReferencedRTPlanSequence = Sequence([it])
+    pix = np.clip(np.rint(dose / scaling), 0, 2**32 - 1).astype(np.uint32)
+    ds.PixelData = np.ascontiguousarray(pix).tobytes()
+    return ds

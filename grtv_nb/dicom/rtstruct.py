@@ -80,6 +80,32 @@ def _color(v, i: int) -> tuple[int, int, int]:
     return default_color(i)
 
 
+_CONTOUR_DATA = 0x30060050
+
+
+def _contour_data(item: pydicom.Dataset) -> np.ndarray | None:
+    """ContourData as floats, parsed from the raw bytes when possible (pydicom's per-value DS
+    objects cost ~10 us each; a body contour set has 100 000 of them)."""
+    if _CONTOUR_DATA not in item:
+        return None
+    elem = item.get_item(_CONTOUR_DATA)
+    raw = getattr(elem, "value", None)
+    if isinstance(raw, bytes | bytearray):
+        raw = bytes(raw).strip(b"\x00 ")
+        if not raw:
+            return np.zeros(0)
+        try:
+            return np.array(raw.split(b"\\"), dtype="S").astype(np.float64)
+        except ValueError:
+            pass
+    data = item.ContourData
+    if data is None:
+        return None
+    if not isinstance(data, list | tuple | pydicom.multival.MultiValue):
+        data = [data]
+    return np.asarray([float(x) for x in data], dtype=np.float64)
+
+
 def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None) -> list[ROI]:
     """Read every ROI of an RTSTRUCT dataset (contours in patient mm)."""
     report = report or warn
@@ -117,10 +143,9 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
         kinds = set()
         for c in item.get("ContourSequence", []):
             gtype = str(c.get("ContourGeometricType", "CLOSED_PLANAR") or "CLOSED_PLANAR").upper()
-            data = c.get("ContourData")
-            if data is None:
+            pts = _contour_data(c)
+            if pts is None:
                 continue
-            pts = np.asarray([float(x) for x in data], dtype=np.float64)
             if pts.size % 3:
                 report(f"{source_name}: ROI '{roi.name}': a contour has {pts.size} coordinates (not a multiple of "
                        "3) and was ignored")
@@ -141,3 +166,119 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
             roi.roi_type = str(item.get("RTROIInterpretedType", "") or "").strip()
             roi.observation_label = str(item.get("ROIObservationLabel", "") or "")
     return [rois[n] for n in order]
+
+
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+@dataclass
+class ImageReference:
+    """The image series a structure set or dose refers to."""
+
+    series_uid: str
+    sop_class_uid: str
+    slices: list[tuple[float, str]]  # (position along the slice normal, SOPInstanceUID), sorted
+
+
+def build_rtstruct(
+    rois: list[ROI],
+    ps,
+    ref: ImageReference | None,
+    *,
+    sop_uid: str | None = None,
+    series_uid: str | None = None,
+    label: str = "grtv_nb",
+    series_number: int = 2,
+    decimals: int = 3,
+    normal: np.ndarray | None = None,
+) -> pydicom.Dataset:
+    """Build an RT Structure Set dataset.
+
+    Parameters
+    ----------
+    rois : list of ROI
+        ``contours`` (CLOSED_PLANAR, patient mm) and ``other_data`` (POINT) are written; loops with
+        fewer than 3 points are skipped. Coordinates are rounded to ``decimals`` so that every
+        decimal string fits 16 characters.
+    ps : PatientStudy
+        Patient/study identity and frame of reference.
+    ref : ImageReference or None
+        Referenced image series (ContourImageSequence items are matched by slice position).
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from .common import DETACHED_STUDY_MANAGEMENT, base_dataset, ds_list, new_uid
+
+    sop_uid = sop_uid or new_uid()
+    ds = base_dataset(RTSTRUCT_SOP_CLASS, sop_uid, "RTSTRUCT", ps, series_uid=series_uid or new_uid(),
+                      series_number=series_number, series_description=label)
+    ds.OperatorsName = ""
+    ds.StructureSetLabel = label[:16]
+    ds.StructureSetName = label[:64]
+    ds.StructureSetDate = ds.InstanceCreationDate
+    ds.StructureSetTime = ds.InstanceCreationTime
+    ds.FrameOfReferenceUID = ps.frame_of_reference_uid
+    normal = np.array([0.0, 0.0, 1.0]) if normal is None else np.asarray(normal, dtype=float)
+    slice_pos = np.array([s[0] for s in ref.slices]) if ref and ref.slices else np.zeros(0)
+
+    def image_item(uid: str) -> Dataset:
+        it = Dataset()
+        it.ReferencedSOPClassUID = ref.sop_class_uid  # type: ignore[union-attr]
+        it.ReferencedSOPInstanceUID = uid
+        return it
+
+    fr = Dataset()
+    fr.FrameOfReferenceUID = ps.frame_of_reference_uid
+    if ref is not None:
+        st = Dataset()
+        st.ReferencedSOPClassUID = DETACHED_STUDY_MANAGEMENT
+        st.ReferencedSOPInstanceUID = ps.study_uid
+        se = Dataset()
+        se.SeriesInstanceUID = ref.series_uid
+        se.ContourImageSequence = Sequence([image_item(u) for _, u in ref.slices])
+        st.RTReferencedSeriesSequence = Sequence([se])
+        fr.RTReferencedStudySequence = Sequence([st])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([fr])
+    ssroi, roic, obs = [], [], []
+    for i, roi in enumerate(rois):
+        a = Dataset()
+        a.ROINumber = int(roi.number)
+        a.ReferencedFrameOfReferenceUID = ps.frame_of_reference_uid
+        a.ROIName = roi.name
+        a.ROIGenerationAlgorithm = {"auto": "AUTOMATIC", "RTSTRUCT": "MANUAL"}.get(roi.source, "SEMIAUTOMATIC")
+        ssroi.append(a)
+        c = Dataset()
+        c.ROIDisplayColor = [int(x) for x in roi.color]
+        c.ReferencedROINumber = int(roi.number)
+        items = []
+        for kind, loops in (("CLOSED_PLANAR", roi.contours), ("POINT", roi.other_data)):
+            for loop in loops:
+                pts = np.asarray(loop, dtype=np.float64).reshape(-1, 3)
+                if kind == "CLOSED_PLANAR" and len(pts) < 3:
+                    continue
+                it = Dataset()
+                if slice_pos.size:
+                    pos = float(pts[:, :].mean(axis=0) @ normal)
+                    k = int(np.argmin(np.abs(slice_pos - pos)))
+                    if abs(slice_pos[k] - pos) < 0.5:
+                        it.ContourImageSequence = Sequence([image_item(ref.slices[k][1])])  # type: ignore[union-attr]
+                it.ContourGeometricType = kind if len(pts) > 1 or kind == "POINT" else "POINT"
+                it.NumberOfContourPoints = len(pts)
+                it.ContourData = ds_list(pts, decimals)
+                items.append(it)
+        if items:
+            c.ContourSequence = Sequence(items)
+        roic.append(c)
+        o = Dataset()
+        o.ObservationNumber = i + 1
+        o.ReferencedROINumber = int(roi.number)
+        o.ROIObservationLabel = roi.name[:16]
+        o.RTROIInterpretedType = roi.roi_type or "ORGAN"
+        o.ROIInterpreter = ""
+        obs.append(o)
+    ds.StructureSetROISequence = Sequence(ssroi)
+    ds.ROIContourSequence = Sequence(roic)
+    ds.RTROIObservationsSequence = Sequence(obs)
+    ds.ApprovalStatus = "UNAPPROVED"
+    return ds

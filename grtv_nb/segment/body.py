@@ -5,9 +5,7 @@ Method (on the ~2 mm working grid)
 1. Tissue = HU > -500 (fat, soft tissue and bone; air, lung and low-density foam are below).
 2. An axial opening with a 6 mm disk detaches thin structures touching the patient: couch shells,
    thermoplastic masks, cables, blankets.
-3. 3D connected components: the largest is the body; other components are kept only when they are
-   large (>= 15 % of it) and thick (in-plane half-thickness >= 15 mm on their median slice), e.g.
-   arms lying beside the trunk; thin boards (couch) never are.
+3. The largest 3D connected component is the body (as ``plastimatch segment`` does).
 4. The opening is undone inside the kept components (geodesic dilation by 8 mm within the
    thresholded tissue), so the skin surface is the threshold surface, not a smoothed one.
 5. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. Air that
@@ -20,7 +18,8 @@ Assumptions and failure modes
   (> -500 HU) mattress thicker than 12 mm whose contact with the skin is broad may keep part of it.
 - Immobilisation masks in contact with the skin survive within 8 mm of the skin (step 4).
 - Air cavities open to the outside in the slice plane (nostrils, mouth) stay outside.
-- Arms separated from the trunk are included only when thick and large (see 3).
+- Parts of the patient separated from the trunk by air over the whole scan (an arm lying apart)
+  are left out; an arm touching the trunk is included.
 """
 
 from __future__ import annotations
@@ -49,18 +48,7 @@ def _body_work(ctx: Context) -> np.ndarray:
     if n == 0:
         raise not_found("body", "no tissue above -500 HU")
     sizes = component_sizes(lab, n)
-    order = np.argsort(sizes)[::-1]
-    keep = [order[0] + 1]
-    for i in order[1:8]:
-        if sizes[i] < 0.15 * sizes[order[0]]:
-            break
-        comp = lab == i + 1
-        zs = np.nonzero(comp.any(axis=(1, 2)))[0]
-        k = zs[len(zs) // 2]
-        half = ndi.distance_transform_edt(comp[k], sampling=(dy, dx)).max()
-        if half >= 15.0:
-            keep.append(i + 1)
-    body = np.isin(lab, keep)
+    body = lab == int(np.argmax(sizes)) + 1
     if body.sum() * ctx.grid.voxel_cc < 20.0:
         raise not_found("body", "the largest tissue region is smaller than 20 cc")
     # undo the opening: geodesic dilation within the tissue, in-plane, a few steps

@@ -25,6 +25,7 @@ function render({ model, el }) {
   img.style.cursor = "crosshair";
   img.style.display = "block";
   img.style.background = "#000";
+  img.style.imageRendering = "pixelated";  // exact overlay colours when scaled
   el.appendChild(img);
   let url = null;
   const draw = () => {
@@ -161,7 +162,8 @@ def css_class(name: str) -> str:
 
 
 def hex_color(c) -> str:
-    return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
+    r, g, b = (int(v) for v in c[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 class RoiLegend(W.VBox):

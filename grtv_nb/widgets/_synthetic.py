@@ -32,7 +32,9 @@ def synthetic_dataset(
     img[body] = 30
     lungs = []
     for sx in (-1, 1):
-        lung = ((X - sx * 0.45 * ax) / (0.3 * ax)) ** 2 + ((Y + 0.05 * ay) / (0.6 * ay)) ** 2 + (Z / (0.9 * hz)) ** 2 <= 1
+        lung = (
+            ((X - sx * 0.45 * ax) / (0.3 * ax)) ** 2 + ((Y + 0.05 * ay) / (0.6 * ay)) ** 2 + (Z / (0.9 * hz)) ** 2
+        ) <= 1
         img[lung] = -800
         lungs.append(lung)
     spine = ((X / (0.1 * ax)) ** 2 + ((Y - 0.6 * ay) / (0.15 * ay)) ** 2 <= 1) & body
@@ -40,9 +42,14 @@ def synthetic_dataset(
     canal = ((X / (0.04 * ax)) ** 2 + ((Y - 0.6 * ay) / (0.06 * ay)) ** 2 <= 1) & body
     img[canal] = 40
     ptv = ((X - 0.1 * ax) / (0.18 * ax)) ** 2 + ((Y + 0.1 * ay) / (0.2 * ay)) ** 2 + (Z / (0.4 * hz)) ** 2 <= 1
-    rois = [("BODY", body, (0, 255, 0), "EXTERNAL"), ("PTV", ptv, (255, 0, 0), "PTV"),
-            ("Lung_L", lungs[1], (0, 0, 255), "ORGAN"), ("Lung_R", lungs[0], (255, 0, 255), "ORGAN"),
-            ("Spine", spine, (255, 255, 0), "ORGAN"), ("Canal", canal, (0, 255, 255), "ORGAN")]
+    rois = [
+        ("BODY", body, (0, 255, 0), "EXTERNAL"),
+        ("PTV", ptv, (255, 0, 0), "PTV"),
+        ("Lung_L", lungs[1], (0, 0, 255), "ORGAN"),
+        ("Lung_R", lungs[0], (255, 0, 255), "ORGAN"),
+        ("Spine", spine, (255, 255, 0), "ORGAN"),
+        ("Canal", canal, (0, 255, 255), "ORGAN"),
+    ]
     rng = np.random.default_rng(0)
     k = 0
     while len(rois) < n_rois:

@@ -86,9 +86,7 @@ class StudyArrays:
     def __init__(self, study: Any):
         ds = getattr(study, "ds", study)
         if not hasattr(ds, "data_vars") or not hasattr(ds, "coords"):
-            raise ValidationError(
-                f"study must be a grtv_nb Study or an xarray Dataset, got {type(study).__name__}"
-            )
+            raise ValidationError(f"study must be a grtv_nb Study or an xarray Dataset, got {type(study).__name__}")
         for ax in ("x", "y", "z"):
             if ax not in ds.coords:
                 raise ValidationError(f"study dataset has no coordinate {ax!r} (need x, y, z in mm)")
@@ -105,9 +103,7 @@ class StudyArrays:
         self.dose_max = float(np.nanmax(self.dose)) if self.dose is not None and self.dose.size else 0.0
         if self.dose is not None and not self.dose_max > 0:
             self.dose = None  # an all-zero dose shows nothing: treat as absent
-        self.image_range = (
-            (float(self.image.min()), float(self.image.max())) if self.image is not None else (0.0, 0.0)
-        )
+        self.image_range = (float(self.image.min()), float(self.image.max())) if self.image is not None else (0.0, 0.0)
         self.roi_names: list[str] = []
         self.roi_colors: list[tuple[int, int, int]] = []
         if "roi" in ds.coords and ds.sizes.get("roi", 0) > 0:
@@ -131,6 +127,16 @@ class StudyArrays:
         return arr
 
     # -- geometry --------------------------------------------------------------------------
+    @property
+    def grid(self):
+        """The study's :class:`grtv_nb.geometry.Grid` (built from the coordinates for a Dataset)."""
+        g = getattr(self._study, "grid", None)
+        if g is None or tuple(g.shape) != self.shape:
+            from ..geometry import Grid
+
+            g = Grid(x=self.x, y=self.y, z=self.z, slice_thickness=self.spacing(0))
+        return g
+
     def coords(self, axis: int) -> np.ndarray:
         return (self.z, self.y, self.x)[axis]
 
@@ -214,8 +220,20 @@ class StudyArrays:
 
 def default_color(i: int) -> tuple[int, int, int]:
     """A distinct colour for the i-th ROI when the study has none."""
-    pal = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
+    pal = [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+        (0, 128, 128),
+        (170, 110, 40),
+    ]
     return pal[i % len(pal)]
 
 
@@ -461,9 +479,7 @@ def _blend(region: np.ndarray, m: np.ndarray, color: np.ndarray, alpha: float) -
         region[m] = region[m] * (1.0 - alpha) + color * alpha
 
 
-def render_slice(
-    arrays: StudyArrays, geom: PlaneGeometry, index: int, opts: RenderOptions | None = None
-) -> np.ndarray:
+def render_slice(arrays: StudyArrays, geom: PlaneGeometry, index: int, opts: RenderOptions | None = None) -> np.ndarray:
     """Render one plane of a study into an RGB image.
 
     Parameters

@@ -19,6 +19,7 @@ from . import render as R
 from ._base import RoiLegend, RoiState, StaticPNGMixin, make_canvas, on_canvas_event, set_canvas
 
 _SLICE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+_STYLE = {"description_width": "80px"}
 
 
 class SliceViewer(StaticPNGMixin, W.VBox):
@@ -62,6 +63,9 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         ext = max(max(g.size_mm) for g in self.geoms.values())
         self._scale = size / ext  # px per mm on screen
         self.index = {p: a.shape[_SLICE_AXIS[p]] // 2 for p in R.PLANES}
+        if a.dose is not None:  # start at the dose maximum
+            hot = np.unravel_index(int(np.argmax(a.dose)), a.shape)
+            self.index = {p: int(hot[ax]) for p, ax in _SLICE_AXIS.items()}
         self._updating = False
 
         # --- controls --------------------------------------------------------------------
@@ -74,22 +78,43 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             lo, hi = np.percentile(a.image[:: max(1, a.shape[0] // 16)], [1, 99])
             win, lev, preset = float(max(hi - lo, 1)), float((hi + lo) / 2), "custom"
         lo_r, hi_r = (-1100.0, 3000.0) if ct_like or a.image is None else a.image_range
-        self.preset = W.Dropdown(options=list(R.PRESETS) + ["custom"], value=preset, description="Preset")
-        self.window = W.FloatSlider(value=win, min=1, max=max(4000.0, hi_r - lo_r), step=1, description="Window",
-                                    continuous_update=True)
-        self.level = W.FloatSlider(value=lev, min=min(-1000.0, lo_r), max=max(2000.0, hi_r), step=1,
-                                   description="Level", continuous_update=True)
-        self.roi_mode = W.ToggleButtons(options=["outline", "filled"], value="outline", description="ROIs",
-                                        style={"button_width": "70px"})
-        self.roi_opacity = W.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="ROI opacity")
+        self.preset = W.Dropdown(options=list(R.PRESETS) + ["custom"], value=preset, description="Preset", style=_STYLE)
+        self.window = W.FloatSlider(
+            value=win,
+            min=1,
+            max=max(4000.0, hi_r - lo_r),
+            step=1,
+            description="Window",
+            style=_STYLE,
+            continuous_update=True,
+        )
+        self.level = W.FloatSlider(
+            value=lev,
+            min=min(-1000.0, lo_r),
+            max=max(2000.0, hi_r),
+            step=1,
+            description="Level",
+            continuous_update=True,
+            style=_STYLE,
+        )
+        self.roi_mode = W.ToggleButtons(
+            options=["outline", "filled"], value="outline", description="Draw", style={"button_width": "70px"}
+        )
+        self.roi_opacity = W.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="Fill opacity", style=_STYLE)
         has_dose = a.dose is not None
         dmax = a.dose_max if has_dose else 1.0
         self.show_dose = W.Checkbox(value=has_dose, description="Dose wash", indent=False, disabled=not has_dose)
-        self.dose_threshold = W.FloatSlider(value=round(0.1 * dmax, 2), min=0, max=round(dmax, 2),
-                                            step=round(dmax / 200, 3) or 0.01, description="Threshold Gy")
-        self.dose_opacity = W.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="Dose opacity")
+        self.dose_threshold = W.FloatSlider(
+            value=round(0.1 * dmax, 2),
+            min=0,
+            max=round(dmax, 2),
+            step=round(dmax / 200, 3) or 0.01,
+            description="Min dose Gy",
+            style=_STYLE,
+        )
+        self.dose_opacity = W.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="Opacity", style=_STYLE)
         default_levels = ", ".join(f"{dmax * f:.1f}" for f in (0.5, 0.8, 0.95)) if has_dose else ""
-        self.isodose = W.Text(value=default_levels, description="Isodose Gy", continuous_update=False)
+        self.isodose = W.Text(value=default_levels, description="Isodoses Gy", continuous_update=False, style=_STYLE)
         self.crosshair = W.Checkbox(value=True, description="Crosshairs", indent=False)
         self.readout = W.HTML(value="<i>click a slice for position, HU and dose</i>")
         self.readout.add_class("grtv-readout")
@@ -100,9 +125,15 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         for p in self.planes:
             n = a.shape[_SLICE_AXIS[p]]
             cv = make_canvas(p)
-            sl = W.IntSlider(value=self.index[p], min=0, max=max(n - 1, 0), description=p[:3],
-                             continuous_update=True, disabled=n <= 1,
-                             layout=W.Layout(width=f"{max(self._disp(p)[0], 200)}px"))
+            sl = W.IntSlider(
+                value=self.index[p],
+                min=0,
+                max=max(n - 1, 0),
+                description=p,
+                continuous_update=True,
+                disabled=n <= 1,
+                layout=W.Layout(width=f"{max(self._disp(p)[0], 200)}px"),
+            )
             sl.add_class(f"grtv-slider-{p}")
             sl.observe(lambda ch, p=p: self._on_slider(p, ch["new"]), "value")
             on_canvas_event(cv, lambda msg, p=p: self._on_canvas(p, msg))
@@ -112,18 +143,35 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         for w in (self.window, self.level):
             w.observe(self._on_wl, "value")
         self.preset.observe(self._on_preset, "value")
-        for w in (self.roi_mode, self.roi_opacity, self.show_dose, self.dose_threshold, self.dose_opacity,
-                  self.isodose, self.crosshair):
+        for w in (
+            self.roi_mode,
+            self.roi_opacity,
+            self.show_dose,
+            self.dose_threshold,
+            self.dose_opacity,
+            self.isodose,
+            self.crosshair,
+        ):
             w.observe(lambda _c: self.refresh(), "value")
         self.roi_state.observe(lambda _c: self.refresh(), ["visible", "highlight"])
 
-        dose_box = [self.show_dose, self.dose_threshold, self.dose_opacity, self.isodose] if has_dose else []
-        roi_box = [self.roi_mode, self.roi_opacity] if a.roi_names else []
-        controls = W.VBox([self.preset, self.window, self.level, *roi_box, *dose_box, self.crosshair],
-                          layout=W.Layout(min_width="300px"))
+        col = W.Layout(width="auto", margin="0 12px 0 0")
+        groups = [
+            W.VBox([W.HTML("<b>Window / level</b>"), self.preset, self.window, self.level, self.crosshair], layout=col)
+        ]
+        if a.roi_names:
+            groups.append(W.VBox([W.HTML("<b>ROIs</b>"), self.roi_mode, self.roi_opacity], layout=col))
+        if has_dose:
+            groups.append(
+                W.VBox(
+                    [W.HTML("<b>Dose</b>"), self.show_dose, self.dose_threshold, self.dose_opacity, self.isodose],
+                    layout=col,
+                )
+            )
+        controls = W.HBox(groups, layout=W.Layout(flex_flow="row wrap"))
         self.legend = RoiLegend(self.roi_state) if legend and a.roi_names else None
-        side = [controls] + ([self.legend] if self.legend is not None else [])
-        super().__init__([W.HBox(cols), W.HBox(side), self.readout])
+        top = [W.HBox(cols)] + ([self.legend] if self.legend is not None else [])
+        super().__init__([W.HBox(top), controls, self.readout])
         self.add_class("grtv-slice-viewer")
         self.refresh()
 
@@ -201,7 +249,9 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             self.set_index(plane, value)
 
     def _on_wl(self, _change=None) -> None:
-        if not self._updating:
+        if self._updating:
+            return  # a preset is being applied; _on_preset refreshes once
+        if True:
             cur = R.PRESETS.get(self.preset.value)
             if cur is None or cur != (self.window.value, self.level.value):
                 self._updating = True

@@ -1,0 +1,122 @@
+"""Command line: ``grtv-nb summary FOLDER`` (read and summarise a DICOM-RT folder), ``grtv-nb phantom``
+(the main job on the built-in phantom: write it, read it, summarise and check it, write outputs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+
+def _summarise(folder: Path, out: Path | None) -> int:
+    from .study import open_study
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study = open_study(folder)
+        vols = {r.name: study.volume_cc(i) for i, r in enumerate(study.rois) if r.fillable}
+    dt = time.perf_counter() - t0
+    print(study.summary())
+    for w in caught:
+        print(f"Warning   : {w.message}")
+    print(f"Read and rasterised in {dt:.2f} s")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "folder": str(folder),
+            "grid": {"shape_zyx": list(study.grid.shape), "spacing_zyx_mm": list(study.grid.spacing)},
+            "rois": [{"index": i, "name": r.name, "type": r.roi_type, "volume_cc": vols.get(r.name)}
+                     for i, r in enumerate(study.rois)],
+            "dose_max_gy": float(study.ds["dose"].max()) if study.has_dose else None,
+            "warnings": [str(w.message) for w in caught],
+            "seconds": dt,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        (out / "summary.txt").write_text(study.summary() + "\n")
+        print(f"Outputs written to {out}/ (summary.txt, summary.json)")
+    return 0
+
+
+def _phantom(out: Path) -> int:
+    from .phantom import ROI_ORDER, analytic_volume_cc, write_phantom
+    from .study import open_study
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = out / "phantom_dicom"
+    write_phantom(folder, overwrite=True)
+    print(f"Phantom patient written to {folder}/")
+    _summarise(folder, out)
+    study = open_study(folder)
+    print("\nCheck against the analytical phantom:")
+    print(f"  {'ROI':<12} {'grtv_nb cc':>11} {'analytic cc':>12} {'diff %':>8}")
+    worst = 0.0
+    for name, _, _ in ROI_ORDER:
+        v, a = study.volume_cc(name), analytic_volume_cc(name)
+        d = 100 * (v - a) / a
+        worst = max(worst, abs(d)) if a > 100 else worst
+        print(f"  {name:<12} {v:11.2f} {a:12.2f} {d:8.2f}")
+    print(f"  largest difference for ROIs over 100 cc: {worst:.2f} %")
+    mid = study.grid.shape[0] // 2
+    png = out / "phantom_axial.png"
+    try:
+        from .display import window_level
+
+        _write_png(png, window_level(study.ds["image"].values[mid], 40, 400))
+        print(f"  middle axial slice written to {png}")
+    except Exception as exc:  # pragma: no cover - display only
+        print(f"  (no PNG: {exc})")
+    return 0
+
+
+def _write_png(path: Path, gray) -> None:
+    import struct
+    import zlib
+
+    import numpy as np
+
+    g = np.ascontiguousarray(gray, dtype=np.uint8)
+    h, w = g.shape
+    raw = b"".join(b"\x00" + g[i].tobytes() for i in range(h))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    path.write_bytes(png)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="grtv-nb", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("summary", help="read a DICOM-RT folder and print its summary")
+    s.add_argument("folder", type=Path)
+    s.add_argument("--out", type=Path, default=None, help="also write summary.txt/json here")
+    ph = sub.add_parser("phantom", help="write, read and check the built-in phantom patient")
+    ph.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
+    tr = sub.add_parser("train", help="train an auto-segmentation U-Net (needs grtv_nb[tf])")
+    tr.add_argument("args", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    from .errors import GRTVError
+
+    try:
+        if a.cmd == "summary":
+            return _summarise(a.folder, a.out)
+        if a.cmd == "phantom":
+            return _phantom(a.out)
+        if a.cmd == "train":
+            from .segment.unet import main_train
+
+            return int(main_train(a.args) or 0)
+    except GRTVError as exc:
+        print(f"grtv-nb: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Spinal canal: the low-density channel enclosed by the vertebrae, followed from slice to slice.
+
+Method (on the ~2 mm working grid, slice by slice, then along z)
+----------------------------------------------------------------
+1. Bone = HU > 200 inside the body, closed with a 3 mm disk (joins pedicles, laminae and the
+   vertebral body across thin gaps).
+2. Candidates: the holes of that bone mask (filled minus bone) with an area of a canal of radius
+   4-13 mm (50-530 mm2), median HU between -100 and 100 (CSF, cord, epidural fat), reasonably
+   round (area / bounding-ellipse area), in the posterior 65 % of the body and within 60 mm of
+   its left-right centre (later: of the spine track).
+3. Continuity: the track is the longest chain of candidates whose centres move by less than
+   10 mm per 10 mm along z; candidates off the chain are dropped.
+4. Slices of the track without a closed ring (disc levels, foramina) get the canal of the
+   interpolated centre: the soft-tissue region (-100..150 HU) connected to that centre, limited
+   to a disk of the interpolated radius + 2 mm. The track is not extended beyond its first/last
+   detected slice by more than 10 mm (the canal ends at the foramen magnum and the sacrum).
+5. The result grows by one working voxel (2-3 mm) where the HU is below 250 (the partial-volume
+   rim of the canal wall belongs to the canal).
+
+Assumptions and failure modes
+-----------------------------
+- Axial CT with the spine in the field of view; a spine with metal implants, severe scoliosis or
+  a laminectomy (open ring over a long stretch) may lose the track there.
+- At least 3 slices with a closed bony ring are needed; otherwise the canal is not found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._common import Context, disk, not_found
+from .body import body_work
+
+BONE_HU = 130.0
+ENCLOSE_MM = 25.0
+SOFT_MAX_HU = 90.0
+CANAL_DELTA_HU = 130.0
+
+
+def canal_work(ctx: Context) -> np.ndarray:
+    """Spinal canal mask on the working grid (empty if not found)."""
+    return ctx.get("canal", _canal_work)
+
+
+def canal_track(ctx: Context) -> dict:
+    """Per-slice canal centre (x, y in mm; NaN where absent) on the working grid's z."""
+    canal_work(ctx)
+    return ctx.cache["canal_track"]
+
+
+def midline_x(ctx: Context) -> float:
+    """Left-right position (mm) of the patient's midline: the spinal canal if found, else the
+    body's centre."""
+    tr = canal_track(ctx)
+    if np.isfinite(tr["x"]).any():
+        return float(np.nanmedian(tr["x"]))
+    body = body_work(ctx)
+    prof = body.sum(axis=(0, 1)).astype(float)
+    return float(np.sum(ctx.grid.x * prof) / max(prof.sum(), 1.0))
+
+
+def enclosure(ctx: Context) -> np.ndarray:
+    """For every voxel, in how many of 8 in-plane directions bone (HU > 130) lies within 25 mm."""
+    return ctx.get("enclosure", _enclosure)
+
+
+def _enclosure(ctx: Context) -> np.ndarray:
+    w = ctx.w
+    dz, dy, dx = ctx.spacing
+    bone = (w > BONE_HU) & body_work(ctx)
+    cnt = np.zeros(w.shape, np.uint8)
+    ny, nx = w.shape[1:]
+    for ay, ax in ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)):
+        n = int(ENCLOSE_MM / np.hypot(ay * dy, ax * dx))
+        hit = np.zeros(w.shape, bool)
+        for s in range(1, n + 1):
+            sy, sx = ay * s, ax * s
+            if abs(sy) >= ny or abs(sx) >= nx:
+                break
+            src = bone[:, max(sy, 0):ny + min(sy, 0), max(sx, 0):nx + min(sx, 0)]
+            hit[:, max(-sy, 0):ny + min(-sy, 0), max(-sx, 0):nx + min(-sx, 0)] |= src
+        cnt += hit
+    return cnt
+
+
+def _soft(w: np.ndarray) -> np.ndarray:
+    return (w > -100.0) & (w < SOFT_MAX_HU)
+
+
+def _candidates(ctx: Context):
+    w = ctx.w
+    body = body_work(ctx)
+    dz, dy, dx = ctx.spacing
+    gx, gy = ctx.grid.x, ctx.grid.y
+    px = dy * dx
+    enc = enclosure(ctx)
+    out = []
+    for k in range(w.shape[0]):
+        b = body[k]
+        if not b.any():
+            out.append([])
+            continue
+        rows = np.nonzero(b.any(axis=1))[0]
+        y0, y1 = gy[rows[0]], gy[rows[-1]]
+        prof = b.sum(axis=0).astype(float)
+        xc = float(np.sum(gx * prof) / prof.sum())
+        cand = _soft(w[k]) & (enc[k] >= 7) & b
+        lab, n = ndi.label(cand)
+        cands = []
+        for i, sl in enumerate(ndi.find_objects(lab) if n else []):
+            comp = lab[sl] == i + 1
+            area = comp.sum() * px
+            if not 50.0 <= area <= 530.0:
+                continue
+            hh = (sl[0].stop - sl[0].start) * dy
+            ww = (sl[1].stop - sl[1].start) * dx
+            if max(hh, ww) > 3.0 * min(hh, ww):
+                continue
+            med = float(np.median(w[k][sl][comp]))
+            if not -60.0 <= med <= 50.0:
+                continue
+            yy, xx = np.nonzero(comp)
+            cy = float(gy[sl[0].start + yy].mean())
+            cx = float(gx[sl[1].start + xx].mean())
+            if abs(cx - xc) > 60.0 or cy < y0 + 0.35 * (y1 - y0):
+                continue
+            cands.append((cx, cy, area, (sl, comp)))
+        out.append(cands)
+    return out
+
+
+def _chain(cands, z) -> list:
+    """Longest chain through the candidates with small steps (dynamic programming along z)."""
+    best = []  # per slice: list of (length, prev_slice, prev_idx)
+    nz = len(cands)
+    for k in range(nz):
+        row = []
+        for c in cands[k]:
+            bl, bp = 1, None
+            for kk in range(max(0, k - 12), k):
+                gap = z[k] - z[kk]
+                if gap > 25.0:
+                    continue
+                for j, cc in enumerate(cands[kk]):
+                    d = np.hypot(c[0] - cc[0], c[1] - cc[1])
+                    if d <= 10.0 * max(gap, 10.0) / 10.0 and best[kk][j][0] + 1 > bl:
+                        bl, bp = best[kk][j][0] + 1, (kk, j)
+            row.append((bl, bp))
+        best.append(row)
+    end, length = None, 0
+    for k in range(nz):
+        for i, (bl, _) in enumerate(best[k]):
+            if bl > length:
+                length, end = bl, (k, i)
+    chain = {}
+    while end is not None:
+        k, i = end
+        chain[k] = i
+        end = best[k][i][1]
+    return [chain.get(k) for k in range(nz)]
+
+
+def _canal_work(ctx: Context) -> np.ndarray:
+    w = ctx.w
+    nz = w.shape[0]
+    z = ctx.grid.z
+    dz, dy, dx = ctx.spacing
+    gx, gy = ctx.grid.x, ctx.grid.y
+    out = np.zeros(w.shape, bool)
+    track = {"x": np.full(nz, np.nan), "y": np.full(nz, np.nan), "r": np.full(nz, np.nan)}
+    ctx.cache["canal_track"] = track
+    cands = _candidates(ctx)
+    chain = _chain(cands, z)
+    found = [k for k in range(nz) if chain[k] is not None]
+    if len(found) < 3:
+        return out
+    for k in found:
+        cx, cy, area, _ = cands[k][chain[k]]
+        track["x"][k], track["y"][k], track["r"][k] = cx, cy, np.sqrt(area / np.pi)
+    fz = z[found]
+    ks = [k for k in range(nz) if fz[0] - 10.0 <= z[k] <= fz[-1] + 10.0]
+    xi = np.interp(z[ks], fz, track["x"][found])
+    yi = np.interp(z[ks], fz, track["y"][found])
+    ri = np.interp(z[ks], fz, track["r"][found])
+    enc = enclosure(ctx)
+    X, Y = np.meshgrid(gx, gy)
+    for k, cx, cy, r in zip(ks, xi, yi, ri):
+        if chain[k] is not None:
+            cx, cy, area, _ = cands[k][chain[k]]
+            r = np.sqrt(area / np.pi)
+        d2 = (X - cx) ** 2 + (Y - cy) ** 2
+        inside = d2 <= (r + 4.0) ** 2
+        soft = _soft(w[k]) & (enc[k] >= 5) & inside
+        lab, n = ndi.label(soft)
+        core = d2 <= (0.6 * r) ** 2
+        hit = np.unique(lab[core & (lab > 0)])
+        out[k] = np.isin(lab, hit) if len(hit) else core
+        out[k] |= d2 <= (0.6 * r) ** 2
+        out[k] = ndi.binary_fill_holes(out[k])
+        track["x"][k], track["y"][k], track["r"][k] = cx, cy, r
+    # the partial-volume rim of the canal wall: one more voxel (2-3 mm) where not dense bone
+    rim = ndi.binary_dilation(out, structure=disk(1.01 * max(dx, dy), dy, dx)) & (w < 250.0)
+    return out | rim
+
+
+def segment_canal(ctx: Context) -> np.ndarray:
+    m = canal_work(ctx)
+    if m.sum() * ctx.grid.voxel_cc < 1.0:
+        raise not_found(
+            "spinal canal",
+            "no vertebral bony ring with a soft-tissue channel (canal radius 4-13 mm) was found on "
+            "at least 3 consecutive slices",
+        )
+    return _refine(ctx)
+
+
+def _refine(ctx: Context) -> np.ndarray:
+    """The canal on the image grid: per image slice, the region below (canal content +
+    CANAL_DELTA_HU) connected to the tracked centre, within the tracked radius + 5 mm (10-15 mm);
+    the centre is then moved to that region's centroid and the region found again (the track's
+    centre comes from the most enclosed part of the canal, often its posterior half). Holes are
+    filled and a 1.5 mm rim below 300 HU is added (partial volume of the wall)."""
+    tr = canal_track(ctx)
+    g = ctx.grid
+    hu = ctx.hu
+    out = np.zeros(hu.shape, bool)
+    ok = np.isfinite(tr["x"])
+    wz = g.z[ok]
+    ox, oy = g.ox, g.oy
+    dx = float(np.median(np.diff(ox)))
+    dy = float(np.median(np.diff(oy)))
+    half_gap = 0.5 * max(float(np.median(np.diff(g.z))), 1.0) + 1e-3
+    rim_se = disk(1.5, dy, dx)[0]
+    m = 22.0  # window half-size (mm)
+    for k, zk in enumerate(g.oz):
+        j = int(np.argmin(np.abs(wz - zk)))
+        if abs(wz[j] - zk) > half_gap:
+            continue
+        cx = float(np.interp(zk, wz, tr["x"][ok]))
+        cy = float(np.interp(zk, wz, tr["y"][ok]))
+        r = float(np.clip(np.interp(zk, wz, tr["r"][ok]) + 5.0, 10.0, 15.0))
+        i0, i1 = np.searchsorted(ox, cx - m), np.searchsorted(ox, cx + m)
+        j0, j1 = np.searchsorted(oy, cy - m), np.searchsorted(oy, cy + m)
+        if i1 - i0 < 3 or j1 - j0 < 3:
+            continue
+        win = hu[k, j0:j1, i0:i1].astype(np.float32)
+        if min(dx, dy) < 1.5:
+            win = ndi.uniform_filter(win, 3)
+        X, Y = np.meshgrid(ox[i0:i1], oy[j0:j1])
+        core_r = max(0.4 * (r - 5.0), 1.5 * max(dx, dy))
+        for it in range(2):
+            d2 = (X - cx) ** 2 + (Y - cy) ** 2
+            core = d2 <= core_r**2
+            if not core.any():
+                break
+            thr = float(np.clip(np.median(win[core]) + CANAL_DELTA_HU, 80.0, 170.0))
+            reg = (win < thr) & (win > -150.0) & (d2 <= r * r)
+            lab, n = ndi.label(reg)
+            hit = np.unique(lab[core & (lab > 0)])
+            sub = np.isin(lab, hit) if len(hit) else core
+            sub = ndi.binary_fill_holes(sub | core)
+            if it == 0:
+                cx, cy = float(X[sub].mean()), float(Y[sub].mean())
+        rim = ndi.binary_dilation(sub, structure=rim_se) & (win < 300.0)
+        out[k, j0:j1, i0:i1] = sub | rim
+    return out

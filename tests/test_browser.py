@@ -1,0 +1,240 @@
+"""The dashboard notebook in a real browser: JupyterLab on 127.0.0.1 driven by headless Chromium
+(playwright), checked from the DOM and from screenshots (kept in ``test-artifacts/browser/``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",  # software WebGL for the vtk.js 3D view (no GPU here)
+]
+TOKEN = "grtv-browser-test-token"
+BODY_GREEN = (0, 200, 0)  # the phantom's BODY colour: no other overlay uses it
+
+pytestmark = pytest.mark.browser
+
+
+def _need():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install grtv_nb[browser])")
+    pytest.importorskip("jupyterlab", reason="jupyterlab not installed (pip install grtv_nb[browser])")
+    pytest.importorskip("anywidget", reason="anywidget not installed (pip install grtv_nb[widgets])")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    _need()
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copy(NOTEBOOK, root / "dashboard.ipynb")
+    cfg = root / ".jupyter-config"
+    (cfg / "labconfig").mkdir(parents=True)
+    # no "Jupyter news" question in the screenshots (and no fetch of it)
+    (cfg / "labconfig" / "page_config.json").write_text(
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
+    )
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        GRTV_NB_CACHE=str(root / ".cache"),
+        JUPYTER_CONFIG_DIR=str(cfg),
+        JUPYTERLAB_SETTINGS_DIR=str(root / ".lab-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(root / ".lab-workspaces"),
+        JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.news_url=",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.extension_manager=readonly",
+        "--ServerApp.terminals_enabled=False",
+        "--ServerApp.allow_root=True",
+    ]
+    log = open(root / "lab.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield url, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
+
+
+def _count_color(img: np.ndarray, color, tol: int = 40) -> int:
+    return int((np.abs(img - np.asarray(color, np.int16)).max(axis=2) <= tol).sum())
+
+
+def _wait_3d(page) -> None:
+    page.locator("iframe.grtv-3d-frame").wait_for(state="visible", timeout=60_000)
+    page.frame_locator("iframe.grtv-3d-frame").locator("canvas").first.wait_for(state="visible", timeout=30_000)
+    page.wait_for_timeout(2500)  # let vtk.js draw
+
+
+def _check_3d(page, name: str) -> None:
+    iframe = page.locator("iframe.grtv-3d-frame")
+    iframe.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    s3 = _png(iframe.screenshot(path=str(ARTIFACTS / name)))
+    distinct = len(np.unique((s3 // 16).reshape(-1, 3), axis=0))
+    nonbg = (np.abs(s3 - s3[5, 5]).max(axis=2) > 40).mean()
+    assert distinct > 20 and nonbg > 0.02, f"3D canvas looks blank ({distinct} colours, {nonbg:.3f} non-background)"
+
+
+def test_dashboard_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    url, _root = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    console: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1500})
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.goto(f"{url}/lab/tree/dashboard.ipynb?token={TOKEN}", timeout=60_000)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.commands", timeout=30_000)
+            # wait for the kernel, then run everything
+            page.wait_for_selector(".jp-NotebookPanel [data-status='idle'], .jp-Notebook", timeout=60_000)
+            page.wait_for_timeout(1000)
+            page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            axial = page.locator("img.grtv-slice-axial")
+            try:
+                axial.wait_for(state="visible", timeout=90_000)
+                page.wait_for_function(
+                    "() => { const i = document.querySelector('img.grtv-slice-axial');"
+                    " return i && i.complete && i.naturalWidth > 0; }",
+                    timeout=30_000,
+                )
+                page.locator(".grtv-dvh-image").wait_for(state="visible", timeout=30_000)
+                page.locator("iframe.grtv-3d-frame").wait_for(state="visible", timeout=60_000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "failed.png"), full_page=True)
+                raise
+            _wait_3d(page)
+            page.screenshot(path=str(ARTIFACTS / "01_dashboard.png"), full_page=True)
+
+            text = page.inner_text("body")
+            assert "Error displaying widget" not in text, "a widget failed to render"
+            assert page.locator(".grtv-dashboard").count() == 1
+
+            # --- 3D view: the vtk.js canvas is not blank ---------------------------------------
+            _check_3d(page, "02_view3d.png")
+
+            # --- axial slice: move the slider, the picture must change ---------------------------
+            axial.scroll_into_view_if_needed()
+            idx0 = int(axial.get_attribute("data-index"))
+            shot0 = axial.screenshot(path=str(ARTIFACTS / "03_axial_before.png"))
+            handle = page.locator(".grtv-slider-axial .noUi-handle")
+            handle.focus()
+            for _ in range(6):
+                handle.press("ArrowLeft")
+            page.wait_for_function(
+                f"() => document.querySelector('img.grtv-slice-axial').dataset.index == '{idx0 - 6}'", timeout=15_000
+            )
+            page.wait_for_timeout(500)
+            shot1 = axial.screenshot(path=str(ARTIFACTS / "04_axial_slider_moved.png"))
+            a0, a1 = _png(shot0), _png(shot1)
+            assert a0.shape == a1.shape
+            changed = (np.abs(a0 - a1).max(axis=2) > 30).mean()
+            assert changed > 0.01, f"axial slice did not change visibly ({changed:.4f} of pixels)"
+
+            # --- click readout and keyboard stepping on the slice itself ------------------------
+            axial.click()
+            page.wait_for_function(
+                "() => document.querySelector('.grtv-readout').innerText.includes('HU')", timeout=15_000
+            )
+            readout = page.locator(".grtv-readout").inner_text()
+            assert "mm" in readout and "dose" in readout, readout
+            axial.press("ArrowUp")
+            page.wait_for_function(
+                f"() => document.querySelector('img.grtv-slice-axial').dataset.index == '{idx0 - 5}'", timeout=15_000
+            )
+
+            # --- ROI toggle from the legend: BODY's green disappears and comes back --------------
+            page.wait_for_timeout(500)
+            n_on = _count_color(_png(axial.screenshot()), BODY_GREEN)
+            dvh_src = page.locator(".grtv-dvh-image").get_attribute("src")
+            body = page.locator(".grtv-roi-BODY input[type=checkbox]")
+            body.uncheck()
+            page.wait_for_timeout(1500)
+            n_off = _count_color(_png(axial.screenshot(path=str(ARTIFACTS / "05_axial_body_off.png"))), BODY_GREEN)
+            assert page.locator(".grtv-dvh-image").get_attribute("src") != dvh_src, "DVH chart not linked to legend"
+            page.locator(".grtv-dvh-image").screenshot(path=str(ARTIFACTS / "06_dvh_body_off.png"))
+            body.check()
+            page.wait_for_timeout(1500)
+            n_on2 = _count_color(_png(axial.screenshot(path=str(ARTIFACTS / "07_axial_body_on.png"))), BODY_GREEN)
+            assert n_on > 200, f"BODY colour not found on the axial slice ({n_on} px)"
+            assert n_off < 0.05 * n_on, f"BODY colour still shown after toggling off ({n_off} vs {n_on} px)"
+            assert n_on2 > 0.9 * n_on, f"BODY colour did not come back ({n_on2} vs {n_on} px)"
+
+            # --- the 3D view was rebuilt by the toggles and still draws -------------------------
+            _wait_3d(page)
+            _check_3d(page, "08_view3d_after.png")
+            page.screenshot(path=str(ARTIFACTS / "09_final.png"), full_page=True)
+            assert "Error displaying widget" not in page.inner_text("body")
+        finally:
+            (ARTIFACTS / "console.log").write_text("\n".join(console))
+            browser.close()

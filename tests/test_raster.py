@@ -1,0 +1,72 @@
+"""The rasteriser's rules: voxel-centre inclusion with half-open edges, holes by nesting, overlap and
+duplicate handling, plane matching by position."""
+
+import numpy as np
+import pytest
+
+from grtv_nb.errors import GRTVWarning
+from grtv_nb.geometry import Grid
+from grtv_nb.raster import fill_plane, match_planes, rasterize_roi
+
+
+def square(a, b):
+    return np.array([[a, a], [b, a], [b, b], [a, b]], float)
+
+
+def test_square_counts_voxel_centres_half_open():
+    m = fill_plane([square(2, 7)], (10, 10))
+    # centres 2..6 inside (2 <= c < 7): 5 x 5
+    assert m.sum() == 25
+    assert m[2:7, 2:7].all()
+
+
+def test_abutting_contours_never_share_a_voxel():
+    left = np.array([[0, 0], [5, 0], [5, 6], [0, 6]], float)
+    right = np.array([[5, 0], [9, 0], [9, 6], [5, 6]], float)
+    a, b = fill_plane([left], (8, 10)), fill_plane([right], (8, 10))
+    assert not (a & b).any()
+    assert (a | b)[0:6, 0:9].all()
+
+
+def test_inner_loop_is_a_hole_and_island_in_hole_is_filled():
+    m = fill_plane([square(1, 9), square(3, 7), square(4, 6)], (10, 10))
+    assert m[1, 1] and not m[3, 3] and m[5, 5]
+    assert m.sum() == 64 - 16 + 4
+
+
+def test_partial_overlap_is_union_with_warning():
+    with pytest.warns(GRTVWarning, match="partly overlapping"):
+        m = fill_plane([square(1, 5), square(3, 8)], (10, 10), label="x")
+    assert m.sum() == 16 + 25 - 4  # union, not XOR
+
+
+def test_duplicate_loop_counted_once():
+    with pytest.warns(GRTVWarning, match="duplicated"):
+        m = fill_plane([square(1, 5), square(1, 5)], (10, 10), label="x")
+    assert m.sum() == 16
+
+
+def test_plane_matching_nearest_within_half_spacing_nonuniform():
+    g = Grid(np.arange(4.0), np.arange(4.0), np.array([0.0, 2.0, 3.0, 7.0]))
+    k = match_planes(np.array([0.9, 1.1, 2.4, 2.6, 4.9, 5.1, 8.9, 9.1, -1.1]), g)
+    assert k.tolist() == [0, 1, 1, 2, 2, 3, 3, -1, -1]
+
+
+def test_rasterize_roi_warns_for_short_and_outside_contours():
+    g = Grid(np.arange(10.0), np.arange(10.0), np.array([0.0, 3.0]), slice_thickness=3)
+    ok = np.array([[1, 1, 0], [6, 1, 0], [6, 6, 0], [1, 6, 0]], float)
+    short = np.array([[1, 1, 3], [2, 2, 3]], float)
+    far = ok + [0, 0, 30]
+    with pytest.warns(GRTVWarning) as rec:
+        m = rasterize_roi([ok, short, far], g, label="ROI 'x'")
+    msgs = " ".join(str(w.message) for w in rec)
+    assert "fewer than 3 points" in msgs and "outside the image slices" in msgs
+    assert m[0].sum() == 25 and m[1].sum() == 0
+
+
+def test_circle_area_converges():
+    t = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    r = 40.3
+    loop = np.stack([50 + r * np.cos(t), 50 + r * np.sin(t)], 1)
+    m = fill_plane([loop], (100, 100))
+    assert abs(m.sum() / (np.pi * r * r) - 1) < 0.005
