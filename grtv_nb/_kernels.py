@@ -114,63 +114,10 @@ def separable(vol, out, z0, z1, wz, vz, y0, y1, wy, vy, x0, x1, wx, vx, fill, is
                     o[ox] = orow[ox]
 
 
-@nb.njit(inline="always")
-def _tap(vol, z, y, x, fill):
-    nz, ny, nx = vol.shape
-    if z < 0 or y < 0 or x < 0 or z >= nz or y >= ny or x >= nx:
-        return fill
-    return np.float64(vol[z, y, x])
+_TILE_X = 128
 
 
-@nb.njit(inline="always")
-def _trilinear(vol, sz, sy, sx, fill):
-    nz, ny, nx = vol.shape
-    fz = math.floor(sz)
-    fy = math.floor(sy)
-    fx = math.floor(sx)
-    tz = sz - fz
-    ty = sy - fy
-    tx = sx - fx
-    iz = int(fz)
-    iy = int(fy)
-    ix = int(fx)
-    if iz >= 0 and iy >= 0 and ix >= 0 and iz < nz - 1 and iy < ny - 1 and ix < nx - 1:
-        v000 = np.float64(vol[iz, iy, ix])
-        v001 = np.float64(vol[iz, iy, ix + 1])
-        v010 = np.float64(vol[iz, iy + 1, ix])
-        v011 = np.float64(vol[iz, iy + 1, ix + 1])
-        v100 = np.float64(vol[iz + 1, iy, ix])
-        v101 = np.float64(vol[iz + 1, iy, ix + 1])
-        v110 = np.float64(vol[iz + 1, iy + 1, ix])
-        v111 = np.float64(vol[iz + 1, iy + 1, ix + 1])
-    else:
-        if iz < -1 or iy < -1 or ix < -1 or iz >= nz or iy >= ny or ix >= nx:
-            return fill
-        # a zero weight never reads its (possibly outside) tap
-        jz = iz + 1 if tz > 0 else iz
-        jy = iy + 1 if ty > 0 else iy
-        jx = ix + 1 if tx > 0 else ix
-        v000 = _tap(vol, iz, iy, ix, fill)
-        v001 = _tap(vol, iz, iy, jx, fill)
-        v010 = _tap(vol, iz, jy, ix, fill)
-        v011 = _tap(vol, iz, jy, jx, fill)
-        v100 = _tap(vol, jz, iy, ix, fill)
-        v101 = _tap(vol, jz, iy, jx, fill)
-        v110 = _tap(vol, jz, jy, ix, fill)
-        v111 = _tap(vol, jz, jy, jx, fill)
-    c00 = v000 + (v001 - v000) * tx
-    c01 = v010 + (v011 - v010) * tx
-    c10 = v100 + (v101 - v100) * tx
-    c11 = v110 + (v111 - v110) * tx
-    c0 = c00 + (c01 - c00) * ty
-    c1 = c10 + (c11 - c10) * ty
-    return c0 + (c1 - c0) * tz
-
-
-_TILE_X = 64
-
-
-@nb.njit(parallel=True, **_OPTS)
+@nb.njit(parallel=True, fastmath=False, **_OPTS)
 def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode, thr, on_val, fill,
          is_int, lo, hi):
     """Sample ``vol`` at ``s(p) = m @ (p - c) + c + d(p)`` for every output index ``p`` in ``box``.
@@ -178,14 +125,22 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
     ``d(p)`` (voxels, z/y/x components) is the tensor-product cubic B-spline of the control
     vectors ``ctrl[kz, ky, kx, :]``: along each axis output index ``i`` uses controls
     ``bXi[i] .. bXi[i] + 3`` with weights ``bXw[i, 0:4]``. ``box = (z0, z1, y0, y1, x0, x1)``
-    (half-open); outputs outside it are not touched. ``mode`` 0: linear; 1: linear then
-    ``on_val if v >= thr else 0`` (binary labels); 2: nearest. Samples outside take ``fill``.
+    (half-open); outputs outside it are not touched.
+
+    Sampling: a position more than half a voxel beyond the outer voxel centres (outside the
+    volume's extent) takes ``fill``; otherwise it is clamped to ``[0, n-1]`` and interpolated
+    trilinearly (``mode`` 0), trilinearly then set to ``on_val if v >= thr else 0`` (``mode``
+    1, binary labels) or from the nearest voxel (``mode`` 2). A zero weight never reads its
+    second tap, so integer positions return the voxel value exactly.
 
     Work is split in tiles of one output slice by ``_TILE_X`` columns (all rows), so the input
-    a tile reads stays in cache even when the rotation tilts rows across many input slices.
+    a tile reads stays in cache even when the rotation tilts rows across input slices. Each row
+    segment is done in three passes: positions and weights (scalar), the 8 gathers into int32 /
+    float32 scratch rows, then a vectorised interpolation and cast.
     """
     cy, cx = ctrl.shape[1], ctrl.shape[2]
     nz, ny, nx = vol.shape
+    flat = vol.ravel()
     z0b, z1b, y0b, y1b, x0b, x1b = box[0], box[1], box[2], box[3], box[4], box[5]
     nxt = (x1b - x0b + _TILE_X - 1) // _TILE_X
     ntiles = (z1b - z0b) * nxt
@@ -193,20 +148,41 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
     m10, m11, m12 = m[1, 0], m[1, 1], m[1, 2]
     m20, m21, m22 = m[2, 0], m[2, 1], m[2, 2]
     c0, c1, c2 = c[0], c[1], c[2]
+    hz, hy, hx = nz - 0.5, ny - 0.5, nx - 0.5
+    sy_ = np.uint64(nx)
+    sz_ = np.uint64(nx * ny)
+    one = np.uint64(1)
+    zero = np.uint64(0)
+    thr32 = np.float32(thr)
+    on32 = np.float32(on_val)
+    fill32 = np.float32(fill)
+    lo32 = np.float32(lo)
+    hi32 = np.float32(hi)
+    half = np.float32(0.5)
     for tile in prange(ntiles):
         z = z0b + tile // nxt
         xa = x0b + (tile % nxt) * _TILE_X
-        xb = min(xa + _TILE_X, x1b)
+        w = min(xa + _TILE_X, x1b) - xa
         slab = np.zeros((cy, cx, 3), np.float64)
         rowc = np.zeros((cx, 3), np.float64)
+        base = np.empty(w, np.uint64)
+        offx = np.empty(w, np.uint64)
+        offy = np.empty(w, np.uint64)
+        offz = np.empty(w, np.uint64)
+        tx = np.empty(w, np.float32)
+        ty = np.empty(w, np.float32)
+        tz = np.empty(w, np.float32)
+        ok = np.empty(w, np.bool_)
+        g = np.empty((8, w), np.float32)
+        res = np.empty(w, np.float32)
         if has_def:
             k0 = bzi[z]
             for k in range(4):
-                w = bzw[z, k]
+                wk = bzw[z, k]
                 for j in range(cy):
                     for i in range(cx):
                         for d in range(3):
-                            slab[j, i, d] += w * ctrl[k0 + k, j, i, d]
+                            slab[j, i, d] += wk * ctrl[k0 + k, j, i, d]
         pz = z - c0
         for y in range(y0b, y1b):
             if has_def:
@@ -219,7 +195,9 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
             bz = m00 * pz + m01 * py + c0
             by = m10 * pz + m11 * py + c1
             bx = m20 * pz + m21 * py + c2
-            for x in range(xa, xb):
+            # pass 1: positions
+            for q in range(w):
+                x = xa + q
                 px = x - c2
                 sz = bz + m02 * px
                 sy = by + m12 * px
@@ -233,19 +211,81 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                     sz += w0 * rowc[i0, 0] + w1 * rowc[i0 + 1, 0] + w2 * rowc[i0 + 2, 0] + w3 * rowc[i0 + 3, 0]
                     sy += w0 * rowc[i0, 1] + w1 * rowc[i0 + 1, 1] + w2 * rowc[i0 + 2, 1] + w3 * rowc[i0 + 3, 1]
                     sx += w0 * rowc[i0, 2] + w1 * rowc[i0 + 1, 2] + w2 * rowc[i0 + 2, 2] + w3 * rowc[i0 + 3, 2]
+                inside = sz >= -0.5 and sy >= -0.5 and sx >= -0.5 and sz <= hz and sy <= hy and sx <= hx
+                ok[q] = inside
+                sz = min(max(sz, 0.0), nz - 1.0)
+                sy = min(max(sy, 0.0), ny - 1.0)
+                sx = min(max(sx, 0.0), nx - 1.0)
                 if mode == 2:
-                    iz = int(math.floor(sz + 0.5))
-                    iy = int(math.floor(sy + 0.5))
-                    ix = int(math.floor(sx + 0.5))
-                    if iz < 0 or iy < 0 or ix < 0 or iz >= nz or iy >= ny or ix >= nx:
-                        v = fill
-                    else:
-                        v = np.float64(vol[iz, iy, ix])
-                else:
-                    v = _trilinear(vol, sz, sy, sx, fill)
-                    if mode == 1:
-                        v = on_val if v >= thr else 0.0
-                out[z, y, x] = _store(v, is_int, lo, hi)
+                    sz = math.floor(sz + 0.5)
+                    sy = math.floor(sy + 0.5)
+                    sx = math.floor(sx + 0.5)
+                iz = int(sz)
+                iy = int(sy)
+                ix = int(sx)
+                fz = sz - iz
+                fy = sy - iy
+                fx = sx - ix
+                tz[q] = fz
+                ty[q] = fy
+                tx[q] = fx
+                base[q] = np.uint64(iz) * sz_ + np.uint64(iy) * sy_ + np.uint64(ix)
+                offz[q] = sz_ if fz > 0 else zero
+                offy[q] = sy_ if fy > 0 else zero
+                offx[q] = one if fx > 0 else zero
+            # pass 2: gathers
+            g0 = g[0]
+            if mode == 2:
+                for q in range(w):
+                    g0[q] = flat[base[q]]
+                for q in range(w):
+                    res[q] = g0[q] if ok[q] else fill32
+            else:
+                g1 = g[1]
+                g2 = g[2]
+                g3 = g[3]
+                g4 = g[4]
+                g5 = g[5]
+                g6 = g[6]
+                g7 = g[7]
+                for q in range(w):
+                    b = base[q]
+                    ox = offx[q]
+                    oy = offy[q]
+                    oz = offz[q]
+                    g0[q] = flat[b]
+                    g1[q] = flat[b + ox]
+                    g2[q] = flat[b + oy]
+                    g3[q] = flat[b + oy + ox]
+                    g4[q] = flat[b + oz]
+                    g5[q] = flat[b + oz + ox]
+                    g6[q] = flat[b + oz + oy]
+                    g7[q] = flat[b + oz + oy + ox]
+                # pass 3: interpolation
+                for q in range(w):
+                    a = tx[q]
+                    c00 = g0[q] + (g1[q] - g0[q]) * a
+                    c01 = g2[q] + (g3[q] - g2[q]) * a
+                    c10 = g4[q] + (g5[q] - g4[q]) * a
+                    c11 = g6[q] + (g7[q] - g6[q]) * a
+                    bb = ty[q]
+                    e0 = c00 + (c01 - c00) * bb
+                    e1 = c10 + (c11 - c10) * bb
+                    v = e0 + (e1 - e0) * tz[q]
+                    res[q] = v if ok[q] else fill32
+                if mode == 1:
+                    for q in range(w):
+                        res[q] = on32 if res[q] >= thr32 else np.float32(0.0)
+            o = out[z, y]
+            if is_int:
+                for q in range(w):
+                    v = res[q]
+                    v = v if v == v else np.float32(0.0)
+                    v = min(max(v, lo32), hi32)
+                    o[xa + q] = v + half if v >= 0 else v - half
+            else:
+                for q in range(w):
+                    o[xa + q] = res[q]
 
 
 @nb.njit(parallel=True, **_OPTS)

@@ -111,7 +111,11 @@ def _index_to_coord(coords: np.ndarray, f: np.ndarray) -> np.ndarray:
     return out
 
 
-def _contour_vtk(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _contour_vtk(
+    vol: np.ndarray, origin: tuple[float, float, float], spacing: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flying edges at 0.5 on a (z, y, x) uint8 volume; vertices (x, y, z) float32 with
+    ``origin + index * spacing``, faces int32."""
     from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
@@ -119,6 +123,8 @@ def _contour_vtk(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nz, ny, nx = vol.shape
     img = vtkImageData()
     img.SetDimensions(nx, ny, nz)
+    img.SetOrigin(*origin)
+    img.SetSpacing(*spacing)
     arr = numpy_to_vtk(vol.ravel(), deep=False)
     img.GetPointData().SetScalars(arr)
     fe = vtkFlyingEdges3D()
@@ -131,23 +137,26 @@ def _contour_vtk(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     fe.Update()
     out = fe.GetOutput()
     if out.GetNumberOfPoints() == 0:
-        return np.zeros((0, 3)), np.zeros((0, 3), np.int32)
-    pts = vtk_to_numpy(out.GetPoints().GetData())  # (x, y, z) index space
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
+    pts = vtk_to_numpy(out.GetPoints().GetData())
     polys = out.GetPolys()
     try:
-        conn = vtk_to_numpy(polys.GetConnectivityArray())
-        faces = conn.reshape(-1, 3)
+        faces = vtk_to_numpy(polys.GetConnectivityArray()).reshape(-1, 3)
     except AttributeError:  # pragma: no cover - VTK < 9
         faces = vtk_to_numpy(polys.GetData()).reshape(-1, 4)[:, 1:]
     del arr
-    return pts[:, ::-1].astype(np.float64), faces.astype(np.int32)  # -> (z, y, x)
+    return np.array(pts, dtype=np.float32), faces.astype(np.int32)
 
 
-def _contour_skimage(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _contour_skimage(
+    vol: np.ndarray, origin: tuple[float, float, float], spacing: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lewiner marching cubes at 0.5; same conventions as :func:`_contour_vtk`."""
     from skimage.measure import marching_cubes
 
     verts, faces, _, _ = marching_cubes(vol.astype(np.float32), level=0.5, allow_degenerate=False)
-    return verts.astype(np.float64), faces.astype(np.int32)
+    xyz = verts[:, ::-1].astype(np.float64) * np.asarray(spacing) + np.asarray(origin)
+    return xyz.astype(np.float32), faces.astype(np.int32)
 
 
 _FLIPS: dict[bool, bool] = {}
@@ -158,8 +167,9 @@ def _backend_flips(use_vtk: bool) -> bool:
     if use_vtk not in _FLIPS:
         cube = np.zeros((5, 5, 5), np.uint8)
         cube[1:4, 1:4, 1:4] = 1
-        v, f = _contour_vtk(cube) if use_vtk else _contour_skimage(cube)
-        _FLIPS[use_vtk] = mesh_volume_mm3(v[:, ::-1], f) < 0
+        fn = _contour_vtk if use_vtk else _contour_skimage
+        v, f = fn(cube, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        _FLIPS[use_vtk] = mesh_volume_mm3(v, f) < 0
     return _FLIPS[use_vtk]
 
 
@@ -212,23 +222,25 @@ def mask_to_mesh(mask: np.ndarray, grid: Grid, *, backend: str = "auto", name: s
             use_vtk = True
         except ImportError:
             use_vtk = False
-    verts, faces = _contour_vtk(box) if use_vtk else _contour_skimage(box)
+    # VTK/skimage place vertices at origin + index * spacing: exact for x, y (uniform in-plane)
+    # and for evenly spaced slices; otherwise z is mapped through the slice positions afterwards.
+    nz = len(grid.z)
+    zstep = float(grid.z[-1] - grid.z[0]) / (nz - 1) if nz > 1 else grid.dz
+    even_z = nz == 1 or float(np.abs(grid.z - (grid.z[0] + zstep * np.arange(nz))).max()) < 1e-4
+    origin = (
+        float(grid.x[0] + (x0 - 1) * grid.dx),
+        float(grid.y[0] + (y0 - 1) * grid.dy),
+        float(grid.z[0] + (z0 - 1) * zstep) if even_z else float(z0 - 1),
+    )
+    spacing = (grid.dx, grid.dy, zstep if even_z else 1.0)
+    fn = _contour_vtk if use_vtk else _contour_skimage
+    xyz, faces = fn(box, origin, spacing)
     if len(faces) == 0:
         return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
-
-    # fractional indices in the full grid (box index 0 is the padding layer)
-    fz = verts[:, 0] + (z0 - 1)
-    fy = verts[:, 1] + (y0 - 1)
-    fx = verts[:, 2] + (x0 - 1)
-    if len(grid.z) == 1:
-        pz = grid.z[0] + fz * grid.dz
-    else:
-        pz = _index_to_coord(grid.z, fz)
-    px = grid.x[0] + fx * grid.dx  # in-plane spacing is uniform
-    py = grid.y[0] + fy * grid.dy
-    xyz = np.stack([px, py, pz], axis=1)
+    if not even_z:
+        xyz[:, 2] = _index_to_coord(grid.z, xyz[:, 2])
     if not grid.axis_aligned:
-        xyz = grid.to_patient_points(xyz)
+        xyz = grid.to_patient_points(xyz).astype(np.float32)
     # The contouring backends emit a fixed winding for "inside = high values" in index space; the
     # index -> patient map is increasing along each axis, so only det(direction) can flip it.
     flip = _backend_flips(use_vtk) != (float(np.linalg.det(grid.direction)) < 0)

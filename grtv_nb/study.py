@@ -417,7 +417,7 @@ def open_study(
             missing = len(refs) - len(present)
             msg = (f"the RTSTRUCT references {len(refs)} image slices of which only {len(present)} are present "
                    f"({missing} missing)")
-            if doses:
+            if doses and len(present) < 0.5 * len(refs):
                 warn(msg + "; the dose grid is used as the reference grid (no image volume)")
                 reference = "dose"
             else:

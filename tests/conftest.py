@@ -18,13 +18,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def shared_case(shared_data: Path, rel: str) -> Path:
-    p = shared_data / rel
-    if not p.exists():
-        pytest.skip(f"{rel} is not in {shared_data}")
-    return p
-
-
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """The default (HFS) phantom patient written as DICOM once per test session."""

@@ -141,6 +141,7 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
         if "ROIDisplayColor" in item:
             roi.color = _color(item.ROIDisplayColor, order.index(num))
         kinds = set()
+        short = 0
         for c in item.get("ContourSequence", []):
             gtype = str(c.get("ContourGeometricType", "CLOSED_PLANAR") or "CLOSED_PLANAR").upper()
             pts = _contour_data(c)
@@ -153,9 +154,15 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
             pts = pts.reshape(-1, 3)
             kinds.add(gtype)
             if gtype == "CLOSED_PLANAR":
+                if len(pts) < 3:
+                    short += 1
+                    continue
                 roi.contours.append(pts)
             else:
                 roi.other_data.append(pts)
+        if short:
+            report(f"{source_name}: ROI '{roi.name}': {short} CLOSED_PLANAR contour(s) with fewer than 3 points "
+                   "ignored")
         if len(kinds) == 1:
             roi.geometric_type = kinds.pop()
         elif kinds:

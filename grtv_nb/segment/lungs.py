@@ -11,12 +11,16 @@ Method (on the ~2 mm working grid)
    the lung). The tracked airway, dilated by 2 mm, is removed from the internal air.
 3. Lung components: 3D components of the remaining internal air of at least 10 cc whose median
    HU is between -930 and -600 (aerated lung is about -850..-700; bowel and stomach gas is pure
-   air, median below -930; partial-volume rims of fat are above -600).
+   air, median below -930; partial-volume rims of fat are above -600). Components under 150 cc
+   must also reach the top slice (a lung base whose lung continues above the image) and not lie
+   in the anterior third of the body (bowel content with gas bubbles has lung-like HU).
 4. Left/right: two large components are the two lungs (left = larger x, the patient's left). A
-   single component spanning both sides (lungs touching at the anterior junction) is eroded
+   single component spanning both sides of the midline (the spinal canal's mean x, else the
+   body's centre) (lungs touching at the anterior junction) is eroded
    step by step (up to 12 mm) until it splits into two parts of at least 10 % each; every voxel
    then goes to the nearest part. A single lung on one side is assigned by the side of its centre
-   relative to the body centre.
+   relative to the midline. In a small field of view with neither spine nor the whole body
+   visible, the side may be wrong.
 5. Vessels inside each lung are included by filling holes slice by slice and a 2 mm closing.
 
 Assumptions and failure modes
@@ -35,9 +39,11 @@ from scipy import ndimage as ndi
 
 from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, not_found
 from .body import body_work
+from .spine import midline_x
 
 AIR_HU = -400.0
 AIRWAY_HU = -900.0
+LARGE_CC = 150.0
 
 
 def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -135,10 +141,25 @@ def _lungs_work(ctx: Context):
         return np.zeros_like(air), np.zeros_like(air)
     meds = np.atleast_1d(ndi.median(w, lab, big))
     keep = [int(i) for i, m in zip(big, meds) if -930.0 < m < -600.0]
+    # a small component is a lung base only if it reaches the top of the image (the rest of the
+    # lung is above the field of view) and is not in the anterior third of the body
+    body = body_work(ctx)
+    rows = np.nonzero(body.any(axis=(0, 2)))[0]
+    y_front = ctx.grid.y[rows[0]] + 0.3 * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
+    objs = ndi.find_objects(lab)
+    small = []
+    for i in keep:
+        if sizes[i - 1] >= LARGE_CC:
+            continue
+        sl = objs[i - 1]
+        ys = ctx.grid.y[np.nonzero((lab[sl] == i).any(axis=(0, 2)))[0] + sl[1].start]
+        if sl[0].stop < lab.shape[0] or float(np.mean(ys)) < y_front:
+            small.append(i)
+    keep = [i for i in keep if i not in small]
     if not keep:
         return np.zeros_like(air), np.zeros_like(air)
     keep.sort(key=lambda i: -sizes[i - 1])
-    xc = _body_centre_x(ctx)
+    xc = midline_x(ctx)
     gx = ctx.grid.x
     parts = [lab == i for i in keep[:2]]
     if len(parts) == 2 and sizes[keep[1] - 1] < 0.1 * sizes[keep[0] - 1]:

@@ -7,7 +7,9 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
 2. Candidates: the holes of that bone mask (filled minus bone) with an area of a canal of radius
    4-13 mm (50-530 mm2), median HU between -100 and 100 (CSF, cord, epidural fat), reasonably
    round (area / bounding-ellipse area), in the posterior 65 % of the body and within 60 mm of
-   its left-right centre (later: of the spine track).
+   its left-right centre, with bone-like density (mean > 110 HU) in the 20 x 17 mm box 8-25 mm
+   anterior of it (the vertebral body; this rejects the marrow of a vertebral body and holes
+   between ribs and scapula when the canal is cut by a small field of view).
 3. Continuity: the track is the longest chain of candidates whose centres move by less than
    10 mm per 10 mm along z; candidates off the chain are dropped.
 4. Slices of the track without a closed ring (disc levels, foramina) get the canal of the
@@ -35,7 +37,8 @@ from .body import body_work
 BONE_HU = 130.0
 ENCLOSE_MM = 25.0
 SOFT_MAX_HU = 90.0
-CANAL_DELTA_HU = 130.0
+CANAL_DELTA_HU = 90.0
+VBODY_MIN_HU = 110.0
 
 
 def canal_work(ctx: Context) -> np.ndarray:
@@ -124,6 +127,10 @@ def _candidates(ctx: Context):
             cy = float(gy[sl[0].start + yy].mean())
             cx = float(gx[sl[1].start + xx].mean())
             if abs(cx - xc) > 60.0 or cy < y0 + 0.35 * (y1 - y0):
+                continue
+            # the vertebral body lies just anterior (smaller y) of the canal
+            front = w[k][np.ix_((gy >= cy - 25.0) & (gy <= cy - 8.0), np.abs(gx - cx) <= 10.0)]
+            if front.size == 0 or float(np.mean(front)) < VBODY_MIN_HU:
                 continue
             cands.append((cx, cy, area, (sl, comp)))
         out.append(cands)
