@@ -119,7 +119,7 @@ _TILE_X = 128
 
 @nb.njit(parallel=True, fastmath=False, **_OPTS)
 def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode, thr, on_val, fill,
-         is_int, lo, hi):
+         is_int, lo, hi, proto):
     """Sample ``vol`` at ``s(p) = m @ (p - c) + c + d(p)`` for every output index ``p`` in ``box``.
 
     ``d(p)`` (voxels, z/y/x components) is the tensor-product cubic B-spline of the control
@@ -135,8 +135,9 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
 
     Work is split in tiles of one output slice by ``_TILE_X`` columns (all rows), so the input
     a tile reads stays in cache even when the rotation tilts rows across input slices. Each row
-    segment is done in three passes: positions and weights (scalar), the 8 gathers into int32 /
-    float32 scratch rows, then a vectorised interpolation and cast.
+    segment is done in three passes: positions and weights (scalar), the 8 gathers into scratch
+    rows of ``proto``'s dtype (int32 for small integer inputs: no scalar int->float converts), then a
+    vectorised float32 interpolation and cast.
     """
     cy, cx = ctrl.shape[1], ctrl.shape[2]
     nz, ny, nx = vol.shape
@@ -173,7 +174,7 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
         ty = np.empty(w, np.float32)
         tz = np.empty(w, np.float32)
         ok = np.empty(w, np.bool_)
-        g = np.empty((8, w), np.float32)
+        g = np.empty((8, w), proto.dtype)
         res = np.empty(w, np.float32)
         if has_def:
             k0 = bzi[z]
@@ -239,7 +240,7 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                 for q in range(w):
                     g0[q] = flat[base[q]]
                 for q in range(w):
-                    res[q] = g0[q] if ok[q] else fill32
+                    res[q] = np.float32(g0[q]) if ok[q] else fill32
             else:
                 g1 = g[1]
                 g2 = g[2]
@@ -264,10 +265,14 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                 # pass 3: interpolation
                 for q in range(w):
                     a = tx[q]
-                    c00 = g0[q] + (g1[q] - g0[q]) * a
-                    c01 = g2[q] + (g3[q] - g2[q]) * a
-                    c10 = g4[q] + (g5[q] - g4[q]) * a
-                    c11 = g6[q] + (g7[q] - g6[q]) * a
+                    v0 = np.float32(g0[q])
+                    v2 = np.float32(g2[q])
+                    v4 = np.float32(g4[q])
+                    v6 = np.float32(g6[q])
+                    c00 = v0 + (np.float32(g1[q]) - v0) * a
+                    c01 = v2 + (np.float32(g3[q]) - v2) * a
+                    c10 = v4 + (np.float32(g5[q]) - v4) * a
+                    c11 = v6 + (np.float32(g7[q]) - v6) * a
                     bb = ty[q]
                     e0 = c00 + (c01 - c00) * bb
                     e1 = c10 + (c11 - c10) * bb

@@ -304,7 +304,12 @@ def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec
         has_def = False
     k.warp(kvol, kout, np.ascontiguousarray(t.matrix), t.centre, ctrl, bzi, bzw, byi, byw, bxi, bxw,
            has_def, np.asarray(box, dtype=np.int64), spec.mode, spec.on_val / 2.0, spec.on_val,
-           spec.fill, is_int, lo, hi)
+           spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype))
+
+
+def _scratch_proto(dtype: np.dtype) -> np.ndarray:
+    small_int = dtype.kind in "iu" and dtype.itemsize <= 2 or dtype == np.int32
+    return np.empty(0, np.int32 if small_int else np.float32)
 
 
 def apply_transform(

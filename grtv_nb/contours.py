@@ -109,7 +109,93 @@ def slice_loops(plane: np.ndarray, *, simplify: bool = True) -> list[tuple[np.nd
     return [(lp[::-1].copy(), not hole) for lp, hole in out]
 
 
-def mask_to_contours(mask: np.ndarray, grid: Grid, *, simplify: bool = True, name: str = "mask") -> list[PlanarContour]:
+def _crossings_at(loop: np.ndarray, yl: float) -> tuple[np.ndarray, np.ndarray]:
+    """x of the crossings of the horizontal line y = yl (never through a vertex) with the loop's
+    edges, and the index of each crossed edge (edge i runs from vertex i to vertex i + 1)."""
+    ya, yb = loop[:, 1], np.roll(loop[:, 1], -1)
+    xa, xb = loop[:, 0], np.roll(loop[:, 0], -1)
+    hit = (np.minimum(ya, yb) < yl) & (yl < np.maximum(ya, yb))
+    idx = np.flatnonzero(hit)
+    xc = xa[idx] + (yl - ya[idx]) * (xb[idx] - xa[idx]) / (yb[idx] - ya[idx])
+    return xc, idx
+
+
+def _inside(pt: np.ndarray, loop: np.ndarray) -> bool:
+    x, y = pt
+    ya, yb = loop[:, 1], np.roll(loop[:, 1], -1)
+    xa, xb = loop[:, 0], np.roll(loop[:, 0], -1)
+    cond = (np.minimum(ya, yb) <= y) & (y < np.maximum(ya, yb))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc = xa + (y - ya) * (xb - xa) / (yb - ya)
+    return bool((cond & (xc > x)).sum() % 2)
+
+
+def _rightmost_crossing(loop: np.ndarray, yl: float) -> tuple[float, int]:
+    xc, ei = _crossings_at(loop, yl)
+    j = int(np.argmax(xc))
+    return float(xc[j]), int(ei[j])
+
+
+def keyhole_loops(loops: list[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
+    """Merge each hole into its enclosing outer loop with a zero-width bridge ("keyhole").
+
+    Works on the ``(column, row)`` loops of one plane as returned by :func:`slice_loops` (outer
+    loops counter-clockwise, holes clockwise, vertices at multiples of half a voxel). Each bridge
+    runs along a line ``row = j + 0.25`` (through no vertex and no voxel centre) from the hole's
+    right-most crossing to the nearest edge on its right, so the even-odd / voxel-centre
+    rasterisation of the result equals that of the input. Returns outer loops only (islands inside
+    holes stay separate loops).
+    """
+    outers = [lp for lp, hole in loops if not hole]
+    holes = [lp for lp, hole in loops if hole]
+    if not holes:
+        return outers
+    areas = [abs(_signed_area(o[:, 0], o[:, 1])) for o in outers]
+    owned: dict[int, list[np.ndarray]] = {}
+    for h in holes:
+        cands = [i for i, o in enumerate(outers) if _inside(h[0], o)]
+        if cands:  # always, for marching-squares loops
+            owned.setdefault(min(cands, key=lambda i: areas[i]), []).append(h)
+    result = []
+    for i, poly in enumerate(outers):
+        remaining = owned.get(i, [])
+        while remaining:
+            k = int(np.argmax([h[:, 0].max() for h in remaining]))
+            h = remaining[k]
+            r = int(np.argmax(h[:, 0]))
+            yl = float(np.floor(h[r, 1])) + 0.25
+            if len(_crossings_at(h, yl)[0]) == 0:
+                yl -= 0.5
+            px, pe = _rightmost_crossing(h, yl)
+            while True:  # nearest edge right of P: the outer's, or another hole's (then bridge from it)
+                best = (np.inf, -1, -1)
+                for owner, lp in [(-1, poly), *enumerate(remaining)]:
+                    if owner == k:
+                        continue
+                    cx, ce = _crossings_at(lp, yl)
+                    right = cx > px
+                    if right.any():
+                        m = int(np.argmin(np.where(right, cx, np.inf)))
+                        if cx[m] < best[0]:
+                            best = (float(cx[m]), owner, int(ce[m]))
+                if best[1] < 0:
+                    break
+                k = best[1]
+                h = remaining[k]
+                px, pe = _rightmost_crossing(h, yl)
+            ix, oe = best[0], best[2]
+            p_pt = np.array([[px, yl]])
+            i_pt = np.array([[ix, yl]])
+            walk = np.concatenate([i_pt, p_pt, np.roll(h, -(pe + 1), axis=0), p_pt, i_pt])
+            poly = np.concatenate([poly[: oe + 1], walk, poly[oe + 1 :]])
+            remaining = remaining[:k] + remaining[k + 1 :]
+        result.append(poly)
+    return result
+
+
+def mask_to_contours(
+    mask: np.ndarray, grid: Grid, *, simplify: bool = True, keyhole: bool = False, name: str = "mask"
+) -> list[PlanarContour]:
     """Closed planar contours (outer boundaries and holes) of a mask, slice by slice.
 
     Parameters
@@ -120,6 +206,10 @@ def mask_to_contours(mask: np.ndarray, grid: Grid, *, simplify: bool = True, nam
         The mask's grid (in-plane spacing uniform; oblique grids mapped through ``direction``).
     simplify : bool
         Remove vertices on straight runs (the rasterised result is unchanged).
+    keyhole : bool
+        Merge every hole into its enclosing outer loop with a zero-width bridge
+        (:func:`keyhole_loops`), for systems that do not read separate hole contours; then no
+        contour has ``is_hole`` set.
     name : str
         Used in error messages.
 
@@ -140,6 +230,8 @@ def mask_to_contours(mask: np.ndarray, grid: Grid, *, simplify: bool = True, nam
     aligned = grid.axis_aligned
     for k in np.flatnonzero(m.any(axis=(1, 2))):
         loops = slice_loops(m[k], simplify=simplify)
+        if keyhole:
+            loops = [(lp, False) for lp in keyhole_loops(loops)]
         loops.sort(key=lambda t: t[1])  # outer loops first
         for loop, hole in loops:
             pts = np.empty((len(loop), 3))

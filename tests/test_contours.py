@@ -157,3 +157,39 @@ def test_oblique_grid_and_bad_input():
         mask_to_contours(mask.astype(np.float64), grid)
     u8 = mask_to_contours(mask.astype(np.uint8) * 255, grid)
     assert len(u8) == len(cs)
+
+
+@pytest.mark.parametrize("which", ["torus", "blobs"])
+def test_keyhole_encoding_rasterises_the_same(which):
+    grid = _grid(True)
+    mask = _torus(grid) if which == "torus" else _blobs(grid)
+    sep = mask_to_contours(mask, grid)
+    kh = mask_to_contours(mask, grid, keyhole=True)
+    assert not any(c.is_hole for c in kh)
+    assert len(kh) == sum(not c.is_hole for c in sep)
+    assert np.array_equal(_mpl_rasterize(kh, grid), mask)
+    try:
+        from grtv_nb.raster import rasterize_roi
+    except ImportError:
+        return
+    assert np.array_equal(rasterize_roi(contour_points(kh), grid), mask)
+
+
+def test_keyhole_several_holes_and_island():
+    plane = np.zeros((40, 40), bool)
+    plane[2:38, 2:38] = True
+    plane[5:12, 5:30] = False  # hole 1
+    plane[20:30, 8:14] = False  # hole 2
+    plane[20:30, 20:33] = False  # hole 3 with an island holding a hole
+    plane[22:28, 23:30] = True
+    plane[24:26, 25:27] = False
+    plane[15, 34] = False  # one-voxel hole
+    loops = slice_loops(plane)
+    assert sum(h for _, h in loops) == 5
+    from grtv_nb.contours import keyhole_loops
+
+    merged = keyhole_loops(loops)
+    assert len(merged) == 2  # outer + island
+    g = Grid(x=np.arange(40.0), y=np.arange(40.0), z=np.array([0.0]), slice_thickness=1.0)
+    cs = [PlanarContour(np.column_stack([lp, np.zeros(len(lp))]), 0, False) for lp in merged]
+    assert np.array_equal(_mpl_rasterize(cs, g)[0], plane)

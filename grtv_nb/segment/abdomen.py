@@ -24,6 +24,8 @@ from .body import body_work
 from .lungs import lungs_work
 from .spine import canal_track, midline_x
 
+LIVER_OPEN_MM = 8.0
+
 
 def _smooth(ctx: Context) -> np.ndarray:
     """Median-filtered HU on the working grid (3x3x3), for intensity classification."""
@@ -43,20 +45,20 @@ def _lung_any(ctx: Context) -> np.ndarray:
     return left | right
 
 
-def _abdomen_slices(ctx: Context, organ: str) -> np.ndarray:
-    """Boolean per working slice: below the diaphragm (possible upper-abdominal organ level)."""
-    nz = ctx.w.shape[0]
-    lung = _lung_any(ctx)
-    area = lung.sum(axis=(1, 2)).astype(float)
+def _check_abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None]:
+    """Raise unless the image can hold upper-abdominal organs. Returns the lung mask (working
+    grid) and the z (mm) of the lung bases (None when no lungs are in the image)."""
     tr = canal_track(ctx)
     if not np.isfinite(tr["x"]).any():
-        raise not_found(organ, "no spinal canal was found, so this is not a trunk CT")
+        raise not_found(organ, "no spinal canal was found, so this is not a CT of the trunk")
+    lung = _lung_any(ctx)
+    area = lung.sum(axis=(1, 2)).astype(float)
     if area.max() == 0:
-        return np.ones(nz, bool)
-    # lungs present: the abdomen is where the lung area has dropped well below its maximum
+        return lung, None
     if area[0] > 0.5 * area.max():
         raise not_found(organ, "the lungs reach the bottom of the image: it ends above the diaphragm")
-    return area < 0.5 * area.max()
+    k = int(np.nonzero(area > 0.05 * area.max())[0][0])
+    return lung, float(ctx.grid.z[k])
 
 
 def _mode(values: np.ndarray, lo: float, hi: float) -> float:
@@ -95,43 +97,45 @@ def _liver_work(ctx: Context) -> np.ndarray:
     only by the opening and position; arterial-phase CT with heterogeneous enhancement.
     """
     organ = "liver"
-    w = ctx.w
     sm = _smooth(ctx)
     body = body_work(ctx)
     dz, dy, dx = ctx.spacing
-    gx, gy = ctx.grid.x, ctx.grid.y
+    gx, gy, gz = ctx.grid.x, ctx.grid.y, ctx.grid.z
+    lung, z_base = _check_abdomen(ctx, organ)
     xm = midline_x(ctx)
-    tr = canal_track(ctx)
-    abd = _abdomen_slices(ctx, organ)
-    cy = float(np.nanmedian(tr["y"]))
+    cy = float(np.nanmedian(canal_track(ctx)["y"]))
     inner = ndi.binary_erosion(body, structure=disk(15.0, dy, dx))
     shell = ndi.binary_erosion(body, structure=disk(8.0, dy, dx))
     X = gx[None, None, :]
     Y = gy[None, :, None]
-    seed = inner & (X < xm - 20.0) & (Y < cy + 20.0) & abd[:, None, None] & ~_bone(ctx)
-    seed &= ~ndi.binary_dilation(_lung_any(ctx), structure=disk(5.0, dy, dx))
+    Z = gz[:, None, None]
+    lung_d = ndi.binary_dilation(lung, structure=disk(5.0, dy, dx)) if lung.any() else lung
+    bone = _bone(ctx)
+    seed = inner & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d
+    if z_base is not None:
+        seed &= (Z > z_base - 50.0) & (Z < z_base + 30.0)
     mu = _mode(sm[seed], 0.0, 250.0)
     if not np.isfinite(mu):
         raise not_found(organ, "no soft tissue in the right upper abdomen")
-    cand = (sm >= mu - 30.0) & (sm <= mu + 35.0) & shell & ~_bone(ctx) & abd[:, None, None]
-    cand &= ~ndi.binary_dilation(_lung_any(ctx), structure=disk(3.0, dy, dx))
-    opened = ndi.binary_opening(cand, structure=ball(6.0, ctx.spacing))
+    region = shell & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 30.0)
+    cand = (sm >= mu - 30.0) & (sm <= mu + 35.0) & region
+    opened = ndi.binary_opening(cand, structure=ball(LIVER_OPEN_MM, ctx.spacing))
     lab, n = label(opened)
     if n == 0:
         raise not_found(organ, f"no homogeneous tissue near {mu:.0f} HU in the right upper abdomen")
     in_seed = np.bincount(lab[seed].ravel(), minlength=n + 1)[1:]
-    best = int(np.argmax(in_seed)) + 1
-    liver = lab == best
+    liver = lab == int(np.argmax(in_seed)) + 1
     vol = liver.sum() * ctx.grid.voxel_cc
     if vol < 100.0:
         raise not_found(organ, f"the largest candidate in the right upper abdomen is only {vol:.0f} cc")
-    # the liver's centre must be on the right
     if float(gx[np.nonzero(liver)[2]].mean()) > xm:
         raise not_found(organ, "the candidate organ lies left of the midline")
+    # undo the opening within the candidate (bounded, so bridges do not reopen)
+    step = ball(1.01 * max(dx, dy, dz), ctx.spacing)
+    for _ in range(max(int(round(LIVER_OPEN_MM / max(dx, dy))), 1)):
+        liver = ndi.binary_dilation(liver, structure=step) & cand
     liver = ndi.binary_closing(liver, structure=ball(5.0, ctx.spacing)) | liver
     liver = fill_holes_2d(liver)
-    grow = ndi.binary_dilation(liver, structure=disk(1.01 * max(dx, dy), dy, dx))
-    liver |= grow & (sm >= mu - 60.0) & (sm <= mu + 80.0) & shell
     return liver & body
 
 

@@ -77,10 +77,10 @@ class DVHChart(StaticPNGMixin, W.VBox):
         self.figsize = figsize
         self.result = study_dvh(a)
         self.mode = W.ToggleButtons(
-            options=[("% volume", "relative"), ("cc", "absolute")],
+            options=[("%", "relative"), ("cc", "absolute")],
             value="relative" if relative else "absolute",
             description="Volume",
-            style={"button_width": "80px"},
+            style={"button_width": "50px"},
         )
         self.image = W.Image(format="png")
         self.image.add_class("grtv-dvh-image")

@@ -109,7 +109,7 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             min=0,
             max=round(dmax, 2),
             step=round(dmax / 200, 3) or 0.01,
-            description="Min dose Gy",
+            description="Min Gy",
             style=_STYLE,
         )
         self.dose_opacity = W.FloatSlider(value=0.35, min=0, max=1, step=0.05, description="Opacity", style=_STYLE)
