@@ -19,7 +19,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, not_found
+from ._common import (
+    Context,
+    close_mm,
+    component_sizes,
+    dilate_mm,
+    erode_mm,
+    fill_holes_2d,
+    label,
+    not_found,
+    open_mm,
+)
 from .body import body_work
 from .lungs import lungs_work
 from .spine import canal_track, midline_x
@@ -28,14 +38,13 @@ LIVER_OPEN_MM = 8.0
 
 
 def _smooth(ctx: Context) -> np.ndarray:
-    """Median-filtered HU on the working grid (3x3x3), for intensity classification."""
-    return ctx.get("smooth", lambda c: ndi.median_filter(c.w, size=3))
+    """Mean-filtered HU on the working grid (3x3x3), for intensity classification."""
+    return ctx.get("smooth", lambda c: ndi.uniform_filter(c.w, size=3))
 
 
 def _bone(ctx: Context) -> np.ndarray:
     def f(c):
-        dz, dy, dx = c.spacing
-        return ndi.binary_dilation(c.w > 200.0, structure=disk(3.0, dy, dx)) & body_work(c)
+        return dilate_mm(c.w > 200.0, 3.0, c.spacing, planar=True) & body_work(c)
 
     return ctx.get("bone_d", f)
 
@@ -104,12 +113,12 @@ def _liver_work(ctx: Context) -> np.ndarray:
     lung, z_base = _check_abdomen(ctx, organ)
     xm = midline_x(ctx)
     cy = float(np.nanmedian(canal_track(ctx)["y"]))
-    inner = ndi.binary_erosion(body, structure=disk(15.0, dy, dx))
-    shell = ndi.binary_erosion(body, structure=disk(8.0, dy, dx))
+    inner = erode_mm(body, 15.0, ctx.spacing, planar=True)
+    shell = erode_mm(body, 8.0, ctx.spacing, planar=True)
     X = gx[None, None, :]
     Y = gy[None, :, None]
     Z = gz[:, None, None]
-    lung_d = ndi.binary_dilation(lung, structure=disk(5.0, dy, dx)) if lung.any() else lung
+    lung_d = dilate_mm(lung, 5.0, ctx.spacing, planar=True)
     bone = _bone(ctx)
     seed = inner & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d
     if z_base is not None:
@@ -117,9 +126,9 @@ def _liver_work(ctx: Context) -> np.ndarray:
     mu = _mode(sm[seed], 0.0, 250.0)
     if not np.isfinite(mu):
         raise not_found(organ, "no soft tissue in the right upper abdomen")
-    region = shell & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 30.0)
+    region = shell & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0)
     cand = (sm >= mu - 30.0) & (sm <= mu + 35.0) & region
-    opened = ndi.binary_opening(cand, structure=ball(LIVER_OPEN_MM, ctx.spacing))
+    opened = open_mm(cand, LIVER_OPEN_MM, ctx.spacing)
     lab, n = label(opened)
     if n == 0:
         raise not_found(organ, f"no homogeneous tissue near {mu:.0f} HU in the right upper abdomen")
@@ -131,10 +140,10 @@ def _liver_work(ctx: Context) -> np.ndarray:
     if float(gx[np.nonzero(liver)[2]].mean()) > xm:
         raise not_found(organ, "the candidate organ lies left of the midline")
     # undo the opening within the candidate (bounded, so bridges do not reopen)
-    step = ball(1.01 * max(dx, dy, dz), ctx.spacing)
-    for _ in range(max(int(round(LIVER_OPEN_MM / max(dx, dy))), 1)):
-        liver = ndi.binary_dilation(liver, structure=step) & cand
-    liver = ndi.binary_closing(liver, structure=ball(5.0, ctx.spacing)) | liver
+    near = dilate_mm(liver, LIVER_OPEN_MM, ctx.spacing) & cand
+    lab, n = label(near)
+    liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
+    liver = close_mm(liver, 5.0, ctx.spacing)
     liver = fill_holes_2d(liver)
     return liver & body
 

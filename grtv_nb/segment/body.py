@@ -6,8 +6,8 @@ Method (on the ~2 mm working grid)
 2. An axial opening with a 6 mm disk detaches thin structures touching the patient: couch shells,
    thermoplastic masks, cables, blankets.
 3. The largest 3D connected component is the body (as ``plastimatch segment`` does).
-4. The opening is undone inside the kept components (geodesic dilation by 8 mm within the
-   thresholded tissue), so the skin surface is the threshold surface, not a smoothed one.
+4. The opening is undone: tissue within 8 mm of the kept component and connected to it is added
+   back, so the skin surface is the threshold surface, not a smoothed one.
 5. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. Air that
    touches the image border but is not pure air (mean HU > -900, e.g. a lung cut by a small field
    of view) also counts as inside.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, component_sizes, disk, label, not_found
+from ._common import Context, component_sizes, dilate_mm, label, not_found, open_mm
 
 BODY_HU = -500.0
 OPEN_MM = 6.0
@@ -43,7 +43,7 @@ def _body_work(ctx: Context) -> np.ndarray:
     w = ctx.w
     dz, dy, dx = ctx.spacing
     tissue = w > BODY_HU
-    opened = ndi.binary_opening(tissue, structure=disk(OPEN_MM, dy, dx))
+    opened = open_mm(tissue, OPEN_MM, ctx.spacing, planar=True)
     lab, n = label(opened)
     if n == 0:
         raise not_found("body", "no tissue above -500 HU")
@@ -51,11 +51,10 @@ def _body_work(ctx: Context) -> np.ndarray:
     body = lab == int(np.argmax(sizes)) + 1
     if body.sum() * ctx.grid.voxel_cc < 20.0:
         raise not_found("body", "the largest tissue region is smaller than 20 cc")
-    # undo the opening: geodesic dilation within the tissue, in-plane, a few steps
-    step = disk(max(dx, dy) * 1.01, dy, dx)
-    n_steps = max(int(round(RECON_MM / max(dx, dy))), 1)
-    for _ in range(n_steps):
-        body = ndi.binary_dilation(body, structure=step) & tissue
+    # undo the opening: tissue within 8 mm of the kept body and connected to it
+    near = dilate_mm(body, RECON_MM, ctx.spacing, planar=True) & tissue
+    lab, n = label(near)
+    body = np.isin(lab, np.unique(lab[body & (lab > 0)]))
     return _fill_inside(body, w)
 
 
