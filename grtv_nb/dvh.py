@@ -345,32 +345,27 @@ class _Voxels:
     weight: np.ndarray | float  # volume (cc) of each voxel, or one value for all
 
 
-def _roi_voxels(dose: np.ndarray, mask: np.ndarray, vv: np.ndarray, uniform: bool, ss: int, grid: Grid) -> _Voxels:
-    zany = mask.any(axis=(1, 2))
-    zs = np.flatnonzero(zany)
+def _roi_voxels(dose: np.ndarray, mask: np.ndarray, vv: np.ndarray, uniform: bool, ss: int) -> _Voxels:
+    """Doses and volumes of the ROI's voxels (work restricted to the ROI's bounding box)."""
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
     if len(zs) == 0:
         return _Voxels(np.zeros(0, np.float32), 0.0)
     z0, z1 = int(zs[0]), int(zs[-1]) + 1
     m = mask[z0:z1]
+    proj = m.any(axis=0)
+    ys, xs = np.flatnonzero(proj.any(axis=1)), np.flatnonzero(proj.any(axis=0))
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    m = m[:, y0:y1, x0:x1]
     if ss > 1:
-        yany = m.any(axis=(0, 2))
-        xany = m.any(axis=(0, 1))
-        ys, xs = np.flatnonzero(yany), np.flatnonzero(xany)
-        y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-        m = m[:, y0:y1, x0:x1]
-        m_f = np.repeat(np.repeat(m, ss, axis=1), ss, axis=2)
-        d_f = _supersample_dose(dose, ss, z0, z1, y0, y1, x0, x1)
-        d = d_f[m_f]
-        counts = m_f.reshape(m_f.shape[0], -1).sum(axis=1)
+        m = np.repeat(np.repeat(m, ss, axis=1), ss, axis=2)
+        d = _supersample_dose(dose, ss, z0, z1, y0, y1, x0, x1)[m]
         w_slices = vv[z0:z1] / (ss * ss)
     else:
-        d = dose[z0:z1][m]
-        counts = None
+        d = dose[z0:z1, y0:y1, x0:x1][m]
         w_slices = vv[z0:z1]
     if uniform:
         return _Voxels(d, float(w_slices[0]))
-    if counts is None:
-        counts = m.reshape(m.shape[0], -1).sum(axis=1)
+    counts = m.reshape(m.shape[0], -1).sum(axis=1)
     return _Voxels(d, np.repeat(w_slices, counts))
 
 
@@ -444,7 +439,7 @@ def compute_dvh(
         if name in names:
             raise ValidationError(f"ROI name {name!r} appears twice")
         names.append(name)
-        vox.append(_roi_voxels(d, _as_bool_mask(m, name, d.shape), vv, uniform, ss, grid))
+        vox.append(_roi_voxels(d, _as_bool_mask(m, name, d.shape), vv, uniform, ss))
     return _histograms(names, vox, **opts)
 
 

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_tools as rt
 from scipy import ndimage
+from tests_support import shared_case
 
 from grtv_nb import open_study
 from grtv_nb.phantom import analytic_volume_cc, dose_at, write_phantom
-
-import reference_tools as rt
-from tests_support import shared_case
 
 CERR = ["pat_1", "pat_2", "pat_3", "pat_4"]
 BIG_CC = 10.0
