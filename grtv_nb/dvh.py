@@ -513,7 +513,7 @@ def _histograms(
         vals = np.array([_volume_at(cum[i], edges, dx) for i in range(n)])
         stats[f"V{x:g}%Rx_cc"] = (("roi",), vals, {"units": "cc", "dose_gy": dx})
         stats[f"V{x:g}%Rx_pct"] = (("roi",), vals * rel, {"units": "%", "dose_gy": dx})
-    coords = {"roi": np.array(names, dtype=object), "dose": ("dose", edges, {"units": "Gy"})}
+    coords = {"roi": np.array(names, dtype=str), "dose": ("dose", edges, {"units": "Gy"})}
     differential = xr.DataArray(
         diff,
         dims=("roi", "dose"),

@@ -219,7 +219,8 @@ def rtutils_roi_masks(image_dir: Path, rtss: Path, grid, names: list[str] | None
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rt = RTStructBuilder.create_from(dicom_series_path=str(image_dir), rt_struct_path=str(rtss))
+        # warn_only: RTSTRUCTs that reference image slices absent from the folder are still read
+        rt = RTStructBuilder.create_from(dicom_series_path=str(image_dir), rt_struct_path=str(rtss), warn_only=True)
     series = rt.series_data
     first = series[0]
     iop = np.array([float(v) for v in first.ImageOrientationPatient])

@@ -160,7 +160,8 @@ def test_cerr_gtv_vs_plastimatch(shared_data, refs, pat):
 def test_cerr_gtv_vs_rtutils(shared_data, refs, pat):
     folder, rtss = _cerr(shared_data, pat)
     study = _open(folder)
-    masks, region = refs.rtutils(pat, folder, rtss, study.grid)
+    # CERR writes no per-contour ContourImageSequence, which rt-utils needs to place a contour
+    masks, region = refs.rtutils(pat, folder, rtss, study.grid, fix_refs=True)
     for name in study.roi_names:
         ours = study.mask(name)
         assert (ours & ~region).sum() == 0, "the GTV reaches columns rt-utils can't represent (non-square image)"
@@ -171,13 +172,20 @@ def test_cerr_gtv_vs_rtutils(shared_data, refs, pat):
 
 
 def test_rtutils_mock_data(shared_data, refs):
+    """rt-utils's own mock patient: 2 CT slices, the MIM RTSTRUCT (4 small ROIs on z = 60, 65, 70 mm;
+    z = 70 has no CT slice). Its other RTSTRUCT, rt.dcm, names a frame of reference that is not the
+    CT's: grtv_nb refuses to rasterise it (warning, empty mask) where rt-utils ignores the frame."""
     folder = shared_case(shared_data, "rt-utils-testdata/tests/mock_data")
-    study = _open(folder, rtstruct="rt.dcm")
-    masks, region = refs.rtutils("mock", folder, folder / "rt.dcm", study.grid)
-    assert study.roi_names == ["ROI-1"]
-    ours = study.mask("ROI-1")
-    assert ours.sum() > 0 and (ours & ~region).sum() == 0
-    check_rtutils(ours, masks["ROI-1"], "mock ROI-1")
+    rtss = folder / "invalid_reference_rt.dcm"
+    study = _open(folder, rtstruct=rtss.name)
+    masks, region = refs.rtutils("mock", folder, rtss, study.grid)
+    assert study.roi_names == ["ROI-1", "ROI-2", "ROI-3", "ROI-4"]
+    for name in study.roi_names:
+        ours = study.mask(name)
+        assert ours.sum() > 0 and (ours & ~region).sum() == 0
+        check_rtutils(ours, masks[name], f"mock {name}")
+    other = _open(folder, rtstruct="rt.dcm")
+    assert other.voxel_count("ROI-1") == 0
 
 
 def test_dicompyler_volumes_on_dose_grid(shared_data, refs):
