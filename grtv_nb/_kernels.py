@@ -130,8 +130,10 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
     Sampling: a position more than half a voxel beyond the outer voxel centres (outside the
     volume's extent) takes ``fill``; otherwise it is clamped to ``[0, n-1]`` and interpolated
     trilinearly (``mode`` 0), trilinearly then set to ``on_val if v >= thr else 0`` (``mode``
-    1, binary labels) or from the nearest voxel (``mode`` 2). A zero weight never reads its
-    second tap, so integer positions return the voxel value exactly.
+    1, binary labels) or from the nearest voxel (``mode`` 2). Interpolation is written
+    ``a + (b - a) * t``: a constant volume stays exactly constant and a position on a voxel
+    centre returns its value (exactly for integer data; the last index along an axis is reached
+    with ``t = 1``, within one float32 rounding for float data).
 
     Work is split in tiles of one output slice by ``_TILE_X`` columns (all rows), so the input
     a tile reads stays in cache even when the rotation tilts rows across input slices. Each row
@@ -150,10 +152,13 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
     m20, m21, m22 = m[2, 0], m[2, 1], m[2, 2]
     c0, c1, c2 = c[0], c[1], c[2]
     hz, hy, hx = nz - 0.5, ny - 0.5, nx - 0.5
+    # index of the first tap (the second is +1 along the axis; 0 for a 1-voxel axis)
+    lz, ly, lx = max(nz - 2, 0), max(ny - 2, 0), max(nx - 2, 0)
     sy_ = np.uint64(nx)
     sz_ = np.uint64(nx * ny)
-    one = np.uint64(1)
-    zero = np.uint64(0)
+    oz = np.uint64(nx * ny) if nz > 1 else np.uint64(0)
+    oy = np.uint64(nx) if ny > 1 else np.uint64(0)
+    ox = np.uint64(1) if nx > 1 else np.uint64(0)
     thr32 = np.float32(thr)
     on32 = np.float32(on_val)
     fill32 = np.float32(fill)
@@ -167,15 +172,18 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
         slab = np.zeros((cy, cx, 3), np.float64)
         rowc = np.zeros((cx, 3), np.float64)
         base = np.empty(w, np.uint64)
-        offx = np.empty(w, np.uint64)
-        offy = np.empty(w, np.uint64)
-        offz = np.empty(w, np.uint64)
         tx = np.empty(w, np.float32)
         ty = np.empty(w, np.float32)
         tz = np.empty(w, np.float32)
         ok = np.empty(w, np.bool_)
         g = np.empty((8, w), proto.dtype)
         res = np.empty(w, np.float32)
+        ssz = np.empty(w, np.float64)
+        ssy = np.empty(w, np.float64)
+        ssx = np.empty(w, np.float64)
+        ddz = np.zeros(w, np.float64)
+        ddy = np.zeros(w, np.float64)
+        ddx = np.zeros(w, np.float64)
         if has_def:
             k0 = bzi[z]
             for k in range(4):
@@ -196,44 +204,50 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
             bz = m00 * pz + m01 * py + c0
             by = m10 * pz + m11 * py + c1
             bx = m20 * pz + m21 * py + c2
-            # pass 1: positions
-            for q in range(w):
-                x = xa + q
-                px = x - c2
-                sz = bz + m02 * px
-                sy = by + m12 * px
-                sx = bx + m22 * px
-                if has_def:
+            # pass 1: positions (the displacement row first, so the loop below has no branch)
+            if has_def:
+                for q in range(w):
+                    x = xa + q
                     i0 = bxi[x]
                     w0 = bxw[x, 0]
                     w1 = bxw[x, 1]
                     w2 = bxw[x, 2]
                     w3 = bxw[x, 3]
-                    sz += w0 * rowc[i0, 0] + w1 * rowc[i0 + 1, 0] + w2 * rowc[i0 + 2, 0] + w3 * rowc[i0 + 3, 0]
-                    sy += w0 * rowc[i0, 1] + w1 * rowc[i0 + 1, 1] + w2 * rowc[i0 + 2, 1] + w3 * rowc[i0 + 3, 1]
-                    sx += w0 * rowc[i0, 2] + w1 * rowc[i0 + 1, 2] + w2 * rowc[i0 + 2, 2] + w3 * rowc[i0 + 3, 2]
-                inside = sz >= -0.5 and sy >= -0.5 and sx >= -0.5 and sz <= hz and sy <= hy and sx <= hx
-                ok[q] = inside
+                    ddz[q] = w0 * rowc[i0, 0] + w1 * rowc[i0 + 1, 0] + w2 * rowc[i0 + 2, 0] + w3 * rowc[i0 + 3, 0]
+                    ddy[q] = w0 * rowc[i0, 1] + w1 * rowc[i0 + 1, 1] + w2 * rowc[i0 + 2, 1] + w3 * rowc[i0 + 3, 1]
+                    ddx[q] = w0 * rowc[i0, 2] + w1 * rowc[i0 + 1, 2] + w2 * rowc[i0 + 2, 2] + w3 * rowc[i0 + 3, 2]
+            for q in range(w):
+                px = (xa + q) - c2
+                ssz[q] = bz + m02 * px + ddz[q]
+                ssy[q] = by + m12 * px + ddy[q]
+                ssx[q] = bx + m22 * px + ddx[q]
+            for q in range(w):
+                sz = ssz[q]
+                sy = ssy[q]
+                sx = ssx[q]
+                ok[q] = sz >= -0.5 and sy >= -0.5 and sx >= -0.5 and sz <= hz and sy <= hy and sx <= hx
                 sz = min(max(sz, 0.0), nz - 1.0)
                 sy = min(max(sy, 0.0), ny - 1.0)
                 sx = min(max(sx, 0.0), nx - 1.0)
-                if mode == 2:
-                    sz = math.floor(sz + 0.5)
-                    sy = math.floor(sy + 0.5)
-                    sx = math.floor(sx + 0.5)
-                iz = int(sz)
-                iy = int(sy)
-                ix = int(sx)
-                fz = sz - iz
-                fy = sy - iy
-                fx = sx - ix
-                tz[q] = fz
-                ty[q] = fy
-                tx[q] = fx
+                ssz[q] = sz
+                ssy[q] = sy
+                ssx[q] = sx
+            if mode == 2:
+                for q in range(w):
+                    ssz[q] = math.floor(ssz[q] + 0.5)
+                    ssy[q] = math.floor(ssy[q] + 0.5)
+                    ssx[q] = math.floor(ssx[q] + 0.5)
+            for q in range(w):
+                sz = ssz[q]
+                sy = ssy[q]
+                sx = ssx[q]
+                iz = min(int(sz), lz)
+                iy = min(int(sy), ly)
+                ix = min(int(sx), lx)
+                tz[q] = sz - iz
+                ty[q] = sy - iy
+                tx[q] = sx - ix
                 base[q] = np.uint64(iz) * sz_ + np.uint64(iy) * sy_ + np.uint64(ix)
-                offz[q] = sz_ if fz > 0 else zero
-                offy[q] = sy_ if fy > 0 else zero
-                offx[q] = one if fx > 0 else zero
             # pass 2: gathers
             g0 = g[0]
             if mode == 2:
@@ -251,9 +265,6 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                 g7 = g[7]
                 for q in range(w):
                     b = base[q]
-                    ox = offx[q]
-                    oy = offy[q]
-                    oz = offz[q]
                     g0[q] = flat[b]
                     g1[q] = flat[b + ox]
                     g2[q] = flat[b + oy]

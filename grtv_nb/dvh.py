@@ -563,6 +563,12 @@ def compute_dvh_on_dose_grid(
         raise ValidationError(f"supersample must be a positive integer, got {supersample!r}")
     if not isinstance(contours, Mapping):
         raise ValidationError("contours must be a mapping ROI name -> list of (N, 3) arrays")
+    roi_names = kwargs.pop("roi_names", None)
+    if roi_names is not None:
+        missing = [n for n in roi_names if n not in contours]
+        if missing:
+            raise ValidationError(f"roi_names: no contours for {missing}")
+        contours = {n: contours[n] for n in roi_names}
     d = _check_dose(dose, dose_grid)
     if ss == 1:
 

@@ -215,8 +215,11 @@ def rtutils_roi_masks(image_dir: Path, rtss: Path, grid, names: list[str] | None
     """
     import warnings
 
+    import rt_utils.rtstruct_builder as _builder
     from rt_utils import RTStructBuilder
 
+    if not hasattr(_builder, "warnings"):  # rt-utils 1.2.7 calls warnings.warn without importing it
+        _builder.warnings = warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # warn_only: RTSTRUCTs that reference image slices absent from the folder are still read

@@ -49,12 +49,70 @@ def _floats(ds, name, n=None):
     return arr
 
 
+_PIXEL_DATA = 0x7FE00010
+_NATIVE_TS = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit / explicit VR little endian
+
+
 def _decode(f: DicomFile) -> np.ndarray:
-    ds = pydicom.dcmread(f.path, force=True)
+    """Pixels of one slice. Native little-endian data is read straight from the file at the offset
+    the header read recorded (no second parse); compressed data goes through pydicom's handlers."""
+    ds = f.ds
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "1.2.840.10008.1.2") or "")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise DicomReadError(f"{f.path.name}: multi-frame image objects are not supported ({frames} frames)")
+    bits = int(ds.get("BitsAllocated", 16))
+    if ts in _NATIVE_TS and bits in (8, 16, 32) and int(ds.get("SamplesPerPixel", 1)) == 1 and _PIXEL_DATA in ds:
+        signed = int(ds.get("PixelRepresentation", 0)) == 1
+        dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+        n = rows * cols
+        elem = ds.get_item(_PIXEL_DATA)
+        raw = getattr(elem, "value", None)
+        if isinstance(raw, bytes | bytearray):
+            if len(raw) < n * dtype.itemsize:
+                raise DicomReadError(f"{f.path.name}: pixel data truncated ({len(raw)} of {n * dtype.itemsize} bytes)")
+            arr = np.frombuffer(raw, dtype=dtype, count=n)
+        elif raw is None and getattr(elem, "value_tell", None) is not None:
+            arr = np.fromfile(f.path, dtype=dtype, count=n, offset=int(elem.value_tell))
+            if arr.size < n:
+                raise DicomReadError(f"{f.path.name}: pixel data truncated ({arr.size} of {n} pixels)")
+        else:
+            arr = ds.pixel_array
+        stored = int(ds.get("BitsStored", bits))
+        if signed and stored < bits:  # sign-extend e.g. 12-bit signed values
+            shift = bits - stored
+            arr = (arr << shift) >> shift
+        return arr.reshape(rows, cols)
     arr = ds.pixel_array
     if arr.ndim != 2:
         raise DicomReadError(f"{f.path.name}: multi-frame image objects are not supported (shape {arr.shape})")
     return arr
+
+
+def _rescale_stack(raws: list[np.ndarray], rescale: list[tuple[float, float]], ct: bool) -> np.ndarray:
+    """Stack slices applying each slice's slope/intercept. Integer results that fit int16 (always
+    the case for CT in HU, rounded) are int16; otherwise float32."""
+    integral = all(sl == 1 and float(b).is_integer() for sl, b in rescale) and all(
+        np.issubdtype(r.dtype, np.integer) for r in raws)
+    if integral:
+        lo = min(int(r.min()) + int(b) for r, (_, b) in zip(raws, rescale))
+        hi = max(int(r.max()) + int(b) for r, (_, b) in zip(raws, rescale))
+        if ct or (lo >= -32768 and hi <= 32767):
+            out = np.empty((len(raws), *raws[0].shape), dtype=np.int16)
+            for k, (r, (_, b)) in enumerate(zip(raws, rescale)):
+                if lo >= -32768 and hi <= 32767:
+                    np.add(r, np.int32(b), out=out[k], casting="unsafe")
+                else:
+                    out[k] = np.clip(r.astype(np.int32) + int(b), -32768, 32767)
+            return out
+    vals = np.empty((len(raws), *raws[0].shape), dtype=np.float32)
+    for k, (r, (sl, b)) in enumerate(zip(raws, rescale)):
+        np.multiply(r, np.float32(sl), out=vals[k], casting="unsafe")
+        vals[k] += np.float32(b)
+    if ct or np.array_equal(vals, np.round(vals)) and vals.min() >= -32768 and vals.max() <= 32767:
+        return np.clip(np.rint(vals), -32768, 32767).astype(np.int16)
+    return vals
 
 
 def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
@@ -134,7 +192,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)}")
     # --- decode pixels
     modality = series.modality.upper() or "CT"
-    slices, ok, bad = [], [], []
+    raws, rescale, ok, bad = [], [], [], []
     for i, f in enumerate(files):
         try:
             arr = _decode(f)
@@ -143,11 +201,8 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         except Exception as exc:
             bad.append(f"{f.path.name} ({type(exc).__name__}: {exc})")
             continue
-        slope = float(f.ds.get("RescaleSlope", 1) or 1)
-        inter = float(f.ds.get("RescaleIntercept", 0) or 0)
-        if slope != 1 or inter != 0:
-            arr = arr.astype(np.float32) * np.float32(slope) + np.float32(inter)
-        slices.append(arr)
+        raws.append(arr)
+        rescale.append((float(f.ds.get("RescaleSlope", 1) or 1), float(f.ds.get("RescaleIntercept", 0) or 0)))
         ok.append(i)
     if bad:
         report(f"{series.describe()}: {len(bad)} slice(s) could not be decoded and were left out: " + "; ".join(bad[:5]))
@@ -155,17 +210,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     ipps, s = ipps[ok], s[ok]
     if not files:
         raise DicomReadError(f"{series.describe()}: no slice could be decoded")
-    stack = np.stack(slices)
-    if modality == "CT" or np.issubdtype(stack.dtype, np.floating):
-        if modality == "CT" or np.allclose(stack, np.round(stack)):
-            stack = np.clip(np.rint(stack), -32768, 32767).astype(np.int16)
-        else:
-            stack = stack.astype(np.float32)
-    elif stack.dtype != np.int16:
-        if stack.min() >= -32768 and stack.max() <= 32767:
-            stack = stack.astype(np.int16)
-        else:
-            stack = stack.astype(np.float32)
+    stack = _rescale_stack(raws, rescale, ct=modality == "CT")
     # --- gaps
     if len(s) > 2:
         d = np.diff(s)

@@ -143,6 +143,12 @@ def _liver_work(ctx: Context) -> np.ndarray:
     near = dilate_mm(liver, LIVER_OPEN_MM, ctx.spacing) & cand
     lab, n = label(near)
     liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
+    # a wider window, within 15 mm of that core: enhancement is uneven in contrast CT
+    wide = (sm >= mu - 50.0) & (sm <= mu + 45.0) & region
+    near = dilate_mm(liver, 15.0, ctx.spacing) & wide
+    lab, n = label(near)
+    liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
+    liver = open_mm(liver, 3.0, ctx.spacing) | erode_mm(liver, 3.0, ctx.spacing)
     liver = close_mm(liver, 5.0, ctx.spacing)
     liver = fill_holes_2d(liver)
     return liver & body

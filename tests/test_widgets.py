@@ -1,0 +1,296 @@
+"""Widgets (grtv_nb.widgets) without a browser: slice rendering checked against independent
+formulas (window/level arithmetic, scipy.ndimage erosion for outlines, nearest-coordinate lookup for
+the physical-aspect resampling), viewer behaviour (events, presets, linking), bad input (no dose,
+no ROIs, no image, 2-slice and 1000-slice volumes) and the static PNG fallback."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ipywidgets")
+xr = pytest.importorskip("xarray")
+
+from grtv_nb.errors import ValidationError  # noqa: E402
+from grtv_nb.widgets import render as R  # noqa: E402
+from grtv_nb.widgets._synthetic import synthetic_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return synthetic_dataset((24, 64, 80), (3.0, 2.0, 2.0), n_rois=6)
+
+
+@pytest.fixture(scope="module")
+def arrays(ds):
+    return R.StudyArrays(ds)
+
+
+def _png_rgb(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+# ---------------------------------------------------------------------------------------------
+# render.py
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", list(R.PRESETS))
+def test_window_matches_linear_formula(preset):
+    w, lev = R.PRESETS[preset]
+    hu = np.arange(-1100, 3100, 7, dtype=np.int16).reshape(-1, 4)
+    expect = np.clip(np.round((hu.astype(np.float64) - (lev - w / 2)) / w * 255), 0, 255)
+    got = R.apply_window(hu, w, lev)
+    assert got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expect).max() <= 1
+    # float images go through arithmetic, same result
+    got_f = R.apply_window(hu.astype(np.float32), w, lev)
+    assert np.abs(got_f.astype(int) - expect).max() <= 1
+
+
+def test_outline_equals_mask_minus_erosion():
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[:60, :70]
+    m = ((yy - 30) ** 2 / 400 + (xx - 30) ** 2 / 300 <= 1) | ((yy > 5) & (yy < 15) & (xx > 50))
+    m[0:3, 0:70] = True  # touching the image edge
+    ref = m & ~ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(2, 1), border_value=0)
+    assert np.array_equal(R.outline(m), ref)
+    ref2 = m & ~ndimage.binary_erosion(
+        m, structure=ndimage.generate_binary_structure(2, 1), iterations=2, border_value=0
+    )
+    assert np.array_equal(R.outline(m, thick=2), ref2)
+
+
+def test_plane_geometry_true_aspect_and_nonuniform_z():
+    z = np.array([0.0, 2.0, 4.0, 10.0, 16.0, 17.0, 18.0])  # gaps of 2, 6 and 1 mm
+    d = synthetic_dataset((7, 20, 30), (2.0, 1.0, 1.0), n_rois=2, z=z)
+    a = R.StudyArrays(d)
+    g = R.plane_geometry(a, "coronal")
+    # square display pixels of the in-plane spacing; physical height = z extent (boundaries half-way)
+    assert g.col_mm == pytest.approx(1.0) and g.row_mm == pytest.approx(1.0, rel=0.05)
+    extent = (z[-1] + 0.5) - (z[0] - 1.0)
+    assert g.height * g.row_mm == pytest.approx(extent, abs=1e-6)
+    # each display row shows the slice whose centre is nearest to the row's centre (superior on top)
+    top = z[-1] + 0.5
+    centres = top - (np.arange(g.height) + 0.5) * g.row_mm
+    nearest = np.abs(centres[:, None] - z[None, :]).argmin(axis=1)
+    assert np.array_equal(g.rmap, nearest)
+    ax = R.plane_geometry(a, "axial")
+    assert ax.identity and (ax.height, ax.width) == (20, 30)
+
+
+def test_render_roi_outline_dose_and_toggle(arrays):
+    a = arrays
+    g = R.plane_geometry(a, "axial")
+    iz = a.shape[0] // 2
+    ptv = a.roi_names.index("PTV")
+    color = np.array(a.roi_colors[ptv])
+    mask2d = a.full_mask("PTV")[iz]
+    assert mask2d.any()
+    opts = R.RenderOptions(rois=[ptv], show_dose=False)
+    rgb = R.render_slice(a, g, iz, opts)
+    is_col = (rgb == color).all(axis=2)
+    assert np.array_equal(is_col & mask2d, R.outline(mask2d))
+    # toggled off: the grey image only
+    off = R.render_slice(a, g, iz, R.RenderOptions(rois=[], show_dose=False))
+    grey = R.apply_window(a.image[iz], 400, 40)
+    assert np.array_equal(off, np.repeat(grey[:, :, None], 3, axis=2))
+    # dose wash only where dose >= threshold
+    thr = 0.3 * a.dose_max
+    wash = R.render_slice(a, g, iz, R.RenderOptions(rois=[], dose_threshold=thr, dose_opacity=0.5))
+    tinted = (wash != off).any(axis=2)
+    assert np.array_equal(tinted & (a.dose[iz] < thr), np.zeros_like(tinted))
+    assert tinted[a.dose[iz] >= thr].mean() > 0.9
+    # filled: inside pixels blended at the opacity
+    fill = R.render_slice(a, g, iz, R.RenderOptions(rois=[ptv], roi_mode="filled", roi_opacity=0.5, show_dose=False))
+    inner = mask2d & ~R.outline(mask2d)
+    expect = (grey[inner][:, None] * 0.5 + color * 0.5).astype(np.uint8)
+    assert np.abs(fill[inner].astype(int) - expect).max() <= 1
+
+
+def test_roi_on_resampled_planes_matches_mask(arrays):
+    a = arrays
+    for plane, idx in (("coronal", 30), ("sagittal", 40)):
+        g = R.plane_geometry(a, plane)
+        ptv = a.roi_names.index("PTV")
+        full = a.full_mask("PTV")
+        native = R.native_plane(full, plane, idx)
+        disp = native[g.rmap[:, None], g.cmap[None, :]]
+        rgb = R.render_slice(
+            a, g, idx, R.RenderOptions(rois=[ptv], roi_mode="filled", roi_opacity=1.0, show_dose=False)
+        )
+        is_col = (rgb == np.array(a.roi_colors[ptv])).all(axis=2)
+        assert disp.any() and np.array_equal(is_col & disp, disp)
+
+
+def test_probe_reports_position_hu_dose_rois(arrays):
+    a = arrays
+    ijk = (12, 30, 45)
+    p = a.probe(ijk)
+    assert p["xyz_mm"] == (a.x[45], a.y[30], a.z[12])
+    assert p["hu"] == a.image[ijk] and p["dose"] == pytest.approx(float(a.dose[ijk]))
+    expect = [n for i, n in enumerate(a.roi_names) if a.full_mask(i)[ijk]]
+    assert p["rois"] == expect
+    g = R.plane_geometry(a, "coronal")
+    row = g.display_row(12)
+    assert a.voxel_at("coronal", 30, row, 45, g) == (12, 30, 45)
+
+
+def test_png_roundtrip_both_encoders():
+    rgb = np.random.default_rng(1).integers(0, 255, (17, 23, 3), dtype=np.uint8)
+    assert np.array_equal(_png_rgb(R.encode_png(rgb)), rgb)
+    assert np.array_equal(_png_rgb(R._png_zlib(rgb, 6)), rgb)
+
+
+def test_bad_input_errors(arrays):
+    with pytest.raises(ValidationError, match="Study or an xarray Dataset"):
+        R.StudyArrays(np.zeros((2, 2, 2)))
+    with pytest.raises(ValidationError, match="plane"):
+        R.plane_geometry(arrays, "oblique")
+    with pytest.raises(ValidationError, match="out of range"):
+        R.render_slice(arrays, R.plane_geometry(arrays, "axial"), 999)
+    with pytest.raises(ValidationError, match="not in study"):
+        arrays.roi_index("nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# SliceViewer
+# ---------------------------------------------------------------------------------------------
+def test_slice_viewer_events_presets_and_readout(ds):
+    from grtv_nb.widgets import SliceViewer
+
+    v = SliceViewer(ds)
+    hot = np.unravel_index(int(np.argmax(v.arrays.dose)), v.arrays.shape)
+    assert v.index["axial"] == hot[0]  # opens at the dose maximum
+    v._on_canvas("axial", {"event": "step", "delta": -3})
+    assert v.index["axial"] == hot[0] - 3 and v.sliders["axial"].value == hot[0] - 3
+    v._on_canvas("axial", {"event": "step", "delta": 10_000})
+    assert v.index["axial"] == v.arrays.shape[0] - 1  # clipped
+    v.sliders["coronal"].value = 5
+    assert v.index["coronal"] == 5
+    g = v.geoms["axial"]
+    v._on_canvas("axial", {"event": "click", "row": g.display_row(20), "col": g.display_col(33)})
+    assert (v.index["coronal"], v.index["sagittal"]) == (20, 33)  # crosshairs follow
+    assert "HU" in v.readout.value and "Gy" in v.readout.value and "mm" in v.readout.value
+    v.preset.value = "lung"
+    assert (v.window.value, v.level.value) == R.PRESETS["lung"]
+    v.window.value = 1234
+    assert v.preset.value == "custom"
+    png = v.canvases["axial"].png
+    v.roi_state.set_visible("BODY", False)
+    assert v.canvases["axial"].png != png
+    bundle = v._repr_mimebundle_()
+    assert "image/png" in bundle and "application/vnd.jupyter.widget-view+json" in bundle
+    img = _png_rgb(base64.b64decode(bundle["image/png"]))
+    assert img.shape[1] > 2 * img.shape[0] * 0.5
+
+
+def test_viewer_without_dose_rois_or_image(ds):
+    from grtv_nb.widgets import Dashboard, DVHChart, SliceViewer, View3D
+
+    bare = ds.drop_vars(["dose", "masks", "roi", "roi_color", "roi_number", "roi_type"])
+    v = SliceViewer(bare)
+    assert v.legend is None and v.show_dose.disabled
+    assert _png_rgb(v.to_png_bytes()).size
+    d = Dashboard(bare)
+    assert d.dvh is None and d.view3d is None and d.legend is None
+    assert _png_rgb(d.to_png_bytes()).size
+    no_dose = ds.drop_vars("dose")
+    d2 = Dashboard(no_dose, show_3d=False)
+    assert d2.dvh is None and d2.legend is not None
+    assert "no dose" in DVHChart(no_dose).children[0].value
+    no_image = ds.drop_vars("image")
+    v3 = SliceViewer(no_image)
+    assert v3.render("axial").any()  # dose and ROIs on black
+    empty3d = View3D(bare)
+    assert "no ROIs or dose" in empty3d.frame.value
+
+
+@pytest.mark.parametrize("nz", [2, 1000])
+def test_two_and_thousand_slice_volumes(nz):
+    from grtv_nb.widgets import SliceViewer
+
+    d = synthetic_dataset((nz, 24, 32), (1.0 if nz > 2 else 3.0, 2.0, 2.0), n_rois=3)
+    v = SliceViewer(d)
+    for p in R.PLANES:
+        rgb = v.render(p)
+        assert rgb.ndim == 3 and rgb.shape[0] >= 1
+    g = v.geoms["coronal"]
+    assert g.height * g.row_mm == pytest.approx(nz * (1.0 if nz > 2 else 3.0), rel=0.01)
+    v._on_canvas("axial", {"event": "step", "delta": 5})
+    assert v.index["axial"] == min(v.arrays.shape[0] - 1, int(np.argmax(v.arrays.dose)) // (24 * 32) + 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# DVH chart, 3D view, dashboard
+# ---------------------------------------------------------------------------------------------
+def test_dvh_chart_legend_and_exports(ds, tmp_path):
+    pytest.importorskip("matplotlib")
+    from grtv_nb.dvh import compute_dvh
+    from grtv_nb.widgets import DVHChart
+
+    c = DVHChart(ds)
+    a = c.arrays
+    ref = compute_dvh(a.dose, a.grid, a.full_mask, roi_names=a.roi_names)
+    assert np.allclose(c.result.cumulative.values, ref.cumulative.values)
+    lines = c.figure().axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == a.roi_names
+    c.roi_state.set_visible("PTV", False)
+    assert "PTV" not in [ln.get_label() for ln in c.figure().axes[0].get_lines()]
+    assert ">PTV<" not in c.table.value.replace("</span> ", ">")
+    c.mode.value = "absolute"
+    p = c.to_csv(tmp_path / "dvh.csv")
+    rows = list(csv.reader(p.open()))
+    assert rows[0][0] == "dose_gy" and len(rows) == len(c.result.dose) + 1
+    body_col = rows[0].index("BODY (cc)")
+    assert float(rows[1][body_col]) == pytest.approx(float(c.result.stats["volume_cc"].sel(roi="BODY")), rel=1e-3)
+    png = c.save_png(tmp_path / "dvh.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    c.make_export_links()
+    assert 'download="dvh.csv"' in c.export.value and 'download="dvh.png"' in c.export.value
+
+
+def test_view3d_scene_and_static_picture(ds):
+    pytest.importorskip("pyvista")
+    from grtv_nb.widgets import View3D
+
+    v = View3D(ds, size=(200, 160))
+    assert "<iframe" in v.frame.value and "vtk" in v.frame.value.lower()
+    p = v.plotter()
+    n_all = v._n_actors
+    p.close()
+    v.roi_state.set_visible("PTV", False)
+    p = v.plotter()
+    assert v._n_actors == n_all - 1
+    p.close()
+    v.show_dose.value = True
+    p = v.plotter()
+    assert v._n_actors == n_all  # dose isosurface added
+    p.close()
+    img = _png_rgb(v.to_png_bytes())
+    assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 5
+    proj = v.projection()
+    assert proj.shape[:2] == (v.arrays.shape[0] * 3 // 2, v.arrays.shape[2])
+
+
+def test_dashboard_links_views(ds):
+    pytest.importorskip("pyvista")
+    from grtv_nb.widgets import dashboard
+
+    d = dashboard(ds)
+    assert d.slices.roi_state is d.roi_state is d.dvh.roi_state is d.view3d.roi_state
+    frame = d.view3d.frame.value
+    d.legend.checkboxes["Lung_L"].value = False
+    assert "Lung_L" not in d.roi_state.visible
+    assert d.slices.roi_state.is_visible("Lung_L") is False
+    assert "Lung_L" not in [ln.get_label() for ln in d.dvh.figure().axes[0].get_lines()]
+    assert d.view3d.frame.value != frame
+    d.legend.highlight.value = "PTV"
+    assert d.slices.options("axial").highlight == d.arrays.roi_names.index("PTV")
+    bundle = d._repr_mimebundle_()
+    assert "image/png" in bundle
