@@ -244,11 +244,18 @@ class pyGRTV:  # noqa: N801 - the original's name
     def exportROIMesh(self, dataID, meshPath, meshType=GRTV_MESH_TYPE_STL) -> int:
         """Write the structure's surface mesh (patient mm) as binary STL or PLY."""
         st = self._need_study()
-        from .structures import export_roi_mesh
+        from .mesh import write_mesh
 
         if meshType not in (GRTV_MESH_TYPE_STL, GRTV_MESH_TYPE_PLY):
             raise ValidationError(f"meshType {meshType!r} is not GRTV_MESH_TYPE_STL or GRTV_MESH_TYPE_PLY")
-        export_roi_mesh(st, st.roi_index(int(dataID)), meshPath, "ply" if meshType == GRTV_MESH_TYPE_PLY else "stl")
+        if isinstance(dataID, bool) or not isinstance(dataID, int | np.integer):
+            raise ValidationError(f"dataID must be an ROI index (int), got {dataID!r}")
+        if not isinstance(meshPath, str | os.PathLike) or Path(meshPath).is_dir():
+            raise ValidationError(f"meshPath must be a file path, got {meshPath!r}")
+        mesh = st.mesh(st.roi_index(int(dataID)))
+        if mesh.is_empty:
+            raise GRTVError(f"ROI {dataID} ('{st.rois[int(dataID)].name}') is empty: no mesh to write")
+        write_mesh(mesh, meshPath, "ply" if meshType == GRTV_MESH_TYPE_PLY else "stl")
         return GRTV_STATUS_OK
 
     @_status_call()

@@ -211,8 +211,13 @@ def mask_to_mesh(mask: np.ndarray, grid: Grid, *, backend: str = "auto", name: s
     ys = np.flatnonzero(proj.any(axis=1))
     xs = np.flatnonzero(proj.any(axis=0))
     y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-    box = np.zeros((z1 - z0 + 2, y1 - y0 + 2, x1 - x0 + 2), dtype=np.uint8)
-    box[1:-1, 1:-1, 1:-1] = sub[:, y0:y1, x0:x1]
+    nzm, nym, nxm = m.shape
+    if z0 >= 1 and y0 >= 1 and x0 >= 1 and z1 < nzm and y1 < nym and x1 < nxm:
+        # the one-voxel empty margin exists in the mask: crop (no copy when the crop is contiguous)
+        box = np.ascontiguousarray(m[z0 - 1 : z1 + 1, y0 - 1 : y1 + 1, x0 - 1 : x1 + 1]).view(np.uint8)
+    else:
+        box = np.zeros((z1 - z0 + 2, y1 - y0 + 2, x1 - x0 + 2), dtype=np.uint8)
+        box[1:-1, 1:-1, 1:-1] = sub[:, y0:y1, x0:x1]
 
     use_vtk = backend == "vtk"
     if backend == "auto":

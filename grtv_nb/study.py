@@ -179,6 +179,9 @@ class Study:
         self.source = source or {}
         self.notes: list[str] = list(self.attrs.get("notes", []))
         self._ds: xr.Dataset | None = None
+        self._meshes: dict[int, object] = {}
+        self._dvh = None
+        self.native_doses: list = []  # DoseVolume objects as read (their own grids), for dose-grid DVHs
         for r in rois or []:
             self._append_roi(r)
 
@@ -289,34 +292,108 @@ class Study:
         roi_type: str = "ORGAN",
         source: str = "mask",
     ) -> ROI:
-        """Add an ROI from a boolean mask on the study grid. Refuses a name already taken."""
+        """Add an ROI from a boolean mask on the study grid.
+
+        The ROI gets at once its planar contours (outer loops and holes, patient mm), its surface
+        mesh and, when the study has a dose, its DVH. Refuses a name already taken, a wrong shape or
+        a bad colour; the study is unchanged after a refusal.
+        """
         name = str(name).strip()
         if not name:
             raise ValidationError("roiName must be a non-empty string")
         if name in self.roi_names:
-            raise ValidationError(f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; "
-                                  "choose another name")
+            raise ValidationError(
+                f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
         mask = np.asarray(mask)
         if mask.shape != self.grid.shape:
             raise ValidationError(f"mask shape {mask.shape} differs from the image shape {self.grid.shape}")
         color = validate_color(color if color is not None else default_color(len(self.rois)))
+        mask = mask.astype(bool)
+        from .contours import contour_points, mask_to_contours
+        from .mesh import mask_to_mesh
+
+        contours = contour_points(mask_to_contours(mask, self.grid, name=name))
+        mesh = mask_to_mesh(mask, self.grid, name=name) if mask.any() else None
         number = max([r.number for r in self.rois], default=0) + 1
         roi = ROI(name=name, number=number, color=color, roi_type=roi_type, geometric_type="MASK",
-                  frame_of_reference_uid=self.grid.frame_of_reference_uid, source=source)
-        self._append_roi(roi, mask.astype(bool))
+                  frame_of_reference_uid=self.grid.frame_of_reference_uid, source=source, contours=contours)
+        self._append_roi(roi, mask)
+        if mesh is not None:
+            self._meshes[len(self.rois) - 1] = mesh
+        if self._dose is not None:
+            self._dvh = None
+            self.dvh()
         return roi
 
     def set_dose(self, dose_gy: np.ndarray) -> None:
-        """Replace the dose (Gy, float) on the study grid."""
+        """Replace the dose (Gy, float) on the study grid; every DVH is recomputed."""
         dose = np.asarray(dose_gy)
         if dose.shape != self.grid.shape:
             raise ValidationError(f"dose shape {dose.shape} differs from the image shape {self.grid.shape}")
+        if not np.issubdtype(dose.dtype, np.number):
+            raise ValidationError(f"dose must be numeric, got dtype {dose.dtype}")
         if not np.isfinite(dose).all():
             raise ValidationError("dose contains NaN or infinite values")
         if (dose < 0).any():
             raise ValidationError("dose contains negative values")
         self._dose = dose.astype(np.float32)
+        self.native_doses = []  # the dose no longer comes from the RTDOSE files
+        self.attrs["dose_summation"] = "USER"
         self._ds = None
+        self._dvh = None
+        self.dvh()
+
+    # ----------------------------------------------------------------- derived data
+    def contours(self, roi: int | str) -> list[np.ndarray]:
+        """Closed planar loops (N, 3) in patient mm: the RTSTRUCT's own for read ROIs, traced from
+        the mask (outer boundaries and holes) for ROIs added from masks."""
+        return list(self.rois[self.roi_index(roi)].contours)
+
+    def mesh(self, roi: int | str):
+        """Closed surface mesh (patient mm) of an ROI, computed once (see :mod:`grtv_nb.mesh`)."""
+        i = self.roi_index(roi)
+        if i not in self._meshes:
+            from .mesh import mask_to_mesh
+
+            self._meshes[i] = mask_to_mesh(self.mask(i), self.grid, name=self.rois[i].name)
+        return self._meshes[i]
+
+    def dvh(self, rois=None, *, on: str = "image", **kwargs):
+        """DVHs of ROIs (default: all with contours or masks) as a :class:`grtv_nb.dvh.DVHResult`.
+
+        Parameters
+        ----------
+        rois : list of names/indices, optional
+        on : {"image", "dose"}
+            ``"image"``: masks and the interpolated dose on the study grid (as pyGRTV).
+            ``"dose"``: contours rasterised on the original RTDOSE grid planes, dose as stored
+            (as dicompyler-core and plastimatch); needs the dose read from RTDOSE.
+        **kwargs
+            Passed to :func:`grtv_nb.dvh.compute_dvh` (bin_width, supersample, statistics...).
+        """
+        from . import dvh as _dvh
+
+        if self._dose is None and on == "image":
+            raise GRTVError("the study has no dose: no DVH can be computed")
+        idx = [self.roi_index(r) for r in rois] if rois is not None else [
+            i for i, r in enumerate(self.rois) if r.fillable]
+        names = [self.rois[i].name for i in idx]
+        default = rois is None and not kwargs and on == "image"
+        if default and self._dvh is not None:
+            return self._dvh
+        if on == "dose":
+            if not self.native_doses:
+                raise GRTVError("on='dose' needs the dose as read from RTDOSE (not replaced by set_dose)")
+            if len(self.native_doses) > 1:
+                raise GRTVError("on='dose' needs a single RTDOSE grid; this study summed several")
+            dv = self.native_doses[0]
+            res = _dvh.compute_dvh_on_dose_grid(
+                dv.array, dv.grid, {n: self.rois[i].contours for n, i in zip(names, idx)}, **kwargs)
+        else:
+            res = _dvh.compute_dvh(self._dose, self.grid, lambda n: self.mask(n), roi_names=names, **kwargs)
+        if default:
+            self._dvh = res
+        return res
 
     # ----------------------------------------------------------------- reporting
     def summary_rows(self) -> list[dict]:
@@ -491,6 +568,7 @@ def open_study(
         "layout": image_vol.layout if image_vol is not None else None,
     }
     study = Study(grid, image=image, dose=dose, rois=rois, attrs=attrs, image_headers=headers, source=source)
+    study.native_doses = doses
     for n in notes:
         if n.startswith("summed") or "found; using" in n:
             warn(n)

@@ -294,3 +294,29 @@ def test_dashboard_links_views(ds):
     assert d.slices.options("axial").highlight == d.arrays.roi_names.index("PTV")
     bundle = d._repr_mimebundle_()
     assert "image/png" in bundle
+
+
+def test_widgets_on_a_real_study(tmp_path):
+    """The phantom written as DICOM and read back by open_study (a Study, lazily rasterised masks)."""
+    pytest.importorskip("pyvista")
+    import grtv_nb
+    from grtv_nb.phantom import write_phantom
+    from grtv_nb.widgets import dashboard
+
+    study = grtv_nb.open_study(write_phantom(tmp_path / "phantom"))
+    d = dashboard(study)
+    a = d.arrays
+    assert a.roi_names == study.roi_names
+    assert a.roi_colors == [tuple(int(v) for v in c) for c in study.ds["roi_color"].values]
+    for name in ("PTV", "Spine"):
+        c = a.crop(name)
+        full = np.zeros(a.shape, bool)
+        (z0, y0, x0), (z1, y1, x1) = c.lo, c.hi
+        full[z0:z1, y0:y1, x0:x1] = c.mask
+        assert np.array_equal(full, study.mask(name))
+    ijk = tuple(int(i) for i in np.argwhere(study.mask("PTV"))[0])
+    p = a.probe(ijk)
+    assert p["hu"] == float(study.ds["image"].values[ijk]) and "PTV" in p["rois"]
+    assert p["xyz_mm"] == (study.grid.x[ijk[2]], study.grid.y[ijk[1]], study.grid.z[ijk[0]])
+    img = _png_rgb(d.to_png_bytes())
+    assert (np.abs(img.astype(int) - (255, 0, 0)).max(axis=2) == 0).sum() > 20  # PTV outline in red

@@ -34,3 +34,11 @@ def test_papermill_leaves_static_images(tmp_path, monkeypatch):
         # a real picture: many colours, and the phantom's BODY outline green is in it
         assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 50
         assert (np.abs(img.astype(int) - (0, 200, 0)).max(axis=2) < 10).sum() > 100
+
+    # an HTML report (nbconvert) of the executed notebook shows that picture once the widget state
+    # is left out (nbclient stores it, and nbconvert then prefers the live-widget view)
+    from nbconvert import HTMLExporter
+
+    nb.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    assert widget_outputs[0]["data"]["image/png"][:200] in body

@@ -49,6 +49,27 @@ def _bone(ctx: Context) -> np.ndarray:
     return ctx.get("bone_d", f)
 
 
+def _cage(ctx: Context) -> np.ndarray:
+    """Inside of the bony cage: per slice, the convex hull of the bone (> 200 HU) of the slices
+    within 25 mm, eroded by 6 mm (ribs and intercostal muscle out). Abdominal-wall muscle lies
+    outside it in the upper abdomen."""
+
+    def f(c):
+        from skimage.morphology import convex_hull_image
+
+        bone = (c.w > 200.0) & body_work(c)
+        z = c.grid.z
+        out = np.zeros_like(bone)
+        for k in range(len(z)):
+            sel = np.abs(z - z[k]) <= 25.0
+            proj = bone[sel].any(axis=0)
+            if proj.sum() >= 3:
+                out[k] = convex_hull_image(proj)
+        return erode_mm(out, 6.0, c.spacing, planar=True)
+
+    return ctx.get("cage", f)
+
+
 def _lung_any(ctx: Context) -> np.ndarray:
     left, right = lungs_work(ctx)
     return left | right
@@ -126,7 +147,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
     mu = _mode(sm[seed], 0.0, 250.0)
     if not np.isfinite(mu):
         raise not_found(organ, "no soft tissue in the right upper abdomen")
-    region = shell & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0)
+    region = shell & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
     cand = (sm >= mu - 30.0) & (sm <= mu + 35.0) & region
     opened = open_mm(cand, LIVER_OPEN_MM, ctx.spacing)
     lab, n = label(opened)
@@ -144,8 +165,8 @@ def _liver_work(ctx: Context) -> np.ndarray:
     lab, n = label(near)
     liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
     # a wider window, within 15 mm of that core: enhancement is uneven in contrast CT
-    wide = (sm >= mu - 50.0) & (sm <= mu + 45.0) & region
-    near = dilate_mm(liver, 15.0, ctx.spacing) & wide
+    wide = (sm >= mu - 40.0) & (sm <= mu + 40.0) & region
+    near = dilate_mm(liver, 10.0, ctx.spacing) & wide
     lab, n = label(near)
     liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
     liver = open_mm(liver, 3.0, ctx.spacing) | erode_mm(liver, 3.0, ctx.spacing)

@@ -11,6 +11,12 @@ or visibility rebuilds the page (~0.5 s).
 
 The static fallback picture is an off-screen pyvista screenshot, or, where VTK cannot render
 off-screen, a numpy projection of the ROI masks.
+
+itkwidgets is left out: its last release on PyPI (0.32.6, 2023) ships only a classic-notebook
+extension (no JupyterLab 4 prebuilt extension) and pins ``ipywidgets<8``, ``traitlets<5.7`` and
+``notebook<6.5``; ``pip install itkwidgets==0.32.6 "ipywidgets>=8.1" "jupyterlab>=4.2"`` fails with
+"ResolutionImpossible: Cannot install ipywidgets>=8.1 and itkwidgets==0.32.6 because these package
+versions have conflicting dependencies".
 """
 
 from __future__ import annotations
