@@ -114,18 +114,20 @@ def separable(vol, out, z0, z1, wz, vz, y0, y1, wy, vy, x0, x1, wx, vx, fill, is
                     o[ox] = orow[ox]
 
 
+_TILE_Y = 32
 _TILE_X = 128
 
 
-@nb.njit(parallel=True, fastmath=False, **_OPTS)
-def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode, thr, on_val, fill,
+@nb.njit(parallel=True, **_OPTS)
+def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr, on_val, fill,
          is_int, lo, hi, proto):
     """Sample ``vol`` at ``s(p) = m @ (p - c) + c + d(p)`` for every output index ``p`` in ``box``.
 
     ``d(p)`` (voxels, z/y/x components) is the tensor-product cubic B-spline of the control
-    vectors ``ctrl[kz, ky, kx, :]``: along each axis output index ``i`` uses controls
-    ``bXi[i] .. bXi[i] + 3`` with weights ``bXw[i, 0:4]``. ``box = (z0, z1, y0, y1, x0, x1)``
-    (half-open); outputs outside it are not touched.
+    vectors ``ctrl[kz, ky, kx, :]``: along z (y) output index ``i`` uses controls
+    ``bZi[i] .. bZi[i] + 3`` with weights ``bZw[i, 0:4]``; along x the dense basis
+    ``bxt[kx, x]`` is used (vectorises). ``box = (z0, z1, y0, y1, x0, x1)`` (half-open); outputs
+    outside it are not touched.
 
     Sampling: a position more than half a voxel beyond the outer voxel centres (outside the
     volume's extent) takes ``fill``; otherwise it is clamped to ``[0, n-1]`` and interpolated
@@ -135,24 +137,25 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
     centre returns its value (exactly for integer data; the last index along an axis is reached
     with ``t = 1``, within one float32 rounding for float data).
 
-    Work is split in tiles of one output slice by ``_TILE_X`` columns (all rows), so the input
-    a tile reads stays in cache even when the rotation tilts rows across input slices. Each row
-    segment is done in three passes: positions and weights (scalar), the 8 gathers into scratch
-    rows of ``proto``'s dtype (int32 for small integer inputs: no scalar int->float converts), then a
-    vectorised float32 interpolation and cast.
+    Work is split in tiles of one output slice x ``_TILE_Y`` rows x ``_TILE_X`` columns, so the
+    input a tile reads stays in cache even when the rotation tilts rows across input slices.
+    Each row segment is done in passes without branches: displacement, positions and weights,
+    the 8 gathers into scratch rows of ``proto``'s dtype (int32 for small integer inputs: no
+    scalar int->float converts), then a vectorised float32 interpolation and cast.
     """
     cy, cx = ctrl.shape[1], ctrl.shape[2]
     nz, ny, nx = vol.shape
     flat = vol.ravel()
     z0b, z1b, y0b, y1b, x0b, x1b = box[0], box[1], box[2], box[3], box[4], box[5]
     nxt = (x1b - x0b + _TILE_X - 1) // _TILE_X
-    ntiles = (z1b - z0b) * nxt
+    nyt = (y1b - y0b + _TILE_Y - 1) // _TILE_Y
+    ntiles = (z1b - z0b) * nyt * nxt
     m00, m01, m02 = m[0, 0], m[0, 1], m[0, 2]
     m10, m11, m12 = m[1, 0], m[1, 1], m[1, 2]
     m20, m21, m22 = m[2, 0], m[2, 1], m[2, 2]
     c0, c1, c2 = c[0], c[1], c[2]
     hz, hy, hx = nz - 0.5, ny - 0.5, nx - 0.5
-    # index of the first tap (the second is +1 along the axis; 0 for a 1-voxel axis)
+    # first tap index is at most n-2 (the second is +1 along the axis; 0 for a 1-voxel axis)
     lz, ly, lx = max(nz - 2, 0), max(ny - 2, 0), max(nx - 2, 0)
     sy_ = np.uint64(nx)
     sz_ = np.uint64(nx * ny)
@@ -166,11 +169,16 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
     hi32 = np.float32(hi)
     half = np.float32(0.5)
     for tile in prange(ntiles):
-        z = z0b + tile // nxt
-        xa = x0b + (tile % nxt) * _TILE_X
+        # z varies fastest: consecutive tiles of a thread re-read mostly the same input
+        nzt = z1b - z0b
+        z = z0b + tile % nzt
+        rest = tile // nzt
+        ya = y0b + (rest // nxt) * _TILE_Y
+        yb = min(ya + _TILE_Y, y1b)
+        xa = x0b + (rest % nxt) * _TILE_X
         w = min(xa + _TILE_X, x1b) - xa
         slab = np.zeros((cy, cx, 3), np.float64)
-        rowc = np.zeros((cx, 3), np.float64)
+        rowc = np.zeros((3, cx), np.float64)
         base = np.empty(w, np.uint64)
         tx = np.empty(w, np.float32)
         ty = np.empty(w, np.float32)
@@ -193,29 +201,32 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                         for d in range(3):
                             slab[j, i, d] += wk * ctrl[k0 + k, j, i, d]
         pz = z - c0
-        for y in range(y0b, y1b):
+        for y in range(ya, yb):
+            # pass 1: displacement along the row segment, then positions
             if has_def:
                 j0 = byi[y]
                 for i in range(cx):
                     for d in range(3):
-                        rowc[i, d] = (byw[y, 0] * slab[j0, i, d] + byw[y, 1] * slab[j0 + 1, i, d]
+                        rowc[d, i] = (byw[y, 0] * slab[j0, i, d] + byw[y, 1] * slab[j0 + 1, i, d]
                                       + byw[y, 2] * slab[j0 + 2, i, d] + byw[y, 3] * slab[j0 + 3, i, d])
+                for q in range(w):
+                    ddz[q] = 0.0
+                    ddy[q] = 0.0
+                    ddx[q] = 0.0
+                for i in range(cx):
+                    bi = bxt[i]
+                    rz = rowc[0, i]
+                    ry = rowc[1, i]
+                    rx = rowc[2, i]
+                    for q in range(w):
+                        wq = bi[xa + q]
+                        ddz[q] += wq * rz
+                        ddy[q] += wq * ry
+                        ddx[q] += wq * rx
             py = y - c1
             bz = m00 * pz + m01 * py + c0
             by = m10 * pz + m11 * py + c1
             bx = m20 * pz + m21 * py + c2
-            # pass 1: positions (the displacement row first, so the loop below has no branch)
-            if has_def:
-                for q in range(w):
-                    x = xa + q
-                    i0 = bxi[x]
-                    w0 = bxw[x, 0]
-                    w1 = bxw[x, 1]
-                    w2 = bxw[x, 2]
-                    w3 = bxw[x, 3]
-                    ddz[q] = w0 * rowc[i0, 0] + w1 * rowc[i0 + 1, 0] + w2 * rowc[i0 + 2, 0] + w3 * rowc[i0 + 3, 0]
-                    ddy[q] = w0 * rowc[i0, 1] + w1 * rowc[i0 + 1, 1] + w2 * rowc[i0 + 2, 1] + w3 * rowc[i0 + 3, 1]
-                    ddx[q] = w0 * rowc[i0, 2] + w1 * rowc[i0 + 1, 2] + w2 * rowc[i0 + 2, 2] + w3 * rowc[i0 + 3, 2]
             for q in range(w):
                 px = (xa + q) - c2
                 ssz[q] = bz + m02 * px + ddz[q]
@@ -226,12 +237,9 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                 sy = ssy[q]
                 sx = ssx[q]
                 ok[q] = sz >= -0.5 and sy >= -0.5 and sx >= -0.5 and sz <= hz and sy <= hy and sx <= hx
-                sz = min(max(sz, 0.0), nz - 1.0)
-                sy = min(max(sy, 0.0), ny - 1.0)
-                sx = min(max(sx, 0.0), nx - 1.0)
-                ssz[q] = sz
-                ssy[q] = sy
-                ssx[q] = sx
+                ssz[q] = min(max(sz, 0.0), nz - 1.0)
+                ssy[q] = min(max(sy, 0.0), ny - 1.0)
+                ssx[q] = min(max(sx, 0.0), nx - 1.0)
             if mode == 2:
                 for q in range(w):
                     ssz[q] = math.floor(ssz[q] + 0.5)
@@ -248,11 +256,16 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                 ty[q] = sy - iy
                 tx[q] = sx - ix
                 base[q] = np.uint64(iz) * sz_ + np.uint64(iy) * sy_ + np.uint64(ix)
-            # pass 2: gathers
+            # pass 2: gathers; pass 3: interpolation
             g0 = g[0]
             if mode == 2:
                 for q in range(w):
-                    g0[q] = flat[base[q]]
+                    b = base[q]
+                    # nearest: the rounded position is an index, but may sit on the +1 tap
+                    b += oz if tz[q] > 0 else np.uint64(0)
+                    b += oy if ty[q] > 0 else np.uint64(0)
+                    b += ox if tx[q] > 0 else np.uint64(0)
+                    g0[q] = flat[b]
                 for q in range(w):
                     res[q] = np.float32(g0[q]) if ok[q] else fill32
             else:
@@ -273,7 +286,6 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxi, bxw, has_def, box, mode,
                     g5[q] = flat[b + oz + ox]
                     g6[q] = flat[b + oz + oy]
                     g7[q] = flat[b + oz + oy + ox]
-                # pass 3: interpolation
                 for q in range(w):
                     a = tx[q]
                     v0 = np.float32(g0[q])

@@ -296,14 +296,18 @@ def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec
     if t.control is not None:
         ctrl = t._voxel_control()
         (bzi, bzw), (byi, byw), (bxi, bxw) = t._tables()
+        bxt = np.zeros((ctrl.shape[2], vol.shape[2]))
+        for m in range(4):
+            bxt[bxi + m, np.arange(vol.shape[2])] = bxw[:, m]
         has_def = True
     else:
         ctrl = np.zeros((4, 4, 4, 3))
-        bzi = byi = bxi = np.zeros(1, np.int64)
-        bzw = byw = bxw = np.zeros((1, 4))
+        bzi = byi = np.zeros(1, np.int64)
+        bzw = byw = np.zeros((1, 4))
+        bxt = np.zeros((4, 1))
         has_def = False
-    k.warp(kvol, kout, np.ascontiguousarray(t.matrix), t.centre, ctrl, bzi, bzw, byi, byw, bxi, bxw,
-           has_def, np.asarray(box, dtype=np.int64), spec.mode, spec.on_val / 2.0, spec.on_val,
+    k.warp(kvol, kout, np.ascontiguousarray(t.matrix), t.centre, ctrl, bzi, bzw, byi, byw, bxt, has_def,
+           np.asarray(box, dtype=np.int64), spec.mode, spec.on_val / 2.0, spec.on_val,
            spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype))
 
 

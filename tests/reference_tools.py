@@ -188,7 +188,12 @@ def rtss_with_slice_refs(rtss: Path, image_dir: Path, out: Path) -> tuple[Path, 
     fixed = 0
     for item in rs.get("ROIContourSequence", []):
         for c in item.get("ContourSequence", []):
-            pts = np.array([float(v) for v in c.ContourData]).reshape(-1, 3)
+            raw = c.get_item("ContourData")  # raw bytes when untouched: no DS conversion
+            val = raw.value if raw is not None else b""
+            if isinstance(val, bytes):
+                pts = np.array(val.decode().split("\\"), dtype=np.float64).reshape(-1, 3)
+            else:
+                pts = np.array([float(v) for v in c.ContourData]).reshape(-1, 3)
             k = int(np.argmin(np.abs(pos - pts.mean(axis=0) @ slices[0][3])))
             refs = [r.ReferencedSOPInstanceUID for r in c.get("ContourImageSequence", [])]
             if refs == [slices[k][2]]:

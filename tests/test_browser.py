@@ -180,6 +180,15 @@ def test_dashboard_in_jupyterlab(lab):
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1500})
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            external: list[str] = []
+            page.on(
+                "request",
+                lambda r: (
+                    None
+                    if r.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:", "ws://127.0.0.1"))
+                    else external.append(r.url)
+                ),
+            )
             page.goto(f"{url}/lab/tree/dashboard.ipynb?token={TOKEN}", timeout=60_000)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
             page.wait_for_function("window.jupyterapp && window.jupyterapp.commands", timeout=30_000)
@@ -204,6 +213,13 @@ def test_dashboard_in_jupyterlab(lab):
             text = page.inner_text("body")
             assert "Error displaying widget" not in text, "a widget failed to render"
             assert page.locator(".grtv-dashboard").count() == 1
+
+            for plane in ("coronal", "sagittal"):
+                size = page.evaluate(
+                    f"() => {{ const i = document.querySelector('img.grtv-slice-{plane}');"
+                    " return [i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight]; }"
+                )
+                assert min(size) > 0, (plane, size)
 
             # --- 3D view: the vtk.js canvas is not blank ---------------------------------------
             _check_3d(page, "02_view3d.png")
@@ -238,6 +254,12 @@ def test_dashboard_in_jupyterlab(lab):
                 f"() => document.querySelector('img.grtv-slice-axial').dataset.index == '{idx0 - 5}'", timeout=15_000
             )
 
+            axial.hover()
+            page.mouse.wheel(0, 120)  # scroll down = one slice down
+            page.wait_for_function(
+                f"() => document.querySelector('img.grtv-slice-axial').dataset.index == '{idx0 - 6}'", timeout=15_000
+            )
+
             # --- ROI toggle from the legend: BODY's green disappears and comes back --------------
             page.wait_for_timeout(500)
             n_on = _count_color(_png(axial.screenshot()), BODY_GREEN)
@@ -260,6 +282,7 @@ def test_dashboard_in_jupyterlab(lab):
             _check_3d(page, "08_view3d_after.png")
             page.screenshot(path=str(ARTIFACTS / "09_final.png"), full_page=True)
             assert "Error displaying widget" not in page.inner_text("body")
+            assert not external, f"the page tried to reach the network: {external[:5]}"
         finally:
             (ARTIFACTS / "console.log").write_text("\n".join(console))
             browser.close()

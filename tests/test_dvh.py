@@ -225,13 +225,18 @@ def contours():
     import pydicom
 
     rs = pydicom.dcmread(DICOMPYLER / "rtss.dcm")
-    names = {r.ROINumber: r.ROIName for r in rs.StructureSetROISequence}
-    out = {}
-    for rc in rs.ROIContourSequence:
-        out[names[rc.ReferencedROINumber]] = [
-            np.array(c.ContourData, float).reshape(-1, 3) for c in getattr(rc, "ContourSequence", [])
-        ]
-    return out
+    try:  # grtv_nb's reader parses ContourData from the raw bytes (pydicom's DS objects are slow)
+        from grtv_nb.dicom.rtstruct import read_rois
+
+        return {r.name: r.contours for r in read_rois(rs)}
+    except ImportError:
+        names = {r.ROINumber: r.ROIName for r in rs.StructureSetROISequence}
+        out = {}
+        for rc in rs.ROIContourSequence:
+            out[names[rc.ReferencedROINumber]] = [
+                np.array(c.ContourData, float).reshape(-1, 3) for c in getattr(rc, "ContourSequence", [])
+            ]
+        return out
 
 
 def _read_mha(path: Path) -> tuple[np.ndarray, dict]:

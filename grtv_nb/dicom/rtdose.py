@@ -166,7 +166,9 @@ def build_rtdose(
     ds.HighBit = 31
     ds.PixelRepresentation = 0
     dmax = float(dose.max()) if dose.size else 0.0
-    scaling = float(ds_str(dmax / 2.0e9, 12)) if dmax > 0 else 1.0
+    # 2**22 levels up to the maximum: a step (14 uGy at 60 Gy) coarser than float32's resolution of the
+    # dose, so values survive a write/read round trip within one step, and far finer than any clinical need.
+    scaling = float(ds_str(dmax / 2.0**22, 12)) if dmax > 0 else 1.0
     if scaling <= 0:
         scaling = 1e-9
     ds.DoseGridScaling = ds_str(scaling, 12) if len(ds_str(scaling, 12)) <= 16 else f"{scaling:.6e}"

@@ -226,6 +226,7 @@ def build_rtstruct(
     ds.StructureSetDate = ds.InstanceCreationDate
     ds.StructureSetTime = ds.InstanceCreationTime
     ds.FrameOfReferenceUID = ps.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
     normal = np.array([0.0, 0.0, 1.0]) if normal is None else np.asarray(normal, dtype=float)
     slice_pos = np.array([s[0] for s in ref.slices]) if ref and ref.slices else np.zeros(0)
 

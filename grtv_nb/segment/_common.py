@@ -232,6 +232,16 @@ def close_mm(mask, radius_mm, spacing, planar: bool = False) -> np.ndarray:
     return erode_mm(dilate_mm(mask, radius_mm, spacing, planar), radius_mm, spacing, planar) | mask
 
 
+def bbox(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice] | None:
+    """Bounding box of a mask (with a margin in voxels), or None if empty."""
+    objs = ndi.find_objects(np.asarray(mask, dtype=np.uint8))
+    if not objs or objs[0] is None:
+        return None
+    return tuple(
+        slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(objs[0], mask.shape)
+    )
+
+
 def dilate(mask: np.ndarray, se: np.ndarray) -> np.ndarray:
     return ndi.binary_dilation(mask, structure=se)
 
@@ -288,6 +298,17 @@ def get_context(hu: np.ndarray, x, y, z) -> Context:
     _LAST.clear()
     _LAST.append((key, ctx))
     return ctx
+
+
+def body_depth(ctx: Context) -> np.ndarray:
+    """In-plane depth (mm) of every body voxel below the skin (0 outside the body)."""
+    from .body import body_work
+
+    def f(c):
+        b = body_work(c)
+        return ndi.distance_transform_edt(b, sampling=_sampling(c.spacing, True)).astype(np.float32)
+
+    return ctx.get("body_depth", f)
 
 
 def clear_cache() -> None:

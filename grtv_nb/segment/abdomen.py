@@ -21,6 +21,8 @@ from scipy import ndimage as ndi
 
 from ._common import (
     Context,
+    bbox,
+    body_depth,
     close_mm,
     component_sizes,
     dilate_mm,
@@ -51,8 +53,7 @@ def _bone(ctx: Context) -> np.ndarray:
 
 def _cage(ctx: Context) -> np.ndarray:
     """Inside of the bony cage: per slice, the convex hull of the bone (> 200 HU) of the slices
-    within 25 mm, eroded by 6 mm (ribs and intercostal muscle out). Abdominal-wall muscle lies
-    outside it in the upper abdomen."""
+    within 40 mm, eroded by 3 mm. Abdominal-wall muscle lies outside it in the upper abdomen."""
 
     def f(c):
         from skimage.morphology import convex_hull_image
@@ -61,13 +62,31 @@ def _cage(ctx: Context) -> np.ndarray:
         z = c.grid.z
         out = np.zeros_like(bone)
         for k in range(len(z)):
-            sel = np.abs(z - z[k]) <= 25.0
+            sel = np.abs(z - z[k]) <= 40.0
             proj = bone[sel].any(axis=0)
             if proj.sum() >= 3:
                 out[k] = convex_hull_image(proj)
-        return erode_mm(out, 6.0, c.spacing, planar=True)
+        return erode_mm(out, 3.0, c.spacing, planar=True)
 
     return ctx.get("cage", f)
+
+
+def _near_spine(ctx: Context, radius: float) -> np.ndarray:
+    """Voxels within ``radius`` mm (in-plane) of the vertebral body's centre (30 mm anterior of
+    the tracked canal; interpolated along z, nearest value beyond the track)."""
+    tr = canal_track(ctx)
+    ok = np.isfinite(tr["x"])
+    z = ctx.grid.z
+    cx = np.interp(z, z[ok], tr["x"][ok])
+    cy = np.interp(z, z[ok], tr["y"][ok]) - 30.0
+    X = ctx.grid.x[None, None, :]
+    Y = ctx.grid.y[None, :, None]
+    return (X - cx[:, None, None]) ** 2 + (Y - cy[:, None, None]) ** 2 <= radius**2
+
+
+def _lung_near(ctx: Context) -> np.ndarray:
+    """Lungs dilated by 5 mm in-plane."""
+    return ctx.get("lung_near", lambda c: dilate_mm(_lung_any(c), 5.0, c.spacing, planar=True))
 
 
 def _lung_any(ctx: Context) -> np.ndarray:
@@ -129,50 +148,52 @@ def _liver_work(ctx: Context) -> np.ndarray:
     organ = "liver"
     sm = _smooth(ctx)
     body = body_work(ctx)
-    dz, dy, dx = ctx.spacing
     gx, gy, gz = ctx.grid.x, ctx.grid.y, ctx.grid.z
     lung, z_base = _check_abdomen(ctx, organ)
     xm = midline_x(ctx)
     cy = float(np.nanmedian(canal_track(ctx)["y"]))
-    inner = erode_mm(body, 15.0, ctx.spacing, planar=True)
-    shell = erode_mm(body, 8.0, ctx.spacing, planar=True)
+    depth = body_depth(ctx)
     X = gx[None, None, :]
     Y = gy[None, :, None]
     Z = gz[:, None, None]
-    lung_d = dilate_mm(lung, 5.0, ctx.spacing, planar=True)
+    lung_d = _lung_near(ctx)
     bone = _bone(ctx)
-    seed = inner & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d
+    seed = (depth > 15.0) & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d
     if z_base is not None:
         seed &= (Z > z_base - 50.0) & (Z < z_base + 30.0)
     mu = _mode(sm[seed], 0.0, 250.0)
     if not np.isfinite(mu):
         raise not_found(organ, "no soft tissue in the right upper abdomen")
-    region = shell & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
-    cand = (sm >= mu - 30.0) & (sm <= mu + 35.0) & region
-    opened = open_mm(cand, LIVER_OPEN_MM, ctx.spacing)
+    region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
+    region &= ~_near_spine(ctx, 30.0)
+    box = bbox(region)
+    if box is None:
+        raise not_found(organ, "no soft tissue in the right upper abdomen")
+    sp = ctx.spacing
+    smb, regb, seedb = sm[box], region[box], seed[box]
+    cand = (smb >= mu - 30.0) & (smb <= mu + 35.0) & regb
+    opened = open_mm(cand, LIVER_OPEN_MM, sp)
     lab, n = label(opened)
     if n == 0:
         raise not_found(organ, f"no homogeneous tissue near {mu:.0f} HU in the right upper abdomen")
-    in_seed = np.bincount(lab[seed].ravel(), minlength=n + 1)[1:]
+    in_seed = np.bincount(lab[seedb].ravel(), minlength=n + 1)[1:]
     liver = lab == int(np.argmax(in_seed)) + 1
     vol = liver.sum() * ctx.grid.voxel_cc
     if vol < 100.0:
         raise not_found(organ, f"the largest candidate in the right upper abdomen is only {vol:.0f} cc")
-    if float(gx[np.nonzero(liver)[2]].mean()) > xm:
+    if float(gx[box[2]][np.nonzero(liver)[2]].mean()) > xm:
         raise not_found(organ, "the candidate organ lies left of the midline")
-    # undo the opening within the candidate (bounded, so bridges do not reopen)
-    near = dilate_mm(liver, LIVER_OPEN_MM, ctx.spacing) & cand
-    lab, n = label(near)
-    liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
-    # a wider window, within 15 mm of that core: enhancement is uneven in contrast CT
-    wide = (sm >= mu - 40.0) & (sm <= mu + 40.0) & region
-    near = dilate_mm(liver, 10.0, ctx.spacing) & wide
-    lab, n = label(near)
-    liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
-    liver = open_mm(liver, 3.0, ctx.spacing) | erode_mm(liver, 3.0, ctx.spacing)
-    liver = close_mm(liver, 5.0, ctx.spacing)
+    # undo the opening within the candidate (bounded, so bridges do not reopen), then a wider
+    # window within 10 mm of that core (enhancement is uneven in contrast CT)
+    wide = (smb >= mu - 40.0) & (smb <= mu + 40.0) & regb
+    for radius, allowed in ((LIVER_OPEN_MM, cand), (10.0, wide)):
+        lab, n = label(dilate_mm(liver, radius, sp) & allowed)
+        liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
+    liver = close_mm(open_mm(liver, 3.0, sp), 5.0, sp)
     liver = fill_holes_2d(liver)
-    return liver & body
+    out = np.zeros_like(body)
+    out[box] = liver
+    return out & body
 
 
 def segment_liver(ctx: Context) -> np.ndarray:

@@ -1,0 +1,339 @@
+"""Benchmark: open a DICOM-RT folder and rasterise all its ROIs with grtv_nb, beside the reference
+readers, on the same data in one run; and the memory of 40 ROIs on a 512 x 512 x 300 CT.
+
+Cases: the built-in phantom (written to a temporary folder), pycerr-headneck-ct (90 CT slices, no
+structures), the four cerr-radiomics-phantom patients, dicompyler-example (1 CT slice: the dose grid
+is the reference grid). Tools:
+
+- ``grtv_nb``: ``open_study(folder)`` (scan, image, dose, structures) + ``study.mask(roi)`` of every
+  ROI (full boolean masks, as rt-utils returns);
+- ``pydicom loop``: ``dcmread`` + ``pixel_array`` of each CT slice file, sorted by position, stacked;
+- ``SimpleITK``: ``ImageSeriesReader`` of the folder's CT series (series lookup included);
+- ``rt-utils``: ``RTStructBuilder.create_from`` + ``get_roi_mask_by_name`` for every ROI (given a
+  folder of CT symlinks, since it takes every file with pixel data as a slice, and an RTSTRUCT with
+  per-contour slice references added where the file lacks them: prepared outside the timing);
+- ``plastimatch``: ``plastimatch convert`` of the folder (CT to NRRD + one NRRD mask per ROI,
+  ``--xor-contours``); on dicompyler-example the RTSTRUCT on the dose grid (``--fixed rtdose.dcm``).
+
+Every tool runs in its own subprocess (so peak memories are separate), three times: ``best`` is the
+fastest, ``first`` the first (file cache already warm from the folder pre-scan). Python tools are
+timed inside their process (imports excluded); plastimatch as a whole process. Peak memory:
+``tracemalloc`` peak of one run (Python tools) and the subprocess's max RSS (``wait4``; includes the
+interpreter and its imports, ~100-200 MB for the Python tools).
+
+Run: ``.venv/bin/python benchmarks/bench_read.py`` (or ``make bench``). Missing tools give n/a rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+REPEAT = 3
+sys.path.insert(0, str(ROOT / "tests"))  # reference_tools: the test suite's helpers for the references
+
+
+# ----------------------------------------------------------------------------- workers (subprocess)
+
+
+def _work_grtv(args: dict):
+    import warnings
+
+    from grtv_nb import open_study
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = open_study(args["folder"])
+            for i in range(len(s.rois)):
+                s.mask(i)
+        return len(s.rois)
+
+    return run
+
+
+def _work_pydicom(args: dict):
+    import numpy as np
+    import pydicom
+
+    def run():
+        slices = [pydicom.dcmread(p) for p in args["ct_files"]]
+        slices.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+        return np.stack([d.pixel_array for d in slices]).shape
+
+    return run
+
+
+def _work_sitk(args: dict):
+    import SimpleITK as sitk
+
+    def run():
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(args["folder"])
+        files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(args["folder"], i) for i in ids), key=len)
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        img = reader.Execute()
+        return sitk.GetArrayViewFromImage(img).shape
+
+    return run
+
+
+def _work_rtutils(args: dict):
+    import warnings
+
+    import rt_utils.rtstruct_builder as builder
+    from rt_utils import RTStructBuilder
+
+    builder.warnings = warnings  # rt-utils 1.2.7 calls warnings.warn without importing it
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rt = RTStructBuilder.create_from(dicom_series_path=args["ct_dir"], rt_struct_path=args["rtss"],
+                                             warn_only=True)
+            names = rt.get_roi_names()
+            for n in names:
+                try:
+                    rt.get_roi_mask_by_name(n)
+                except Exception:  # ROIs without contours raise in rt-utils
+                    pass
+        return len(names)
+
+    return run
+
+
+WORKERS = {"grtv_nb": _work_grtv, "pydicom loop": _work_pydicom, "SimpleITK": _work_sitk, "rt-utils": _work_rtutils}
+
+
+def worker_main(tool: str, args: dict) -> None:
+    import tracemalloc
+
+    run = WORKERS[tool](args)
+    times = []
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print("RESULT " + json.dumps({"times": times, "tracemalloc": peak}))
+
+
+def mem40_main(nx: int, nz: int, n_rois: int) -> None:
+    """40 ROIs on a 512 x 512 x 300 CT, built in memory (a written phantom of that size takes
+    minutes): the phantom's 10 analytical ROIs x 4 (shifted copies), rasterised lazily then all."""
+    import resource
+    import tracemalloc
+
+    import numpy as np
+
+    from grtv_nb.dicom.rtstruct import ROI
+    from grtv_nb.geometry import Grid
+    from grtv_nb.phantom import ROI_ORDER, roi_contours
+    from grtv_nb.study import Study
+
+    tracemalloc.start()
+    px = 0.8
+    xs = (np.arange(nx) - (nx - 1) / 2) * px
+    zs = (np.arange(nz) - (nz - 1) / 2) * 1.0
+    grid = Grid(xs, xs.copy(), zs, frame_of_reference_uid="1.2.3", slice_thickness=1.0)
+    image = np.full(grid.shape, -1000, dtype=np.int16)
+    base = roi_contours(zs)
+    rois = []
+    for i in range(n_rois):
+        name, color, typ = ROI_ORDER[i % len(ROI_ORDER)]
+        shift = np.array([0.0, 0.0, 0.0]) if i < len(ROI_ORDER) else np.array([(i // len(ROI_ORDER)) * 3.0, 0.0, 0.0])
+        rois.append(ROI(name=f"{name}_{i}", number=i + 1, color=color, roi_type=typ,
+                        contours=[c + shift for c in base[name]], geometric_type="CLOSED_PLANAR"))
+    study = Study(grid, image=image, rois=rois, attrs={"modality": "CT"})
+    rss_idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    for i in range(n_rois):
+        study.store.packed(i)
+    t_all = time.perf_counter() - t0
+    _ = study.ds.masks.sel(roi=study.roi_names[0]).isel(z=nz // 2).values  # xarray access still works
+    peak = tracemalloc.get_traced_memory()[1]
+    out = {
+        "shape": list(grid.shape), "n_rois": n_rois, "image_mb": image.nbytes / 2**20,
+        "full_bool_mask_mb": image.size / 2**20, "store_mb": study.store.nbytes / 2**20,
+        "rasterise_all_s": t_all, "tracemalloc_peak_mb": peak / 2**20, "rss_before_masks_mb": rss_idle,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print("RESULT " + json.dumps(out))
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _spawn(argv: list[str], env=None) -> tuple[int, str, float, float]:
+    """Run a command, return (returncode, stdout, wall seconds, max RSS MB) of that process tree."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, out, wall, ru.ru_maxrss / 1024
+
+
+def run_python_tool(tool: str, args: dict) -> dict:
+    rc, out, _, rss = _spawn([sys.executable, __file__, "--worker", tool, json.dumps(args)])
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if rc != 0 or line is None:
+        return {"error": out.strip().splitlines()[-1][:80] if out.strip() else f"exit {rc}"}
+    res = json.loads(line[7:])
+    return {"best": min(res["times"]), "first": res["times"][0], "tracemalloc_mb": res["tracemalloc"] / 2**20,
+            "rss_mb": rss}
+
+
+def run_plastimatch(cmd_for_dir) -> dict:
+    import reference_tools as rt
+
+    exe = rt.plastimatch_exe()
+    if exe is None:
+        return {"error": "plastimatch not installed"}
+    times, rss = [], 0.0
+    for _ in range(REPEAT):
+        with tempfile.TemporaryDirectory() as td:
+            rc, out, wall, r = _spawn([exe] + cmd_for_dir(Path(td)))
+            if rc != 0:
+                return {"error": out.strip().splitlines()[-1][:80]}
+            times.append(wall)
+            rss = max(rss, r)
+    return {"best": min(times), "first": times[0], "tracemalloc_mb": None, "rss_mb": rss}
+
+
+def _image_files(folder: Path) -> list[str]:
+    import pydicom
+
+    out = []
+    for p in sorted(folder.iterdir()):
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+        except Exception:
+            continue
+        if str(ds.get("Modality", "")) in ("CT", "MR") and "ImagePositionPatient" in ds:
+            out.append(str(p))
+    return out
+
+
+def cases(tmp: Path) -> list[tuple[str, Path, Path | None, Path | None]]:
+    """(label, folder, rtstruct or None, rtdose used as plastimatch's grid or None)."""
+    from grtv_nb.phantom import write_phantom
+
+    out = [("phantom", write_phantom(tmp / "phantom"), tmp / "phantom" / "RS_phantom.dcm", None)]
+    hn = DATA / "pycerr-headneck-ct" / "head_and_neck" / "pt_1"
+    if hn.is_dir():
+        out.append(("headneck-ct (90 sl)", hn, None, None))
+    for i in range(1, 5):
+        d = DATA / "cerr-radiomics-phantom" / f"pat_{i}"
+        if d.is_dir():
+            out.append((f"cerr pat_{i}", d, next(d.glob("DCM_RS_*.dcm")), None))
+    dp = DATA / "dicompyler-example" / "example_data"
+    if dp.is_dir():
+        out.append(("dicompyler (1 CT sl)", dp, dp / "rtss.dcm", dp / "rtdose.dcm"))
+    return out
+
+
+def main() -> None:
+    import reference_tools as rt
+
+    try:
+        import SimpleITK  # noqa: F401
+
+        have_sitk = True
+    except ImportError:
+        have_sitk = False
+    try:
+        import rt_utils  # noqa: F401
+
+        have_rtu = True
+    except ImportError:
+        have_rtu = False
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_read_") as td:
+        tmp = Path(td)
+        for label, folder, rtss, fixed in cases(tmp):
+            print(f"  {label} ...", file=sys.stderr, flush=True)
+            ct = _image_files(folder)
+            res = {"grtv_nb": run_python_tool("grtv_nb", {"folder": str(folder)}),
+                   "pydicom loop": run_python_tool("pydicom loop", {"ct_files": ct})}
+            if have_sitk:
+                res["SimpleITK"] = run_python_tool("SimpleITK", {"folder": str(folder)})
+            if have_rtu and rtss is not None and len(ct) > 1:
+                ctd = rt.image_only_folder(folder, tmp / f"ct_{len(rows)}")
+                fixed_rs, _ = rt.rtss_with_slice_refs(rtss, ctd, tmp / f"rs_{len(rows)}.dcm")
+                res["rt-utils"] = run_python_tool("rt-utils", {"ct_dir": str(ctd), "rtss": str(fixed_rs)})
+            else:
+                res["rt-utils"] = {"error": "n/a (no RTSTRUCT)" if rtss is None else "n/a (1 CT slice)"}
+
+            def pm_cmd(out: Path, folder=folder, rtss=rtss, fixed=fixed) -> list[str]:
+                if fixed is not None:
+                    return ["convert", "--input", str(rtss), "--fixed", str(fixed), "--output-prefix",
+                            str(out / "masks"), "--prefix-format", "nrrd", "--xor-contours"]
+                cmd = ["convert", "--input", str(folder), "--output-img", str(out / "image.nrrd")]
+                if rtss is not None:
+                    cmd += ["--output-prefix", str(out / "masks"), "--prefix-format", "nrrd", "--xor-contours"]
+                return cmd
+
+            res["plastimatch"] = run_plastimatch(pm_cmd)
+            base = res["grtv_nb"].get("best")
+            for tool, r in res.items():
+                rows.append((label, tool, r, base))
+    print_table(rows)
+    print()
+    print_mem40()
+
+
+def print_table(rows) -> None:
+    print("Open a folder + rasterise all ROIs: seconds (best of 3, first run), ratio = tool / grtv_nb (>1: "
+          "grtv_nb faster)")
+    hdr = f"{'case':<22} {'tool':<13} {'best s':>8} {'first s':>8} {'ratio':>7} {'tracemalloc MB':>15} {'maxrss MB':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    last = None
+    for label, tool, r, base in rows:
+        lab = label if label != last else ""
+        last = label
+        if "error" in r:
+            print(f"{lab:<22} {tool:<13} {r['error']}")
+            continue
+        ratio = f"{r['best'] / base:7.2f}" if base else "    n/a"
+        tm = f"{r['tracemalloc_mb']:15.1f}" if r["tracemalloc_mb"] is not None else f"{'-':>15}"
+        print(f"{lab:<22} {tool:<13} {r['best']:8.3f} {r['first']:8.3f} {ratio} {tm} {r['rss_mb']:10.0f}")
+
+
+def print_mem40(nx: int = 512, nz: int = 300, n_rois: int = 40) -> None:
+    rc, out, wall, rss = _spawn([sys.executable, __file__, "--mem40", str(nx), str(nz), str(n_rois)])
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if rc != 0 or line is None:
+        print(f"40-ROI memory check failed: {out[-500:]}")
+        return
+    r = json.loads(line[7:])
+    print(f"Memory: {r['n_rois']} ROIs on a {r['shape'][2]}x{r['shape'][1]}x{r['shape'][0]} CT (built in memory)")
+    print(f"  image int16                      {r['image_mb']:8.1f} MB")
+    print(f"  one full bool mask               {r['full_bool_mask_mb']:8.1f} MB "
+          f"(x{r['n_rois']} = {r['full_bool_mask_mb'] * r['n_rois']:.0f} MB if kept unpacked)")
+    print(f"  all {r['n_rois']} masks cached (store.nbytes) {r['store_mb']:8.1f} MB")
+    print(f"  rasterise all {r['n_rois']} ROIs            {r['rasterise_all_s']:8.2f} s")
+    print(f"  tracemalloc peak                 {r['tracemalloc_peak_mb']:8.1f} MB")
+    print(f"  process max RSS                  {r['maxrss_mb']:8.1f} MB (goal: well under 2048 MB)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker_main(sys.argv[2], json.loads(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--mem40":
+        mem40_main(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()
