@@ -302,10 +302,43 @@ def bench_mesh() -> None:
               f" {mesh.volume_cc() / vox:12.4f}")  # fmt: skip
 
 
+def bench_contours() -> None:
+    from skimage.measure import find_contours
+
+    from grtv_nb.contours import mask_to_contours
+    from grtv_nb.geometry import Grid
+
+    print("\n## Mask -> planar contours (ms); reference: skimage find_contours slice by slice on the bbox")
+    x = np.arange(512) * 0.9765625 - 250.0
+    z = np.arange(150) * 2.0
+    g = Grid(x=x, y=x, z=z)
+    zz, yy, xx = np.meshgrid(z - 150.0, x, x, indexing="ij", sparse=True)
+    body = np.broadcast_to((xx / 200) ** 2 + (yy / 140) ** 2 * (1 + 0.1 * np.sin(zz / 10)) <= 1, g.shape).copy()
+    cases = [("body-like ellipse, 512x512x150 CT grid", body, g)]
+    if (DATA / "rtdose.dcm").exists():
+        from grtv_nb.raster import rasterize_roi
+
+        _, grid, contours = read_inputs()
+        cases.append(("BODY on the dicompyler dose grid", rasterize_roi(contours["BODY"], grid), grid))
+
+    def sk(m):
+        box = np.pad(_bbox(m)[1:-1].astype(np.float32), ((0, 0), (0, 0), (0, 0)))
+        return [find_contours(p, 0.5, fully_connected="high") for p in box]
+
+    print(f"{'case':40s} {'loops':>6s} {'points':>7s} {'ours':>8s} {'skimage':>8s} {'sk/ours':>8s}")
+    for name, m, grid in cases:
+        cs = mask_to_contours(m, grid)
+        t_ours = _best(lambda m=m, grid=grid: mask_to_contours(m, grid), 3)
+        t_sk = _best(lambda m=m: sk(m), 3)
+        npts = sum(len(c.points) for c in cs)
+        print(f"{name:40s} {len(cs):6d} {npts:7d} {1e3 * t_ours:8.1f} {1e3 * t_sk:8.1f} {t_sk / t_ours:8.2f}")
+
+
 def main() -> None:
     t0 = time.perf_counter()
     bench_dvh()
     bench_mesh()
+    bench_contours()
     print(f"\n(benchmark ran in {time.perf_counter() - t0:.1f} s)")
 
 

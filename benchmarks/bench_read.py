@@ -27,8 +27,6 @@ Run: ``.venv/bin/python benchmarks/bench_read.py`` (or ``make bench``). Missing 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # reference_tools: the test suite's hel
 def _work_grtv(args: dict):
     import warnings
 
+    import grtv_nb.study  # noqa: F401  (imports xarray & co. outside the timing)
     from grtv_nb import open_study
 
     def run():
@@ -175,15 +174,32 @@ def mem40_main(nx: int, nz: int, n_rois: int) -> None:
 # ----------------------------------------------------------------------------- driver
 
 
-def _spawn(argv: list[str], env=None) -> tuple[int, str, float, float]:
-    """Run a command, return (returncode, stdout, wall seconds, max RSS MB) of that process tree."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    out = p.stdout.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, out, wall, ru.ru_maxrss / 1024
+# A tiny launcher (python -S: no site imports, ~10 MB) forks and execs the tool and reports the
+# tool's own max RSS and wall time: ru_maxrss of a child forked straight from this (large) process
+# would count the pages it shared with us before exec.
+_LAUNCHER = r"""
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+sys.stdout.flush()
+sys.stdout.write("\n__LAUNCHER__ %d %f %d\n" % (ru.ru_maxrss, wall, os.waitstatus_to_exitcode(status)))
+"""
+
+
+def _spawn(argv: list[str]) -> tuple[int, str, float, float]:
+    """Run a command, return (returncode, output, wall seconds, max RSS MB) of that process alone."""
+    p = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    out = p.stdout
+    tail = [ln for ln in out.splitlines() if ln.startswith("__LAUNCHER__ ")]
+    if not tail:
+        return p.returncode or 1, out, float("nan"), float("nan")
+    kb, wall, rc = tail[-1].split()[1:]
+    return int(rc), out, float(wall), int(kb) / 1024
 
 
 def run_python_tool(tool: str, args: dict) -> dict:
@@ -298,7 +314,8 @@ def main() -> None:
 def print_table(rows) -> None:
     print("Open a folder + rasterise all ROIs: seconds (best of 3, first run), ratio = tool / grtv_nb (>1: "
           "grtv_nb faster)")
-    hdr = f"{'case':<22} {'tool':<13} {'best s':>8} {'first s':>8} {'ratio':>7} {'tracemalloc MB':>15} {'maxrss MB':>10}"
+    hdr = (f"{'case':<22} {'tool':<13} {'best s':>8} {'first s':>8} {'ratio':>7} {'tracemalloc MB':>15} "
+           f"{'maxrss MB':>10}")
     print(hdr)
     print("-" * len(hdr))
     last = None

@@ -3,13 +3,16 @@ holes, as RTSTRUCT CLOSED_PLANAR contours need them.
 
 Method
 ------
-Each slice holding voxels is cropped to its bounding box, padded by one empty voxel, and traced
-with marching squares (:func:`skimage.measure.find_contours`) at the level 0.5, inside voxels being
-8-connected (``fully_connected="high"``). The loops run through the mid-points between inside and
-outside voxel centres, so every voxel centre lies strictly on its own side (at least
-``0.35`` voxel away): rasterising the loops back with the voxel-centre even-odd rule
-(:func:`grtv_nb.raster.rasterize_roi`) gives the mask back exactly. Loops never touch or cross.
-Vertices on straight runs (collinear, e.g. along a 45-degree staircase) are removed.
+The mask is cropped to its bounding box, padded by one empty voxel in-plane, and every slice is
+traced at once with a vectorised marching squares at the level 0.5, inside voxels being
+8-connected (saddle cells join their inside corners): the same loops as
+``skimage.measure.find_contours(..., fully_connected="high")``. Directed segments (inside on the
+left) are linked into cycles by pointer doubling, with no per-segment Python loop. The loops run
+through the mid-points between inside and outside voxel centres, so every voxel centre lies
+strictly on its own side (at least 0.35 voxel away): rasterising the loops back with the
+voxel-centre even-odd rule (:func:`grtv_nb.raster.rasterize_roi`) gives the mask back exactly.
+Loops never touch or cross. Vertices on straight runs (collinear, e.g. along a 45-degree
+staircase) are removed.
 
 Conventions
 -----------
@@ -56,23 +59,125 @@ def _signed_area(x: np.ndarray, y: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
 
 
-def _simplify(loop: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """Drop repeated vertices and vertices in the middle of straight runs (exact collinearity)."""
-    if len(loop) > 1:
-        d = np.abs(np.diff(loop, axis=0, append=loop[:1])).sum(axis=1)
-        loop = loop[d > tol]
-    for _ in range(2):
-        if len(loop) <= 3:
-            return loop
-        prev = loop - np.roll(loop, 1, axis=0)
-        nxt = np.roll(loop, -1, axis=0) - loop
-        cross = prev[:, 0] * nxt[:, 1] - prev[:, 1] * nxt[:, 0]
-        dot = (prev * nxt).sum(axis=1)
-        keep = (np.abs(cross) > tol) | (dot <= 0)
-        if keep.all():
+# --- vectorised marching squares ------------------------------------------------------------
+# Cell corners TL, TR, BR, BL carry bits 1, 2, 4, 8; cell edges T, R, B, L are numbered 0..3.
+_T, _R, _B, _L = 0, 1, 2, 3
+_CORNER_XY = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+_EDGE_XY = ((0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.0, 0.5))
+# Segments per case; in the saddle cases (5, 10) the inside corners stay connected (8-connectivity).
+_CASE_SEGMENTS = {
+    1: [(_L, _T)], 2: [(_T, _R)], 3: [(_L, _R)], 4: [(_R, _B)], 5: [(_T, _R), (_B, _L)],
+    6: [(_T, _B)], 7: [(_B, _L)], 8: [(_B, _L)], 9: [(_T, _B)], 10: [(_L, _T), (_R, _B)],
+    11: [(_R, _B)], 12: [(_L, _R)], 13: [(_T, _R)], 14: [(_L, _T)],
+}  # fmt: skip
+# edge -> (row offset, column offset, kind: 0 horizontal edge / 1 vertical edge) of its key
+_EDGE_KEY = np.array([[0, 0, 0], [0, 1, 1], [1, 0, 0], [0, 0, 1]], dtype=np.int64)
+
+
+def _segment_table() -> np.ndarray:
+    """(16, 2, 2) directed segments (start edge, end edge) per case, -1 when absent, oriented with
+    the inside on the left in (column, row) coordinates, so outer loops get a positive area."""
+    table = np.full((16, 2, 2), -1, dtype=np.int64)
+    for case, segs in _CASE_SEGMENTS.items():
+        inside = [(case >> k) & 1 for k in range(4)]
+        for s, (a, b) in enumerate(segs):
+            (px, py), (qx, qy) = _EDGE_XY[a], _EDGE_XY[b]
+            cross = [(qx - px) * (ky - py) - (qy - py) * (kx - px) for kx, ky in _CORNER_XY]
+            left = [k for k in range(4) if cross[k] > 0]
+            right = [k for k in range(4) if cross[k] < 0]
+            small, is_left = (left, True) if len(left) <= len(right) else (right, False)
+            keep = is_left == bool(inside[small[0]])
+            table[case, s] = (a, b) if keep else (b, a)
+    return table
+
+
+_TABLE = _segment_table()
+
+
+def _loops_of_volume(m: np.ndarray, simplify: bool = True) -> list[tuple[int, np.ndarray]]:
+    """All marching-squares loops (level 0.5, 8-connected inside) of every slice of a (nz, H, W)
+    bool array whose border rows/columns are empty. Returns (slice, loop (N, 2) as (col, row))
+    pairs; outer loops have positive signed area, holes negative. ``simplify`` removes the
+    vertices of straight runs."""
+    nz, h, w = m.shape
+    u = m.view(np.uint8)
+    case = u[:, :-1, :-1] | (u[:, :-1, 1:] << 1) | (u[:, 1:, 1:] << 2) | (u[:, 1:, :-1] << 3)
+    flat = np.flatnonzero((case - np.uint8(1)) < 14)  # case 1..14 (uint8 wrap-around for 0)
+    if len(flat) == 0:
+        return []
+    cs = case.ravel()[flat].astype(np.int64)
+    rc, c = np.divmod(flat, w - 1)
+    z, r = np.divmod(rc, h - 1)
+    two = (cs == 5) | (cs == 10)
+    z = np.concatenate([z, z[two]]).astype(np.int64)
+    r = np.concatenate([r, r[two]]).astype(np.int64)
+    c = np.concatenate([c, c[two]]).astype(np.int64)
+    seg = np.concatenate([_TABLE[cs, 0], _TABLE[cs[two], 1]])
+
+    def key(e: np.ndarray) -> np.ndarray:
+        off = _EDGE_KEY[e]
+        return (((z * h + r + off[:, 0]) * w + c + off[:, 1]) << 1) | off[:, 2]
+
+    start, end = key(seg[:, 0]), key(seg[:, 1])
+    n = len(start)
+    order = np.argsort(start, kind="stable")
+    nxt = order[np.searchsorted(start, end, sorter=order)]
+    # cycle labels: the smallest segment index of each cycle (pointer doubling)
+    label = np.arange(n)
+    p = nxt.copy()
+    while True:
+        new = np.minimum(label, label[p])
+        p = p[p]
+        if np.array_equal(new, label):
             break
-        loop = loop[keep]
-    return loop
+        label = new
+    # rank along each cycle, starting at its label: break the link back to the label, then count
+    # the steps to the end of the chain (list ranking by pointer doubling)
+    last = nxt == label
+    idx = np.arange(n)
+    rank = np.where(last, 0, 1)
+    s = np.where(last, idx, nxt)
+    while True:
+        rank = rank + rank[s]
+        s2 = s[s]
+        if np.array_equal(s2, s):
+            break
+        s = s2
+    order = np.lexsort((-rank, label))
+    lab = label[order]
+    bounds = np.flatnonzero(np.diff(lab)) + 1
+    k = start[order]
+    kind = k & 1
+    rest = k >> 1
+    col = rest % w
+    row = (rest // w) % h
+    sl = rest // (w * h)
+    xy = np.empty((n, 2))
+    xy[:, 0] = col + 0.5 * (1 - kind)
+    xy[:, 1] = row + 0.5 * kind
+    first = np.concatenate([[0], bounds])
+    stop = np.concatenate([bounds, [n]])
+    if simplify:
+        # drop vertices in the middle of straight runs (all loops at once); midpoints are distinct
+        # within a loop, and removing such a vertex never changes its neighbours' status
+        loop_of = np.repeat(np.arange(len(first)), stop - first)
+        i = np.arange(n)
+        nxt_v = np.where(i + 1 == stop[loop_of], first[loop_of], i + 1)
+        prv_v = np.where(i == first[loop_of], stop[loop_of] - 1, i - 1)
+        d1 = xy - xy[prv_v]
+        d2 = xy[nxt_v] - xy
+        cross = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+        dot = (d1 * d2).sum(axis=1)
+        keep = (np.abs(cross) > 1e-9) | (dot <= 0)
+        counts = np.bincount(loop_of[keep], minlength=len(first))
+        xy, sl = xy[keep], sl[keep]
+        stop = np.cumsum(counts)
+        first = stop - counts
+    return [(int(sl[a]), xy[a:b]) for a, b in zip(first, stop) if b - a >= 3]
+
+
+def _classified(loops: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray, bool]]:
+    return [(k, lp, _signed_area(lp[:, 0], lp[:, 1]) < 0) for k, lp in loops]
 
 
 def slice_loops(plane: np.ndarray, *, simplify: bool = True) -> list[tuple[np.ndarray, bool]]:
@@ -81,32 +186,11 @@ def slice_loops(plane: np.ndarray, *, simplify: bool = True) -> list[tuple[np.nd
     Returns a list of ``(loop (N, 2), is_hole)``; outer loops have positive signed area in
     (column, row) coordinates, holes negative.
     """
-    from skimage.measure import find_contours
-
     p = np.asarray(plane, dtype=bool)
-    rows = np.flatnonzero(p.any(axis=1))
-    if len(rows) == 0:
-        return []
-    cols = np.flatnonzero(p.any(axis=0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    box = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=np.float32)
-    box[1:-1, 1:-1] = p[r0:r1, c0:c1]
-    out = []
-    for rc in find_contours(box, 0.5, fully_connected="high", positive_orientation="high"):
-        loop = np.empty((len(rc), 2))
-        loop[:, 0] = rc[:, 1] + (c0 - 1)
-        loop[:, 1] = rc[:, 0] + (r0 - 1)
-        if len(loop) > 1 and np.array_equal(loop[0], loop[-1]):
-            loop = loop[:-1]
-        if simplify:
-            loop = _simplify(loop)
-        if len(loop) < 3:
-            continue
-        area = _signed_area(loop[:, 0], loop[:, 1])
-        out.append((loop, area < 0))
-    # find_contours with positive_orientation="high" winds loops around high values
-    # counter-clockwise in (row, col), i.e. clockwise in (col, row): flip to our convention.
-    return [(lp[::-1].copy(), not hole) for lp, hole in out]
+    pad = np.zeros((1, p.shape[0] + 2, p.shape[1] + 2), dtype=bool)
+    pad[0, 1:-1, 1:-1] = p
+    loops = [(k, lp - 1.0) for k, lp in _loops_of_volume(pad, simplify)]
+    return [(lp, hole) for _, lp, hole in _classified(loops)]
 
 
 def _crossings_at(loop: np.ndarray, yl: float) -> tuple[np.ndarray, np.ndarray]:
@@ -226,14 +310,29 @@ def mask_to_contours(
             raise ValidationError(f"{name} must be boolean (or integer, nonzero = inside), got {m.dtype}")
         m = m != 0
     out: list[PlanarContour] = []
+    zs = np.flatnonzero(m.any(axis=(1, 2)))
+    if len(zs) == 0:
+        return out
+    z0, z1 = int(zs[0]), int(zs[-1]) + 1
+    proj = m[z0:z1].any(axis=0)
+    ys, xs = np.flatnonzero(proj.any(axis=1)), np.flatnonzero(proj.any(axis=0))
+    r0, r1, c0, c1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    box = np.zeros((z1 - z0, r1 - r0 + 2, c1 - c0 + 2), dtype=bool)
+    box[:, 1:-1, 1:-1] = m[z0:z1, r0:r1, c0:c1]
+    loops = _classified(_loops_of_volume(box, simplify))
+    by_slice: dict[int, list[tuple[np.ndarray, bool]]] = {}
+    for k, loop, hole in loops:
+        loop[:, 0] += c0 - 1
+        loop[:, 1] += r0 - 1
+        by_slice.setdefault(k + z0, []).append((loop, hole))
     x0, dx, y0, dy = float(grid.x[0]), grid.dx, float(grid.y[0]), grid.dy
     aligned = grid.axis_aligned
-    for k in np.flatnonzero(m.any(axis=(1, 2))):
-        loops = slice_loops(m[k], simplify=simplify)
+    for k in sorted(by_slice):
+        sl = by_slice[k]
         if keyhole:
-            loops = [(lp, False) for lp in keyhole_loops(loops)]
-        loops.sort(key=lambda t: t[1])  # outer loops first
-        for loop, hole in loops:
+            sl = [(lp, False) for lp in keyhole_loops(sl)]
+        sl.sort(key=lambda t: t[1])  # outer loops first
+        for loop, hole in sl:
             pts = np.empty((len(loop), 3))
             pts[:, 0] = x0 + loop[:, 0] * dx
             pts[:, 1] = y0 + loop[:, 1] * dy

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 xr = pytest.importorskip("xarray")
 
+from grtv_nb.display import window_level  # noqa: E402
 from grtv_nb.errors import ValidationError  # noqa: E402
 from grtv_nb.widgets import render as R  # noqa: E402
 from grtv_nb.widgets._synthetic import synthetic_dataset  # noqa: E402
@@ -46,6 +47,7 @@ def test_window_matches_linear_formula(preset):
     expect = np.clip(np.round((hu.astype(np.float64) - (lev - w / 2)) / w * 255), 0, 255)
     got = R.apply_window(hu, w, lev)
     assert got.dtype == np.uint8
+    assert np.array_equal(got, window_level(hu, level=lev, width=w))  # the shared implementation
     assert np.abs(got.astype(int) - expect).max() <= 1
     # float images go through arithmetic, same result
     got_f = R.apply_window(hu.astype(np.float32), w, lev)
@@ -320,3 +322,15 @@ def test_widgets_on_a_real_study(tmp_path):
     assert p["xyz_mm"] == (study.grid.x[ijk[2]], study.grid.y[ijk[1]], study.grid.z[ijk[0]])
     img = _png_rgb(d.to_png_bytes())
     assert (np.abs(img.astype(int) - (255, 0, 0)).max(axis=2) == 0).sum() > 20  # PTV outline in red
+
+
+def test_mr_like_image_gets_a_data_window():
+    from grtv_nb.widgets import SliceViewer
+
+    d = synthetic_dataset((6, 20, 24), (3.0, 2.0, 2.0), n_rois=2, dose=False)
+    d["image"] = (d["image"].astype(np.float32) + 1000.0) * 0.5  # positive, MR-like values
+    v = SliceViewer(d)
+    lo, hi = np.percentile(d["image"].values, [1, 99])
+    assert v.preset.value == "custom"
+    assert v.level.value == pytest.approx((lo + hi) / 2, abs=1) and v.window.value == pytest.approx(hi - lo, abs=1)
+    assert len(np.unique(v.render("axial"))) > 2

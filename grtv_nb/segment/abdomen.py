@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import SegmentationError
 from ._common import (
     Context,
     bbox,
@@ -214,14 +215,15 @@ def kidneys_work(ctx: Context) -> dict:
 def _kidneys_work(ctx: Context) -> dict:
     """Kidneys on the working grid: ``{"left": mask or None, "right": mask or None}``.
 
-    Method: the kidneys are retroperitoneal, one each side of the spine, 25-130 mm from the
-    midline, from 90 mm anterior to 50 mm posterior of the canal, surrounded by perirenal fat.
+    Method: the kidneys are retroperitoneal, one each side of the spine, 35-120 mm from the
+    midline, from 75 mm anterior to 5 mm posterior of the canal, surrounded by perirenal fat,
+    outside the liver (found first).
     For each HU window of :data:`KIDNEY_WINDOWS` (plain, then contrast), the smoothed image
     within the window and the side's search region is opened (4 mm ball) and cut into 3D
-    components; a component is a kidney candidate when it holds 40-450 cc, is compact (at least
+    components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc, is compact (at least
     30 % of its bounding box), is not longer than 170 mm craniocaudally and not wider than 110 mm.
     The best candidate (score: compactness x closeness to 150 cc) is kept; the opening is undone
-    within the window (4 mm), then holes are filled slice by slice and a 3 mm closing adds the
+    within the window (6 mm), then holes are filled slice by slice and a 3 mm closing adds the
     sinus and the other half of a corticomedullary pattern.
 
     Failure modes: a kidney touching the liver or spleen at the same HU (plain CT with a fatty
@@ -237,12 +239,17 @@ def _kidneys_work(ctx: Context) -> dict:
     depth = body_depth(ctx)
     X = gx[None, None, :]
     Y = gy[None, :, None]
-    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 90.0) & (Y < cy + 50.0)
+    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 75.0) & (Y < cy + 5.0)
     base &= ~_near_spine(ctx, 32.0)
+    try:
+        base &= ~dilate_mm(liver_work(ctx), 3.0, ctx.spacing)
+    except SegmentationError:
+        pass
     sp = ctx.spacing
     vcc = ctx.grid.voxel_cc
     out: dict = {"left": None, "right": None}
-    for side, sel in (("right", (X < xm - 25.0) & (X > xm - 130.0)), ("left", (X > xm + 25.0) & (X < xm + 130.0))):
+    sides = (("right", (X < xm - 35.0) & (X > xm - 120.0)), ("left", (X > xm + 35.0) & (X < xm + 120.0)))
+    for side, sel in sides:
         region = base & sel
         box = bbox(region)
         if box is None:
@@ -250,7 +257,7 @@ def _kidneys_work(ctx: Context) -> dict:
         best, best_score = None, 0.0
         for lo, hi in KIDNEY_WINDOWS:
             cand = (sm[box] >= lo) & (sm[box] <= hi) & region[box]
-            opened = open_mm(cand, 4.0, sp)
+            opened = open_mm(cand, 6.0, sp)
             lab, n = label(opened)
             if n == 0:
                 continue
@@ -270,7 +277,7 @@ def _kidneys_work(ctx: Context) -> dict:
                 if score > best_score:
                     best_score = score
                     comp = lab == i + 1
-                    grown = dilate_mm(comp, 4.0, sp) & cand
+                    grown = dilate_mm(comp, 6.0, sp) & cand
                     lab2, _ = label(grown)
                     comp = np.isin(lab2, np.unique(lab2[comp & (lab2 > 0)]))
                     best = (box, comp)

@@ -26,9 +26,13 @@ _STAT_LABELS = {"volume_cc": "Volume (cc)", "min": "Min (Gy)", "mean": "Mean (Gy
 
 
 def study_dvh(arrays: R.StudyArrays, bin_width: float = 0.01):
-    """DVHs of all ROIs of a study (``None`` without dose or ROIs), via :func:`grtv_nb.dvh.compute_dvh`."""
+    """DVHs of all ROIs of a study (``None`` without dose or ROIs): ``Study.dvh()`` for a Study,
+    :func:`grtv_nb.dvh.compute_dvh` for a Dataset."""
     if arrays.dose is None or not arrays.roi_names:
         return None
+    study = arrays._study
+    if study is not None and hasattr(study, "dvh"):
+        return study.dvh()  # computed once and kept by the Study
     from ..dvh import compute_dvh
 
     return compute_dvh(arrays.dose, arrays.grid, arrays.full_mask, roi_names=arrays.roi_names, bin_width=bin_width)

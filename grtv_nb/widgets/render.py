@@ -29,18 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import display as _display
 from ..errors import ValidationError
 
 PLANES = ("axial", "coronal", "sagittal")
 
-#: Window/level presets (window width, level) in HU.
-PRESETS: dict[str, tuple[float, float]] = {
-    "soft tissue": (400.0, 40.0),
-    "lung": (1500.0, -600.0),
-    "mediastinum": (350.0, 50.0),
-    "bone": (1800.0, 400.0),
-    "brain": (80.0, 40.0),
-}
+#: Window/level presets as (window width, level) in HU: :data:`grtv_nb.display.PRESETS` (stored
+#: there as (level, width)).
+PRESETS: dict[str, tuple[float, float]] = {name: (w, lev) for name, (lev, w) in _display.PRESETS.items()}
 
 _MAX_DISPLAY = 1536  # cap on display image rows/columns
 
@@ -368,16 +364,16 @@ def display_plane(vol: np.ndarray, geom: PlaneGeometry, index: int) -> np.ndarra
 # ----------------------------------------------------------------------------------------------
 
 _LUT_CACHE: dict[tuple[float, float], np.ndarray] = {}
-_U16_AS_I16 = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.int16).astype(np.float32)
+_ALL_INT16 = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.int16)  # in uint16 bit order
 
 
 def window_lut(window: float, level: float) -> np.ndarray:
-    """uint8 lookup table indexed by the uint16 bit pattern of int16 HU values."""
+    """uint8 lookup table indexed by the uint16 bit pattern of int16 values:
+    :func:`grtv_nb.display.window_level` evaluated once for every int16 value."""
     key = (float(window), float(level))
     lut = _LUT_CACHE.get(key)
     if lut is None:
-        w = max(float(window), 1e-3)
-        lut = np.clip((_U16_AS_I16 - (level - w / 2)) * (255.0 / w), 0, 255).round().astype(np.uint8)
+        lut = _display.window_level(_ALL_INT16, level=level, width=window)
         if len(_LUT_CACHE) > 32:
             _LUT_CACHE.clear()
         _LUT_CACHE[key] = lut
@@ -385,12 +381,12 @@ def window_lut(window: float, level: float) -> np.ndarray:
 
 
 def apply_window(plane: np.ndarray, window: float, level: float) -> np.ndarray:
-    """Grey levels (uint8) of an image plane under a window width/level (HU)."""
+    """Grey levels (uint8) of an image plane under a window width/level (HU): the same values as
+    :func:`grtv_nb.display.window_level`, by table lookup for int16 images."""
+    window = max(float(window), 1e-3)
     if plane.dtype == np.int16:
         return window_lut(window, level)[plane.view(np.uint16)]
-    w = max(float(window), 1e-3)
-    f = (plane.astype(np.float32) - (level - w / 2)) * (255.0 / w)
-    return np.clip(f, 0, 255).astype(np.uint8)
+    return _display.window_level(plane, level=level, width=window)
 
 
 def _jet(t: np.ndarray) -> np.ndarray:

@@ -241,7 +241,9 @@ class SliceViewer(StaticPNGMixin, W.VBox):
                 self.sliders[plane].value = index
             finally:
                 self._updating = False
-        self.refresh(self.planes if self.crosshair.value else (plane,))
+        # the moved plane first; the others only because their crosshair lines move
+        others = tuple(p for p in self.planes if p != plane) if self.crosshair.value else ()
+        self.refresh(((plane,) if plane in self.planes else ()) + others)
 
     # -- events ----------------------------------------------------------------------------
     def _on_slider(self, plane: str, value: int) -> None:

@@ -61,15 +61,19 @@ def _marching(vol: np.ndarray, level: float, max_voxels: float = 1.5e6) -> tuple
 def roi_mesh(arrays: R.StudyArrays, roi: int | str, max_faces: int = 150_000):
     """Surface mesh of a ROI as a ``pyvista.PolyData`` (mm), or None when the ROI is empty.
 
-    The mesh comes from :func:`grtv_nb.mesh.mask_to_mesh` (the project's mesh extractor) and is
-    decimated to about ``max_faces`` triangles so the browser scene stays light."""
+    The mesh comes from ``Study.mesh`` or :func:`grtv_nb.mesh.mask_to_mesh` (the project's mesh
+    extractor) and is decimated to about ``max_faces`` triangles so the browser scene stays light."""
     from ..mesh import mask_to_mesh
 
     i = arrays.roi_index(roi)
     crop = arrays.crop(i)
     if crop.empty or not crop.mask.any():
         return None
-    m = mask_to_mesh(arrays.full_mask(i), arrays.grid, name=f"ROI {arrays.roi_names[i]!r}")
+    study = arrays._study
+    if study is not None and hasattr(study, "mesh"):
+        m = study.mesh(arrays.roi_names[i])  # computed once and kept by the Study
+    else:
+        m = mask_to_mesh(arrays.full_mask(i), arrays.grid, name=f"ROI {arrays.roi_names[i]!r}")
     if m.is_empty:
         return None
     pd = m.to_pyvista()
