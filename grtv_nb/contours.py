@@ -51,8 +51,9 @@ class PlanarContour:
     is_hole: bool
 
     def area_mm2(self) -> float:
-        """Unsigned area of the loop (mm^2), in the slice plane."""
-        return abs(_signed_area(self.points[:, 0], self.points[:, 1]))
+        """Unsigned area of the loop (mm^2), in its own plane (also for oblique slices)."""
+        p = self.points - self.points.mean(axis=0)
+        return 0.5 * float(np.linalg.norm(np.cross(p, np.roll(p, -1, axis=0)).sum(axis=0)))
 
 
 def _signed_area(x: np.ndarray, y: np.ndarray) -> float:

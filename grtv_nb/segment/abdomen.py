@@ -274,6 +274,7 @@ def _kidneys_work(ctx: Context) -> dict:
                 if lo > 100.0 and float(np.mean(sm[box][lab == i + 1])) < 140.0:
                     continue
                 score = fill * np.exp(-abs(np.log(sizes[i] / 150.0)))
+                print("DBG", side, lo, sizes[i], ext, fill, score, [round(float(np.mean(ctx.grid.x[box[2]][np.nonzero(lab == i + 1)[2]]))), round(float(np.mean(ctx.grid.y[box[1]][np.nonzero(lab == i + 1)[1]]))), round(float(np.mean(ctx.grid.z[box[0]][np.nonzero(lab == i + 1)[0]])))])
                 if score > best_score:
                     best_score = score
                     comp = lab == i + 1
