@@ -60,6 +60,16 @@ def _phantom(out: Path) -> int:
         worst = max(worst, abs(d)) if a > 100 else worst
         print(f"  {name:<12} {v:11.2f} {a:12.2f} {d:8.2f}")
     print(f"  largest difference for ROIs over 100 cc: {worst:.2f} %")
+    dvh = study.dvh()
+    dvh.stats_to_csv(out / "dvh_stats.csv")
+    dvh.to_csv(out / "dvh_cumulative.csv")
+    st = dvh.stats
+    print("\nDVH (image grid, 1 cGy bins):")
+    print(f"  {'ROI':<12} {'mean Gy':>8} {'max Gy':>8} {'D95 Gy':>8}")
+    for name in dvh.roi_names:
+        print(f"  {name:<12} {float(st['mean'].sel(roi=name)):8.2f} {float(st['max'].sel(roi=name)):8.2f} "
+              f"{float(st['D95'].sel(roi=name)):8.2f}")
+    print(f"  written to {out / 'dvh_stats.csv'} and {out / 'dvh_cumulative.csv'}")
     mid = study.grid.shape[0] // 2
     png = out / "phantom_axial.png"
     try:

@@ -263,6 +263,7 @@ def _kidneys_work(ctx: Context) -> dict:
                 continue
             sizes = component_sizes(lab, n) * vcc
             for i, sl in enumerate(ndi.find_objects(lab)):
+                if sizes[i] > 20: print("PRE", side, lo, sizes[i], [(s.stop - s.start) * d for s, d in zip(sl, sp)])
                 if not 40.0 <= sizes[i] <= 450.0:
                     continue
                 ext = [(s.stop - s.start) * d for s, d in zip(sl, sp)]
