@@ -40,7 +40,10 @@ def separable(vol, out, z0, z1, wz, vz, y0, y1, wy, vy, x0, x1, wx, vx, fill, is
     """Trilinear sampling of ``vol`` on the tensor grid given by per-axis tables.
 
     For output index ``o`` along an axis: input taps ``i0[o]``, ``i1[o]``, weight ``w[o]`` of
-    ``i1`` and ``valid[o]`` (False: the output takes ``fill``). Each output row blends its (up
+    ``i1`` and ``valid[o]`` (False: the output takes ``fill``). Integer outputs are rounded to
+    the nearest integer; exact ties (x.5) go up where ``oz + oy + ox`` is even and down where it
+    is odd, so ties do not bias sums (a 0/255 mask halved in size and thresholded at 128 keeps
+    its volume). Each output row blends its (up
     to 4) input rows along z and y into a float32 row buffer (taps of weight 0 skipped), then
     interpolates along x into a second buffer, which is rounded/clipped/cast in one vector loop.
     """
@@ -104,11 +107,16 @@ def separable(vol, out, z0, z1, wz, vz, y0, y1, wy, vy, x0, x1, wx, vx, fill, is
                     if not vx[ox]:
                         orow[ox] = fill_v
             if is_int:
+                # round to nearest; exact .5 ties up where oz+oy+ox is even, down where odd
+                par = (oz + oy) & 1
                 for ox in range(nxo):
                     v = orow[ox]
                     v = v if v == v else np.float32(0.0)
                     v = min(max(v, lo32), hi32)
-                    o[ox] = v + half if v >= 0 else v - half
+                    f = np.floor(v)
+                    d = v - f
+                    up = d > half or (d == half and ((ox + par) & 1) == 0)
+                    o[ox] = f + np.float32(1.0) if up else f
             else:
                 for ox in range(nxo):
                     o[ox] = orow[ox]

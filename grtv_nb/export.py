@@ -135,7 +135,10 @@ def export_rt(
     _check_target(study, export_dir, overwrite)
     first = study.image_headers[0] if study.image_headers else study.source.get("rtstruct_ds")
     for_uid = study.grid.frame_of_reference_uid or new_uid()
-    ps = PatientStudy.from_dataset(first, for_uid) if first is not None else PatientStudy(frame_of_reference_uid=for_uid)
+    if first is not None:
+        ps = PatientStudy.from_dataset(first, for_uid)
+    else:
+        ps = PatientStudy(frame_of_reference_uid=for_uid)
     if first is None or not str(first.get("PatientID", "") or "").strip():
         warn(f"the study has no PatientID; the export uses '{ps.patient_id}'")
     export_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,8 @@ class _LazyMasks(BackendArray):
                 r = r[tuple(slice(None, None, s) for s in st)]
             parts.append(r)
         arr = np.stack(parts) if parts else np.zeros((0, 1, 1, 1), bool)
-        idx = tuple([0 if isinstance(rk, int | np.integer) else slice(None)] + [0 if s else slice(None) for s in squeeze])
+        first = 0 if isinstance(rk, int | np.integer) else slice(None)
+        idx = tuple([first] + [0 if s else slice(None) for s in squeeze])
         return arr[idx]
 
 
@@ -427,7 +428,8 @@ class Study:
         lines.append(hdr)
         for row in self.summary_rows():
             vol = f"{row['volume_cc']:10.2f}" if np.isfinite(row["volume_cc"]) else f"{'(' + row['kind'] + ')':>10}"
-            lines.append(f"  {row['index']:>3} {row['name'][:24]:<24} {row['type'][:12]:<12} {row['contours']:>8} {vol}")
+            lines.append(f"  {row['index']:>3} {row['name'][:24]:<24} {row['type'][:12]:<12} "
+                         f"{row['contours']:>8} {vol}")
         for n in self.notes:
             lines.append(f"Note      : {n}")
         return "\n".join(lines)

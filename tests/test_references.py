@@ -218,8 +218,9 @@ def test_dicompyler_volumes_on_dose_grid(shared_data, refs):
         vol = study.volume_cc(r.name)
         if r.number not in tps or vol <= BIG_CC or r.name == "BODY":
             # BODY: the TPS reports 13944 cc, 6.3% below the volume of the exported contours
-            # (14881 cc here, on the dose grid or a larger grid alike; plastimatch agrees with us
-            # within one voxel below): the TPS's body volume is not reproducible from the contours.
+            # (14882 cc here, on the dose grid or a larger grid alike; plastimatch agrees with us
+            # within one voxel below, and dicompyler-core 0.5.6's get_dvh gives 14882.1 cc): the
+            # TPS's body volume is not reproducible from the contours.
             continue
         tol = 0.02 if vol > 50 else 0.03  # 10-50 cc: ~700-3500 voxels of 2.5x2.5x3 mm
         assert vol == pytest.approx(tps[r.number], rel=tol), (r.name, vol, tps[r.number])

@@ -84,7 +84,7 @@ def test_masks_are_not_rasterised_until_used(phantom_dir):
     assert not any(st.store.is_cached(i) for i in range(len(st.rois)))
     _ = st.ds  # building the Dataset does not rasterise
     assert not any(st.store.is_cached(i) for i in range(len(st.rois)))
-    st.ds["masks"].isel(roi=3, z=10).values
+    _ = st.ds["masks"].isel(roi=3, z=10).values
     assert st.store.is_cached(3) and not st.store.is_cached(2)
 
 

@@ -205,7 +205,8 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         rescale.append((float(f.ds.get("RescaleSlope", 1) or 1), float(f.ds.get("RescaleIntercept", 0) or 0)))
         ok.append(i)
     if bad:
-        report(f"{series.describe()}: {len(bad)} slice(s) could not be decoded and were left out: " + "; ".join(bad[:5]))
+        report(f"{series.describe()}: {len(bad)} slice(s) could not be decoded and were left out: "
+               + "; ".join(bad[:5]))
     files = [files[i] for i in ok]
     ipps, s = ipps[ok], s[ok]
     if not files:

@@ -84,7 +84,8 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     grid, layout = grid_from_planes(
         positions, iop, (ps[0], ps[1]), rows, cols,
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
-        slice_thickness=float(abs(offsets[1] - offsets[0])) if len(offsets) > 1 else float(ds.get("SliceThickness", 0) or 0),
+        slice_thickness=(float(abs(offsets[1] - offsets[0])) if len(offsets) > 1
+                         else float(ds.get("SliceThickness", 0) or 0)),
     )
     return DoseVolume(
         layout.to_canonical(values), grid, units, str(ds.get("DoseType", "") or ""),

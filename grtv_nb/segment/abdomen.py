@@ -30,6 +30,7 @@ from ._common import (
     erode_mm,
     fill_holes_2d,
     label,
+    largest_component,
     not_found,
     open_mm,
 )
@@ -206,6 +207,7 @@ def segment_liver(ctx: Context) -> np.ndarray:
 #: HU windows tried for the kidney parenchyma: plain CT (kidney darker than muscle and liver) and
 #: contrast-enhanced CT (cortex and medulla brighter than everything but bone and vessels).
 KIDNEY_WINDOWS = ((-15.0, 42.0), (120.0, 400.0))
+KIDNEY_CORE_MM = 7.0
 
 
 def kidneys_work(ctx: Context) -> dict:
@@ -221,8 +223,10 @@ def _kidneys_work(ctx: Context) -> dict:
     For each HU window of :data:`KIDNEY_WINDOWS` (plain, then contrast), the smoothed image
     within the window and the side's search region is opened (4 mm ball) and cut into 3D
     components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc, is compact (at least
-    30 % of its bounding box), is not longer than 170 mm craniocaudally and not wider than 110 mm.
-    The best candidate (score: compactness x closeness to 150 cc) is kept; the opening is undone
+    15 % of its bounding box), is not longer than 170 mm craniocaudally and not wider than 110 mm.
+    The best candidate is kept; its score multiplies compactness, closeness to 150 cc, closeness
+    to the expected position in-plane (75 mm from the midline, 25 mm anterior of the canal) and,
+    when the liver was found, along z (centre 40 mm above the liver's lower end); the opening is undone
     within the window (6 mm), then holes are filled slice by slice and a 3 mm closing adds the
     sinus and the other half of a corticomedullary pattern.
 
@@ -241,8 +245,11 @@ def _kidneys_work(ctx: Context) -> dict:
     Y = gy[None, :, None]
     base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 75.0) & (Y < cy + 5.0)
     base &= ~_near_spine(ctx, 32.0)
+    z_expect = None
     try:
-        base &= ~dilate_mm(liver_work(ctx), 3.0, ctx.spacing)
+        liver = liver_work(ctx)
+        base &= ~dilate_mm(liver, 3.0, ctx.spacing)
+        z_expect = float(ctx.grid.z[np.nonzero(liver.any(axis=(1, 2)))[0][0]]) + 40.0
     except SegmentationError:
         pass
     sp = ctx.spacing
@@ -263,19 +270,26 @@ def _kidneys_work(ctx: Context) -> dict:
                 continue
             sizes = component_sizes(lab, n) * vcc
             for i, sl in enumerate(ndi.find_objects(lab)):
-                if sizes[i] > 20: print("PRE", side, lo, sizes[i], [(s.stop - s.start) * d for s, d in zip(sl, sp)])
                 if not 40.0 <= sizes[i] <= 450.0:
                     continue
                 ext = [(s.stop - s.start) * d for s, d in zip(sl, sp)]
                 if ext[0] > 170.0 or max(ext[1], ext[2]) > 110.0:
                     continue
                 fill = sizes[i] / (np.prod(ext) / 1000.0)
-                if fill < 0.3:
+                if fill < 0.15:
                     continue
-                if lo > 100.0 and float(np.mean(sm[box][lab == i + 1])) < 140.0:
+                comp = lab[sl] == i + 1
+                if lo > 100.0 and float(np.mean(sm[box][sl][comp])) < 140.0:
                     continue
+                zz, yy, xx = (np.nonzero(comp.any(axis=(1, 2)))[0], np.nonzero(comp.any(axis=(0, 2)))[0],
+                              np.nonzero(comp.any(axis=(0, 1)))[0])
+                zc = float(ctx.grid.z[box[0]][sl[0]][zz].mean())
+                yc = float(gy[box[1]][sl[1]][yy].mean())
+                xc = float(gx[box[2]][sl[2]][xx].mean())
                 score = fill * np.exp(-abs(np.log(sizes[i] / 150.0)))
-                print("DBG", side, lo, sizes[i], ext, fill, score, [round(float(np.mean(ctx.grid.x[box[2]][np.nonzero(lab == i + 1)[2]]))), round(float(np.mean(ctx.grid.y[box[1]][np.nonzero(lab == i + 1)[1]]))), round(float(np.mean(ctx.grid.z[box[0]][np.nonzero(lab == i + 1)[0]])))])
+                score *= np.exp(-(((abs(xc - xm) - 75.0) / 30.0) ** 2) - ((yc - (cy - 25.0)) / 25.0) ** 2)
+                if z_expect is not None:
+                    score *= np.exp(-(((zc - z_expect) / 60.0) ** 2))
                 if score > best_score:
                     best_score = score
                     comp = lab == i + 1
@@ -285,6 +299,11 @@ def _kidneys_work(ctx: Context) -> dict:
                     best = (box, comp)
         if best is not None:
             box, comp = best
+            # cut off neighbours attached by bridges narrower than the kidney (bowel, muscle)
+            core = erode_mm(comp, KIDNEY_CORE_MM, sp)
+            if core.any():
+                core = largest_component(core)
+                comp = dilate_mm(core, KIDNEY_CORE_MM + 1.0, sp) & comp
             comp = fill_holes_2d(close_mm(comp, 3.0, sp))
             m = np.zeros(sm.shape, bool)
             m[box] = comp
