@@ -116,6 +116,8 @@ class Grid:
         if len(c) == 1:
             step = {"x": self.dx, "y": self.dy, "z": self.dz}[axis]
             return (coords - c[0]) / step
+        if axis in ("x", "y") or self.uniform_z:
+            return (coords - c[0]) / (c[1] - c[0])
         idx = np.interp(coords, c, np.arange(len(c), dtype=np.float64))
         lo, hi = coords < c[0], coords > c[-1]
         idx[lo] = (coords[lo] - c[0]) / (c[1] - c[0])

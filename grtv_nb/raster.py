@@ -33,27 +33,13 @@ from .geometry import Grid
 _PLANAR_TOL_MM = 0.05
 
 
-def _crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    """Parity fill of loops (each (N, 2) array of fractional (col, row) indices) in a window.
-
-    Returns a bool array of shape (rows[1]-rows[0], cols[1]-cols[0]): even-odd over all loops.
-    """
+def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]):
+    """Scan-line crossings of the loops' edges: (row, first column at or right of the crossing)."""
     r0, r1 = rows
     c0, c1 = cols
-    h, w = r1 - r0, c1 - c0
-    out_shape = (h, w)
-    if h <= 0 or w <= 0:
-        return np.zeros((max(h, 0), max(w, 0)), dtype=bool)
-    xa_l, ya_l, xb_l, yb_l = [], [], [], []
-    for loop in loops:
-        xa_l.append(loop[:, 0])
-        ya_l.append(loop[:, 1])
-        xb_l.append(np.roll(loop[:, 0], -1))
-        yb_l.append(np.roll(loop[:, 1], -1))
-    xa = np.concatenate(xa_l)
-    ya = np.concatenate(ya_l)
-    xb = np.concatenate(xb_l)
-    yb = np.concatenate(yb_l)
+    pts = np.concatenate(loops)
+    nxt = np.concatenate([np.roll(lp, -1, axis=0) for lp in loops])
+    xa, ya, xb, yb = pts[:, 0], pts[:, 1], nxt[:, 0], nxt[:, 1]
     ymin = np.minimum(ya, yb)
     ymax = np.maximum(ya, yb)
     jstart = np.maximum(np.ceil(ymin), r0).astype(np.int64)
@@ -61,7 +47,7 @@ def _crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[i
     counts = np.maximum(jstop - jstart, 0)
     keep = counts > 0
     if not keep.any():
-        return np.zeros(out_shape, dtype=bool)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     xa, ya, xb, yb, jstart, counts = xa[keep], ya[keep], xb[keep], yb[keep], jstart[keep], counts[keep]
     edge = np.repeat(np.arange(len(counts)), counts)
     offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -69,10 +55,59 @@ def _crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[i
     slope = (xb - xa) / (yb - ya)
     xc = xa[edge] + (j - ya[edge]) * slope[edge]
     start = np.clip(np.ceil(xc), c0, c1).astype(np.int64) - c0
-    flat = (j - r0) * (w + 1) + start
-    toggles = np.bincount(flat, minlength=h * (w + 1)).reshape(h, w + 1)
-    inside = np.cumsum(toggles[:, :w], axis=1, dtype=np.int32) & 1
-    return inside.astype(bool)
+    return j - r0, start
+
+
+def _crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Parity fill of loops (each (N, 2) array of fractional (col, row) indices) in a window.
+
+    Returns a bool array of shape (rows[1]-rows[0], cols[1]-cols[0]): even-odd over all loops.
+    """
+    h, w = rows[1] - rows[0], cols[1] - cols[0]
+    if h <= 0 or w <= 0:
+        return np.zeros((max(h, 0), max(w, 0)), dtype=bool)
+    j, start = _edge_hits(loops, rows, cols)
+    toggles = np.bincount(j * (w + 1) + start, minlength=h * (w + 1)).reshape(h, w + 1)
+    return (np.cumsum(toggles[:, :w], axis=1, dtype=np.int32) & 1).astype(bool)
+
+
+def _fill_simple_planes(
+    mask: np.ndarray, planes: list[tuple[int, list[np.ndarray]]], *, max_cells: int = 1 << 24
+) -> None:
+    """Even-odd fill of many planes at once (planes whose loops' boxes don't overlap), in chunks of
+    planes whose toggle arrays hold at most ``max_cells`` cells."""
+    ny, nx = mask.shape[1:]
+    allpts = np.concatenate([np.concatenate(lps) for _, lps in planes])
+    r0 = max(int(np.floor(allpts[:, 1].min())), 0)
+    r1 = min(int(np.ceil(allpts[:, 1].max())) + 1, ny)
+    c0 = max(int(np.floor(allpts[:, 0].min())), 0)
+    c1 = min(int(np.ceil(allpts[:, 0].max())) + 1, nx)
+    h, w = r1 - r0, c1 - c0
+    if h <= 0 or w <= 0:
+        return
+    per = max(1, max_cells // (h * (w + 1)))
+    for a in range(0, len(planes), per):
+        chunk = planes[a:a + per]
+        flat = []
+        for p, (_, loops) in enumerate(chunk):
+            j, start = _edge_hits(loops, (r0, r1), (c0, c1))
+            flat.append((p * h + j) * (w + 1) + start)
+        toggles = np.bincount(np.concatenate(flat), minlength=len(chunk) * h * (w + 1))
+        toggles = toggles.reshape(len(chunk), h, w + 1)[:, :, :w]
+        inside = (np.cumsum(toggles, axis=2, dtype=np.int32) & 1).astype(bool)
+        ks = [k for k, _ in chunk]
+        mask[ks, r0:r1, c0:c1] = inside
+
+
+def _boxes_overlap(loops: Sequence[np.ndarray]) -> bool:
+    if len(loops) < 2:
+        return False
+    b = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
+    ox = (b[:, None, 0] <= b[None, :, 1]) & (b[None, :, 0] <= b[:, None, 1])
+    oy = (b[:, None, 2] <= b[None, :, 3]) & (b[None, :, 2] <= b[:, None, 3])
+    o = ox & oy
+    np.fill_diagonal(o, False)
+    return bool(o.any())
 
 
 def _points_in_loop(pts: np.ndarray, loop: np.ndarray) -> np.ndarray:
@@ -118,15 +153,7 @@ def fill_plane(
     if not loops:
         return mask
     boxes = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
-    # Does any pair of loops have overlapping bounding boxes?
-    overlap = False
-    if len(loops) > 1:
-        b = boxes
-        ox = (b[:, None, 0] <= b[None, :, 1]) & (b[None, :, 0] <= b[:, None, 1])
-        oy = (b[:, None, 2] <= b[None, :, 3]) & (b[None, :, 2] <= b[:, None, 3])
-        o = ox & oy
-        np.fill_diagonal(o, False)
-        overlap = bool(o.any())
+    overlap = _boxes_overlap(loops)
     r0 = max(int(np.floor(boxes[:, 2].min())), 0)
     r1 = min(int(np.ceil(boxes[:, 3].max())) + 1, ny)
     c0 = max(int(np.floor(boxes[:, 0].min())), 0)
@@ -265,6 +292,13 @@ def rasterize_roi(
     mask = np.zeros(grid.shape, dtype=bool)
     planes = contours_to_planes(contours, grid, label=label, report=report)
     ny, nx = grid.shape[1:]
-    for k, loops in planes.items():
+    simple, nested = [], []
+    for k, loops in sorted(planes.items()):
+        loops = [lp for lp in loops if len(lp) >= 3]
+        if loops:
+            (nested if _boxes_overlap(loops) else simple).append((k, loops))
+    if simple:
+        _fill_simple_planes(mask, simple)
+    for k, loops in nested:
         mask[k] = fill_plane(loops, (ny, nx), label=f"{label} at z={grid.z[k]:.2f} mm", report=report)
     return mask

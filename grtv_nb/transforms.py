@@ -249,8 +249,9 @@ def resample_to_spacing(
         Wanted voxel size in mm, positive.
     is_label : bool, optional
         Resample as a label: a binary volume (bool, or values ``{0, v}``) is interpolated
-        linearly and thresholded at half (``v`` where >= v/2, else 0); a volume with several
-        non-zero values takes the nearest voxel's value. Default: True for bool data.
+        linearly as a 0/255 indicator, rounded like a uint8 resize and thresholded at 128
+        (``v`` inside, else 0; volume kept); a volume with several non-zero values takes the
+        nearest voxel's value. Default: True for bool data.
     dtype : optional
         Output dtype for intensity volumes (default: the input's). Integers are rounded, clipped.
 
@@ -332,15 +333,18 @@ def resample_to_spacing(
 
 def _resample_label(vol: np.ndarray, indices: list[np.ndarray]) -> np.ndarray:
     """Resample a label volume at the tensor grid ``indices`` (edge-clamped): binary volumes by
-    linear interpolation thresholded at half the non-zero value, others by nearest voxel."""
+    linear interpolation of the 0/255 indicator thresholded at 128 (as a resized uint8 mask),
+    others by nearest voxel."""
     nz_vals = _nonzero_values(vol)
     if len(nz_vals) == 0:
         return np.zeros(tuple(len(i) for i in indices), dtype=vol.dtype)
     if len(nz_vals) == 1:
         v = nz_vals[0]
-        frac = sample_separable(vol != 0, *indices, fill=None, dtype=np.float32)
+        # the 0/255 indicator, rounded like any uint8 resize (ties alternate: no volume bias)
+        ind = (vol != 0).view(np.uint8) * np.uint8(255)
+        frac = sample_separable(ind, *indices, fill=None, dtype=np.uint8)
         res = np.zeros(frac.shape, dtype=vol.dtype)
-        res[frac >= 0.5] = v
+        res[frac >= 128] = v
         return res
     near = [np.clip(np.floor(np.asarray(i) + 0.5).astype(np.intp), 0, n - 1)
             for i, n in zip(indices, vol.shape)]

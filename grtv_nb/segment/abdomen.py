@@ -30,7 +30,6 @@ from ._common import (
     erode_mm,
     fill_holes_2d,
     label,
-    largest_component,
     not_found,
     open_mm,
 )
@@ -207,7 +206,6 @@ def segment_liver(ctx: Context) -> np.ndarray:
 #: HU windows tried for the kidney parenchyma: plain CT (kidney darker than muscle and liver) and
 #: contrast-enhanced CT (cortex and medulla brighter than everything but bone and vessels).
 KIDNEY_WINDOWS = ((-15.0, 42.0), (120.0, 400.0))
-KIDNEY_CORE_MM = 7.0
 
 
 def kidneys_work(ctx: Context) -> dict:
@@ -243,7 +241,7 @@ def _kidneys_work(ctx: Context) -> dict:
     depth = body_depth(ctx)
     X = gx[None, None, :]
     Y = gy[None, :, None]
-    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 75.0) & (Y < cy + 5.0)
+    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 58.0) & (Y < cy + 5.0)
     base &= ~_near_spine(ctx, 32.0)
     z_expect = None
     try:
@@ -299,11 +297,6 @@ def _kidneys_work(ctx: Context) -> dict:
                     best = (box, comp)
         if best is not None:
             box, comp = best
-            # cut off neighbours attached by bridges narrower than the kidney (bowel, muscle)
-            core = erode_mm(comp, KIDNEY_CORE_MM, sp)
-            if core.any():
-                core = largest_component(core)
-                comp = dilate_mm(core, KIDNEY_CORE_MM + 1.0, sp) & comp
             comp = fill_holes_2d(close_mm(comp, 3.0, sp))
             m = np.zeros(sm.shape, bool)
             m[box] = comp

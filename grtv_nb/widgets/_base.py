@@ -26,12 +26,42 @@ function render({ model, el }) {
   img.style.display = "block";
   img.style.background = "#000";
   img.style.imageRendering = "pixelated";  // exact overlay colours when scaled
-  el.appendChild(img);
+  // crosshair lines drawn by the browser over the image (moving them needs no new picture)
+  const box = document.createElement("div");
+  box.style.position = "relative";
+  box.style.display = "inline-block";
+  box.style.lineHeight = "0";
+  const line = (vertical) => {
+    const d = document.createElement("div");
+    d.className = vertical ? "grtv-cross-v" : "grtv-cross-h";
+    d.style.position = "absolute";
+    d.style.pointerEvents = "none";
+    d.style.borderColor = "rgba(255, 255, 0, 0.75)";
+    d.style.borderStyle = "dashed";
+    d.style.borderWidth = "0";
+    if (vertical) { d.style.top = "0"; d.style.bottom = "0"; d.style.borderLeftWidth = "1px"; }
+    else { d.style.left = "0"; d.style.right = "0"; d.style.borderTopWidth = "1px"; }
+    return d;
+  };
+  const vline = line(true), hline = line(false);
+  box.appendChild(img);
+  box.appendChild(vline);
+  box.appendChild(hline);
+  el.appendChild(box);
+  const cross = () => {
+    const r = model.get("cross_row"), c = model.get("cross_col");
+    const h = model.get("img_height") || 1, w = model.get("img_width") || 1;
+    hline.style.display = r >= 0 ? "block" : "none";
+    vline.style.display = c >= 0 ? "block" : "none";
+    hline.style.top = ((r + 0.5) / h * 100) + "%";
+    vline.style.left = ((c + 0.5) / w * 100) + "%";
+  };
   let url = null;
   const draw = () => {
     const v = model.get("png");
     img.style.width = model.get("display_width") + "px";
     img.style.height = model.get("display_height") + "px";
+    cross();
     img.dataset.plane = model.get("plane");
     img.dataset.index = String(model.get("index"));
     img.classList.add("grtv-slice-" + model.get("plane"));
@@ -73,6 +103,8 @@ function render({ model, el }) {
   model.on("change:png", draw);
   model.on("change:display_width", draw);
   model.on("change:display_height", draw);
+  model.on("change:cross_row", cross);
+  model.on("change:cross_col", cross);
   draw();
   return () => { if (url) URL.revokeObjectURL(url); };
 }
@@ -96,6 +128,10 @@ def _canvas_class():
         display_height = T.Int(256).tag(sync=True)
         plane = T.Unicode("").tag(sync=True)
         index = T.Int(0).tag(sync=True)
+        img_width = T.Int(0).tag(sync=True)  # pixels of the PNG (for crosshair placement)
+        img_height = T.Int(0).tag(sync=True)
+        cross_row = T.Int(-1).tag(sync=True)  # crosshair lines in image pixels (-1: none)
+        cross_col = T.Int(-1).tag(sync=True)
 
     return SliceCanvas
 
@@ -116,19 +152,40 @@ def make_canvas(plane: str) -> W.DOMWidget:
     return img
 
 
-def set_canvas(canvas: W.DOMWidget, png: bytes, width: int, height: int, index: int) -> None:
-    """Update a canvas in place (one message to the browser)."""
+def draws_crosshair(canvas: W.DOMWidget) -> bool:
+    """Whether the canvas draws crosshair lines itself (else they must be rendered in the image)."""
+    return hasattr(canvas, "cross_row")
+
+
+def set_canvas(
+    canvas: W.DOMWidget,
+    png: bytes | None,
+    width: int,
+    height: int,
+    index: int,
+    image_shape: tuple[int, int] | None = None,
+    cross: tuple[int, int] | None = None,
+) -> None:
+    """Update a canvas in place (one message to the browser); ``png=None`` keeps the picture.
+
+    ``cross`` = (row, col) in image pixels of the crosshair lines (anywidget canvas only)."""
     if isinstance(canvas, W.Image):
         with canvas.hold_sync():
-            canvas.value = png
+            if png is not None:
+                canvas.value = png
             canvas.layout.width = f"{width}px"
             canvas.layout.height = f"{height}px"
         return
     with canvas.hold_sync():
-        canvas.png = png
+        if png is not None:
+            canvas.png = png
         canvas.display_width = int(width)
         canvas.display_height = int(height)
         canvas.index = int(index)
+        if image_shape is not None:
+            canvas.img_height, canvas.img_width = (int(v) for v in image_shape)
+        r, c = cross if cross is not None else (-1, -1)
+        canvas.cross_row, canvas.cross_col = int(r), int(c)
 
 
 def on_canvas_event(canvas: W.DOMWidget, callback) -> None:

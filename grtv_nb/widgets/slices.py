@@ -16,7 +16,15 @@ import numpy as np
 
 from ..errors import ValidationError
 from . import render as R
-from ._base import RoiLegend, RoiState, StaticPNGMixin, make_canvas, on_canvas_event, set_canvas
+from ._base import (
+    RoiLegend,
+    RoiState,
+    StaticPNGMixin,
+    draws_crosshair,
+    make_canvas,
+    on_canvas_event,
+    set_canvas,
+)
 
 _SLICE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 _STYLE = {"description_width": "80px"}
@@ -150,9 +158,9 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             self.dose_threshold,
             self.dose_opacity,
             self.isodose,
-            self.crosshair,
         ):
             w.observe(lambda _c: self.refresh(), "value")
+        self.crosshair.observe(lambda _c: self.refresh((), cross_only=self.planes), "value")
         self.roi_state.observe(lambda _c: self.refresh(), ["visible", "highlight"])
 
         col = W.Layout(width="auto", margin="0 12px 0 0")
@@ -180,18 +188,24 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         h_mm, w_mm = self.geoms[p].size_mm
         return max(2, int(round(w_mm * self._scale))), max(2, int(round(h_mm * self._scale)))
 
-    def options(self, plane: str) -> R.RenderOptions:
-        """The render options the controls currently describe, for ``plane``."""
+    def crosshair_at(self, plane: str) -> tuple[int, int] | None:
+        """Display (row, col) of the crosshair lines on ``plane`` (the other planes' positions),
+        or None when crosshairs are off."""
+        if not self.crosshair.value:
+            return None
+        g = self.geoms[plane]
+        ra, ca, _ = R._PLANE_AXES[plane]
+        axis_plane = {0: "axial", 1: "coronal", 2: "sagittal"}
+        return (g.display_row(self.index[axis_plane[ra]]), g.display_col(self.index[axis_plane[ca]]))
+
+    def options(self, plane: str, crosshair_in_image: bool = True) -> R.RenderOptions:
+        """The render options the controls currently describe, for ``plane`` (crosshair lines
+        drawn into the image unless ``crosshair_in_image`` is False)."""
         a = self.arrays
         visible = set(self.roi_state.visible)
         rois = [i for i, n in enumerate(a.roi_names) if n in visible]
         hl = a.roi_names.index(self.roi_state.highlight) if self.roi_state.highlight in a.roi_names else None
-        cross = None
-        if self.crosshair.value:
-            g = self.geoms[plane]
-            ra, ca, _ = R._PLANE_AXES[plane]
-            axis_plane = {0: "axial", 1: "coronal", 2: "sagittal"}
-            cross = (g.display_row(self.index[axis_plane[ra]]), g.display_col(self.index[axis_plane[ca]]))
+        cross = self.crosshair_at(plane) if crosshair_in_image else None
         return R.RenderOptions(
             window=self.window.value,
             level=self.level.value,
@@ -222,11 +236,24 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         """RGB image (uint8) of ``plane`` at its current index with the current options."""
         return R.render_slice(self.arrays, self.geoms[plane], self.index[plane], self.options(plane))
 
-    def refresh(self, planes: tuple[str, ...] | None = None) -> None:
-        """Re-render the given planes (default all) and push them to the browser."""
-        for p in planes or self.planes:
+    def refresh(self, planes: tuple[str, ...] | None = None, *, cross_only: tuple[str, ...] = ()) -> None:
+        """Re-render ``planes`` (default all shown) and push them to the browser; for the planes in
+        ``cross_only`` only the crosshair lines move (drawn by the browser: no new picture)."""
+        planes = self.planes if planes is None else tuple(p for p in planes if p in self.planes)
+        for p in planes:
+            cv = self.canvases[p]
+            client = draws_crosshair(cv)
+            rgb = R.render_slice(self.arrays, self.geoms[p], self.index[p], self.options(p, not client))
             w, h = self._disp(p)
-            set_canvas(self.canvases[p], R.encode_png(self.render(p)), w, h, self.index[p])
+            set_canvas(cv, R.encode_png(rgb), w, h, self.index[p], rgb.shape[:2], self.crosshair_at(p))
+        for p in cross_only:
+            if p in self.planes and p not in planes:
+                cv = self.canvases[p]
+                if draws_crosshair(cv):
+                    w, h = self._disp(p)
+                    set_canvas(cv, None, w, h, self.index[p], None, self.crosshair_at(p))
+                else:
+                    self.refresh((p,))
 
     def set_index(self, plane: str, index: int) -> None:
         """Show slice ``index`` of ``plane`` (clipped to the volume)."""
@@ -241,9 +268,7 @@ class SliceViewer(StaticPNGMixin, W.VBox):
                 self.sliders[plane].value = index
             finally:
                 self._updating = False
-        # the moved plane first; the others only because their crosshair lines move
-        others = tuple(p for p in self.planes if p != plane) if self.crosshair.value else ()
-        self.refresh(((plane,) if plane in self.planes else ()) + others)
+        self.refresh((plane,), cross_only=self.planes)
 
     # -- events ----------------------------------------------------------------------------
     def _on_slider(self, plane: str, value: int) -> None:
@@ -285,6 +310,7 @@ class SliceViewer(StaticPNGMixin, W.VBox):
 
     def goto(self, ijk: tuple[int, int, int]) -> None:
         """Move all planes (and crosshairs) to voxel ``ijk`` = (iz, iy, ix)."""
+        moved = tuple(p for p, ax in _SLICE_AXIS.items() if self.index[p] != int(ijk[ax]))
         for p, ax in _SLICE_AXIS.items():
             self.index[p] = int(ijk[ax])
             if p in self.sliders:
@@ -293,7 +319,7 @@ class SliceViewer(StaticPNGMixin, W.VBox):
                     self.sliders[p].value = int(ijk[ax])
                 finally:
                     self._updating = False
-        self.refresh()
+        self.refresh(moved, cross_only=self.planes)
 
     def probe(self, ijk: tuple[int, int, int]) -> dict[str, Any]:
         """Position (mm), HU, dose and ROIs at voxel ``ijk``."""
