@@ -116,16 +116,17 @@ def worker_main(tool: str, args: dict) -> None:
     import tracemalloc
 
     run = WORKERS[tool](args)
-    times = []
+    times, cpus = [], []
     for _ in range(REPEAT):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run()
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     tracemalloc.start()
     run()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    print("RESULT " + json.dumps({"times": times, "tracemalloc": peak}))
+    print("RESULT " + json.dumps({"times": times, "cpus": cpus, "tracemalloc": peak}))
 
 
 def mem40_main(nx: int, nz: int, n_rois: int) -> None:
@@ -186,30 +187,31 @@ if pid == 0:
 _, status, ru = os.wait4(pid, 0)
 wall = time.perf_counter() - t0
 sys.stdout.flush()
-sys.stdout.write("\n__LAUNCHER__ %d %f %d\n" % (ru.ru_maxrss, wall, os.waitstatus_to_exitcode(status)))
+sys.stdout.write("\n__LAUNCHER__ %d %f %d %f\n" % (ru.ru_maxrss, wall, os.waitstatus_to_exitcode(status),
+                                                    ru.ru_utime + ru.ru_stime))
 """
 
 
-def _spawn(argv: list[str]) -> tuple[int, str, float, float]:
-    """Run a command, return (returncode, output, wall seconds, max RSS MB) of that process alone."""
+def _spawn(argv: list[str]) -> tuple[int, str, float, float, float]:
+    """Run a command; return (returncode, output, wall s, max RSS MB, CPU s) of that process alone."""
     p = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     out = p.stdout
     tail = [ln for ln in out.splitlines() if ln.startswith("__LAUNCHER__ ")]
     if not tail:
-        return p.returncode or 1, out, float("nan"), float("nan")
-    kb, wall, rc = tail[-1].split()[1:]
-    return int(rc), out, float(wall), int(kb) / 1024
+        return p.returncode or 1, out, float("nan"), float("nan"), float("nan")
+    kb, wall, rc, cpu = tail[-1].split()[1:]
+    return int(rc), out, float(wall), int(kb) / 1024, float(cpu)
 
 
 def run_python_tool(tool: str, args: dict) -> dict:
-    rc, out, _, rss = _spawn([sys.executable, __file__, "--worker", tool, json.dumps(args)])
+    rc, out, _, rss, _ = _spawn([sys.executable, __file__, "--worker", tool, json.dumps(args)])
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if rc != 0 or line is None:
         return {"error": out.strip().splitlines()[-1][:80] if out.strip() else f"exit {rc}"}
     res = json.loads(line[7:])
-    return {"best": min(res["times"]), "first": res["times"][0], "tracemalloc_mb": res["tracemalloc"] / 2**20,
-            "rss_mb": rss}
+    return {"best": min(res["times"]), "first": res["times"][0], "cpu": min(res["cpus"]),
+            "tracemalloc_mb": res["tracemalloc"] / 2**20, "rss_mb": rss}
 
 
 def run_plastimatch(cmd_for_dir) -> dict:
@@ -218,15 +220,16 @@ def run_plastimatch(cmd_for_dir) -> dict:
     exe = rt.plastimatch_exe()
     if exe is None:
         return {"error": "plastimatch not installed"}
-    times, rss = [], 0.0
+    times, cpus, rss = [], [], 0.0
     for _ in range(REPEAT):
         with tempfile.TemporaryDirectory() as td:
-            rc, out, wall, r = _spawn([exe] + cmd_for_dir(Path(td)))
+            rc, out, wall, r, cpu = _spawn([exe] + cmd_for_dir(Path(td)))
             if rc != 0:
                 return {"error": out.strip().splitlines()[-1][:80]}
             times.append(wall)
+            cpus.append(cpu)
             rss = max(rss, r)
-    return {"best": min(times), "first": times[0], "tracemalloc_mb": None, "rss_mb": rss}
+    return {"best": min(times), "first": times[0], "cpu": min(cpus), "tracemalloc_mb": None, "rss_mb": rss}
 
 
 def _image_files(folder: Path) -> list[str]:
@@ -307,31 +310,39 @@ def main() -> None:
             for tool, r in res.items():
                 rows.append((label, tool, r, base))
     print_table(rows)
+    print("Notes: grtv_nb also reads and resamples the dose (phantom, dicompyler) and parses the RTSTRUCT; the "
+          "pydicom loop and SimpleITK read the CT only;\n       plastimatch also writes its NRRD outputs; on "
+          "dicompyler grtv_nb and plastimatch rasterise on the dose grid. grtv_nb's first run in a process\n"
+          "       includes loading numba and its cached kernels when a dose is resampled (~1 s).")
     print()
     print_mem40()
 
 
 def print_table(rows) -> None:
-    print("Open a folder + rasterise all ROIs: seconds (best of 3, first run), ratio = tool / grtv_nb (>1: "
-          "grtv_nb faster)")
-    hdr = (f"{'case':<22} {'tool':<13} {'best s':>8} {'first s':>8} {'ratio':>7} {'tracemalloc MB':>15} "
-           f"{'maxrss MB':>10}")
+    print(f"Open a folder + rasterise all ROIs (best of {REPEAT} runs; 'first' = first run in a fresh process; "
+          "CPU = user+sys, best run). ratio = tool / grtv_nb (> 1: grtv_nb faster)")
+    hdr = (f"{'case':<22} {'tool':<13} {'best s':>7} {'first s':>7} {'CPU s':>7} {'ratio':>6} {'CPU ratio':>9} "
+           f"{'tracemalloc MB':>14} {'maxrss MB':>9}")
     print(hdr)
     print("-" * len(hdr))
     last = None
+    base_cpu = {label: r["cpu"] for label, tool, r, _ in rows if tool == "grtv_nb" and "cpu" in r}
     for label, tool, r, base in rows:
         lab = label if label != last else ""
         last = label
         if "error" in r:
             print(f"{lab:<22} {tool:<13} {r['error']}")
             continue
-        ratio = f"{r['best'] / base:7.2f}" if base else "    n/a"
-        tm = f"{r['tracemalloc_mb']:15.1f}" if r["tracemalloc_mb"] is not None else f"{'-':>15}"
-        print(f"{lab:<22} {tool:<13} {r['best']:8.3f} {r['first']:8.3f} {ratio} {tm} {r['rss_mb']:10.0f}")
+        ratio = f"{r['best'] / base:6.2f}" if base else "   n/a"
+        bc = base_cpu.get(label)
+        cratio = f"{r['cpu'] / bc:9.2f}" if bc else "      n/a"
+        tm = f"{r['tracemalloc_mb']:14.1f}" if r["tracemalloc_mb"] is not None else f"{'-':>14}"
+        print(f"{lab:<22} {tool:<13} {r['best']:7.3f} {r['first']:7.3f} {r['cpu']:7.3f} {ratio} {cratio} {tm} "
+              f"{r['rss_mb']:9.0f}")
 
 
 def print_mem40(nx: int = 512, nz: int = 300, n_rois: int = 40) -> None:
-    rc, out, wall, rss = _spawn([sys.executable, __file__, "--mem40", str(nx), str(nz), str(n_rois)])
+    rc, out, wall, rss, _ = _spawn([sys.executable, __file__, "--mem40", str(nx), str(nz), str(n_rois)])
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if rc != 0 or line is None:
         print(f"40-ROI memory check failed: {out[-500:]}")

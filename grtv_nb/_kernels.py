@@ -141,9 +141,8 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
     volume's extent) takes ``fill``; otherwise it is clamped to ``[0, n-1]`` and interpolated
     trilinearly (``mode`` 0), trilinearly then set to ``on_val if v >= thr else 0`` (``mode``
     1, binary labels) or from the nearest voxel (``mode`` 2). Interpolation is written
-    ``a + (b - a) * t``: a constant volume stays exactly constant and a position on a voxel
-    centre returns its value (exactly for integer data; the last index along an axis is reached
-    with ``t = 1``, within one float32 rounding for float data).
+    ``a + (b - a) * t`` (``b`` when ``t == 1``, at the last index of an axis): a constant volume
+    stays exactly constant and a position on a voxel centre returns its value exactly.
 
     Work is split in tiles of one output slice x ``_TILE_Y`` rows x ``_TILE_X`` columns, so the
     input a tile reads stays in cache even when the rotation tilts rows across input slices.
@@ -176,6 +175,7 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
     lo32 = np.float32(lo)
     hi32 = np.float32(hi)
     half = np.float32(0.5)
+    one32 = np.float32(1.0)
     for tile in prange(ntiles):
         # z varies fastest: consecutive tiles of a thread re-read mostly the same input
         nzt = z1b - z0b
@@ -297,17 +297,22 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
                 for q in range(w):
                     a = tx[q]
                     v0 = np.float32(g0[q])
+                    v1 = np.float32(g1[q])
                     v2 = np.float32(g2[q])
+                    v3 = np.float32(g3[q])
                     v4 = np.float32(g4[q])
+                    v5 = np.float32(g5[q])
                     v6 = np.float32(g6[q])
-                    c00 = v0 + (np.float32(g1[q]) - v0) * a
-                    c01 = v2 + (np.float32(g3[q]) - v2) * a
-                    c10 = v4 + (np.float32(g5[q]) - v4) * a
-                    c11 = v6 + (np.float32(g7[q]) - v6) * a
+                    v7 = np.float32(g7[q])
+                    c00 = v0 + (v1 - v0) * a if a < one32 else v1
+                    c01 = v2 + (v3 - v2) * a if a < one32 else v3
+                    c10 = v4 + (v5 - v4) * a if a < one32 else v5
+                    c11 = v6 + (v7 - v6) * a if a < one32 else v7
                     bb = ty[q]
-                    e0 = c00 + (c01 - c00) * bb
-                    e1 = c10 + (c11 - c10) * bb
-                    v = e0 + (e1 - e0) * tz[q]
+                    e0 = c00 + (c01 - c00) * bb if bb < one32 else c01
+                    e1 = c10 + (c11 - c10) * bb if bb < one32 else c11
+                    cc = tz[q]
+                    v = e0 + (e1 - e0) * cc if cc < one32 else e1
                     res[q] = v if ok[q] else fill32
                 if mode == 1:
                     for q in range(w):

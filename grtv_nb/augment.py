@@ -528,4 +528,7 @@ def _write_le(path: Path, arr: np.ndarray) -> None:
     if a.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts
         a = a.astype(a.dtype.newbyteorder("<"))
     with _AtomicFile(path) as f:
-        a.reshape(-1).tofile(f)
+        _tofile(a.reshape(-1), f)
+
+
+_tofile = np.ndarray.tofile  # module-level so tests can simulate a failing disk

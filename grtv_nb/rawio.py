@@ -37,6 +37,7 @@ _MET_DTYPES = {v: k for k, v in _MET_TYPES.items()}
 RAW_DTYPES = tuple(_MET_TYPES)
 
 _SLAB_BYTES = 16 << 20  # conversion is done by slabs of about this size to bound memory
+_tofile = np.ndarray.tofile  # module-level so tests can simulate a failing disk
 
 
 def _raw_dtype(dtype, argname: str = "dataType") -> np.dtype:
@@ -152,12 +153,12 @@ def write_raw(
     flat = vol.reshape(-1) if vol.flags.c_contiguous else None
     with _AtomicFile(p) as f:
         if flat is not None and vol.dtype == le:
-            flat.tofile(f)
+            _tofile(flat, f)
         else:
             src = flat if flat is not None else np.ascontiguousarray(vol).reshape(-1)
             step = max(1, _SLAB_BYTES // max(1, le.itemsize))
             for s in range(0, src.size, step):
-                _convert(src[s:s + step], dt).astype(le, copy=False).tofile(f)
+                _tofile(_convert(src[s:s + step], dt).astype(le, copy=False), f)
     if header:
         write_mhd(p.with_suffix(".mhd"), vol.shape, dt, spacing=spacing, origin=origin, raw_name=p.name)
     return p

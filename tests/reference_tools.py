@@ -46,16 +46,17 @@ def nearest_index(coords: np.ndarray, values: np.ndarray, tol: float, what: str)
     return k
 
 
-def voxels_to_canonical(points_lps: np.ndarray, grid, tol: float = 0.05) -> np.ndarray:
+def voxels_to_canonical(points_lps: np.ndarray, grid, tol: float = 0.05, tol_z: float | None = None) -> np.ndarray:
     """Boolean canonical mask (grid.shape) with True at the voxels whose centres are ``points_lps``
-    (N, 3 patient mm). Points must coincide with voxel centres of ``grid`` within ``tol`` mm."""
+    (N, 3 patient mm). Points must coincide with voxel centres of ``grid`` within ``tol`` mm
+    (``tol_z`` along z, default ``tol``)."""
     out = np.zeros(grid.shape, dtype=bool)
     if len(points_lps) == 0:
         return out
     q = grid.to_canonical_points(np.asarray(points_lps, dtype=np.float64))
     ix = nearest_index(grid.x, q[:, 0], tol, "x")
     iy = nearest_index(grid.y, q[:, 1], tol, "y")
-    iz = nearest_index(grid.z, q[:, 2], tol, "z")
+    iz = nearest_index(grid.z, q[:, 2], tol if tol_z is None else tol_z, "z")
     out[iz, iy, ix] = True
     return out
 
@@ -104,11 +105,13 @@ def _plastimatch_file_name(name: str) -> str:
 
 
 def plastimatch_roi_masks(rtss: Path, ct_dir: Path | None, out_dir: Path, grid, *, xor: bool = True,
-                          fixed: Path | None = None) -> dict[str, np.ndarray]:
+                          fixed: Path | None = None, tol_z: float | None = None) -> dict[str, np.ndarray]:
     """Rasterise every ROI with plastimatch and return canonical masks on ``grid`` by name.
 
     The output geometry is the referenced CT (or ``fixed``); masks are mapped to ``grid`` by the
-    physical position of each voxel.
+    physical position of each voxel. On a CT with non-uniform slice spacing plastimatch writes a
+    uniform grid (the smallest gap) and puts each contour plane on its nearest slice: pass ``tol_z``
+    to map those slices to ours.
     """
     import SimpleITK as sitk
 
@@ -130,11 +133,11 @@ def plastimatch_roi_masks(rtss: Path, ct_dir: Path | None, out_dir: Path, grid, 
             path = out_dir / "prefix" / f"{name}.nrrd"
         if not path.exists():
             continue
-        masks[name] = itk_mask_to_canonical(sitk.ReadImage(str(path)), grid)
+        masks[name] = itk_mask_to_canonical(sitk.ReadImage(str(path)), grid, tol_z=tol_z)
     return masks
 
 
-def itk_mask_to_canonical(image, grid) -> np.ndarray:
+def itk_mask_to_canonical(image, grid, tol_z: float | None = None) -> np.ndarray:
     """A SimpleITK mask image -> canonical bool mask on ``grid`` (by physical voxel positions)."""
     import SimpleITK as sitk
 
@@ -145,7 +148,7 @@ def itk_mask_to_canonical(image, grid) -> np.ndarray:
     direction = np.array(image.GetDirection()).reshape(3, 3)
     idx = np.stack([i, j, k], axis=1).astype(np.float64)
     pts = origin + (idx * spacing) @ direction.T
-    return voxels_to_canonical(pts, grid)
+    return voxels_to_canonical(pts, grid, tol_z=tol_z)
 
 
 # ----------------------------------------------------------------------------- rt-utils
@@ -170,9 +173,12 @@ def image_only_folder(folder: Path, dest: Path) -> Path:
 
 
 def rtss_with_slice_refs(rtss: Path, image_dir: Path, out: Path) -> tuple[Path, int]:
-    """Copy of an RTSTRUCT where every contour gets a ContourImageSequence naming the image slice
-    nearest to its plane (rt-utils matches contours to slices by these references only and fails on
-    contours without one, e.g. contours lying between slices). Returns (path, contours fixed)."""
+    """Copy of an RTSTRUCT where every contour without a ContourImageSequence gets one naming the
+    image slice nearest to its plane, when that slice lies within half the local slice spacing
+    (rt-utils matches contours to slices by these references only, and fails on a contour without
+    one: CERR writes none, and the phantom's PTV lies between slices). Contours farther from every
+    slice are left out of the copy (no tool rasterises them); existing references are kept.
+    Returns (path, number of references added)."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -183,28 +189,41 @@ def rtss_with_slice_refs(rtss: Path, image_dir: Path, out: Path) -> tuple[Path, 
         n = np.cross(iop[:3], iop[3:])
         slices.append((float(np.array([float(v) for v in ds.ImagePositionPatient]) @ n), ds.SOPClassUID,
                        ds.SOPInstanceUID, n))
+    slices.sort(key=lambda t: t[0])
     pos = np.array([s[0] for s in slices])
+    gaps = np.diff(pos) if len(pos) > 1 else np.array([np.inf])
+    below = np.concatenate([[gaps[0]], gaps])
+    above = np.concatenate([gaps, [gaps[-1]]])
     rs = pydicom.dcmread(rtss, force=True)
-    fixed = 0
+    added = 0
     for item in rs.get("ROIContourSequence", []):
-        for c in item.get("ContourSequence", []):
+        if "ContourSequence" not in item:
+            continue
+        keep = []
+        for c in item.ContourSequence:
+            if "ContourImageSequence" in c:
+                keep.append(c)
+                continue
             raw = c.get_item("ContourData")  # raw bytes when untouched: no DS conversion
             val = raw.value if raw is not None else b""
             if isinstance(val, bytes):
                 pts = np.array(val.decode().split("\\"), dtype=np.float64).reshape(-1, 3)
             else:
                 pts = np.array([float(v) for v in c.ContourData]).reshape(-1, 3)
-            k = int(np.argmin(np.abs(pos - pts.mean(axis=0) @ slices[0][3])))
-            refs = [r.ReferencedSOPInstanceUID for r in c.get("ContourImageSequence", [])]
-            if refs == [slices[k][2]]:
+            z = float(pts.mean(axis=0) @ slices[0][3])
+            k = int(np.argmin(np.abs(pos - z)))
+            half = 0.5 * (above[k] if z >= pos[k] else below[k])
+            if abs(z - pos[k]) > half + 1e-3:
                 continue
             it = Dataset()
             it.ReferencedSOPClassUID = slices[k][1]
             it.ReferencedSOPInstanceUID = slices[k][2]
             c.ContourImageSequence = Sequence([it])
-            fixed += 1
+            keep.append(c)
+            added += 1
+        item.ContourSequence = Sequence(keep)
     rs.save_as(out, enforce_file_format=False)
-    return out, fixed
+    return out, added
 
 
 def rtutils_roi_masks(image_dir: Path, rtss: Path, grid, names: list[str] | None = None

@@ -211,6 +211,8 @@ def test_dashboard_in_jupyterlab(lab):
             text = page.inner_text("body")
             assert "Error displaying widget" not in text, "a widget failed to render"
             assert page.locator(".grtv-dashboard").count() == 1
+            # the default preset survives the browser echoing the slider values back
+            assert "soft tissue" in page.locator(".grtv-slice-viewer select").first.input_value()
 
             for plane in ("coronal", "sagittal"):
                 size = page.evaluate(

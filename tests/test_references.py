@@ -28,10 +28,10 @@ import numpy as np
 import pytest
 import reference_tools as rt
 from scipy import ndimage
-from tests_support import shared_case
 
 from grtv_nb import open_study
 from grtv_nb.phantom import analytic_volume_cc, dose_at, write_phantom
+from tests_support import shared_case
 
 CERR = ["pat_1", "pat_2", "pat_3", "pat_4"]
 BIG_CC = 10.0
@@ -114,13 +114,15 @@ class _Refs:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    def plastimatch(self, key: str, rtss: Path, ct_dir: Path | None, grid, fixed: Path | None = None):
+    def plastimatch(self, key: str, rtss: Path, ct_dir: Path | None, grid, fixed: Path | None = None,
+                    tol_z: float | None = None):
         if rt.plastimatch_exe() is None:
             pytest.skip("plastimatch is not installed (pip install plastimatch)")
         pytest.importorskip("SimpleITK", reason="SimpleITK reads plastimatch's NRRD masks")
         k = ("pm", key)
         if k not in self.cache:
-            self.cache[k] = rt.plastimatch_roi_masks(rtss, ct_dir, self._dir("pm_" + key), grid, fixed=fixed)
+            self.cache[k] = rt.plastimatch_roi_masks(rtss, ct_dir, self._dir("pm_" + key), grid, fixed=fixed,
+                                                     tol_z=tol_z)
         return self.cache[k]
 
     def rtutils(self, key: str, folder: Path, rtss: Path, grid, fix_refs: bool = False):
@@ -267,6 +269,29 @@ def test_phantom_positions_vs_plastimatch(phantoms, refs, phantom_study, pos):
     for name in study.roi_names:
         check_plastimatch(study, name, pm[name])
         assert study.voxel_count(name) == phantom_study.voxel_count(name), name
+
+
+NONUNIFORM_Z = np.concatenate([np.arange(-94.5, -30, 3.0), np.arange(-30, 30, 2.0), np.arange(30, 96, 5.0)])
+
+
+def test_nonuniform_spacing_keeps_every_plane(tmp_path, refs):
+    """CT with 3, 2 and 5 mm gaps: every contour plane lands on its own slice. rt-utils places
+    contours by their referenced slice UID (immune to spacing); plastimatch resamples the CT to a
+    uniform 2 mm grid and puts each plane on its nearest slice (mapped back here within 1 mm)."""
+    folder = write_phantom(tmp_path / "nonuniform", z_positions=NONUNIFORM_Z)
+    study = _open(folder)
+    assert not study.grid.uniform_z and len(study.grid.z) == len(NONUNIFORM_Z)
+    rs = folder / "RS_phantom.dcm"
+    ru, region = refs.rtutils("nonuniform", folder, rs, study.grid, fix_refs=True)
+    pm = refs.plastimatch("nonuniform", rs, folder, study.grid, tol_z=1.0)
+    for name in study.roi_names:
+        ours = study.mask(name)
+        planes = ours.any(axis=(1, 2))
+        assert (planes == ru[name].any(axis=(1, 2))).all(), f"{name}: contour planes differ from rt-utils"
+        check_rtutils(ours & region, ru[name], f"nonuniform {name}")
+        check_plastimatch(study, name, pm[name])
+        tol = 0.05 if name == "SpinalCanal" else 0.01
+        assert study.volume_cc(name) == pytest.approx(analytic_volume_cc(name, NONUNIFORM_Z), rel=tol), name
 
 
 # ----------------------------------------------------------------------------- dose

@@ -179,6 +179,15 @@ def test_slice_viewer_events_presets_and_readout(ds):
     v._on_canvas("axial", {"event": "click", "row": g.display_row(20), "col": g.display_col(33)})
     assert (v.index["coronal"], v.index["sagittal"]) == (20, 33)  # crosshairs follow
     assert "HU" in v.readout.value and "Gy" in v.readout.value and "mm" in v.readout.value
+    # stepping one plane re-renders only that plane; the others just move their crosshair line
+    cor_png, cor_row = v.canvases["coronal"].png, v.canvases["coronal"].cross_row
+    ax_png = v.canvases["axial"].png
+    v._on_canvas("axial", {"event": "step", "delta": -2})
+    assert v.canvases["axial"].png != ax_png and v.canvases["coronal"].png == cor_png
+    assert v.canvases["coronal"].cross_row == v.geoms["coronal"].display_row(v.index["axial"]) != cor_row
+    v.crosshair.value = False
+    assert v.canvases["coronal"].cross_row == -1 and v.canvases["coronal"].png == cor_png
+    v.crosshair.value = True
     v.preset.value = "lung"
     assert (v.window.value, v.level.value) == R.PRESETS["lung"]
     v.window.value = 1234

@@ -54,7 +54,8 @@ def _bone(ctx: Context) -> np.ndarray:
 
 def _cage(ctx: Context) -> np.ndarray:
     """Inside of the bony cage: per slice, the convex hull of the bone (> 200 HU) of the slices
-    within 40 mm, eroded by 3 mm. Abdominal-wall muscle lies outside it in the upper abdomen."""
+    within 40 mm, eroded by 3 mm. Abdominal-wall muscle lies outside it in the upper abdomen.
+    Where that hull covers less than 30 % of the body (no ribs there) the whole body is used."""
 
     def f(c):
         from skimage.morphology import convex_hull_image
@@ -67,7 +68,12 @@ def _cage(ctx: Context) -> np.ndarray:
             proj = bone[sel].any(axis=0)
             if proj.sum() >= 3:
                 out[k] = convex_hull_image(proj)
-        return erode_mm(out, 3.0, c.spacing, planar=True)
+        out = erode_mm(out, 3.0, c.spacing, planar=True)
+        # no ribs (a cage much smaller than the body): no constraint on that slice
+        body = body_work(c)
+        small = out.sum(axis=(1, 2)) < 0.3 * body.sum(axis=(1, 2))
+        out[small] = body[small]
+        return out
 
     return ctx.get("cage", f)
 
@@ -112,13 +118,44 @@ def _check_abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None]:
 
 
 def _mode(values: np.ndarray, lo: float, hi: float) -> float:
+    return _peak(values, lo, hi)[0]
+
+
+def _peaks(values: np.ndarray, lo: float, hi: float, n: int = 2) -> list[tuple[float, float, float]]:
+    """Up to ``n`` histogram peaks (mode, half widths below/above) of at least a quarter of the
+    highest one, highest first."""
     v = values[(values >= lo) & (values <= hi)]
     if v.size < 50:
-        return float("nan")
-    hist, edges = np.histogram(v, bins=int(hi - lo) // 2, range=(lo, hi))
+        return []
+    hist, edges = np.histogram(v, bins=int(hi - lo), range=(lo, hi))
+    hist = ndi.gaussian_filter1d(hist.astype(float), 2.0)
+    is_max = (hist >= np.roll(hist, 1)) & (hist > np.roll(hist, -1)) & (hist >= 0.25 * hist.max())
+    out = []
+    for i in sorted(np.nonzero(is_max)[0], key=lambda j: -hist[j])[:n]:
+        half = hist[i] / 2.0
+        below = np.nonzero(hist[:i] < half)[0]
+        above = np.nonzero(hist[i:] < half)[0]
+        hw_lo = float(i - below[-1]) if len(below) else float(i)
+        hw_hi = float(above[0]) if len(above) else float(len(hist) - i)
+        out.append((float(0.5 * (edges[i] + edges[i + 1])), hw_lo, hw_hi))
+    return out
+
+
+def _peak(values: np.ndarray, lo: float, hi: float) -> tuple[float, float, float]:
+    """Mode of the values in [lo, hi] (1 HU bins, smoothed by a 2 HU Gaussian) and the half
+    widths at half maximum of its peak below and above it."""
+    v = values[(values >= lo) & (values <= hi)]
+    if v.size < 50:
+        return float("nan"), float("nan"), float("nan")
+    hist, edges = np.histogram(v, bins=int(hi - lo), range=(lo, hi))
     hist = ndi.gaussian_filter1d(hist.astype(float), 2.0)
     i = int(np.argmax(hist))
-    return float(0.5 * (edges[i] + edges[i + 1]))
+    half = hist[i] / 2.0
+    below = np.nonzero(hist[:i] < half)[0]
+    above = np.nonzero(hist[i:] < half)[0]
+    hw_lo = float(i - below[-1]) if len(below) else float(i)
+    hw_hi = float(above[0]) if len(above) else float(len(hist) - i)
+    return float(0.5 * (edges[i] + edges[i + 1])), hw_lo, hw_hi
 
 
 # ----------------------------------------------------------------------------------- liver
@@ -132,19 +169,29 @@ def _liver_work(ctx: Context) -> np.ndarray:
     """Liver on the working grid.
 
     Method: the liver is the large, homogeneous soft-tissue organ in the right upper abdomen.
-    (1) Seed zone: the patient's right half of the body (x < midline - 20 mm), anterior of the
-    canal + 20 mm, in the slices below the diaphragm, 15 mm inside the skin. (2) Liver HU = the
-    mode of the median-filtered HU in [0, 250] there (plain CT about 50, portal-venous about 100).
-    (3) Candidate = HU within [mode - 30, mode + 35], not bone, not lung, not within 8 mm of the
-    skin. (4) A 6 mm opening cuts thin bridges to the neighbours (heart, spleen, stomach wall,
-    muscle, kidney); the component with the most seed-zone voxels is the liver, if it holds at
-    least 100 cc. (5) Closing (5 mm) and hole filling per slice put the vessels back, and a 1-voxel
-    dilation within [mode - 60, mode + 80] HU restores the boundary lost to the opening.
 
-    Failure modes: neighbours of the same density joined over a broad contact (spleen in the left
-    upper quadrant wrapping round, heart in contact with the dome, a mass); a fatty liver far
-    below the spleen's HU is still found (the mode is the liver's) but the spleen is then excluded
-    only by the opening and position; arterial-phase CT with heterogeneous enhancement.
+    1. Seed zone: the patient's right side (x < midline - 20 mm), anterior of the canal + 20 mm,
+       15 mm inside the skin; with lungs in the image, only under the right lung's footprint
+       and from 40 mm below to 30 mm above the lung bases (the dome sits under the right lung).
+    2. Liver HU = the mode of the smoothed HU in [0, 250] there (plain CT about 50,
+       portal-venous about 100), with the half widths of its histogram peak. If steps 3-4 reject
+       it (e.g. the mode is muscle), the second histogram peak is tried.
+    3. Candidate = HU within the mode - 2.5 half widths (12-30 HU) / + 2.5 half widths
+       (12-35 HU), inside the rib cage, outside bone and lungs, 8 mm below the skin, not within
+       30 mm of the vertebral body's centre (crura, aorta, IVC), at most 100 mm left of the
+       midline.
+    4. An 8 mm ball opening cuts thin bridges to the neighbours (heart, spleen, stomach wall,
+       muscle, kidney); the component with the most seed-zone voxels is the liver if it holds
+       100-5000 cc, less than 40 % of the body, and lies right of the midline.
+    5. The opening is undone within the candidate (8 mm), then the region grows by up to 10 mm
+       into a window 10 HU wider below (at most half-way to a lower histogram peak) / 5 HU
+       above (uneven enhancement); a 3 mm opening, a
+       5 mm closing and hole filling per slice put the vessels back and smooth the surface.
+
+    Failure modes: neighbours of the same density joined over a broad contact (spleen wrapping
+    round, heart on the dome, abdominal wall muscle below the ribs, a mass); a liver much darker
+    or brighter than its neighbours' range is fine, one with heterogeneous (arterial-phase)
+    enhancement or large lesions loses those parts.
     """
     organ = "liver"
     sm = _smooth(ctx)
@@ -161,40 +208,59 @@ def _liver_work(ctx: Context) -> np.ndarray:
     bone = _bone(ctx)
     seed = (depth > 15.0) & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d
     if z_base is not None:
-        seed &= (Z > z_base - 50.0) & (Z < z_base + 30.0)
-    mu = _mode(sm[seed], 0.0, 250.0)
-    if not np.isfinite(mu):
-        raise not_found(organ, "no soft tissue in the right upper abdomen")
+        seed &= (Z > z_base - 40.0) & (Z < z_base + 30.0)
+        footprint = lungs_work(ctx)[1].any(axis=0)
+        if (seed & footprint[None]).sum() * ctx.grid.voxel_cc > 20.0:
+            seed &= footprint[None]
     region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
     region &= ~_near_spine(ctx, 30.0)
     box = bbox(region)
-    if box is None:
+    peaks = _peaks(sm[seed], 0.0, 250.0, n=4)
+    if box is None or not peaks:
         raise not_found(organ, "no soft tissue in the right upper abdomen")
+    body_cc = body.sum() * ctx.grid.voxel_cc
+    why = ""
+    for mu, hw_lo, hw_hi in peaks[:2]:
+        lo = mu - float(np.clip(2.5 * hw_lo, 12.0, 30.0))
+        hi = mu + float(np.clip(2.5 * hw_hi, 12.0, 35.0))
+        # the wider window of step 5 stops half-way to a lower neighbouring peak (e.g. muscle)
+        lower = [p[0] for p in peaks if p[0] < lo]
+        wide_lo = max(lo - 10.0, 0.5 * (max(lower) + lo)) if lower else lo - 10.0
+        liver, why = _liver_for(ctx, box, sm, region, seed, lo, hi, wide_lo, xm, body_cc)
+        if liver is not None:
+            out = np.zeros_like(body)
+            out[box] = liver
+            return out & body
+    raise not_found(organ, why)
+
+
+def _liver_for(ctx, box, sm, region, seed, lo, hi, wide_lo, xm, body_cc):
+    """Steps 3-5 of :func:`_liver_work` for one HU window; (mask in the box, "") or (None, why)."""
     sp = ctx.spacing
+    gx = ctx.grid.x
     smb, regb, seedb = sm[box], region[box], seed[box]
-    cand = (smb >= mu - 30.0) & (smb <= mu + 35.0) & regb
+    cand = (smb >= lo) & (smb <= hi) & regb
     opened = open_mm(cand, LIVER_OPEN_MM, sp)
     lab, n = label(opened)
     if n == 0:
-        raise not_found(organ, f"no homogeneous tissue near {mu:.0f} HU in the right upper abdomen")
+        return None, f"no homogeneous tissue within {lo:.0f}..{hi:.0f} HU in the right upper abdomen"
     in_seed = np.bincount(lab[seedb].ravel(), minlength=n + 1)[1:]
     liver = lab == int(np.argmax(in_seed)) + 1
     vol = liver.sum() * ctx.grid.voxel_cc
     if vol < 100.0:
-        raise not_found(organ, f"the largest candidate in the right upper abdomen is only {vol:.0f} cc")
+        return None, f"the largest candidate in the right upper abdomen is only {vol:.0f} cc"
+    if vol > 0.4 * body_cc or vol > 5000.0:
+        return None, f"the tissue within {lo:.0f}..{hi:.0f} HU is not separable from its surroundings"
     if float(gx[box[2]][np.nonzero(liver)[2]].mean()) > xm:
-        raise not_found(organ, "the candidate organ lies left of the midline")
+        return None, "the candidate organ lies left of the midline"
     # undo the opening within the candidate (bounded, so bridges do not reopen), then a wider
     # window within 10 mm of that core (enhancement is uneven in contrast CT)
-    wide = (smb >= mu - 40.0) & (smb <= mu + 40.0) & regb
+    wide = (smb >= wide_lo) & (smb <= hi + 5.0) & regb
     for radius, allowed in ((LIVER_OPEN_MM, cand), (10.0, wide)):
         lab, n = label(dilate_mm(liver, radius, sp) & allowed)
         liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
     liver = close_mm(open_mm(liver, 3.0, sp), 5.0, sp)
-    liver = fill_holes_2d(liver)
-    out = np.zeros_like(body)
-    out[box] = liver
-    return out & body
+    return fill_holes_2d(liver), ""
 
 
 def segment_liver(ctx: Context) -> np.ndarray:
@@ -216,7 +282,7 @@ def _kidneys_work(ctx: Context) -> dict:
     """Kidneys on the working grid: ``{"left": mask or None, "right": mask or None}``.
 
     Method: the kidneys are retroperitoneal, one each side of the spine, 35-120 mm from the
-    midline, from 75 mm anterior to 5 mm posterior of the canal, surrounded by perirenal fat,
+    midline, from 65 mm anterior to 5 mm posterior of the canal, surrounded by perirenal fat,
     outside the liver (found first).
     For each HU window of :data:`KIDNEY_WINDOWS` (plain, then contrast), the smoothed image
     within the window and the side's search region is opened (4 mm ball) and cut into 3D
@@ -241,7 +307,7 @@ def _kidneys_work(ctx: Context) -> dict:
     depth = body_depth(ctx)
     X = gx[None, None, :]
     Y = gy[None, :, None]
-    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 58.0) & (Y < cy + 5.0)
+    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 65.0) & (Y < cy + 5.0)
     base &= ~_near_spine(ctx, 32.0)
     z_expect = None
     try:
@@ -317,8 +383,86 @@ def segment_kidney(ctx: Context, side: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------- stomach
 
 
+def stomach_work(ctx: Context) -> np.ndarray:
+    return ctx.get("stomach", _stomach_work)
+
+
+def _stomach_work(ctx: Context) -> np.ndarray:
+    """Stomach on the working grid.
+
+    Method: the stomach is found from its gas. (1) Region: anterior of the spine (y < canal -
+    20 mm), from 40 mm right of the midline to the left, 5 mm below the skin, outside the
+    liver, kidneys, bone and lungs. (2) Gas pockets = 3D components of HU < -600 in it of at
+    least 2 cc; the stomach's is the one scoring best on "high and medial": its top z (the fundus
+    lies under the left hemidiaphragm) minus the distance of its centre from 40 mm left of the
+    midline (the colon's splenic flexure is more lateral). (3) The contents and wall: smoothed HU in
+    [-150, 100] within 35 mm of the gas and connected to it, opened by 4 mm (cuts neighbouring
+    bowel loops joined by thin contact); (4) closing 4 mm, holes filled per slice, plus the gas.
+
+    Failure modes: a stomach without gas (collapsed, or fully fluid-filled) is not found; the
+    boundary with adjacent bowel loops, spleen and pancreas of the same HU is uncertain, so the
+    contour may include parts of them or miss parts of a large fluid-filled stomach.
+    """
+    organ = "stomach"
+    w = ctx.w
+    sm = _smooth(ctx)
+    lung, z_base = _check_abdomen(ctx, organ)
+    gx, gy, gz = ctx.grid.x, ctx.grid.y, ctx.grid.z
+    xm = midline_x(ctx)
+    cy = float(np.nanmedian(canal_track(ctx)["y"]))
+    depth = body_depth(ctx)
+    X = gx[None, None, :]
+    Y = gy[None, :, None]
+    sp = ctx.spacing
+    region = (depth > 5.0) & (Y < cy - 20.0) & (X > xm - 40.0) & ~_bone(ctx) & ~_lung_near(ctx)
+    region &= _cage(ctx)
+    for fn in (liver_work,):
+        try:
+            region &= ~dilate_mm(fn(ctx), 2.0, sp)
+        except SegmentationError:
+            pass
+    for m in kidneys_work(ctx).values() if _has_canal(ctx) else ():
+        if m is not None:
+            region &= ~m
+    box = bbox(region)
+    if box is None:
+        raise not_found(organ, "no abdominal region left of the midline")
+    regb = region[box]
+    gas = (w[box] < -600.0) & regb
+    lab, n = label(gas)
+    if n == 0:
+        raise not_found(organ, "no gas pocket in the left upper abdomen (a stomach without gas is not found)")
+    sizes = component_sizes(lab, n) * ctx.grid.voxel_cc
+    best, best_score = None, -np.inf
+    for i, sl in enumerate(ndi.find_objects(lab)):
+        if sizes[i] < 2.0:
+            continue
+        comp = lab == i + 1
+        zz, _, xx = np.nonzero(comp[sl])
+        top = float(gz[box[0]][sl[0]][zz].max())
+        xc = float(gx[box[2]][sl[2]][xx].mean())
+        score = top - abs(xc - (xm + 40.0))
+        if score > best_score:
+            best, best_score = comp, score
+    if best is None:
+        raise not_found(organ, "no gas pocket of at least 2 cc in the left upper abdomen")
+    allowed = (sm[box] >= -150.0) & (sm[box] <= 100.0) & regb
+    near = dilate_mm(best, 35.0, sp) & allowed
+    near = open_mm(near, 4.0, sp) | best
+    lab2, _ = label(near)
+    st = np.isin(lab2, np.unique(lab2[best & (lab2 > 0)])) | best
+    st = fill_holes_2d(close_mm(st, 4.0, sp)) & regb | best
+    out = np.zeros(w.shape, bool)
+    out[box] = st
+    return out
+
+
+def _has_canal(ctx: Context) -> bool:
+    return bool(np.isfinite(canal_track(ctx)["x"]).any())
+
+
 def segment_stomach(ctx: Context) -> np.ndarray:
-    raise not_found("stomach", "not implemented yet")
+    return ctx.grid.to_image(stomach_work(ctx))
 
 
 __all__ = ["segment_liver", "segment_kidney", "segment_stomach", "component_sizes"]

@@ -172,7 +172,14 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         if has_dose:
             groups.append(
                 W.VBox(
-                    [W.HTML("<b>Dose</b>"), self.show_dose, self.dose_threshold, self.dose_opacity, self.isodose],
+                    [
+                        W.HTML("<b>Dose</b>"),
+                        self.show_dose,
+                        self.dose_threshold,
+                        self.dose_opacity,
+                        self.isodose,
+                        W.HTML(_colorbar(a.dose_max)),
+                    ],
                     layout=col,
                 )
             )
@@ -278,12 +285,12 @@ class SliceViewer(StaticPNGMixin, W.VBox):
     def _on_wl(self, _change=None) -> None:
         if self._updating:
             return  # a preset is being applied; _on_preset refreshes once
-        if True:
-            cur = R.PRESETS.get(self.preset.value)
-            if cur is None or cur != (self.window.value, self.level.value):
-                self._updating = True
-                self.preset.value = "custom"
-                self._updating = False
+        cur = R.PRESETS.get(self.preset.value)
+        # the browser's slider sends values back with float drift (350 -> 350.00000000000006)
+        if cur is None or abs(cur[0] - self.window.value) > 0.5 or abs(cur[1] - self.level.value) > 0.5:
+            self._updating = True
+            self.preset.value = "custom"
+            self._updating = False
         self.refresh()
 
     def _on_preset(self, change) -> None:
@@ -359,3 +366,16 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             pad[: t.shape[0]] = t
             padded += [pad, gap]
         return np.concatenate(padded[:-1], axis=1)
+
+
+def _colorbar(dose_max: float) -> str:
+    """HTML colour bar of the dose wash colour map, 0 to ``dose_max`` Gy."""
+    stops = ", ".join(
+        "rgb({},{},{}) {:.0f}%".format(*(int(v) for v in R.DOSE_LUT[i]), i / 255 * 100) for i in range(0, 256, 32)
+    )
+    stops += ", rgb({},{},{}) 100%".format(*(int(v) for v in R.DOSE_LUT[255]))
+    return (
+        '<div style="display:flex;align-items:center;gap:6px;font-size:11px;margin-left:88px">0'
+        f'<div style="width:150px;height:10px;background:linear-gradient(to right, {stops})"></div>'
+        f"{dose_max:.1f} Gy</div>"
+    )

@@ -1,13 +1,15 @@
 """View3D: ROI surface meshes in their colours with per-ROI opacity and an optional dose
 isosurface, rendered client-side by vtk.js.
 
-The scene is built with pyvista and exported as one self-contained HTML page (pyvista's trame
-export: vtk.js and the geometry inlined), shown in an ``<iframe srcdoc>`` inside an
-``ipywidgets.HTML``. Nothing renders on the kernel side and no trame server or port is needed, so
-it works offline, in JupyterLab 4 and on Binder without a display server. (pyvista's ``client``
-trame backend instead serves the scene from a trame server in the kernel, which needs a reachable
-port or jupyter-server-proxy; the ``html`` export is the fully client-side path.) Changing opacity
-or visibility rebuilds the page (~0.5 s).
+The scene is built with pyvista and exported as one self-contained HTML page (trame-vtk's vtk.js
+serializers and static OfflineLocalView page, the output of pyvista's ``export_html``: vtk.js and
+the geometry inlined), shown in an ``<iframe srcdoc>`` inside an ``ipywidgets.HTML``. The kernel
+renders nothing and no trame server or port is opened, so it works offline, in JupyterLab 4 and on
+Binder without a display server. (pyvista's ``client``/``server`` trame backends serve the scene
+from a trame server in the kernel, which needs a reachable port or jupyter-server-proxy, and
+pyvista 0.49's ``export_html`` goes through trame-pyvista, which starts such a server too.)
+Changing opacity or visibility rebuilds the page (serialisation ~25 ms; the page is ~1 MB of
+vtk.js plus the meshes).
 
 The static fallback picture is an off-screen pyvista screenshot, or, where VTK cannot render
 off-screen, a numpy projection of the ROI masks.
@@ -22,6 +24,7 @@ versions have conflicting dependencies".
 from __future__ import annotations
 
 import html
+import io
 import math
 from typing import Any
 
@@ -101,10 +104,44 @@ def _polydata(points: np.ndarray, faces: np.ndarray):
 
 
 def scene_html(plotter) -> str:
-    """Self-contained HTML (vtk.js + scene) of a pyvista plotter."""
-    comp = getattr(plotter, "trame", None)
-    buf = comp.export_html(None) if comp is not None else plotter.export_html(None)
-    return buf.getvalue() if hasattr(buf, "getvalue") else str(buf)
+    """Self-contained HTML page (vtk.js viewer + scene) of a pyvista plotter.
+
+    The scene is serialised with trame-vtk's vtk.js serializers and embedded in trame-vtk's static
+    OfflineLocalView page: the same output as pyvista's ``export_html``, but without starting a
+    trame server in the kernel (pyvista/trame-pyvista's export launches one, and with
+    trame-vtklocal installed that server also tries to download VTK.wasm from the network)."""
+    import json
+    import zipfile
+
+    from trame_vtk.modules.vtk.serializers import (
+        SynchronizationContext,
+        extract_array_hash,
+        initialize_serializers,
+        reference_id,
+        serialize,
+    )
+    from trame_vtk.tools.vtksz2html import write_html
+
+    initialize_serializers()
+    ctx = SynchronizationContext()
+    ctx.set_ignore_last_dependencies(True)
+    rw = plotter.render_window
+    cam = plotter.renderer.GetActiveCamera()
+    rid = reference_id(rw)
+    scene = serialize(None, rw, rid, ctx, 1)
+    if not scene:
+        raise RuntimeError("the 3D scene could not be serialised for vtk.js")
+    scene["extra"] = {"vtkRefId": rid, "centerOfRotation": cam.GetFocalPoint(), "camera": reference_id(cam)}
+    hashes = {}
+    for entry in extract_array_hash(scene):
+        h = entry["hash"]
+        hashes[h] = dict(**entry, content=ctx.get_cached_data_array(h, False))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("index.json", json.dumps({"hashes": hashes, "scene": scene}), compress_type=zipfile.ZIP_DEFLATED)
+    out = io.StringIO()
+    write_html(buf.getvalue(), out)
+    return out.getvalue()
 
 
 class View3D(StaticPNGMixin, W.VBox):
