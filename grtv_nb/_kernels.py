@@ -128,7 +128,7 @@ _TILE_X = 128
 
 @nb.njit(parallel=True, **_OPTS)
 def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr, on_val, fill,
-         is_int, lo, hi, proto):
+         is_int, lo, hi, proto, blk, reach):
     """Sample ``vol`` at ``s(p) = m @ (p - c) + c + d(p)`` for every output index ``p`` in ``box``.
 
     ``d(p)`` (voxels, z/y/x components) is the tensor-product cubic B-spline of the control
@@ -143,6 +143,12 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
     1, binary labels) or from the nearest voxel (``mode`` 2). Interpolation is written
     ``a + (b - a) * t`` (``b`` when ``t == 1``, at the last index of an axis): a constant volume
     stays exactly constant and a position on a voxel centre returns its value exactly.
+
+    Labels (``mode`` 1, 2) may pass ``blk``, the :func:`block_flags` of ``vol`` (an empty array
+    otherwise), and ``reach``, a bound of ``|d|`` per axis (voxels): a tile whose input region
+    (the affine image of its corners, widened by ``reach`` and the interpolation taps) only covers
+    all-zero blocks is left as it is (the caller zero-fills ``out``), and one that only covers
+    all-``on_val`` blocks inside the volume is filled with ``on_val`` (``mode`` 1), without sampling.
 
     Work is split in tiles of one output slice x ``_TILE_Y`` rows x ``_TILE_X`` columns, so the
     input a tile reads stays in cache even when the rotation tilts rows across input slices.
@@ -176,6 +182,7 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
     hi32 = np.float32(hi)
     half = np.float32(0.5)
     one32 = np.float32(1.0)
+    use_blk = blk.size > 0 and mode != 0
     for tile in prange(ntiles):
         # z varies fastest: consecutive tiles of a thread re-read mostly the same input
         nzt = z1b - z0b
@@ -185,6 +192,17 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
         yb = min(ya + _TILE_Y, y1b)
         xa = x0b + (rest % nxt) * _TILE_X
         w = min(xa + _TILE_X, x1b) - xa
+        if use_blk:
+            flag = _tile_flag(blk, m, c, reach, z, ya, yb - 1, xa, xa + w - 1, nz, ny, nx)
+            if flag == 0:
+                continue
+            if flag == 1 and mode == 1:
+                onv = _store(on_val, is_int, lo, hi)
+                for y in range(ya, yb):
+                    o = out[z, y]
+                    for q in range(w):
+                        o[xa + q] = onv
+                continue
         slab = np.zeros((cy, cx, 3), np.float64)
         rowc = np.zeros((3, cx), np.float64)
         base = np.empty(w, np.uint64)
@@ -327,6 +345,85 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
             else:
                 for q in range(w):
                     o[xa + q] = res[q]
+
+
+BLOCK = (4, 16, 16)
+
+
+@nb.njit(parallel=True, **_OPTS)
+def block_flags(vol):
+    """Per block of ``BLOCK`` voxels (z, y, x; the last ones may be smaller): 0 if all voxels
+    are zero, 1 if all are non-zero, 2 if mixed."""
+    nz, ny, nx = vol.shape
+    bz, by, bx = BLOCK
+    gz, gy, gx = (nz + bz - 1) // bz, (ny + by - 1) // by, (nx + bx - 1) // bx
+    flags = np.empty((gz, gy, gx), np.uint8)
+    for k in prange(gz):
+        for j in range(gy):
+            for i in range(gx):
+                n_on = 0
+                n_all = 0
+                for z in range(k * bz, min((k + 1) * bz, nz)):
+                    for y in range(j * by, min((j + 1) * by, ny)):
+                        for x in range(i * bx, min((i + 1) * bx, nx)):
+                            n_all += 1
+                            if vol[z, y, x] != 0:
+                                n_on += 1
+                flags[k, j, i] = 0 if n_on == 0 else (1 if n_on == n_all else 2)
+    return flags
+
+
+@nb.njit(inline="always")
+def _tile_flag(blk, m, c, reach, z, y0, y1, x0, x1, nz, ny, nx):
+    """0 / 1 if every input voxel the output tile (slice z, rows y0..y1, columns x0..x1) can read
+    is in an all-zero / all-non-zero block (1 also needs the region inside the volume); else 2."""
+    lo0 = 1e300
+    lo1 = 1e300
+    lo2 = 1e300
+    hi0 = -1e300
+    hi1 = -1e300
+    hi2 = -1e300
+    pz = z - c[0]
+    for yy in (y0, y1):
+        for xx in (x0, x1):
+            py = yy - c[1]
+            px = xx - c[2]
+            s0 = m[0, 0] * pz + m[0, 1] * py + m[0, 2] * px + c[0]
+            s1 = m[1, 0] * pz + m[1, 1] * py + m[1, 2] * px + c[1]
+            s2 = m[2, 0] * pz + m[2, 1] * py + m[2, 2] * px + c[2]
+            lo0 = min(lo0, s0)
+            lo1 = min(lo1, s1)
+            lo2 = min(lo2, s2)
+            hi0 = max(hi0, s0)
+            hi1 = max(hi1, s1)
+            hi2 = max(hi2, s2)
+    lo0 -= reach[0] + 1.0
+    lo1 -= reach[1] + 1.0
+    lo2 -= reach[2] + 1.0
+    hi0 += reach[0] + 1.0
+    hi1 += reach[1] + 1.0
+    hi2 += reach[2] + 1.0
+    inside = lo0 >= -0.5 and lo1 >= -0.5 and lo2 >= -0.5 and hi0 <= nz - 0.5 and hi1 <= ny - 0.5 and hi2 <= nx - 0.5
+    bz, by, bx = BLOCK
+    k0 = max(int(math.floor(lo0)), 0) // bz
+    k1 = min(int(math.ceil(hi0)), nz - 1) // bz
+    j0 = max(int(math.floor(lo1)), 0) // by
+    j1 = min(int(math.ceil(hi1)), ny - 1) // by
+    i0 = max(int(math.floor(lo2)), 0) // bx
+    i1 = min(int(math.ceil(hi2)), nx - 1) // bx
+    if k1 < k0 or j1 < j0 or i1 < i0:
+        return 0  # entirely outside the volume: fill (0 for labels)
+    first = blk[k0, j0, i0]
+    if first == 2:
+        return 2
+    for k in range(k0, k1 + 1):
+        for j in range(j0, j1 + 1):
+            for i in range(i0, i1 + 1):
+                if blk[k, j, i] != first:
+                    return 2
+    if first == 1 and not inside:
+        return 2
+    return first
 
 
 @nb.njit(parallel=True, **_OPTS)

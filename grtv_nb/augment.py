@@ -169,15 +169,21 @@ class Transform:
             out[d] = f if normalized else f * half[d]
         return out
 
+    def reach_voxels(self) -> np.ndarray:
+        """Bound of ``|d|`` along z, y, x in voxels (B-spline weights are a convex combination, so
+        the largest control component bounds each component of the field)."""
+        if self.control is None:
+            return np.zeros(3)
+        return np.abs(self.control).reshape(-1, 3).max(axis=0) * np.asarray(self.shape, dtype=np.float64) / 2.0
+
     def source_box(self, box: Sequence[int]) -> tuple[int, int, int, int, int, int]:
         """Output index box (half-open, clipped to the volume) outside which no output voxel can
         sample input box ``box = (z0, z1, y0, y1, x0, x1)`` (half-open); used to skip empty
         label regions."""
         lo = np.array([box[0], box[2], box[4]], dtype=np.float64) - 1.0
         hi = np.array([box[1], box[3], box[5]], dtype=np.float64)  # last voxel + 1
-        if self.control is not None:
-            reach = np.max(np.linalg.norm(self.control, axis=-1)) * np.asarray(self.shape) / 2.0
-            lo, hi = lo - reach, hi + reach
+        reach = self.reach_voxels()
+        lo, hi = lo - reach, hi + reach
         c = self.centre
         inv = np.linalg.inv(self.matrix)
         corners = np.array([[a, b, e] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
@@ -248,6 +254,7 @@ class _VolumeSpec:
     fill: float
     on_val: float
     box: tuple[int, int, int, int, int, int] | None  # input non-zero box of labels (None: full)
+    blocks: np.ndarray | None = None  # labels: _kernels.block_flags of the volume
 
 
 def _classify(vol: np.ndarray, is_label: bool | None, fill: float | None) -> _VolumeSpec:
@@ -265,7 +272,8 @@ def _classify(vol: np.ndarray, is_label: bool | None, fill: float | None) -> _Vo
         ndist, value, box = scan if scan is not None else k.label_scan(scan_vol)
         if ndist == 0:
             return _VolumeSpec(1, 0.0, 0.0, (0, 0, 0, 0, 0, 0))
-        return _VolumeSpec(1 if ndist == 1 else 2, 0.0, float(value), tuple(int(b) for b in box))
+        return _VolumeSpec(1 if ndist == 1 else 2, 0.0, float(value), tuple(int(b) for b in box),
+                           k.block_flags(scan_vol))
     if fill is None:
         fill = 0.0
         if dt == np.int16 and vol.size and int(vol.min()) <= -500:
@@ -308,7 +316,8 @@ def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec
         has_def = False
     k.warp(kvol, kout, np.ascontiguousarray(t.matrix), t.centre, ctrl, bzi, bzw, byi, byw, bxt, has_def,
            np.asarray(box, dtype=np.int64), spec.mode, spec.on_val / 2.0, spec.on_val,
-           spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype))
+           spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype),
+           spec.blocks if spec.blocks is not None else np.zeros((0, 0, 0), np.uint8), t.reach_voxels())
 
 
 def _scratch_proto(dtype: np.dtype) -> np.ndarray:

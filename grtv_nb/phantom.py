@@ -7,8 +7,8 @@ structure  shape                                           HU
 ========== =============================================== ======
 BODY       elliptic cylinder, semi-axes 160 x 110           fat -100 (12 mm layer), muscle 40
 Lung_L/R   ellipsoids at x = +-75, y 0, z 60 (48, 62, 55)  -820
-Spine      ring around the canal, centre (0, 71): r 20/8   bone 700 (ROI with a hole)
-SpinalCanal disc r 8 at (0, 71)                            CSF 15
+Spine      ring around the canal, centre (0, 71): r 20/10  bone 700 (ROI with a hole)
+SpinalCanal disc r 10 at (0, 71)                           CSF 15
 Liver      ellipsoid at (-60, -20, -40), semi (60, 45, 45) 60
 Kidney_L/R ellipsoids at (+-62, 55, -55), semi (22, 18, 32) 150
 Stomach    ellipsoid at (55, -25, -20), semi (35, 30, 30)  30, gas -950 where y < -35
@@ -66,7 +66,7 @@ ELLIPSOIDS = {
     "PTV": ((70.0, 5.0, 50.0), (20.0, 20.0, 20.0), 30),
 }
 SPINE_CENTRE = (0.0, 71.0)
-SPINE_R, CANAL_R = 20.0, 8.0
+SPINE_R, CANAL_R = 20.0, 10.0
 STOMACH_GAS_Y = -35.0
 PTV_Z_OFFSET = 1.0
 ROI_ORDER = [

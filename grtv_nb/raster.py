@@ -72,7 +72,7 @@ def _crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[i
 
 
 def _fill_simple_planes(
-    mask: np.ndarray, planes: list[tuple[int, list[np.ndarray]]], *, max_cells: int = 1 << 24
+    mask: np.ndarray, planes: list[tuple[int, list[np.ndarray]]], *, max_cells: int = 1 << 22
 ) -> None:
     """Even-odd fill of many planes at once (planes whose loops' boxes don't overlap), in chunks of
     planes whose toggle arrays hold at most ``max_cells`` cells."""
@@ -94,7 +94,7 @@ def _fill_simple_planes(
             flat.append((p * h + j) * (w + 1) + start)
         toggles = np.bincount(np.concatenate(flat), minlength=len(chunk) * h * (w + 1))
         toggles = toggles.reshape(len(chunk), h, w + 1)[:, :, :w]
-        inside = (np.cumsum(toggles, axis=2, dtype=np.int32) & 1).astype(bool)
+        inside = (np.cumsum(toggles, axis=2, dtype=np.uint8) & 1).view(bool)  # uint8 wraps, parity stays
         ks = [k for k, _ in chunk]
         mask[ks, r0:r1, c0:c1] = inside
 

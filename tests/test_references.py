@@ -251,11 +251,7 @@ def test_phantom_rois_vs_references(phantoms, refs):
         check_rtutils(ours & region, ru[name], f"phantom {name}")
         ana = analytic_volume_cc(name)
         vol = study.volume_cc(name)
-        # SpinalCanal is a disc 8 voxels across (r = 8 mm, 2 mm pixels): counting voxel centres in
-        # so small a disc is off by a few %, a property of the phantom's sampling (plastimatch
-        # gives the same count), not of the rasteriser.
-        tol = 0.05 if name == "SpinalCanal" else 0.01
-        assert vol == pytest.approx(ana, rel=tol), (name, vol, ana)
+        assert vol == pytest.approx(ana, rel=0.01), (name, vol, ana)  # every phantom ROI is over 10 cc
     # the Spine ring keeps its hole: no Spine voxel inside the canal
     assert not (study.mask("Spine") & study.mask("SpinalCanal")).any()
     assert not (pm["Spine"] & pm["SpinalCanal"]).any()
@@ -277,21 +273,20 @@ NONUNIFORM_Z = np.concatenate([np.arange(-94.5, -30, 3.0), np.arange(-30, 30, 2.
 def test_nonuniform_spacing_keeps_every_plane(tmp_path, refs):
     """CT with 3, 2 and 5 mm gaps: every contour plane lands on its own slice. rt-utils places
     contours by their referenced slice UID (immune to spacing); plastimatch resamples the CT to a
-    uniform 2 mm grid and puts each plane on its nearest slice (mapped back here within 1 mm)."""
+    uniform 2 mm grid and puts each plane on a nearest slice (mapped back to our nearest slice)."""
     folder = write_phantom(tmp_path / "nonuniform", z_positions=NONUNIFORM_Z)
     study = _open(folder)
     assert not study.grid.uniform_z and len(study.grid.z) == len(NONUNIFORM_Z)
     rs = folder / "RS_phantom.dcm"
     ru, region = refs.rtutils("nonuniform", folder, rs, study.grid, fix_refs=True)
-    pm = refs.plastimatch("nonuniform", rs, folder, study.grid, tol_z=1.0)
+    pm = refs.plastimatch("nonuniform", rs, folder, study.grid, tol_z=2.5)
     for name in study.roi_names:
         ours = study.mask(name)
         planes = ours.any(axis=(1, 2))
         assert (planes == ru[name].any(axis=(1, 2))).all(), f"{name}: contour planes differ from rt-utils"
         check_rtutils(ours & region, ru[name], f"nonuniform {name}")
         check_plastimatch(study, name, pm[name])
-        tol = 0.05 if name == "SpinalCanal" else 0.01
-        assert study.volume_cc(name) == pytest.approx(analytic_volume_cc(name, NONUNIFORM_Z), rel=tol), name
+        assert study.volume_cc(name) == pytest.approx(analytic_volume_cc(name, NONUNIFORM_Z), rel=0.01), name
 
 
 # ----------------------------------------------------------------------------- dose

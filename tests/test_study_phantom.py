@@ -29,8 +29,7 @@ def test_roi_volumes_match_analytic_shapes(phantom_study):
     for name, _, _ in ROI_ORDER:
         a = analytic_volume_cc(name)
         v = phantom_study.volume_cc(name)
-        tol = 0.01 if a > 100 else 0.06  # small ROIs on 2 mm pixels: discretisation
-        assert abs(v - a) / a < tol, (name, v, a)
+        assert abs(v - a) / a < 0.01, (name, v, a)  # every phantom ROI is over 10 cc
 
 
 def test_spine_has_a_hole_where_the_canal_is(phantom_study):

@@ -95,7 +95,7 @@ def _contour_data(item: pydicom.Dataset) -> np.ndarray | None:
         if not raw:
             return np.zeros(0)
         try:
-            return np.array(raw.split(b"\\"), dtype="S").astype(np.float64)
+            return np.array(list(map(float, raw.split(b"\\"))), dtype=np.float64)
         except ValueError:
             pass
     data = item.ContourData

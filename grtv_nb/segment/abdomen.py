@@ -184,7 +184,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
        muscle, kidney); the component with the most seed-zone voxels is the liver if it holds
        100-5000 cc, less than 40 % of the body, and lies right of the midline.
     5. The opening is undone within the candidate (8 mm), then the region grows by up to 10 mm
-       into a window 10 HU wider below (at most half-way to a lower histogram peak) / 5 HU
+       into a window 10 HU wider below (at most half-way to a clearly separate lower histogram peak) / 5 HU
        above (uneven enhancement); a 3 mm opening, a
        5 mm closing and hole filling per slice put the vessels back and smooth the surface.
 
@@ -224,7 +224,8 @@ def _liver_work(ctx: Context) -> np.ndarray:
         lo = mu - float(np.clip(2.5 * hw_lo, 12.0, 30.0))
         hi = mu + float(np.clip(2.5 * hw_hi, 12.0, 35.0))
         # the wider window of step 5 stops half-way to a lower neighbouring peak (e.g. muscle)
-        lower = [p[0] for p in peaks if p[0] < lo]
+        # (only for a clearly separate peak: gap > 3 x the two half widths)
+        lower = [p[0] for p in peaks if p[0] < lo and mu - p[0] > 3.0 * (p[2] + hw_lo)]
         wide_lo = max(lo - 10.0, 0.5 * (max(lower) + lo)) if lower else lo - 10.0
         liver, why = _liver_for(ctx, box, sm, region, seed, lo, hi, wide_lo, xm, body_cc)
         if liver is not None:
@@ -360,9 +361,12 @@ def _kidneys_work(ctx: Context) -> dict:
                     grown = dilate_mm(comp, 6.0, sp) & cand
                     lab2, _ = label(grown)
                     comp = np.isin(lab2, np.unique(lab2[comp & (lab2 > 0)]))
-                    best = (box, comp)
+                    best = (box, comp, lo)
         if best is not None:
-            box, comp = best
+            box, comp, lo = best
+            if lo > 100.0:
+                # enhanced parenchyma: the partial-volume boundary voxel belongs to the kidney
+                comp |= dilate_mm(comp, 1.01 * max(sp[1], sp[2]), sp, planar=True) & (ctx.w[box] >= lo - 40.0)
             comp = fill_holes_2d(close_mm(comp, 3.0, sp))
             m = np.zeros(sm.shape, bool)
             m[box] = comp
@@ -395,8 +399,8 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     liver, kidneys, bone and lungs. (2) Gas pockets = 3D components of HU < -600 in it of at
     least 2 cc; the stomach's is the one scoring best on "high and medial": its top z (the fundus
     lies under the left hemidiaphragm) minus the distance of its centre from 40 mm left of the
-    midline (the colon's splenic flexure is more lateral). (3) The contents and wall: smoothed HU in
-    [-150, 100] within 35 mm of the gas and connected to it, opened by 4 mm (cuts neighbouring
+    midline (the colon's splenic flexure is more lateral). (3) The contents and wall: smoothed HU
+    in [-150, 100] within 35 mm of the gas and connected to it, opened by 4 mm (cuts neighbouring
     bowel loops joined by thin contact); (4) closing 4 mm, holes filled per slice, plus the gas.
 
     Failure modes: a stomach without gas (collapsed, or fully fluid-filled) is not found; the

@@ -5,7 +5,7 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
 1. Bone = HU > 200 inside the body, closed with a 3 mm disk (joins pedicles, laminae and the
    vertebral body across thin gaps).
 2. Candidates: the holes of that bone mask (filled minus bone) with an area of a canal of radius
-   4-13 mm (50-530 mm2), median HU between -100 and 100 (CSF, cord, epidural fat), reasonably
+   4-12 mm (50-450 mm2), median HU between -60 and 50 (CSF, cord, epidural fat), reasonably
    round (area / bounding-ellipse area), in the posterior 65 % of the body and within 60 mm of
    its left-right centre, with bone-like density (mean > 110 HU) in the 20 x 17 mm box 8-25 mm
    anterior of it (the vertebral body; this rejects the marrow of a vertebral body and holes
@@ -114,7 +114,7 @@ def _candidates(ctx: Context):
         for i, sl in enumerate(ndi.find_objects(lab) if n else []):
             comp = lab[sl] == i + 1
             area = comp.sum() * px
-            if not 50.0 <= area <= 530.0:
+            if not 50.0 <= area <= 450.0:
                 continue
             hh = (sl[0].stop - sl[0].start) * dy
             ww = (sl[1].stop - sl[1].start) * dx
@@ -224,7 +224,7 @@ def segment_canal(ctx: Context) -> np.ndarray:
 
 def _refine(ctx: Context) -> np.ndarray:
     """The canal on the image grid: per image slice, the region below (canal content +
-    CANAL_DELTA_HU) connected to the tracked centre, within the tracked radius + 5 mm (10-15 mm);
+    CANAL_DELTA_HU) connected to the tracked centre, within the tracked radius + 5 mm (10-13 mm);
     the centre is then moved to that region's centroid and the region found again (the track's
     centre comes from the most enclosed part of the canal, often its posterior half). Holes are
     filled and a 1.5 mm rim below 300 HU is added (partial volume of the wall)."""
@@ -246,7 +246,7 @@ def _refine(ctx: Context) -> np.ndarray:
             continue
         cx = float(np.interp(zk, wz, tr["x"][ok]))
         cy = float(np.interp(zk, wz, tr["y"][ok]))
-        r = float(np.clip(np.interp(zk, wz, tr["r"][ok]) + 5.0, 10.0, 15.0))
+        r = float(np.clip(np.interp(zk, wz, tr["r"][ok]) + 5.0, 10.0, 13.0))
         i0, i1 = np.searchsorted(ox, cx - m), np.searchsorted(ox, cx + m)
         j0, j1 = np.searchsorted(oy, cy - m), np.searchsorted(oy, cy + m)
         if i1 - i0 < 3 or j1 - j0 < 3:
