@@ -516,18 +516,39 @@ def augment_volumes(
                                  deform=deform, deform_rate=deform_rate, spacing=spacing)
     out.mkdir(parents=True, exist_ok=True)
 
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
+    def save(raw: Path, buf: np.ndarray) -> None:
+        _write_le(raw, buf)
+        if write_mhd:
+            _write_mhd_file(raw.with_suffix(".mhd"), shape, buf.dtype, spacing=spacing, raw_name=raw.name)
+
+    # One output buffer per volume, reused every round (memory: one copy of the inputs). Files are
+    # written by a background thread while the next volume is warped (the warp and the write both
+    # release the GIL); a buffer is only refilled once its previous write has finished.
     bufs = [np.empty_like(v) for v in vols]
+    pending: list = [None] * len(vols)
     written: list[Path] = []
-    for r, t in enumerate(tqdm(transforms, desc="augment", unit="round", disable=not progress), start=1):
-        for v, buf, spec, prefix in zip(vols, bufs, specs, prefixes):
-            _warp_into(v, buf, t, spec)
-            raw = out / f"{prefix}.{r:04d}.raw"
-            _write_le(raw, buf)
-            if write_mhd:
-                _write_mhd_file(raw.with_suffix(".mhd"), shape, buf.dtype, spacing=spacing, raw_name=raw.name)
-            written.append(raw)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grtv-augment-write") as pool:
+        try:
+            for r, t in enumerate(tqdm(transforms, desc="augment", unit="round", disable=not progress), start=1):
+                for i, (v, buf, spec, prefix) in enumerate(zip(vols, bufs, specs, prefixes)):
+                    if pending[i] is not None:
+                        pending[i].result()
+                    _warp_into(v, buf, t, spec)
+                    raw = out / f"{prefix}.{r:04d}.raw"
+                    pending[i] = pool.submit(save, raw, buf)
+                    written.append(raw)
+            for f in pending:
+                if f is not None:
+                    f.result()
+        except BaseException:
+            for f in pending:
+                if f is not None:
+                    f.cancel()
+            raise
     return written
 
 

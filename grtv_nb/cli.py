@@ -82,6 +82,20 @@ def _phantom(out: Path) -> int:
     return 0
 
 
+def _batch(folders: list[Path], out: Path, scheduler: str | None, workers: int | None) -> int:
+    from .batch import run_batch, write_rows_csv
+
+    if len(folders) == 1 and folders[0].is_dir() and not any(p.is_file() for p in folders[0].iterdir()):
+        folders = sorted(p for p in folders[0].iterdir() if p.is_dir())
+    rows = run_batch(folders, client=scheduler, n_workers=workers)
+    write_rows_csv(rows, out)
+    failed = [r for r in rows if "error" in r]
+    for r in failed:
+        print(f"failed: {r['folder']}: {r['error']}")
+    print(f"{len(rows)} patient(s), {len(failed)} failed; table written to {out}")
+    return 1 if failed and len(failed) == len(rows) else 0
+
+
 def _write_png(path: Path, gray) -> None:
     import struct
     import zlib
@@ -108,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", type=Path, default=None, help="also write summary.txt/json here")
     ph = sub.add_parser("phantom", help="write, read and check the built-in phantom patient")
     ph.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
+    b = sub.add_parser("batch", help="summarise many patient folders on Dask (a local cluster by default)")
+    b.add_argument("folders", nargs="+", type=Path, help="patient folders (or one folder of patient folders)")
+    b.add_argument("--out", type=Path, default=Path("out/batch_summary.csv"), help="CSV table to write")
+    b.add_argument("--scheduler", default=None, help="address of a Dask scheduler (default: local cluster)")
+    b.add_argument("--workers", type=int, default=None, help="workers of the local cluster")
     tr = sub.add_parser("train", help="train an auto-segmentation U-Net (needs grtv_nb[tf])")
     tr.add_argument("args", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
@@ -118,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return _summarise(a.folder, a.out)
         if a.cmd == "phantom":
             return _phantom(a.out)
+        if a.cmd == "batch":
+            return _batch(a.folders, a.out, a.scheduler, a.workers)
         if a.cmd == "train":
             from .segment.unet import main_train
 

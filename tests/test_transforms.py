@@ -43,7 +43,6 @@ def test_resize_matches_scipy_zoom_and_skimage(src, dst):
 @pytest.mark.parametrize("dtype,lo,hi", [(np.int16, -1024, 3071), (np.uint16, 0, 4095), (np.uint8, 0, 255)])
 def test_resize_integer_rounding_vs_scipy(dtype, lo, hi):
     rng = np.random.default_rng(1)
-    info = np.iinfo(dtype)
     a = rng.integers(lo, hi, size=(9, 40, 36), endpoint=True).astype(dtype)
     ours = resize_volume(a, (9, 20, 25), dtype)
     ref = _zoom(a, (9, 20, 25))
@@ -114,7 +113,8 @@ def test_grid_mode_indices_convention():
 
 def _sphere(shape, centre, radius_vox):
     z, y, x = np.indices(shape, dtype=np.float64)
-    return (((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) <= radius_vox**2).astype(np.uint8) * 255
+    r2 = (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2
+    return (r2 <= radius_vox**2).astype(np.uint8) * 255
 
 
 @pytest.mark.parametrize("radius_mm,new_shape", [

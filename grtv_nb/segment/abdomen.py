@@ -104,17 +104,72 @@ def _lung_any(ctx: Context) -> np.ndarray:
 def _check_abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None]:
     """Raise unless the image can hold upper-abdominal organs. Returns the lung mask (working
     grid) and the z (mm) of the lung bases (None when no lungs are in the image)."""
+    return _abdomen(ctx, organ)[:2]
+
+
+def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.ndarray]:
+    """(lungs, z of the lung bases or None, per-slice bool: trunk below the lungs).
+
+    Trunk slices: body cross-section of at least 250 cm2 and 200 mm wide (a head or neck is
+    smaller), below the lung bases + 30 mm when lungs are in the image, and 30 mm below the
+    lowest slice of the trachea (see :func:`_lowest_airway_z`)."""
     tr = canal_track(ctx)
     if not np.isfinite(tr["x"]).any():
         raise not_found(organ, "no spinal canal was found, so this is not a CT of the trunk")
+    body = body_work(ctx)
+    dz, dy, dx = ctx.spacing
+    area_cm2 = body.sum(axis=(1, 2)) * dy * dx / 100.0
+    cols = body.any(axis=1)
+    width = np.array([(np.ptp(np.nonzero(c)[0]) + 1) * dx if c.any() else 0.0 for c in cols])
+    trunk = (area_cm2 >= 250.0) & (width >= 200.0)
     lung = _lung_any(ctx)
     area = lung.sum(axis=(1, 2)).astype(float)
-    if area.max() == 0:
-        return lung, None
-    if area[0] > 0.5 * area.max():
-        raise not_found(organ, "the lungs reach the bottom of the image: it ends above the diaphragm")
-    k = int(np.nonzero(area > 0.05 * area.max())[0][0])
-    return lung, float(ctx.grid.z[k])
+    z_base = None
+    if area.max() > 0:
+        if area[0] > 0.5 * area.max():
+            raise not_found(organ, "the lungs reach the bottom of the image: it ends above the diaphragm")
+        k = int(np.nonzero(area > 0.05 * area.max())[0][0])
+        z_base = float(ctx.grid.z[k])
+        trunk &= ctx.grid.z < z_base + 30.0
+    z_air = _lowest_airway_z(ctx)
+    if z_air is not None:
+        trunk &= ctx.grid.z < z_air - 30.0
+    if trunk.sum() * dz < 20.0:
+        raise not_found(organ, "the image has no abdominal slices: none is below the lungs and the trachea "
+                        "with a trunk-sized body (at least 250 cm2 and 200 mm wide); a head, neck, chest "
+                        "or limb CT has no liver, kidneys or stomach")
+    return lung, z_base, trunk
+
+
+def _lowest_airway_z(ctx: Context) -> float | None:
+    """z (mm) of the lowest slice of the trachea (or pharynx/larynx), or None: an air tube (0.8-8
+    cm2, mean below -800 HU) within 30 mm of the canal's x and 15-100 mm anterior of it, on at
+    least 4 consecutive slices. Abdominal organs are below the carina, so only slices 30 mm below
+    it count as trunk."""
+    tr = canal_track(ctx)
+    w = ctx.w
+    air = (w < -400.0) & body_work(ctx)
+    dz, dy, dx = ctx.spacing
+    gx, gy = ctx.grid.x, ctx.grid.y
+    hit = np.zeros(w.shape[0], bool)
+    for k in range(w.shape[0]):
+        if not np.isfinite(tr["x"][k]) or not air[k].any():
+            continue
+        xs = np.abs(gx - tr["x"][k]) <= 30.0
+        ys = (gy >= tr["y"][k] - 100.0) & (gy <= tr["y"][k] - 15.0)
+        sub = air[k][np.ix_(ys, xs)]
+        lab, n = ndi.label(sub)
+        for i in range(1, n + 1):
+            comp = lab == i
+            a = comp.sum() * dy * dx / 100.0
+            if 0.8 <= a <= 8.0 and float(w[k][np.ix_(ys, xs)][comp].mean()) < -800.0:
+                hit[k] = True
+                break
+    runs = ndi.label(hit)[0]
+    good = [r for r in range(1, runs.max() + 1) if (runs == r).sum() >= 4]
+    if not good:
+        return None
+    return float(min(ctx.grid.z[runs == r].min() for r in good))
 
 
 def _mode(values: np.ndarray, lo: float, hi: float) -> float:
@@ -197,7 +252,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
     sm = _smooth(ctx)
     body = body_work(ctx)
     gx, gy, gz = ctx.grid.x, ctx.grid.y, ctx.grid.z
-    lung, z_base = _check_abdomen(ctx, organ)
+    lung, z_base, trunk = _abdomen(ctx, organ)
     xm = midline_x(ctx)
     cy = float(np.nanmedian(canal_track(ctx)["y"]))
     depth = body_depth(ctx)
@@ -206,19 +261,20 @@ def _liver_work(ctx: Context) -> np.ndarray:
     Z = gz[:, None, None]
     lung_d = _lung_near(ctx)
     bone = _bone(ctx)
-    seed = (depth > 15.0) & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d
+    seed = (depth > 15.0) & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d & trunk[:, None, None]
     if z_base is not None:
         seed &= (Z > z_base - 40.0) & (Z < z_base + 30.0)
         footprint = lungs_work(ctx)[1].any(axis=0)
         if (seed & footprint[None]).sum() * ctx.grid.voxel_cc > 20.0:
             seed &= footprint[None]
     region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
+    region &= trunk[:, None, None]
     region &= ~_near_spine(ctx, 30.0)
     box = bbox(region)
     peaks = _peaks(sm[seed], 0.0, 250.0, n=4)
     if box is None or not peaks:
         raise not_found(organ, "no soft tissue in the right upper abdomen")
-    body_cc = body.sum() * ctx.grid.voxel_cc
+    body_cc = body[trunk].sum() * ctx.grid.voxel_cc
     why = ""
     for mu, hw_lo, hw_hi in peaks[:2]:
         lo = mu - float(np.clip(2.5 * hw_lo, 12.0, 30.0))
@@ -301,7 +357,7 @@ def _kidneys_work(ctx: Context) -> dict:
     """
     organ = "kidneys"
     sm = _smooth(ctx)
-    _check_abdomen(ctx, organ)
+    trunk = _abdomen(ctx, organ)[2]
     gx, gy = ctx.grid.x, ctx.grid.y
     xm = midline_x(ctx)
     cy = float(np.nanmedian(canal_track(ctx)["y"]))
@@ -309,7 +365,7 @@ def _kidneys_work(ctx: Context) -> dict:
     X = gx[None, None, :]
     Y = gy[None, :, None]
     base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 65.0) & (Y < cy + 5.0)
-    base &= ~_near_spine(ctx, 32.0)
+    base &= ~_near_spine(ctx, 32.0) & trunk[:, None, None]
     z_expect = None
     try:
         liver = liver_work(ctx)
@@ -410,7 +466,7 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     organ = "stomach"
     w = ctx.w
     sm = _smooth(ctx)
-    lung, z_base = _check_abdomen(ctx, organ)
+    lung, z_base, trunk = _abdomen(ctx, organ)
     gx, gy, gz = ctx.grid.x, ctx.grid.y, ctx.grid.z
     xm = midline_x(ctx)
     cy = float(np.nanmedian(canal_track(ctx)["y"]))
@@ -419,7 +475,7 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     Y = gy[None, :, None]
     sp = ctx.spacing
     region = (depth > 5.0) & (Y < cy - 20.0) & (X > xm - 40.0) & ~_bone(ctx) & ~_lung_near(ctx)
-    region &= _cage(ctx)
+    region &= _cage(ctx) & trunk[:, None, None]
     for fn in (liver_work,):
         try:
             region &= ~dilate_mm(fn(ctx), 2.0, sp)

@@ -12,8 +12,9 @@ Method (on the ~2 mm working grid)
 3. Lung components: 3D components of the remaining internal air of at least 10 cc whose median
    HU is between -930 and -600 (aerated lung is about -850..-700; bowel and stomach gas is pure
    air, median below -930; partial-volume rims of fat are above -600). Components under 150 cc
-   must also reach the top slice (a lung base whose lung continues above the image) and not lie
-   in the anterior third of the body (bowel content with gas bubbles has lung-like HU).
+   must also reach the top or bottom slice (a lung base or apex whose lung continues outside the
+   image) and not lie in the anterior third of the body (bowel content with gas bubbles has
+   lung-like HU).
 4. Left/right: two large components are the two lungs (left = larger x, the patient's left). A
    single component spanning both sides of the midline (the spinal canal's mean x, else the
    body's centre) (lungs touching at the anterior junction) is eroded
@@ -141,8 +142,9 @@ def _lungs_work(ctx: Context):
         return np.zeros_like(air), np.zeros_like(air)
     meds = np.atleast_1d(ndi.median(w, lab, big))
     keep = [int(i) for i, m in zip(big, meds) if -930.0 < m < -600.0]
-    # a small component is a lung base only if it reaches the top of the image (the rest of the
-    # lung is above the field of view) and is not in the anterior third of the body
+    # a small component is a lung base (apex) only if it reaches the top (bottom) slice of the
+    # image (the rest of the lung is outside the field of view) and is not in the anterior third
+    # of the body
     body = body_work(ctx)
     rows = np.nonzero(body.any(axis=(0, 2)))[0]
     y_front = ctx.grid.y[rows[0]] + 0.3 * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
@@ -153,7 +155,8 @@ def _lungs_work(ctx: Context):
             continue
         sl = objs[i - 1]
         ys = ctx.grid.y[np.nonzero((lab[sl] == i).any(axis=(0, 2)))[0] + sl[1].start]
-        if sl[0].stop < lab.shape[0] or float(np.mean(ys)) < y_front:
+        cut = sl[0].stop == lab.shape[0] or sl[0].start == 0
+        if not cut or float(np.mean(ys)) < y_front:
             small.append(i)
     keep = [i for i in keep if i not in small]
     if not keep:

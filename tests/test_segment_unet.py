@@ -1,0 +1,89 @@
+"""The TensorFlow path of grtv_nb.segment: model folder, a tiny U-Net trained for real on the
+phantom (train, save, reload, predict through segment_organ, close the session), and the
+behaviour without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from nifti_ref import dice
+
+from grtv_nb.errors import GRTVWarning
+from grtv_nb.segment import close_session, models, segment_organ
+
+
+def test_model_folder_default_and_listing(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.ENV_VAR, str(tmp_path / "m"))
+    assert models.default_model_dir() == tmp_path / "m"
+    monkeypatch.delenv(models.ENV_VAR)
+    assert models.default_model_dir().parts[-3:] == (".cache", "grtv_nb", "models")
+    assert models.list_models(tmp_path / "missing") == []
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "metadata.json").write_text("{not json")
+    (tmp_path / "junk" / "model.keras").write_text("")
+    assert models.list_models(tmp_path) == []
+    assert models.find_model("liver", tmp_path) is None
+
+
+def test_without_tensorflow(monkeypatch, tmp_path, phantom_study):
+    from grtv_nb.segment import unet
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(unet.TensorFlowMissing, match=r"pip install grtv_nb\[tf\]"):
+        unet.require_tf()
+    # a model in the folder but no TensorFlow: warn and use the classical method
+    d = tmp_path / "lungs"
+    d.mkdir()
+    meta = {"format": models.MODEL_FORMAT, "format_version": 1, "organs": ["llung"], "spacing_mm": [3, 3, 3],
+            "hu_window": [-1000, 1000], "patch": [16, 32, 32]}
+    (d / "metadata.json").write_text(json.dumps(meta))
+    (d / "model.keras").write_bytes(b"")
+    with pytest.warns(GRTVWarning, match="classical"):
+        m = segment_organ(phantom_study.image, "llung", model_dir=tmp_path)
+    assert dice(m, phantom_study.mask("Lung_L")) > 0.95
+    close_session()  # safe without TensorFlow
+
+
+def test_train_cli_bad_input(tmp_path, capsys):
+    from grtv_nb.segment.unet import main_train
+
+    assert main_train([str(tmp_path / "nowhere"), "--model-dir", str(tmp_path)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main_train([str(tmp_path), "--organs", "pancreas"]) == 2
+
+
+def test_tiny_unet_train_save_reload_predict(phantom_study, tmp_path):
+    pytest.importorskip("tensorflow")
+    from grtv_nb.segment import unet
+
+    organs = ["llung", "rlung"]
+    spacing = (6.0, 6.0, 6.0)
+    case = unet.case_from_study(phantom_study, organs, spacing, (-1000, 1000))
+    assert set(np.unique(case.labels)) == {0, 1, 2}
+    path = unet.train(
+        [case], organs, model_dir=tmp_path, spacing=spacing, patch=(16, 32, 32), steps=150, batch=2,
+        base_filters=4, depth=2, learning_rate=3e-3, log=None,
+    )
+    meta = models.read_metadata(path)
+    assert meta["organs"] == organs and meta["spacing_mm"] == list(spacing)
+    assert meta["hu_window"] == [-1000.0, 1000.0] and "grtv_nb_version" in meta
+    assert models.find_model("rlung", tmp_path)[0] == path
+    with pytest.raises(Exception, match="exists"):
+        unet.train([case], organs, model_dir=tmp_path, steps=1, log=None)
+
+    img = phantom_study.image
+    left = segment_organ(img, "llung", model_dir=tmp_path)
+    assert unet._PREDICTIONS, "segment_organ did not use the model"
+    right = segment_organ(img, "rlung", model_dir=tmp_path)
+    assert dice(left, phantom_study.mask("Lung_L")) > 0.5
+    assert dice(right, phantom_study.mask("Lung_R")) > 0.5
+    assert img.x.values[np.nonzero(left)[2]].mean() > img.x.values[np.nonzero(right)[2]].mean()
+    close_session()
+    assert not unet._MODELS and not unet._PREDICTIONS
+    again = segment_organ(img, "llung", model_dir=tmp_path)  # reloaded from disk
+    assert np.array_equal(again, left)
+    close_session()
+    close_session()
