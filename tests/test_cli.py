@@ -19,6 +19,6 @@ def test_main_job_on_the_phantom(tmp_path, capsys):
 
 def test_summary_and_clear_error(tmp_path, phantom_dir, capsys):
     assert main(["summary", str(phantom_dir)]) == 0
-    assert "10 " in capsys.readouterr().out or True
+    assert "ROIs      : 10" in capsys.readouterr().out
     assert main(["summary", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
