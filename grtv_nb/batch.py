@@ -97,17 +97,14 @@ def run_batch(
 def write_rows_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write batch rows as CSV (union of the columns, in first-seen order), atomically."""
     import csv
-    import tempfile
 
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    from .fileio import atomic_open
+
+    with atomic_open(path, "w", "CSV path", create_parent=True, newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    return Path(path)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,24 +210,14 @@ class DVHResult:
 
 
 def _atomic_csv(path: str | os.PathLike, header: list[str], rows: Any) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise ValidationError(f"path {str(path)!r} is a folder; give a file name ending in .csv")
-    if not path.parent.exists():
-        raise ValidationError(f"folder {str(path.parent)!r} of path does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            for row in rows:
-                w.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from .fileio import atomic_open
+
+    with atomic_open(path, "w", "CSV path", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for row in rows:
+            w.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
+    return Path(path)
 
 
 # ----------------------------------------------------------------------------------------------

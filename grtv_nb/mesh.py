@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,22 +257,9 @@ def mask_to_mesh(mask: np.ndarray, grid: Grid, *, backend: str = "auto", name: s
 # writers
 # ----------------------------------------------------------------------------------------------
 def _atomic_write(path: str | os.PathLike, data: bytes | list[bytes]) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise ValidationError(f"mesh path {str(path)!r} is a folder; give a file name")
-    if not path.parent.exists():
-        raise ValidationError(f"folder {str(path.parent)!r} of mesh path does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in data if isinstance(data, list) else [data]:
-                fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from .fileio import write_bytes_atomic
+
+    return write_bytes_atomic(path, data, "mesh path")
 
 
 def _check_mesh(mesh: Mesh) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,15 +139,8 @@ def ds_list(values, decimals: int = 3) -> list[str]:
 def save_atomic(ds: pydicom.Dataset, path: str | os.PathLike) -> Path:
     """Write a dataset to ``path`` through a temporary file in the same folder (never leaves a
     half-written file under the final name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=path.parent)
-    os.close(fd)
-    try:
+    from ..fileio import atomic_path
+
+    with atomic_path(path, "DICOM file path", create_parent=True) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return Path(path)

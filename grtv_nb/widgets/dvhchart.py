@@ -39,17 +39,9 @@ def study_dvh(arrays: R.StudyArrays, bin_width: float = 0.01):
 
 
 def _atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from ..fileio import write_bytes_atomic
+
+    return write_bytes_atomic(path, data)
 
 
 class DVHChart(StaticPNGMixin, W.VBox):
