@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ValidationError
 from .geometry import Grid
 
 
@@ -303,13 +302,9 @@ def mask_to_contours(
     list of PlanarContour
         Ordered by slice, outer loops before holes within a slice. Empty for an empty mask.
     """
-    m = np.asarray(mask)
-    if m.ndim != 3 or m.shape != grid.shape:
-        raise ValidationError(f"{name} has shape {m.shape}, the grid has shape {grid.shape}")
-    if m.dtype != bool:
-        if not np.issubdtype(m.dtype, np.integer):
-            raise ValidationError(f"{name} must be boolean (or integer, nonzero = inside), got {m.dtype}")
-        m = m != 0
+    from .validate import as_bool_mask
+
+    m = as_bool_mask(mask, grid.shape, name)
     out: list[PlanarContour] = []
     zs = np.flatnonzero(m.any(axis=(1, 2)))
     if len(zs) == 0:

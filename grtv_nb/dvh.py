@@ -297,14 +297,9 @@ def _iter_masks(masks: MaskSource, roi_names: Sequence[str] | None) -> Iterable[
 
 
 def _as_bool_mask(mask: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.shape != tuple(shape):
-        raise ValidationError(f"mask of ROI {name!r} has shape {m.shape}, the dose has shape {tuple(shape)}")
-    if m.dtype == bool:
-        return m
-    if np.issubdtype(m.dtype, np.integer):
-        return m != 0
-    raise ValidationError(f"mask of ROI {name!r} must be boolean (or integer, nonzero = inside), got {m.dtype}")
+    from .validate import as_bool_mask
+
+    return as_bool_mask(mask, shape, f"mask of ROI {name!r}", "the dose")
 
 
 def _check_dose(dose: Any, grid: Grid) -> np.ndarray:

@@ -191,13 +191,9 @@ def mask_to_mesh(mask: np.ndarray, grid: Grid, *, backend: str = "auto", name: s
     Mesh
         Empty (0 vertices) for an empty mask, with a warning.
     """
-    m = np.asarray(mask)
-    if m.ndim != 3 or m.shape != grid.shape:
-        raise ValidationError(f"{name} has shape {m.shape}, the grid has shape {grid.shape}")
-    if m.dtype != bool:
-        if not np.issubdtype(m.dtype, np.integer):
-            raise ValidationError(f"{name} must be boolean (or integer, nonzero = inside), got {m.dtype}")
-        m = m != 0
+    from .validate import as_bool_mask
+
+    m = as_bool_mask(mask, grid.shape, name)
     if backend not in ("auto", "vtk", "skimage"):
         raise ValidationError(f"backend must be 'auto', 'vtk' or 'skimage', got {backend!r}")
     zs = np.flatnonzero(m.any(axis=(1, 2)))

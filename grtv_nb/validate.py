@@ -54,3 +54,15 @@ def dose_from_cgy(dose_raw, shape: tuple[int, int, int]) -> np.ndarray:
     if lo < 0 or hi > 65535:
         raise ValidationError(f"doseRaw must be cGy within 0..65535, got {lo}..{hi}")
     return (a.astype(np.float32) / np.float32(100.0)).astype(np.float32)
+
+
+def as_bool_mask(mask, shape: tuple[int, ...], name: str = "mask", what: str = "the grid") -> np.ndarray:
+    """A mask as bool of the given shape; integer masks count nonzero voxels as inside."""
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise ValidationError(f"{name} has shape {m.shape}, {what} has shape {tuple(shape)}")
+    if m.dtype == bool:
+        return m
+    if np.issubdtype(m.dtype, np.integer):
+        return m != 0
+    raise ValidationError(f"{name} must be boolean (or integer, nonzero = inside), got {m.dtype}")
