@@ -115,16 +115,25 @@ def timing() -> None:
     t = time.perf_counter()
     plastimatch_body(img.values, img.x.values, img.y.values, img.z.values, fill_holes=False)
     t_pl = time.perf_counter() - t
-    print(f"{'organ':12s} {'cold s':>8s} {'warm s':>8s}  (goal < 20 s per organ)")
-    cold = {}
+    print(f"{'organ':12s} {'cold s':>8s} {'warm s':>8s}  (goal < 20 s per organ)  dice/coverage vs resized labels")
+    from nifti_ref import dice, ts_labels, ts_reference
+
+    from grtv_nb.transforms import resize_volume
+
+    lab = ts_labels()
+    cold, score = {}, {}
     for organ in SUPPORTED_ORGANS:
         close_session()
         t = time.perf_counter()
         try:
-            segment_organ(img, organ)
+            m = segment_organ(img, organ)
         except Exception as exc:  # noqa: BLE001 - report and go on
             print(f"  {organ}: {exc}")
+            m = None
         cold[organ] = time.perf_counter() - t
+        if m is not None and organ != "body":
+            ref = resize_volume(ts_reference(lab, organ).astype(np.float32), img.shape, np.float32) >= 0.5
+            score[organ] = (m & ref).sum() / ref.sum() if organ == "spinal_cord" else dice(m, ref)
     close_session()
     warm = {}
     for organ in SUPPORTED_ORGANS:
@@ -135,7 +144,8 @@ def timing() -> None:
             pass
         warm[organ] = time.perf_counter() - t
     for organ in SUPPORTED_ORGANS:
-        print(f"{organ:12s} {cold[organ]:8.2f} {warm[organ]:8.2f}")
+        sc = f"{score[organ]:.3f}" if organ in score else "-"
+        print(f"{organ:12s} {cold[organ]:8.2f} {warm[organ]:8.2f}  {sc}")
     print(f"all 8 organs in a row: {sum(warm.values()):.1f} s")
     print(f"body: grtv_nb {cold['body']:.2f} s vs plastimatch segment {t_pl:.2f} s "
           f"(ratio {cold['body'] / t_pl:.2f})")

@@ -140,10 +140,22 @@ _TILE_Y = 32
 _TILE_X = 128
 
 
-@nb.njit(parallel=True, **_OPTS)
+def warp_tiles(box) -> int:
+    """Number of tiles :func:`warp` splits ``box`` into (callers share them out in ranges)."""
+    nzt = box[1] - box[0]
+    nyt = (box[3] - box[2] + _TILE_Y - 1) // _TILE_Y
+    nxt = (box[5] - box[4] + _TILE_X - 1) // _TILE_X
+    return max(nzt, 0) * max(nyt, 0) * max(nxt, 0)
+
+
+@nb.njit(**_OPTS)
 def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr, on_val, fill,
-         is_int, lo, hi, proto, blk, reach):
+         is_int, lo, hi, proto, blk, reach, t_start, t_end):
     """Sample ``vol`` at ``s(p) = m @ (p - c) + c + d(p)`` for every output index ``p`` in ``box``.
+
+    Only tiles ``t_start .. t_end - 1`` (of :func:`warp_tiles`) are done: the kernel is serial and
+    releases the GIL, the caller runs tile ranges on several threads (a serial kernel compiles in
+    a third of the time of a numba-parallel one).
 
     ``d(p)`` (voxels, z/y/x components) is the tensor-product cubic B-spline of the control
     vectors ``ctrl[kz, ky, kx, :]``: along z (y) output index ``i`` uses controls
@@ -162,7 +174,8 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
     otherwise), and ``reach``, a bound of ``|d|`` per axis (voxels): a tile whose input region
     (the affine image of its corners, widened by ``reach`` and the interpolation taps) only covers
     all-zero blocks is left as it is (the caller zero-fills ``out``), and one that only covers
-    all-``on_val`` blocks inside the volume is filled with ``on_val`` (``mode`` 1), without sampling.
+    all-``on_val`` blocks inside the volume is filled with ``on_val`` (``mode`` 1), without sampling;
+    the same test is then made for each row segment of the other tiles.
 
     Work is split in tiles of one output slice x ``_TILE_Y`` rows x ``_TILE_X`` columns, so the
     input a tile reads stays in cache even when the rotation tilts rows across input slices.
@@ -197,7 +210,7 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
     half = np.float32(0.5)
     one32 = np.float32(1.0)
     use_blk = blk.size > 0 and mode != 0
-    for tile in prange(ntiles):
+    for tile in range(max(t_start, 0), min(t_end, ntiles)):
         # z varies fastest: consecutive tiles of a thread re-read mostly the same input
         nzt = z1b - z0b
         z = z0b + tile % nzt
@@ -265,6 +278,16 @@ def warp(vol, out, m, c, ctrl, bzi, bzw, byi, byw, bxt, has_def, box, mode, thr,
                             row[q] += a * bi[xa + q]
         pz = z - c0
         for y in range(ya, yb):
+            if use_blk:  # the same test for this row segment alone (a smaller input region)
+                rflag = _tile_flag(blk, m, c, reach, z, y, y, xa, xa + w - 1, nz, ny, nx)
+                if rflag == 0:
+                    continue
+                if rflag == 1 and mode == 1:
+                    onv = _store(on_val, is_int, lo, hi)
+                    o = out[z, y]
+                    for q in range(w):
+                        o[xa + q] = onv
+                    continue
             # pass 1: displacement along the row segment, then positions
             if has_def:
                 j0 = byi[y]

@@ -22,13 +22,18 @@ output voxel ``p`` takes the input value at ::
   ``deform_rate``: the bound is exact, not statistical.
 
 Rotation and deformation are composed into ONE warp, sampled once per volume (no double
-interpolation). Intensity volumes are interpolated linearly, samples from outside the input take
-the fill value (-1000 for CT-like int16 volumes whose minimum is <= -500, else 0). Label volumes
-(uint8 with only 0 and 255, bool, or listed in ``labels``) stay strictly binary: a volume with one
-non-zero value ``v`` is interpolated linearly and set to ``v`` where the result is >= v/2 (the
-same boundary as linear interpolation of the 0/1 mask thresholded at 0.5); a label volume with
-several values takes the nearest voxel. Labels are only computed inside the output box that can
-receive their (dilated) bounding box. The loops are compiled (:mod:`grtv_nb._kernels`).
+interpolation). Intensity volumes are interpolated linearly; a position more than half a voxel
+outside the volume (beyond its physical extent) takes the fill value (-1000 for CT-like int16
+volumes whose minimum is <= -500, else 0), one within half a voxel of the border the edge value.
+Label volumes (uint8 with only 0 and 255, bool, or listed in ``labels``) stay strictly binary: a
+volume with one non-zero value ``v`` is interpolated linearly and set to ``v`` where the result is
+>= v/2 (the boundary of the linearly interpolated 0/1 mask thresholded at 0.5), 0 elsewhere and
+outside the volume; a label volume with several values takes the nearest voxel. Labels are only
+computed inside the output box that can receive their (dilated) bounding box, and output tiles
+whose input region is uniform (all 0 or all inside) are filled without sampling. The loops are
+compiled (:mod:`grtv_nb._kernels`) and run on numba's thread count; files are written by a
+background thread while the next volume is warped. Memory: one output buffer per input volume
+(reused every round) plus small scratch.
 """
 
 from __future__ import annotations
@@ -314,10 +319,36 @@ def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec
         bzw = byw = np.zeros((1, 4))
         bxt = np.zeros((4, 1))
         has_def = False
-    k.warp(kvol, kout, np.ascontiguousarray(t.matrix), t.centre, ctrl, bzi, bzw, byi, byw, bxt, has_def,
-           np.asarray(box, dtype=np.int64), spec.mode, spec.on_val / 2.0, spec.on_val,
-           spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype),
-           spec.blocks if spec.blocks is not None else np.zeros((0, 0, 0), np.uint8), t.reach_voxels())
+    args = (kvol, kout, np.ascontiguousarray(t.matrix), t.centre, ctrl, bzi, bzw, byi, byw, bxt, has_def,
+            np.asarray(box, dtype=np.int64), spec.mode, spec.on_val / 2.0, spec.on_val,
+            spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype),
+            spec.blocks if spec.blocks is not None else np.zeros((0, 0, 0), np.uint8), t.reach_voxels())
+    ntiles = k.warp_tiles(box)
+    pool, nthreads = _pool()
+    if nthreads == 1 or ntiles < 64:
+        k.warp(*args, 0, ntiles)
+        return
+    # contiguous chunks (z varies fastest within them: cache reuse), handed out dynamically
+    chunk = max(16, ntiles // (8 * nthreads))
+    futures = [pool.submit(k.warp, *args, s, min(s + chunk, ntiles)) for s in range(0, ntiles, chunk)]
+    for f in futures:
+        f.result()
+
+
+_POOL = None
+
+
+def _pool():
+    """A lazily created thread pool for the warp kernel (it releases the GIL), sized like numba's."""
+    global _POOL
+    import numba
+
+    n = max(1, int(numba.get_num_threads()))
+    if _POOL is None or _POOL[1] != n:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = (ThreadPoolExecutor(max_workers=n, thread_name_prefix="grtv-warp"), n)
+    return _POOL
 
 
 def _scratch_proto(dtype: np.dtype) -> np.ndarray:

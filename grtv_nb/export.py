@@ -58,17 +58,18 @@ def _roi_type(roi) -> str:
 
 def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, str]]]:
     """Copy (or rewrite where needed) the image slices; returns (series UID, SOP class, slices)."""
-    from .dicom.common import new_uid, save_atomic
+    from .dicom.common import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, new_uid, save_atomic
 
     files = study.source.get("image_files") or []
     if not files:
         return "", "", []
-    series_uid = str(study.image_headers[0].get("SeriesInstanceUID", "") or "") if study.image_headers else ""
-    if not series_uid:
-        series_uid = new_uid()
+    # from the files, not study.image_headers: those are empty when the dose grid is the reference
+    # grid (e.g. 1 CT slice of 98), yet the slices are exported and the RTSTRUCT must name their series
+    first = pydicom.dcmread(files[0], stop_before_pixels=True, force=True)
+    series_uid = str(first.get("SeriesInstanceUID", "") or "") or new_uid()
     sop_class = ""
     slices = []
-    normal = np.cross(*np.asarray(study.image_headers[0].ImageOrientationPatient, float).reshape(2, 3))
+    normal = np.cross(*np.asarray(first.ImageOrientationPatient, float).reshape(2, 3))
     for i, f in enumerate(files):
         ds = pydicom.dcmread(f, force=True)
         changed = False
@@ -78,6 +79,13 @@ def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, st
             if not str(ds.get(kw, "") or "").strip():
                 setattr(ds, kw, val)
                 changed = True
+        if not str(ds.get("SOPClassUID", "") or "").strip():
+            ds.SOPClassUID = (str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+                              or {"MR": MR_IMAGE_STORAGE}.get(str(ds.get("Modality", "")), CT_IMAGE_STORAGE))
+            changed = True
+        if str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "")) != ds.SOPClassUID:
+            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+            changed = True
         if not str(ds.get("SOPInstanceUID", "") or "").strip():
             uid = str(getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "") or new_uid()
             ds.SOPInstanceUID = uid
@@ -147,13 +155,6 @@ def export_rt(
         series_uid, sop_class, slices = _export_images(study, tmp, ps)
         if not slices:
             warn("the study has no image series to export; the RTSTRUCT and RTDOSE refer to no images")
-        # RTPLAN the dose refers to, when the source has it
-        plan_uid = None
-        plan_path = study.source.get("rtplan")
-        if plan_path is not None and study.has_dose and study.native_doses and dose_grid == "original":
-            plan = pydicom.dcmread(plan_path, force=True)
-            plan_uid = str(plan.SOPInstanceUID)
-            save_atomic(plan, tmp / "RP_plan.dcm")
         # RTSTRUCT
         rois = []
         for r in study.rois:
@@ -167,11 +168,24 @@ def export_rt(
         normal = study.grid.direction[:, 2]
         rs = build_rtstruct(rois, ps, ref, label=label, normal=normal)
         save_atomic(rs, tmp / "RS_grtv_nb.dcm")
+        # RTPLAN the dose refers to, when the source has it: a new instance (its content changes)
+        # that refers to the exported structure set, not to the source one (absent from the export)
+        plan_uid = None
+        plan_path = study.source.get("rtplan")
+        if plan_path is not None and study.has_dose and study.native_doses and dose_grid == "original":
+            plan = pydicom.dcmread(plan_path, force=True)
+            for item in plan.get("ReferencedStructureSetSequence", []):
+                item.ReferencedSOPClassUID = rs.SOPClassUID
+                item.ReferencedSOPInstanceUID = rs.SOPInstanceUID
+            plan.SOPInstanceUID = new_uid()
+            plan.file_meta.MediaStorageSOPInstanceUID = plan.SOPInstanceUID
+            plan_uid = str(plan.SOPInstanceUID)
+            save_atomic(plan, tmp / "RP_plan.dcm")
         # RTDOSE
         if study.has_dose:
             if dose_grid == "original" and study.native_doses and len(study.native_doses) == 1:
                 dv = study.native_doses[0]
-                rd = build_rtdose(dv.array, dv.grid, ps, summation_type="PLAN" if plan_uid else "PLAN",
+                rd = build_rtdose(dv.array, dv.grid, ps, summation_type="PLAN",
                                   plan_uid=plan_uid)
             else:
                 if dose_grid == "original":

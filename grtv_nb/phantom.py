@@ -253,7 +253,7 @@ def write_phantom(
             ds = build_image_slice(
                 hu, ps=ps, series_uid=series_uid, sop_uid=uid, position=ipp, orientation=iop,
                 pixel_spacing=(pixel_mm, pixel_mm), slice_thickness=thick, instance_number=inst,
-                patient_position=pos, series_description=f"grtv_nb phantom {pos}",
+                patient_position=pos, series_description=f"grtv_nb phantom {pos}", body_part="CHEST",
             )
             save_atomic(ds, tmp / f"CT_{inst:04d}.dcm")
             slices.append((float(z[k]), uid))

@@ -290,7 +290,7 @@ class Study:
         mask: np.ndarray,
         color=None,
         *,
-        roi_type: str = "ORGAN",
+        roi_type: str | None = None,
         source: str = "mask",
     ) -> ROI:
         """Add an ROI from a boolean mask on the study grid.
@@ -302,6 +302,9 @@ class Study:
         name = str(name).strip()
         if not name:
             raise ValidationError("roiName must be a non-empty string")
+        if len(name) > 64 or "\\" in name or any(ord(ch) < 32 for ch in name):
+            raise ValidationError(f"roiName {name!r} can't be written to an RTSTRUCT: ROIName (DICOM LO) takes at most "
+                                  "64 characters, without backslash or control characters")
         if name in self.roi_names:
             raise ValidationError(
                 f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
@@ -309,6 +312,10 @@ class Study:
         if mask.shape != self.grid.shape:
             raise ValidationError(f"mask shape {mask.shape} differs from the image shape {self.grid.shape}")
         color = validate_color(color if color is not None else default_color(len(self.rois)))
+        if roi_type is None:  # a body outline is EXTERNAL (RTROIInterpretedType), anything else ORGAN
+            from .export import _BODY_NAMES
+
+            roi_type = "EXTERNAL" if _BODY_NAMES.match(name) else "ORGAN"
         mask = mask.astype(bool)
         from .contours import contour_points, mask_to_contours
         from .mesh import mask_to_mesh

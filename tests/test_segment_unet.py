@@ -87,3 +87,23 @@ def test_tiny_unet_train_save_reload_predict(phantom_study, tmp_path):
     assert np.array_equal(again, left)
     close_session()
     close_session()
+
+
+@pytest.mark.slow
+def test_training_notebook_runs(tmp_path):
+    pytest.importorskip("tensorflow")
+    papermill = pytest.importorskip("papermill")
+    from pathlib import Path
+
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "train_unet.ipynb"
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(nb), str(out), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+        parameters={"model_dir": str(tmp_path / "models"), "steps": 5, "spacing": [8.0, 8.0, 8.0],
+                    "patch": [16, 16, 16], "filters": 2, "depth": 2},
+    )
+    import nbformat
+
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
+    assert "saved" in text and "llung" in text
+    assert models.find_model("llung", tmp_path / "models") is not None

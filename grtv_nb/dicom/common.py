@@ -120,6 +120,24 @@ def base_dataset(
     return ds
 
 
+_TEXT_VRS = {"PN", "LO", "SH", "ST", "LT", "UT", "UC"}
+
+
+def choose_charset(ds: pydicom.Dataset) -> None:
+    """Keep SpecificCharacterSet ISO_IR 100 (Latin-1) when every text value fits it, else switch to
+    ISO_IR 192 (UTF-8), so that e.g. Japanese ROI or patient names are not written as '?'."""
+    for elem in ds.iterall():
+        if elem.VR not in _TEXT_VRS or elem.value is None:
+            continue
+        values = elem.value if isinstance(elem.value, list | tuple | pydicom.multival.MultiValue) else [elem.value]
+        try:
+            for v in values:
+                str(v).encode("latin-1")
+        except UnicodeEncodeError:
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            return
+
+
 def ds_str(value: float, decimals: int = 3) -> str:
     """Format a number as a DICOM DS string of at most 16 characters."""
     s = f"{float(value):.{decimals}f}".rstrip("0").rstrip(".")

@@ -257,6 +257,7 @@ def build_image_slice(
     patient_position: str = "HFS",
     series_description: str = "",
     rescale_intercept: float = -1024.0,
+    body_part: str = "",
 ) -> pydicom.Dataset:
     """A single-frame CT (or MR) image dataset. ``pixels`` (rows, cols) are the stored values
     in real units (HU for CT); they are written with the given rescale intercept and slope 1."""
@@ -269,6 +270,8 @@ def build_image_slice(
     ds.FrameOfReferenceUID = ps.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
     ds.PatientPosition = patient_position
+    if body_part:
+        ds.BodyPartExamined = body_part
     ds.InstanceNumber = instance_number
     ds.AcquisitionNumber = 1
     ds.ImagePositionPatient = ds_list(position, 4)

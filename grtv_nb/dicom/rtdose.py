@@ -137,7 +137,7 @@ def build_rtdose(
     from pydicom.sequence import Sequence
     from pydicom.tag import Tag
 
-    from .common import base_dataset, ds_list, ds_str, new_uid
+    from .common import base_dataset, choose_charset, ds_list, ds_str, new_uid
 
     dose = np.asarray(dose_gy, dtype=np.float64)
     if dose.shape != grid.shape:
@@ -186,4 +186,5 @@ def build_rtdose(
         ds.ReferencedRTPlanSequence = Sequence([it])
     pix = np.clip(np.rint(dose / scaling), 0, 2**32 - 1).astype(np.uint32)
     ds.PixelData = np.ascontiguousarray(pix).tobytes()
+    choose_charset(ds)
     return ds

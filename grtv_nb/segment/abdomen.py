@@ -3,15 +3,17 @@ first) plus intensity and shape.
 
 Common ground
 -------------
-- The upper abdomen is below the diaphragm: when lungs are in the image and reach its bottom
-  slice with most of their area, the CT ends above the diaphragm and these organs are reported
-  as not found. Without lungs (abdominal scans) the whole volume is searched.
+- Abdominal slices (:func:`_abdomen`): the spinal canal is found, the body is trunk-sized (at
+  least 250 cm2 and 200 mm wide), the slice is below the lung bases (+ 30 mm, the liver dome)
+  and 30 mm below the lowest slice of the trachea. When the lungs reach the bottom slice with
+  most of their area, or no slice qualifies (head, neck, chest or limb CT), the organs are
+  reported as not found. Without lungs (abdominal scans) every trunk slice is searched.
 - Left/right comes from the midline (the spinal canal, else the body centre) in the canonical
   frame (x increases to the patient's left).
-- Intensities are estimated from the image (the mode of the soft-tissue histogram in the
-  expected region), so plain and contrast-enhanced CT both work within limits stated per organ.
-- The spinal canal must be found in the abdominal slices: a head, neck or limb CT has no liver,
-  kidneys or stomach and is reported as such.
+- Intensities are estimated from the image (peaks of the smoothed HU histogram in the expected
+  region), so plain and contrast-enhanced CT both work, within the limits stated per organ.
+- Work is done on the ~2 mm working grid inside the bounding box of each organ's search region;
+  morphology uses distance transforms (cost independent of the radius).
 """
 
 from __future__ import annotations
@@ -101,12 +103,6 @@ def _lung_any(ctx: Context) -> np.ndarray:
     return left | right
 
 
-def _check_abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None]:
-    """Raise unless the image can hold upper-abdominal organs. Returns the lung mask (working
-    grid) and the z (mm) of the lung bases (None when no lungs are in the image)."""
-    return _abdomen(ctx, organ)[:2]
-
-
 def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.ndarray]:
     """(lungs, z of the lung bases or None, per-slice bool: trunk below the lungs).
 
@@ -172,10 +168,6 @@ def _lowest_airway_z(ctx: Context) -> float | None:
     return float(min(ctx.grid.z[runs == r].min() for r in good))
 
 
-def _mode(values: np.ndarray, lo: float, hi: float) -> float:
-    return _peak(values, lo, hi)[0]
-
-
 def _peaks(values: np.ndarray, lo: float, hi: float, n: int = 2) -> list[tuple[float, float, float]]:
     """Up to ``n`` histogram peaks (mode, half widths below/above) of at least a quarter of the
     highest one, highest first."""
@@ -194,23 +186,6 @@ def _peaks(values: np.ndarray, lo: float, hi: float, n: int = 2) -> list[tuple[f
         hw_hi = float(above[0]) if len(above) else float(len(hist) - i)
         out.append((float(0.5 * (edges[i] + edges[i + 1])), hw_lo, hw_hi))
     return out
-
-
-def _peak(values: np.ndarray, lo: float, hi: float) -> tuple[float, float, float]:
-    """Mode of the values in [lo, hi] (1 HU bins, smoothed by a 2 HU Gaussian) and the half
-    widths at half maximum of its peak below and above it."""
-    v = values[(values >= lo) & (values <= hi)]
-    if v.size < 50:
-        return float("nan"), float("nan"), float("nan")
-    hist, edges = np.histogram(v, bins=int(hi - lo), range=(lo, hi))
-    hist = ndi.gaussian_filter1d(hist.astype(float), 2.0)
-    i = int(np.argmax(hist))
-    half = hist[i] / 2.0
-    below = np.nonzero(hist[:i] < half)[0]
-    above = np.nonzero(hist[i:] < half)[0]
-    hw_lo = float(i - below[-1]) if len(below) else float(i)
-    hw_hi = float(above[0]) if len(above) else float(len(hist) - i)
-    return float(0.5 * (edges[i] + edges[i + 1])), hw_lo, hw_hi
 
 
 # ----------------------------------------------------------------------------------- liver
@@ -450,18 +425,25 @@ def stomach_work(ctx: Context) -> np.ndarray:
 def _stomach_work(ctx: Context) -> np.ndarray:
     """Stomach on the working grid.
 
-    Method: the stomach is found from its gas. (1) Region: anterior of the spine (y < canal -
-    20 mm), from 40 mm right of the midline to the left, 5 mm below the skin, outside the
-    liver, kidneys, bone and lungs. (2) Gas pockets = 3D components of HU < -600 in it of at
-    least 2 cc; the stomach's is the one scoring best on "high and medial": its top z (the fundus
-    lies under the left hemidiaphragm) minus the distance of its centre from 40 mm left of the
-    midline (the colon's splenic flexure is more lateral). (3) The contents and wall: smoothed HU
-    in [-150, 100] within 35 mm of the gas and connected to it, opened by 4 mm (cuts neighbouring
-    bowel loops joined by thin contact); (4) closing 4 mm, holes filled per slice, plus the gas.
+    Method: the stomach is found from its gas.
 
-    Failure modes: a stomach without gas (collapsed, or fully fluid-filled) is not found; the
-    boundary with adjacent bowel loops, spleen and pancreas of the same HU is uncertain, so the
-    contour may include parts of them or miss parts of a large fluid-filled stomach.
+    1. Region: abdominal slices, inside the rib cage, anterior of the spine (y < canal - 20 mm),
+       from 40 mm right of the midline to the left, 5 mm below the skin, outside the liver,
+       kidneys, bone and lungs.
+    2. Gas pockets = 3D components of HU < -600 of at least 2 cc; the stomach's is the one
+       scoring best on "high and medial": its top z (the fundus lies under the left
+       hemidiaphragm) minus the distance of its centre from 40 mm left of the midline (the
+       colon's splenic flexure is more lateral).
+    3. Contents and wall: the HU peak of the 4-10 mm ring around the gas (within -40..100 HU)
+       gives a window (peak -/+ 2.5 half widths, 12-60 HU); voxels in it (fat excluded) plus the
+       4 mm partial-volume rim of the gas, within 60 mm of the gas, opened by 8 mm (cuts
+       neighbouring loops joined by thin contact) and connected to the gas.
+    4. Closing 4 mm, holes filled per slice, plus the gas.
+
+    Failure modes: a stomach without gas (collapsed, or fully fluid-filled) is not found; colon
+    gas higher and more medial than the stomach's is taken for it; the boundary with adjacent
+    bowel loops, spleen, pancreas or muscle of the same HU is not seen, so the contour may
+    include parts of them (e.g. the phantom, whose stomach lies in muscle of nearly its HU).
     """
     organ = "stomach"
     w = ctx.w
@@ -481,9 +463,12 @@ def _stomach_work(ctx: Context) -> np.ndarray:
             region &= ~dilate_mm(fn(ctx), 2.0, sp)
         except SegmentationError:
             pass
-    for m in kidneys_work(ctx).values() if _has_canal(ctx) else ():
-        if m is not None:
-            region &= ~m
+    try:
+        for m in kidneys_work(ctx).values():
+            if m is not None:
+                region &= ~m
+    except SegmentationError:
+        pass
     box = bbox(region)
     if box is None:
         raise not_found(organ, "no abdominal region left of the midline")
@@ -506,9 +491,17 @@ def _stomach_work(ctx: Context) -> np.ndarray:
             best, best_score = comp, score
     if best is None:
         raise not_found(organ, "no gas pocket of at least 2 cc in the left upper abdomen")
-    allowed = (sm[box] >= -150.0) & (sm[box] <= 100.0) & regb
-    near = dilate_mm(best, 35.0, sp) & allowed
-    near = open_mm(near, 4.0, sp) | best
+    # contents and wall (not fat), plus the partial-volume rim of the gas
+    lo_c, hi_c = -40.0, 100.0
+    ring = dilate_mm(best, 10.0, sp) & ~dilate_mm(best, 4.0, sp) & regb
+    peaks = _peaks(sm[box][ring], -40.0, 100.0, n=1)
+    if peaks:
+        mu, hw_lo, hw_hi = peaks[0]
+        lo_c = max(lo_c, mu - float(np.clip(2.5 * hw_lo, 12.0, 60.0)))
+        hi_c = min(hi_c, mu + float(np.clip(2.5 * hw_hi, 12.0, 60.0)))
+    allowed = (((sm[box] >= lo_c) & (sm[box] <= hi_c)) | dilate_mm(best, 4.0, sp)) & regb
+    near = dilate_mm(best, 60.0, sp) & allowed
+    near = open_mm(near, 8.0, sp) | best
     lab2, _ = label(near)
     st = np.isin(lab2, np.unique(lab2[best & (lab2 > 0)])) | best
     st = fill_holes_2d(close_mm(st, 4.0, sp)) & regb | best
@@ -517,12 +510,8 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     return out
 
 
-def _has_canal(ctx: Context) -> bool:
-    return bool(np.isfinite(canal_track(ctx)["x"]).any())
-
-
 def segment_stomach(ctx: Context) -> np.ndarray:
     return ctx.grid.to_image(stomach_work(ctx))
 
 
-__all__ = ["segment_liver", "segment_kidney", "segment_stomach", "component_sizes"]
+__all__ = ["segment_liver", "segment_kidney", "segment_stomach"]

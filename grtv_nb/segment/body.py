@@ -8,9 +8,9 @@ Method (on the ~2 mm working grid)
 3. The largest 3D connected component is the body (as ``plastimatch segment`` does).
 4. The opening is undone: tissue within 8 mm of the kept component and connected to it is added
    back, so the skin surface is the threshold surface, not a smoothed one.
-5. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. Air that
-   touches the image border but is not pure air (mean HU > -900, e.g. a lung cut by a small field
-   of view) also counts as inside.
+5. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. A region
+   touching the image border that is not pure air (mean HU > -900) and is mostly (75 % of its
+   rim) surrounded by the body, e.g. a lung cut by a small field of view, also counts as inside.
 
 Assumptions and failure modes
 -----------------------------
@@ -59,7 +59,14 @@ def _body_work(ctx: Context) -> np.ndarray:
 
 
 def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Fill holes slice by slice; a background region touching the image border is also inside
+    when it is not pure air (mean > -900 HU) and the body makes at least 75 % of its rim away
+    from the border (a lung cut by a small field of view), not e.g. the gap between the back and
+    a couch mattress."""
     out = np.zeros_like(body)
+    edge = np.zeros(body.shape[1:], bool)
+    edge[0, :] = edge[-1, :] = True
+    edge[:, 0] = edge[:, -1] = True
     for k in range(body.shape[0]):
         b = body[k]
         if not b.any():
@@ -68,18 +75,22 @@ def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
         if n == 0:
             out[k] = b
             continue
-        edge = np.zeros_like(b)
-        edge[0, :] = edge[-1, :] = True
-        edge[:, 0] = edge[:, -1] = True
         touching = np.unique(bg[edge & (bg > 0)])
         inside = np.ones(n + 1, bool)
-        inside[0] = True
         if len(touching):
-            means = ndi.mean(w[k], bg, touching)
-            for t, m in zip(touching, np.atleast_1d(means)):
-                inside[t] = m > -900.0
+            means = np.atleast_1d(ndi.mean(w[k], bg, touching))
+            objs = ndi.find_objects(bg)
+            for t, m in zip(touching, means):
+                inside[t] = False
+                if m <= -900.0:
+                    continue
+                sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in objs[t - 1])
+                comp = bg[sl] == t
+                rim = ndi.binary_dilation(comp) & ~comp & ~edge[sl]
+                if rim.any() and b[sl][rim].mean() >= 0.75:
+                    inside[t] = True
+        inside[0] = True
         out[k] = inside[bg] | b
-    # a border component that is not pure air but dwarfs the body is not inside
     return out
 
 

@@ -9,12 +9,14 @@ Method (on the ~2 mm working grid)
    (HU < -900). It is followed slice by slice downwards through air below -900 HU (the main and
    lobar bronchi); the tracking stops where the region suddenly grows (the threshold leaks into
    the lung). The tracked airway, dilated by 2 mm, is removed from the internal air.
-3. Lung components: 3D components of the remaining internal air of at least 10 cc whose median
-   HU is between -930 and -600 (aerated lung is about -850..-700; bowel and stomach gas is pure
-   air, median below -930; partial-volume rims of fat are above -600). Components under 150 cc
-   must also reach the top or bottom slice (a lung base or apex whose lung continues outside the
-   image) and not lie in the anterior third of the body (bowel content with gas bubbles has
-   lung-like HU).
+3. Pure gas (3x3x3 mean below -950 HU, blobs of 5 cc or more: bowel and stomach gas) and a
+   1-voxel margin around it are removed, so gas under a thin diaphragm cannot join a lung.
+   Lung components: 3D components of the remaining internal air of at least 10 cc whose median
+   HU is between -920 and -600 (aerated lung is about -850..-700; bowel and stomach gas is pure
+   air, median below -920; partial-volume rims of fat are above -600), whose centre is not in
+   the anterior third of the body (bowel content with gas bubbles has lung-like HU); components
+   under 150 cc must also reach the top slice (a lung base whose lung continues above the
+   image).
 4. Left/right: two large components are the two lungs (left = larger x, the patient's left). A
    single component spanning both sides of the midline (the spinal canal's mean x, else the
    body's centre) (lungs touching at the anterior junction) is eroded
@@ -45,6 +47,7 @@ from .spine import midline_x
 AIR_HU = -400.0
 AIRWAY_HU = -900.0
 LARGE_CC = 150.0
+GAS_HU = -950.0
 
 
 def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +133,15 @@ def _airway_work(ctx: Context) -> np.ndarray:
 
 def _lungs_work(ctx: Context):
     air = internal_air(ctx) & ~airway_work(ctx)
+    # pure gas (bowel, stomach) is never lung parenchyma: cut it out, with a 1-voxel margin, so
+    # that gas under a thin diaphragm does not join a lung base
+    gas = ndi.uniform_filter(ctx.w, size=3) < GAS_HU
+    glab, gn = label(gas & air)
+    if gn:
+        gsizes = component_sizes(glab, gn) * ctx.grid.voxel_cc
+        big_gas = np.isin(glab, np.nonzero(gsizes >= 5.0)[0] + 1)
+        if big_gas.any():
+            air &= ~ndi.binary_dilation(big_gas)
     w = ctx.w
     vcc = ctx.grid.voxel_cc
     lab, n = label(air)
@@ -141,24 +153,27 @@ def _lungs_work(ctx: Context):
     if len(big) == 0:
         return np.zeros_like(air), np.zeros_like(air)
     meds = np.atleast_1d(ndi.median(w, lab, big))
-    keep = [int(i) for i, m in zip(big, meds) if -930.0 < m < -600.0]
-    # a small component is a lung base (apex) only if it reaches the top (bottom) slice of the
-    # image (the rest of the lung is outside the field of view) and is not in the anterior third
-    # of the body
+    keep = [int(i) for i, m in zip(big, meds) if -920.0 < m < -600.0]
+    # lungs are not centred in the anterior third of the body (bowel content with gas bubbles
+    # has lung-like HU); a small component is a lung base only if it reaches the top slice of
+    # the image (the rest of the lung is above the field of view). A small apex at the bottom of
+    # a neck CT is not told from rectal gas and stool, so it is not taken.
     body = body_work(ctx)
     rows = np.nonzero(body.any(axis=(0, 2)))[0]
     y_front = ctx.grid.y[rows[0]] + 0.3 * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
+    # (for large components only when the front of the body is in the image: not in a small,
+    # cropped field of view)
+    front_seen = float(np.mean(body[:, 0, :].any(axis=1))) < 0.5
     objs = ndi.find_objects(lab)
-    small = []
+    drop = []
     for i in keep:
-        if sizes[i - 1] >= LARGE_CC:
-            continue
         sl = objs[i - 1]
-        ys = ctx.grid.y[np.nonzero((lab[sl] == i).any(axis=(0, 2)))[0] + sl[1].start]
-        cut = sl[0].stop == lab.shape[0] or sl[0].start == 0
-        if not cut or float(np.mean(ys)) < y_front:
-            small.append(i)
-    keep = [i for i in keep if i not in small]
+        yy = np.nonzero(lab[sl] == i)[1] + sl[1].start
+        if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < LARGE_CC):
+            drop.append(i)
+        elif sizes[i - 1] < LARGE_CC and sl[0].stop < lab.shape[0]:
+            drop.append(i)
+    keep = [i for i in keep if i not in drop]
     if not keep:
         return np.zeros_like(air), np.zeros_like(air)
     keep.sort(key=lambda i: -sizes[i - 1])
