@@ -235,15 +235,11 @@ class View3D(StaticPNGMixin, W.VBox):
             self._meshes[i] = roi_mesh(self.arrays, i)
         return self._meshes[i]
 
-    def plotter(self, off_screen: bool = True):
-        """A pyvista Plotter holding the current scene."""
-        import pyvista as pv
-
+    def scene_items(self) -> list[tuple]:
+        """The visible scene as (pyvista PolyData, rgb 0-1, opacity) items."""
         a = self.arrays
-        p = pv.Plotter(off_screen=off_screen, window_size=list(self.size))
-        p.set_background("white")
         hl = self.roi_state.highlight
-        n = 0
+        items = []
         for i, name in enumerate(a.roi_names):
             if not self.roi_state.is_visible(name):
                 continue
@@ -257,10 +253,7 @@ class View3D(StaticPNGMixin, W.VBox):
                 op = max(op, 0.9)
             if op <= 0:
                 continue
-            p.add_mesh(
-                m, color=tuple(c / 255 for c in a.roi_colors[i]), opacity=op, smooth_shading=True, name=f"roi_{i}"
-            )
-            n += 1
+            items.append((m, tuple(c / 255 for c in a.roi_colors[i]), op))
         if self.show_dose.value and a.dose is not None:
             lvl = float(self.dose_level.value)
             if lvl not in self._dose_mesh:
@@ -268,12 +261,22 @@ class View3D(StaticPNGMixin, W.VBox):
                 self._dose_mesh[lvl] = _polydata(*d) if d is not None else None
             dm = self._dose_mesh[lvl]
             if dm is not None:
-                p.add_mesh(dm, color=tuple(c / 255 for c in R.dose_color(lvl, a.dose_max)), opacity=0.35, name="dose")
-                n += 1
-        if n:
+                items.append((dm, tuple(c / 255 for c in R.dose_color(lvl, a.dose_max)), 0.35))
+        return items
+
+    def plotter(self, off_screen: bool = True):
+        """A pyvista Plotter holding the current scene."""
+        import pyvista as pv
+
+        p = pv.Plotter(off_screen=off_screen, window_size=list(self.size))
+        p.set_background("white")
+        items = self.scene_items()
+        for k, (m, rgb, op) in enumerate(items):
+            p.add_mesh(m, color=rgb, opacity=op, smooth_shading=True, name=f"item_{k}")
+        if items:
             p.view_vector((0, -1, 0), viewup=(0, 0, 1))  # anterior view (canonical y is posterior)
             p.reset_camera()
-        self._n_actors = n
+        self._n_actors = len(items)
         return p
 
     def refresh(self) -> None:
@@ -302,16 +305,15 @@ class View3D(StaticPNGMixin, W.VBox):
 
     # -- static picture --------------------------------------------------------------------
     def to_png_bytes(self) -> bytes:
-        """Off-screen screenshot of the scene (or a mask projection where VTK cannot render)."""
+        """Off-screen screenshot of the scene (or a mask projection where VTK cannot render).
+
+        The screenshot is taken in a child process: off-screen OpenGL can crash the whole process
+        on machines without a usable GL driver, and a crash there must not take the kernel down.
+        """
         try:
-            p = self.plotter(off_screen=True)
-            try:
-                if self._n_actors:
-                    img = p.screenshot(return_img=True)
-                    if img is not None and np.ptp(img) > 0:
-                        return R.encode_png(np.asarray(img)[..., :3], compress_level=6)
-            finally:
-                p.close()
+            png = _screenshot_in_subprocess(self.scene_items(), self.size)
+            if png:
+                return png
         except Exception:
             pass
         return R.encode_png(self.projection(), compress_level=6)
@@ -335,3 +337,46 @@ class View3D(StaticPNGMixin, W.VBox):
             op = self.opacities.get(name, 0.6)
             rgb[m] = rgb[m] * (1 - op) + np.asarray(a.roi_colors[i], np.float32) * op
         return rgb.astype(np.uint8)
+
+
+_SCREENSHOT_SCRIPT = """
+import sys, numpy as np, pyvista as pv
+d, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+z = np.load(d + "/scene.npz")
+p = pv.Plotter(off_screen=True, window_size=[w, h])
+p.set_background("white")
+for k in range(int(z["n"])):
+    m = pv.PolyData(z[f"p{k}"], z[f"f{k}"])
+    p.add_mesh(m, color=tuple(z[f"c{k}"]), opacity=float(z[f"o{k}"]), smooth_shading=True)
+p.view_vector((0, -1, 0), viewup=(0, 0, 1))
+p.reset_camera()
+img = p.screenshot(return_img=True)
+p.close()
+np.save(d + "/img.npy", np.asarray(img)[..., :3])
+"""
+
+
+def _screenshot_in_subprocess(items: list[tuple], size: tuple[int, int], timeout: float = 120.0) -> bytes | None:
+    """Render the scene items off-screen in a child Python process; None when that fails."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if not items:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        arrays: dict = {"n": np.array(len(items))}
+        for k, (m, rgb, op) in enumerate(items):
+            arrays[f"p{k}"] = np.asarray(m.points, dtype=np.float32)
+            arrays[f"f{k}"] = np.asarray(m.faces)
+            arrays[f"c{k}"] = np.asarray(rgb, dtype=np.float64)
+            arrays[f"o{k}"] = np.array(op, dtype=np.float64)
+        np.savez(f"{d}/scene.npz", **arrays)
+        r = subprocess.run([sys.executable, "-c", _SCREENSHOT_SCRIPT, d, str(size[0]), str(size[1])],
+                           capture_output=True, timeout=timeout)
+        if r.returncode != 0:
+            return None
+        img = np.load(f"{d}/img.npy")
+        if np.ptp(img) == 0:
+            return None
+        return R.encode_png(img, compress_level=6)
