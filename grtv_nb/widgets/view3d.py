@@ -264,20 +264,10 @@ class View3D(StaticPNGMixin, W.VBox):
                 items.append((dm, tuple(c / 255 for c in R.dose_color(lvl, a.dose_max)), 0.35))
         return items
 
-    def plotter(self, off_screen: bool = True):
-        """A pyvista Plotter holding the current scene."""
-        import pyvista as pv
-
-        p = pv.Plotter(off_screen=off_screen, window_size=list(self.size))
-        p.set_background("white")
-        items = self.scene_items()
-        for k, (m, rgb, op) in enumerate(items):
-            p.add_mesh(m, color=rgb, opacity=op, smooth_shading=True, name=f"item_{k}")
-        if items:
-            p.view_vector((0, -1, 0), viewup=(0, 0, 1))  # anterior view (canonical y is posterior)
-            p.reset_camera()
-        self._n_actors = len(items)
-        return p
+    def scene_arrays(self) -> list[tuple]:
+        """The scene items as plain arrays (points, faces, rgb, opacity) for the render worker."""
+        return [(np.asarray(m.points, dtype=np.float32), np.asarray(m.faces), rgb, op)
+                for m, rgb, op in self.scene_items()]
 
     def refresh(self) -> None:
         """Rebuild the scene and send it to the browser."""
@@ -286,11 +276,9 @@ class View3D(StaticPNGMixin, W.VBox):
             self.frame.value = '<div class="grtv-3d-empty"><i>3D: no ROIs or dose to show</i></div>'
             return
         try:
-            p = self.plotter()
-            try:
-                page = scene_html(p) if self._n_actors else ""
-            finally:
-                p.close()
+            from . import _render3d
+
+            page = _render3d.scene_html(self.scene_arrays(), self.size)
         except Exception as exc:  # pyvista/trame missing or broken: say so, keep the rest alive
             self.frame.value = f"<i>3D view unavailable: {html.escape(str(exc))}</i>"
             warn(f"3D view unavailable: {exc}")
@@ -307,13 +295,15 @@ class View3D(StaticPNGMixin, W.VBox):
     def to_png_bytes(self) -> bytes:
         """Off-screen screenshot of the scene (or a mask projection where VTK cannot render).
 
-        The screenshot is taken in a child process: off-screen OpenGL can crash the whole process
-        on machines without a usable GL driver, and a crash there must not take the kernel down.
+        The screenshot is taken by the render worker process (see :mod:`._render3d`): off-screen
+        OpenGL can crash a process, and VTK render windows crash beside TensorFlow.
         """
         try:
-            png = _screenshot_in_subprocess(self.scene_items(), self.size)
-            if png:
-                return png
+            from . import _render3d
+
+            img = _render3d.screenshot(self.scene_arrays(), self.size)
+            if img is not None and np.ptp(img) > 0:
+                return R.encode_png(img, compress_level=6)
         except Exception:
             pass
         return R.encode_png(self.projection(), compress_level=6)
@@ -338,45 +328,3 @@ class View3D(StaticPNGMixin, W.VBox):
             rgb[m] = rgb[m] * (1 - op) + np.asarray(a.roi_colors[i], np.float32) * op
         return rgb.astype(np.uint8)
 
-
-_SCREENSHOT_SCRIPT = """
-import sys, numpy as np, pyvista as pv
-d, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-z = np.load(d + "/scene.npz")
-p = pv.Plotter(off_screen=True, window_size=[w, h])
-p.set_background("white")
-for k in range(int(z["n"])):
-    m = pv.PolyData(z[f"p{k}"], z[f"f{k}"])
-    p.add_mesh(m, color=tuple(z[f"c{k}"]), opacity=float(z[f"o{k}"]), smooth_shading=True)
-p.view_vector((0, -1, 0), viewup=(0, 0, 1))
-p.reset_camera()
-img = p.screenshot(return_img=True)
-p.close()
-np.save(d + "/img.npy", np.asarray(img)[..., :3])
-"""
-
-
-def _screenshot_in_subprocess(items: list[tuple], size: tuple[int, int], timeout: float = 120.0) -> bytes | None:
-    """Render the scene items off-screen in a child Python process; None when that fails."""
-    import subprocess
-    import sys
-    import tempfile
-
-    if not items:
-        return None
-    with tempfile.TemporaryDirectory() as d:
-        arrays: dict = {"n": np.array(len(items))}
-        for k, (m, rgb, op) in enumerate(items):
-            arrays[f"p{k}"] = np.asarray(m.points, dtype=np.float32)
-            arrays[f"f{k}"] = np.asarray(m.faces)
-            arrays[f"c{k}"] = np.asarray(rgb, dtype=np.float64)
-            arrays[f"o{k}"] = np.array(op, dtype=np.float64)
-        np.savez(f"{d}/scene.npz", **arrays)
-        r = subprocess.run([sys.executable, "-c", _SCREENSHOT_SCRIPT, d, str(size[0]), str(size[1])],
-                           capture_output=True, timeout=timeout)
-        if r.returncode != 0:
-            return None
-        img = np.load(f"{d}/img.npy")
-        if np.ptp(img) == 0:
-            return None
-        return R.encode_png(img, compress_level=6)
