@@ -23,6 +23,7 @@ is used when numba is unavailable.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -107,10 +108,15 @@ def sample_separable(
     tables = [_axis_weights(f, n, clamp) for f, n in zip((iz, iy, ix), vol.shape)]
     if min(vol.shape) == 0 or any(len(t[0]) == 0 for t in tables):
         return np.zeros(tuple(len(t[0]) for t in tables), dtype=out_dtype)
+    is_int = bool(np.issubdtype(out_dtype, np.integer))
+    n_out = int(np.prod([len(t[0]) for t in tables]))
+    if not is_int and n_out < 4_000_000 and "grtv_nb._kernels" not in sys.modules:
+        # Small float job and numba not loaded yet: loading the compiled kernel costs ~1 s, more
+        # than NumPy needs here (e.g. a dose onto a phantom-sized image in ~40 ms).
+        return _sample_separable_numpy(vol, tables, fill, out_dtype)
     k = _kernels()
     if k is None:  # pragma: no cover
         return _sample_separable_numpy(vol, tables, fill, out_dtype)
-    is_int = bool(np.issubdtype(out_dtype, np.integer))
     if is_int:
         info = np.iinfo(out_dtype)
         lo, hi = float(info.min), float(info.max)
