@@ -277,13 +277,15 @@ class pyGRTV:  # noqa: N801 - the original's name
 
     @_status_call()
     def augmentImg3D(self, imageList, outputDirectory, augmentTimes=5, fileNameList=None, rotate=True,
-                     rotateAngRange=2.5, deform=False, deformRate=0.25) -> int:
-        """Random rotation/deformation of aligned volumes, written as ``<prefix>.<NNNN>.raw``."""
+                     rotateAngRange=2.5, deform=False, deformRate=0.25, seed=None) -> int:
+        """Random rotation/deformation of aligned volumes, written as ``<prefix>.<NNNN>.raw``
+        (see :func:`grtv_nb.augment.augment_volumes`; ``seed``, an addition to the original API,
+        makes a run reproducible)."""
         from .augment import augment_volumes
 
         augment_volumes(
             imageList, outputDirectory, times=augmentTimes, names=list(fileNameList) if fileNameList else None,
-            rotate=rotate, rotate_range_deg=rotateAngRange, deform=deform, deform_rate=deformRate,
+            rotate=rotate, rotate_range_deg=rotateAngRange, deform=deform, deform_rate=deformRate, seed=seed,
         )
         return GRTV_STATUS_OK
 

@@ -124,3 +124,15 @@ def test_calls_before_reading_fail_clearly():
         assert g.getROIList(lst) == GRTV_STATUS_FALIED
     assert g.closeGRTVTFSession() == GRTV_STATUS_OK
     assert g.GRTV_STATUS_FAILED == g.GRTV_STATUS_FALIED
+
+
+def test_augment_through_facade_is_reproducible_with_seed(g, tmp_path):
+    ret, ct = g.readGRTVRaw(g.GRTV_DATA_TYPE_IMAGE)
+    ret, lung = g.readGRTVRaw(g.GRTV_DATA_TYPE_ROI, dataID=5)
+    for d in ("a", "b"):
+        assert g.augmentImg3D([ct, lung], str(tmp_path / d), augmentTimes=2, fileNameList=["ct", "lung"],
+                              deform=True, deformRate=0.05, seed=7) == GRTV_STATUS_OK
+    for name in ("ct.0001.raw", "ct.0002.raw", "lung.0002.raw"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with pytest.warns(GRTVWarning, match="augmentTimes|times"):
+        assert g.augmentImg3D([ct], str(tmp_path / "c"), augmentTimes=-1) == GRTV_STATUS_FALIED
