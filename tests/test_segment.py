@@ -118,10 +118,40 @@ def _plastimatch_body(img):
 
 
 def test_body_matches_plastimatch(ts, ts_dicom):
-    for img, goal in ((ts[0], 0.97), (ts_dicom[0], 0.95)):
+    for img, goal in ((ts[0], 0.97), (ts_dicom[0], 0.97)):
         body = segment_organ(img, "body")
         assert body.dtype == bool and body.shape == img.shape
         assert dice(body, _plastimatch_body(img)) >= goal
+
+
+def _trunk_and_arm(seam_mm: float):
+    """Analytical CT (1 mm in-plane, 3 mm slices): an elliptical trunk (40 HU, semi-axes 150 x 100
+    mm) and an arm (a 45 mm disk of 40 HU round a 12 mm humerus of 1000 HU) lying against its
+    right side, separated from it by an air gap of ``seam_mm`` (0: pressed together)."""
+    n = 420
+    c = (np.arange(n) - n / 2 + 0.5) * 1.0
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    trunk = (xx / 150.0) ** 2 + (yy / 100.0) ** 2 <= 1.0
+    ax = -150.0 - seam_mm - 45.0
+    arm = (xx - ax) ** 2 + yy**2 <= 45.0**2
+    sl = np.where(trunk | arm, 40, -1000).astype(np.int16)
+    sl[(xx - ax) ** 2 + yy**2 <= 12.0**2] = 1000
+    vol = np.repeat(sl[None], 12, axis=0)
+    img = xr.DataArray(vol, dims=("z", "y", "x"), coords={"z": np.arange(12) * 3.0, "y": c, "x": c},
+                       attrs={"modality": "CT"})
+    return img, np.repeat(trunk[None], 12, axis=0), np.repeat(arm[None], 12, axis=0)
+
+
+def test_body_leaves_out_an_arm_against_the_trunk():
+    # a 1 mm air seam (finer than the 2 mm working grid) separates the arm: the body is the trunk
+    img, trunk, arm = _trunk_and_arm(1.0)
+    body = segment_organ(img, "body")
+    assert dice(body, trunk) >= 0.99
+    assert (body & arm).sum() <= 0.02 * arm.sum()
+    # arm pressed against the trunk with no air between them: one body, arm included
+    img, trunk, arm = _trunk_and_arm(-0.5)
+    body = segment_organ(img, "body")
+    assert dice(body, trunk | arm) >= 0.99
 
 
 def test_lungs_match_totalsegmentator(ts):
@@ -147,14 +177,14 @@ def test_spinal_canal_covers_the_cord(ts, ts_dicom):
 
 
 def test_liver_matches_totalsegmentator(ts, ts_dicom):
-    assert dice(segment_organ(ts[0], "liver"), ts_reference(ts[1], "liver")) >= 0.82  # plain CT
+    assert dice(segment_organ(ts[0], "liver"), ts_reference(ts[1], "liver")) >= 0.84  # plain CT
     assert dice(segment_organ(ts_dicom[0], "liver"), ts_reference(ts_dicom[1], "liver")) >= 0.85  # contrast
 
 
 def test_kidneys_match_totalsegmentator(ts):
     img, lab = ts
     for organ in ("lkidney", "rkidney"):
-        assert dice(segment_organ(img, organ), ts_reference(lab, organ)) >= 0.74, organ
+        assert dice(segment_organ(img, organ), ts_reference(lab, organ)) >= 0.78, organ
 
 
 def test_stomach_with_gas(ts_dicom):

@@ -40,6 +40,9 @@ from .lungs import lungs_work
 from .spine import canal_track, midline_x
 
 LIVER_OPEN_MM = 8.0
+#: Radius (mm) around the vertebral body's centre left out of the liver search: the crura, the
+#: aorta and the inferior vena cava lie within it.
+LIVER_SPINE_MM = 35.0
 
 
 def _smooth(ctx: Context) -> np.ndarray:
@@ -208,7 +211,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
        it (e.g. the mode is muscle), the second histogram peak is tried.
     3. Candidate = HU within the mode - 2.5 half widths (12-30 HU) / + 2.5 half widths
        (12-35 HU), inside the rib cage, outside bone and lungs, 8 mm below the skin, not within
-       30 mm of the vertebral body's centre (crura, aorta, IVC), at most 100 mm left of the
+       35 mm of the vertebral body's centre (crura, aorta, IVC), at most 100 mm left of the
        midline.
     4. An 8 mm ball opening cuts thin bridges to the neighbours (heart, spleen, stomach wall,
        muscle, kidney); the component with the most seed-zone voxels is the liver if it holds
@@ -217,6 +220,8 @@ def _liver_work(ctx: Context) -> np.ndarray:
        into a window 10 HU wider below (at most half-way to a clearly separate lower histogram peak) / 5 HU
        above (uneven enhancement); a 3 mm opening, a
        5 mm closing and hole filling per slice put the vessels back and smooth the surface.
+    6. :func:`segment_liver` removes the kidneys (found next, allowed into the liver's outer
+       5 mm) from the result.
 
     Failure modes: neighbours of the same density joined over a broad contact (spleen wrapping
     round, heart on the dome, abdominal wall muscle below the ribs, a mass); a liver much darker
@@ -244,7 +249,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
             seed &= footprint[None]
     region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
     region &= trunk[:, None, None]
-    region &= ~_near_spine(ctx, 30.0)
+    region &= ~_near_spine(ctx, LIVER_SPINE_MM)
     box = bbox(region)
     peaks = _peaks(sm[seed], 0.0, 250.0, n=4)
     if box is None or not peaks:
@@ -296,7 +301,15 @@ def _liver_for(ctx, box, sm, region, seed, lo, hi, wide_lo, xm, body_cc):
 
 
 def segment_liver(ctx: Context) -> np.ndarray:
-    return ctx.grid.to_image(liver_work(ctx))
+    """Liver on the image grid, less the kidneys (found after it, see :func:`_kidneys_work`)."""
+    liver = liver_work(ctx)
+    try:
+        for m in kidneys_work(ctx).values():
+            if m is not None:
+                liver = liver & ~m
+    except SegmentationError:
+        pass
+    return ctx.grid.to_image(liver)
 
 
 # ----------------------------------------------------------------------------------- kidneys
@@ -304,6 +317,9 @@ def segment_liver(ctx: Context) -> np.ndarray:
 #: HU windows tried for the kidney parenchyma: plain CT (kidney darker than muscle and liver) and
 #: contrast-enhanced CT (cortex and medulla brighter than everything but bone and vessels).
 KIDNEY_WINDOWS = ((-15.0, 42.0), (120.0, 400.0))
+#: Depth (mm) of the liver's rim that stays open to the kidneys (the liver, found first, may
+#: have taken part of an abutting kidney's surface at the same HU).
+KIDNEY_LIVER_RIM_MM = 5.0
 
 
 def kidneys_work(ctx: Context) -> dict:
@@ -315,7 +331,9 @@ def _kidneys_work(ctx: Context) -> dict:
 
     Method: the kidneys are retroperitoneal, one each side of the spine, 35-120 mm from the
     midline, from 65 mm anterior to 5 mm posterior of the canal, surrounded by perirenal fat,
-    outside the liver (found first).
+    outside the liver's interior (the liver is found first; its outer
+    :data:`KIDNEY_LIVER_RIM_MM` mm stay searchable, since where the kidney abuts the liver at
+    nearly the same HU the liver contour may have taken part of the kidney).
     For each HU window of :data:`KIDNEY_WINDOWS` (plain, then contrast), the smoothed image
     within the window and the side's search region is opened (4 mm ball) and cut into 3D
     components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc, is compact (at least
@@ -344,7 +362,8 @@ def _kidneys_work(ctx: Context) -> dict:
     z_expect = None
     try:
         liver = liver_work(ctx)
-        base &= ~dilate_mm(liver, 3.0, ctx.spacing)
+        # only the liver's interior: its rim may hold kidney that the liver took at the same HU
+        base &= ~erode_mm(liver, KIDNEY_LIVER_RIM_MM, ctx.spacing)
         z_expect = float(ctx.grid.z[np.nonzero(liver.any(axis=(1, 2)))[0][0]]) + 40.0
     except SegmentationError:
         pass

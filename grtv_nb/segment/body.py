@@ -3,14 +3,25 @@
 Method (on the ~2 mm working grid)
 ----------------------------------
 1. Tissue = HU > -500 (fat, soft tissue and bone; air, lung and low-density foam are below).
+   When the image is finer than the working grid, a working cell that holds an air voxel of
+   the image (minimum over the cell's footprint) is not tissue in steps 2-4, so an air seam
+   thinner than the working spacing (skin against skin) still separates.
 2. An axial opening with a 6 mm disk detaches thin structures touching the patient: couch shells,
    thermoplastic masks, cables, blankets.
 3. The largest 3D connected component is the body (as ``plastimatch segment`` does).
 4. The opening is undone: tissue within 8 mm of the kept component and connected to it is added
-   back, so the skin surface is the threshold surface, not a smoothed one.
-5. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. A region
-   touching the image border that is not pure air (mean HU > -900) and is mostly (75 % of its
-   rim) surrounded by the body, e.g. a lung cut by a small field of view, also counts as inside.
+   back, so the skin surface is the threshold surface, not a smoothed one (plus the one skin
+   cell that step 1's finer air made partial).
+5. Arms lying against the trunk are cut off, slice by slice (:func:`_drop_limbs`): in the
+   opened tissue of step 2, a piece other than the slice's largest one (the trunk) is an arm
+   when it holds 10 cm2 to 30 % of the trunk's area, contains at least 0.5 cm2 of bone
+   (> 300 HU: the humerus, radius or ulna) and its centre lies beyond 80 % of the trunk's
+   half-width from the trunk's centre; every body voxel nearer in-plane to it than to the
+   trunk is removed, and the largest 3D component is kept.
+6. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. A region
+   touching the image border that is not pure air (mean HU > -900, a removed arm counting as
+   air) and is mostly (75 % of its rim) surrounded by the body, e.g. a lung cut by a small
+   field of view, also counts as inside.
 
 Assumptions and failure modes
 -----------------------------
@@ -19,7 +30,12 @@ Assumptions and failure modes
 - Immobilisation masks in contact with the skin survive within 8 mm of the skin (step 4).
 - Air cavities open to the outside in the slice plane (nostrils, mouth) stay outside.
 - Parts of the patient separated from the trunk by air over the whole scan (an arm lying apart)
-  are left out; an arm touching the trunk is included.
+  are left out, and so is an arm lying against the trunk on the slices where a thin air seam
+  (or a contact narrower than the 6 mm opening) separates it: the external contour is the
+  trunk's, as ``plastimatch segment`` gives. On slices where the arm is pressed against the
+  trunk with no air between them it stays in. A hand or forearm resting on the abdomen
+  (lateral-centre test fails) stays in; a lateral bony piece of the trunk itself separated by
+  the opening (not seen in practice: ribs are inside the trunk) would be cut off.
 """
 
 from __future__ import annotations
@@ -32,6 +48,13 @@ from ._common import Context, component_sizes, dilate_mm, label, not_found, open
 BODY_HU = -500.0
 OPEN_MM = 6.0
 RECON_MM = 8.0
+#: Arm pieces (step 5): area range (cm2, and fraction of the trunk's), bone threshold (HU) and
+#: least bone area (cm2), and how lateral the centre is (fraction of the trunk's half-width).
+LIMB_MIN_CM2 = 10.0
+LIMB_MAX_FRAC = 0.3
+LIMB_BONE_HU = 300.0
+LIMB_BONE_CM2 = 0.5
+LIMB_LATERAL = 0.8
 
 
 def body_work(ctx: Context) -> np.ndarray:
@@ -43,7 +66,8 @@ def _body_work(ctx: Context) -> np.ndarray:
     w = ctx.w
     dz, dy, dx = ctx.spacing
     tissue = w > BODY_HU
-    opened = open_mm(tissue, OPEN_MM, ctx.spacing, planar=True)
+    strict = _strict_tissue(ctx, tissue)
+    opened = open_mm(strict, OPEN_MM, ctx.spacing, planar=True)
     lab, n = label(opened)
     if n == 0:
         raise not_found("body", "no tissue above -500 HU")
@@ -52,10 +76,75 @@ def _body_work(ctx: Context) -> np.ndarray:
     if body.sum() * ctx.grid.voxel_cc < 20.0:
         raise not_found("body", "the largest tissue region is smaller than 20 cc")
     # undo the opening: tissue within 8 mm of the kept body and connected to it
-    near = dilate_mm(body, RECON_MM, ctx.spacing, planar=True) & tissue
+    near = dilate_mm(body, RECON_MM, ctx.spacing, planar=True) & strict
     lab, n = label(near)
     body = np.isin(lab, np.unique(lab[body & (lab > 0)]))
-    return _fill_inside(body, w)
+    if strict is not tissue:
+        # give back the skin cell that the finer air made partial
+        body = dilate_mm(body, 1.01 * max(dy, dx), ctx.spacing, planar=True) & tissue
+    kept = _drop_limbs(body, opened, ctx)
+    if kept is not body:
+        # a removed arm counts as outside air when judging what the body encloses
+        w = np.where(body & ~kept, np.float32(-1000.0), w)
+    return _fill_inside(kept, w)
+
+
+def _strict_tissue(ctx: Context, tissue: np.ndarray) -> np.ndarray:
+    """Working-grid tissue without the cells that hold an air voxel of the finer image: an air
+    seam thinner than the working spacing (the skin-to-skin gap of an arm lying against the
+    trunk) then still separates them. ``tissue`` itself when the image is not finer."""
+    g = ctx.grid
+    if g.identity:
+        return tissue
+    size = [1]
+    for w_ax, o_ax in ((g.y, g.oy), (g.x, g.ox)):
+        step = float(np.median(np.diff(o_ax))) if len(o_ax) > 1 else 1.0
+        wstep = float(np.median(np.diff(w_ax))) if len(w_ax) > 1 else step
+        size.append(max(int(np.ceil(wstep / step)) | 1, 1))
+    if size == [1, 1, 1]:
+        return tissue
+    low = ndi.minimum_filter(np.asarray(ctx.hu), size=tuple(size))
+    return tissue & (g.to_work(low) > BODY_HU)
+
+
+def _drop_limbs(body: np.ndarray, cores: np.ndarray, ctx: Context) -> np.ndarray:
+    """Remove arms lying against the trunk (step 5 of the module docstring); ``body`` itself
+    when there is none. ``cores``: the opened tissue, in which an air seam separates an arm
+    from the trunk."""
+    dz, dy, dx = ctx.spacing
+    cm2 = dy * dx / 100.0
+    bone = ctx.w > LIMB_BONE_HU
+    xs = ctx.grid.x
+    out = body.copy()
+    dropped = False
+    for k in range(body.shape[0]):
+        lab, n = ndi.label(cores[k] & body[k])
+        if n < 2:
+            continue
+        area = np.bincount(lab.ravel(), minlength=n + 1)[1:] * cm2
+        bone_a = np.bincount(lab[bone[k]].ravel(), minlength=n + 1)[1:] * cm2
+        main = int(np.argmax(area)) + 1
+        cols = (lab == main).any(axis=0)
+        x0, x1 = xs[cols].min(), xs[cols].max()
+        xmid, half = 0.5 * (x0 + x1), 0.5 * (x1 - x0)
+        xsum = np.bincount(lab.ravel(), weights=np.broadcast_to(xs, lab.shape).ravel(), minlength=n + 1)[1:]
+        limb = np.zeros(n + 1, bool)
+        for i in range(n):
+            if i + 1 == main or not LIMB_MIN_CM2 <= area[i] <= LIMB_MAX_FRAC * area[main - 1]:
+                continue
+            xc = xsum[i] / (area[i] / cm2)
+            if bone_a[i] >= LIMB_BONE_CM2 and abs(xc - xmid) > LIMB_LATERAL * half:
+                limb[i + 1] = True
+        if not limb.any():
+            continue
+        dropped = True
+        seeds = (lab == main) | limb[lab]
+        idx = ndi.distance_transform_edt(~seeds, sampling=(dy, dx), return_distances=False, return_indices=True)
+        out[k] &= ~limb[lab[idx[0], idx[1]]]
+    if not dropped:
+        return body
+    lab, n = label(out)
+    return lab == int(np.argmax(component_sizes(lab, n))) + 1 if n else body
 
 
 def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
