@@ -106,9 +106,44 @@ def _contour_data(item: pydicom.Dataset) -> np.ndarray | None:
     return np.asarray([float(x) for x in data], dtype=np.float64)
 
 
+def _all_contour_data(ds: pydicom.Dataset) -> dict[int, np.ndarray]:
+    """ContourData of every contour item (keyed by ``id(item)``), parsed in one pass by pandas'
+    C float parser (xarray's dependency): 2-3x faster than float() per value. Items whose raw bytes
+    don't parse cleanly are left out (and parsed one by one by :func:`_contour_data`)."""
+    items, blobs = [], []
+    for roi_item in ds.get("ROIContourSequence", []):
+        for c in roi_item.get("ContourSequence", []):
+            if _CONTOUR_DATA not in c:
+                continue
+            raw = getattr(c.get_item(_CONTOUR_DATA), "value", None)
+            if isinstance(raw, bytes | bytearray):
+                raw = bytes(raw).strip(b"\x00 ")
+                if raw:
+                    items.append(c)
+                    blobs.append(raw)
+    if len(blobs) < 8:
+        return {}
+    try:
+        import io
+
+        import pandas as pd
+
+        counts = np.array([b.count(b"\\") + 1 for b in blobs])
+        text = b"\n".join(b.replace(b"\\", b"\n") for b in blobs)
+        values = pd.read_csv(io.BytesIO(text), header=None, dtype=np.float64, engine="c",
+                             skip_blank_lines=False).iloc[:, 0].to_numpy()
+    except Exception:
+        return {}
+    if values.size != counts.sum() or not np.isfinite(values).all():
+        return {}
+    parts = np.split(values, np.cumsum(counts)[:-1])
+    return {id(c): v for c, v in zip(items, parts)}
+
+
 def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None) -> list[ROI]:
     """Read every ROI of an RTSTRUCT dataset (contours in patient mm)."""
     report = report or warn
+    parsed = _all_contour_data(ds)
     top_for = str(ds.get("FrameOfReferenceUID", "") or "")
     if not top_for:
         for item in ds.get("ReferencedFrameOfReferenceSequence", []):
@@ -144,7 +179,9 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
         short = 0
         for c in item.get("ContourSequence", []):
             gtype = str(c.get("ContourGeometricType", "CLOSED_PLANAR") or "CLOSED_PLANAR").upper()
-            pts = _contour_data(c)
+            pts = parsed.get(id(c))
+            if pts is None:
+                pts = _contour_data(c)
             if pts is None:
                 continue
             if pts.size % 3:
