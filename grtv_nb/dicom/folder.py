@@ -8,6 +8,7 @@ frame of reference, orientation, matrix size, pixel spacing) when the UID is bla
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,15 +129,19 @@ def _classify(ds: pydicom.Dataset) -> str:
 
 
 def read_header(path: Path) -> pydicom.Dataset:
-    """Read a DICOM file, pixel data deferred. Raises InvalidDicomError for non-DICOM files."""
+    """Read a DICOM file from one in-memory copy (a single read call: pydicom's many small reads
+    of a file cost more than the parse). Raises InvalidDicomError for non-DICOM files. The pixel
+    data stays raw (undecoded) in the dataset; the image reader drops it once decoded."""
+    data = Path(path).read_bytes()
     try:
-        return pydicom.dcmread(path, defer_size="64 KB")
+        ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError:
-        ds = pydicom.dcmread(path, defer_size="64 KB", force=True)
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
         # A file without the 128-byte preamble is accepted only if it looks like a real dataset.
         if "SOPClassUID" not in ds and "Modality" not in ds:
             raise
-        return ds
+    ds.filename = str(path)
+    return ds
 
 
 def scan_folder(folder: str | os.PathLike) -> FolderScan:

@@ -201,6 +201,8 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         except Exception as exc:
             bad.append(f"{f.path.name} ({type(exc).__name__}: {exc})")
             continue
+        if _PIXEL_DATA in f.ds:
+            del f.ds[_PIXEL_DATA]  # decoded: the header keeps no second copy of the pixels
         raws.append(arr)
         rescale.append((float(f.ds.get("RescaleSlope", 1) or 1), float(f.ds.get("RescaleIntercept", 0) or 0)))
         ok.append(i)
