@@ -221,7 +221,7 @@ class pyGRTV:  # noqa: N801 - the original's name
         """Add a structure by automatic segmentation of the current CT (see grtv_nb.segment)."""
         st = self._need_image()
         from .segment import segment_organ
-        from .study import validate_color
+        from .validate import validate_color
 
         color = validate_color(roiColor)
         if roiName in st.roi_names:

@@ -32,6 +32,7 @@ from xarray.core import indexing
 from .dicom.rtstruct import ROI, default_color
 from .errors import GRTVError, ValidationError, warn
 from .geometry import Grid
+from .validate import validate_color
 
 
 @dataclass
@@ -443,19 +444,6 @@ class Study:
 
     def __repr__(self) -> str:
         return f"<grtv_nb.Study {self.grid.describe()}, {len(self.rois)} ROIs, dose={'yes' if self.has_dose else 'no'}>"
-
-
-def validate_color(color) -> tuple[int, int, int]:
-    """Validate an ROI colour: three ints 0..255 (list, tuple or array)."""
-    try:
-        arr = np.asarray(color)
-    except Exception as exc:  # pragma: no cover
-        raise ValidationError(f"roiColor {color!r} is not a sequence of 3 ints") from exc
-    if arr.shape != (3,) or not np.issubdtype(arr.dtype, np.number):
-        raise ValidationError(f"roiColor must be 3 numbers (R, G, B), got {color!r}")
-    if np.any(arr != np.round(arr)) or np.any(arr < 0) or np.any(arr > 255):
-        raise ValidationError(f"roiColor values must be integers 0..255, got {color!r}")
-    return tuple(int(x) for x in arr)  # type: ignore[return-value]
 
 
 def open_study(

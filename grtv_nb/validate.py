@@ -66,3 +66,16 @@ def as_bool_mask(mask, shape: tuple[int, ...], name: str = "mask", what: str = "
     if np.issubdtype(m.dtype, np.integer):
         return m != 0
     raise ValidationError(f"{name} must be boolean (or integer, nonzero = inside), got {m.dtype}")
+
+
+def validate_color(color) -> tuple[int, int, int]:
+    """Validate an ROI colour: three ints 0..255 (list, tuple or array)."""
+    try:
+        arr = np.asarray(color)
+    except Exception as exc:  # pragma: no cover
+        raise ValidationError(f"roiColor {color!r} is not a sequence of 3 ints") from exc
+    if arr.shape != (3,) or not np.issubdtype(arr.dtype, np.number):
+        raise ValidationError(f"roiColor must be 3 numbers (R, G, B), got {color!r}")
+    if np.any(arr != np.round(arr)) or np.any(arr < 0) or np.any(arr > 255):
+        raise ValidationError(f"roiColor values must be integers 0..255, got {color!r}")
+    return tuple(int(x) for x in arr)  # type: ignore[return-value]
