@@ -142,35 +142,14 @@ def run_plastimatch() -> dict | None:
 
 
 def read_inputs():
-    """RTDOSE and RTSTRUCT with grtv_nb's readers (pydicom fallback)."""
-    import pydicom
+    """RTDOSE and RTSTRUCT with grtv_nb's readers (the timed path reads them again itself)."""
+    from grtv_nb.dicom.folder import DicomFile, read_header
+    from grtv_nb.dicom.rtdose import read_dose
+    from grtv_nb.dicom.rtstruct import read_rois
 
-    try:
-        from grtv_nb.dicom.folder import DicomFile
-        from grtv_nb.dicom.rtdose import read_dose
-        from grtv_nb.dicom.rtstruct import read_rois
-
-        dv = read_dose(DicomFile(DATA / "rtdose.dcm", None, "RTDOSE"))  # type: ignore[arg-type]
-        rois = read_rois(pydicom.dcmread(DATA / "rtss.dcm"))
-        return dv.array, dv.grid, {r.name: r.contours for r in rois}
-    except (ImportError, TypeError, AttributeError):
-        from grtv_nb.geometry import grid_from_planes
-
-        ds = pydicom.dcmread(DATA / "rtdose.dcm")
-        ipp = np.array(ds.ImagePositionPatient, float)
-        iop = np.array(ds.ImageOrientationPatient, float)
-        n = np.cross(iop[:3], iop[3:])
-        pos = ipp[None] + np.array(ds.GridFrameOffsetVector, float)[:, None] * n[None]
-        grid, layout = grid_from_planes(pos, iop, ds.PixelSpacing, ds.Rows, ds.Columns)
-        dose = layout.to_canonical(ds.pixel_array.astype(np.float32) * np.float32(ds.DoseGridScaling))
-        rs = pydicom.dcmread(DATA / "rtss.dcm")
-        names = {r.ROINumber: r.ROIName for r in rs.StructureSetROISequence}
-        contours = {names[r.ReferencedROINumber]: [] for r in rs.ROIContourSequence}
-        for rc in rs.ROIContourSequence:
-            contours[names[rc.ReferencedROINumber]] = [
-                np.array(c.ContourData, float).reshape(-1, 3) for c in getattr(rc, "ContourSequence", [])
-            ]
-        return dose, grid, contours
+    dv = read_dose(DicomFile(DATA / "rtdose.dcm", read_header(DATA / "rtdose.dcm"), "RTDOSE"))
+    rois = read_rois(read_header(DATA / "rtss.dcm"))
+    return dv.array, dv.grid, {r.name: r.contours for r in rois}
 
 
 def bench_dvh() -> None:
