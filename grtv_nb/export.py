@@ -24,7 +24,6 @@ Rules
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,8 +32,6 @@ import numpy as np
 import pydicom
 
 from .errors import GRTVError, ValidationError, warn
-
-_BODY_NAMES = re.compile(r"^(body|external|skin|outline|patient|body_?contour)$", re.IGNORECASE)
 
 
 def _check_target(study, export_dir: Path, overwrite: bool) -> None:
@@ -46,14 +43,6 @@ def _check_target(study, export_dir: Path, overwrite: bool) -> None:
                               "exports never write into their source folder")
     if export_dir.exists() and any(export_dir.iterdir()) and not overwrite:
         raise ValidationError(f"exportDir '{export_dir}' is not empty; pass overwrite=True to replace its content")
-
-
-def _roi_type(roi) -> str:
-    if roi.roi_type:
-        return roi.roi_type
-    if _BODY_NAMES.match(roi.name):
-        return "EXTERNAL"
-    return "ORGAN"
 
 
 def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, str]]]:
@@ -133,7 +122,7 @@ def export_rt(
     """
     from .dicom.common import PatientStudy, new_uid, save_atomic
     from .dicom.rtdose import build_rtdose
-    from .dicom.rtstruct import ROI, ImageReference, build_rtstruct
+    from .dicom.rtstruct import ROI, ImageReference, build_rtstruct, interpreted_type
 
     if not isinstance(export_dir, str | os.PathLike):
         raise ValidationError(f"exportDir must be a folder path, got {type(export_dir).__name__}")
@@ -161,7 +150,7 @@ def export_rt(
             if len(r.name) > 16:
                 warn(f"ROI name '{r.name}' is longer than 16 characters; some systems truncate it")
             contours = [c for c in r.contours if len(c) >= 3]
-            rois.append(ROI(name=r.name, number=r.number, color=r.color, roi_type=_roi_type(r),
+            rois.append(ROI(name=r.name, number=r.number, color=r.color, roi_type=interpreted_type(r.name, r.roi_type),
                             contours=contours, geometric_type=r.geometric_type, other_data=r.other_data,
                             source=r.source))
         ref = ImageReference(series_uid, sop_class, slices) if slices else None

@@ -227,7 +227,7 @@ class pyGRTV:  # noqa: N801 - the original's name
         if roiName in st.roi_names:
             raise ValidationError(f"roiName '{roiName}' is already used; choose another name")
         mask = segment_organ(st.image, str(roiName))
-        st.add_roi(str(roiName), mask, color, roi_type="EXTERNAL" if roiName == "body" else "ORGAN", source="auto")
+        st.add_roi(str(roiName), mask, color, source="auto")
         return GRTV_STATUS_OK
 
     @_status_call()

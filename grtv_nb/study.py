@@ -314,9 +314,9 @@ class Study:
             raise ValidationError(f"mask shape {mask.shape} differs from the image shape {self.grid.shape}")
         color = validate_color(color if color is not None else default_color(len(self.rois)))
         if roi_type is None:  # a body outline is EXTERNAL (RTROIInterpretedType), anything else ORGAN
-            from .export import _BODY_NAMES
+            from .dicom.rtstruct import interpreted_type
 
-            roi_type = "EXTERNAL" if _BODY_NAMES.match(name) else "ORGAN"
+            roi_type = interpreted_type(name)
         mask = mask.astype(bool)
         from .contours import contour_points, mask_to_contours
         from .mesh import mask_to_mesh

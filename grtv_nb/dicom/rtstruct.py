@@ -12,6 +12,7 @@ Attributes mapped (reading)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,17 @@ _DEFAULT_COLORS = [
 
 def default_color(i: int) -> tuple[int, int, int]:
     return _DEFAULT_COLORS[i % len(_DEFAULT_COLORS)]
+
+
+_BODY_NAMES = re.compile(r"^(body|external|skin|outline|patient|body_?contour)$", re.IGNORECASE)
+
+
+def interpreted_type(name: str, roi_type: str = "") -> str:
+    """RTROIInterpretedType of an ROI: its own when set, EXTERNAL for a body outline's usual names,
+    else ORGAN."""
+    if roi_type:
+        return roi_type
+    return "EXTERNAL" if _BODY_NAMES.match(name) else "ORGAN"
 
 
 @dataclass
