@@ -444,25 +444,38 @@ def stomach_work(ctx: Context) -> np.ndarray:
 def _stomach_work(ctx: Context) -> np.ndarray:
     """Stomach on the working grid.
 
-    Method: the stomach is found from its gas.
+    Method: the stomach is found from its gas when it has a gas pocket sitting on fluid, food or
+    wall; otherwise (collapsed or fluid-filled) as the soft-tissue mass under the left
+    hemidiaphragm, medial of the spleen.
 
     1. Region: abdominal slices, inside the rib cage, anterior of the spine (y < canal - 20 mm),
        from 40 mm right of the midline to the left, 5 mm below the skin, outside the liver,
        kidneys, bone and lungs.
-    2. Gas pockets = 3D components of HU < -600 of at least 2 cc; the stomach's is the one
-       scoring best on "high and medial": its top z (the fundus lies under the left
-       hemidiaphragm) minus the distance of its centre from 40 mm left of the midline (the
-       colon's splenic flexure is more lateral).
-    3. Contents and wall: the HU peak of the 4-10 mm ring around the gas (within -40..100 HU)
-       gives a window (peak -/+ 2.5 half widths, 12-60 HU); voxels in it (fat excluded) plus the
-       4 mm partial-volume rim of the gas, within 60 mm of the gas, opened by 8 mm (cuts
-       neighbouring loops joined by thin contact) and connected to the gas.
+    2. Gas route. Gas pockets = 3D components of HU < -600 of at least 2 cc whose 4-10 mm ring is
+       mostly not fat (at most half below -40 HU) and has a soft-tissue HU peak (above -20 HU):
+       the stomach's gas lies on its contents and thick wall, while colon gas is mixed with stool
+       and surrounded by pericolic fat. Of these, the one scoring best on "high and medial": its
+       top z (the fundus lies under the left hemidiaphragm) minus the distance of its centre from
+       40 mm left of the midline (the colon's splenic flexure is more lateral). Contents and
+       wall: the ring's HU peak gives a window (peak -/+ 2.5 half widths, 12-60 HU); voxels in it
+       (fat excluded) plus the 4 mm partial-volume rim of the gas, within 60 mm of the gas,
+       opened by 8 mm (cuts neighbouring loops joined by thin contact) and connected to the gas.
+    3. Fluid route (no qualifying gas pocket). Soft tissue (-15..90 HU, smoothed) of the region,
+       opened by 4 mm, is split into convex pieces by a watershed of its distance map (one
+       basin per local maximum at least 8 mm apart and 6 mm deep). Pieces of at least 3 cc whose
+       centre lies 35-90 mm left of the midline and 50 mm or more anterior of the canal (in front
+       of the vertebral body, medial of the spleen) and which reach within 60 mm of the top of
+       the region (under the left dome) are candidates; the largest and the candidates touching
+       it, transitively, are the stomach.
     4. Closing 4 mm, holes filled per slice, plus the gas.
 
-    Failure modes: a stomach without gas (collapsed, or fully fluid-filled) is not found; colon
-    gas higher and more medial than the stomach's is taken for it; the boundary with adjacent
-    bowel loops, spleen, pancreas or muscle of the same HU is not seen, so the contour may
-    include parts of them (e.g. the phantom, whose stomach lies in muscle of nearly its HU).
+    Failure modes: colon gas on fluid, higher and more medial than the stomach's, is taken for
+    it; the boundary with adjacent bowel loops, spleen, pancreas or muscle of the same HU is not
+    seen, so the contour may include parts of them (e.g. the phantom, whose stomach lies in
+    muscle of nearly its HU). The fluid route finds the fundus and body under the dome but not
+    the antrum where it runs anteriorly under the abdominal wall (outside the rib cage), and a
+    spleen reaching medially into the prior zone is taken in; with neither gas nor a mass in the
+    zone the stomach is reported as not found.
     """
     organ = "stomach"
     w = ctx.w
@@ -492,41 +505,102 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     if box is None:
         raise not_found(organ, "no abdominal region left of the midline")
     regb = region[box]
-    gas = (w[box] < -600.0) & regb
-    lab, n = label(gas)
+    smb = sm[box]
+    coords = (gz[box[0]], gy[box[1]], gx[box[2]])
+    found = _stomach_gas(ctx, w[box] < -600.0, regb, smb, coords, xm)
+    if found is None:
+        st = _stomach_fluid(ctx, regb, smb, coords, xm, cy)
+        if st is None:
+            raise not_found(organ, "no gas pocket on fluid and no soft-tissue mass under the left "
+                            "hemidiaphragm, medial of the spleen")
+        gas = dilate_mm(st, 3.0, sp) & (w[box] < -300.0) & regb
+    else:
+        st, gas = found
+    st = fill_holes_2d(close_mm(st | gas, 4.0, sp)) & regb | gas
+    out = np.zeros(w.shape, bool)
+    out[box] = st
+    return out
+
+
+def _stomach_gas(ctx, gas, regb, smb, coords, xm):
+    """Gas route of :func:`_stomach_work`: (contents and wall, gas pocket) or None."""
+    sp = ctx.spacing
+    lab, n = label(gas & regb)
     if n == 0:
-        raise not_found(organ, "no gas pocket in the left upper abdomen (a stomach without gas is not found)")
+        return None
     sizes = component_sizes(lab, n) * ctx.grid.voxel_cc
-    best, best_score = None, -np.inf
+    gz, _, gx = coords
+    best, best_score, best_peak = None, -np.inf, None
     for i, sl in enumerate(ndi.find_objects(lab)):
         if sizes[i] < 2.0:
             continue
         comp = lab == i + 1
+        ring = dilate_mm(comp, 10.0, sp) & ~dilate_mm(comp, 4.0, sp) & regb
+        vals = smb[ring]
+        if vals.size == 0 or np.mean(vals < -40.0) > 0.5:
+            continue  # surrounded by fat (and stool): colon
+        peaks = _peaks(vals, -40.0, 100.0, n=1)
+        if not peaks or peaks[0][0] <= -20.0:
+            continue  # no fluid, food or wall under the gas
         zz, _, xx = np.nonzero(comp[sl])
-        top = float(gz[box[0]][sl[0]][zz].max())
-        xc = float(gx[box[2]][sl[2]][xx].mean())
-        score = top - abs(xc - (xm + 40.0))
+        score = float(gz[sl[0]][zz].max()) - abs(float(gx[sl[2]][xx].mean()) - (xm + 40.0))
         if score > best_score:
-            best, best_score = comp, score
+            best, best_score, best_peak = comp, score, peaks[0]
     if best is None:
-        raise not_found(organ, "no gas pocket of at least 2 cc in the left upper abdomen")
-    # contents and wall (not fat), plus the partial-volume rim of the gas
-    lo_c, hi_c = -40.0, 100.0
-    ring = dilate_mm(best, 10.0, sp) & ~dilate_mm(best, 4.0, sp) & regb
-    peaks = _peaks(sm[box][ring], -40.0, 100.0, n=1)
-    if peaks:
-        mu, hw_lo, hw_hi = peaks[0]
-        lo_c = max(lo_c, mu - float(np.clip(2.5 * hw_lo, 12.0, 60.0)))
-        hi_c = min(hi_c, mu + float(np.clip(2.5 * hw_hi, 12.0, 60.0)))
-    allowed = (((sm[box] >= lo_c) & (sm[box] <= hi_c)) | dilate_mm(best, 4.0, sp)) & regb
+        return None
+    mu, hw_lo, hw_hi = best_peak
+    lo_c = max(-40.0, mu - float(np.clip(2.5 * hw_lo, 12.0, 60.0)))
+    hi_c = min(100.0, mu + float(np.clip(2.5 * hw_hi, 12.0, 60.0)))
+    allowed = (((smb >= lo_c) & (smb <= hi_c)) | dilate_mm(best, 4.0, sp)) & regb
     near = dilate_mm(best, 60.0, sp) & allowed
     near = open_mm(near, 8.0, sp) | best
     lab2, _ = label(near)
-    st = np.isin(lab2, np.unique(lab2[best & (lab2 > 0)])) | best
-    st = fill_holes_2d(close_mm(st, 4.0, sp)) & regb | best
-    out = np.zeros(w.shape, bool)
-    out[box] = st
-    return out
+    return np.isin(lab2, np.unique(lab2[best & (lab2 > 0)])), best
+
+
+def _stomach_fluid(ctx, regb, smb, coords, xm, cy):
+    """Fluid route of :func:`_stomach_work`: the soft-tissue pieces of the stomach, or None."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    sp = ctx.spacing
+    soft = open_mm((smb > -15.0) & (smb < 90.0) & regb, 4.0, sp)
+    if not soft.any():
+        return None
+    dist = ndi.distance_transform_edt(soft, sampling=sp)
+    peaks = peak_local_max(dist, min_distance=max(int(round(8.0 / min(sp))), 1), threshold_abs=6.0,
+                           labels=soft.astype(np.int32))
+    if len(peaks) == 0:
+        return None
+    markers = np.zeros(soft.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    pieces = watershed(-dist, markers, mask=soft)
+    gz, gy, gx = coords
+    z_top = float(gz[np.nonzero(regb.any(axis=(1, 2)))[0].max()])
+    cand = {}
+    for i, sl in enumerate(ndi.find_objects(pieces)):
+        if sl is None:
+            continue
+        comp = pieces[sl] == i + 1
+        vol = comp.sum() * ctx.grid.voxel_cc
+        if vol < 3.0:
+            continue
+        zz, yy, xx = np.nonzero(comp)
+        xc = float(gx[sl[2]][xx].mean()) - xm
+        yc = float(gy[sl[1]][yy].mean()) - cy
+        if 35.0 <= xc <= 90.0 and yc <= -50.0 and float(gz[sl[0]][zz].max()) >= z_top - 60.0:
+            cand[i + 1] = vol
+    if not cand:
+        return None
+    st = pieces == max(cand, key=cand.get)
+    grown = True
+    while grown:
+        touch = set(np.unique(pieces[dilate_mm(st, 1.5 * max(sp), sp) & ~st]).tolist()) & set(cand)
+        grown = bool(touch)
+        for j in touch:
+            st |= pieces == j
+            del cand[j]
+    return st
 
 
 def segment_stomach(ctx: Context) -> np.ndarray:
