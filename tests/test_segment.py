@@ -291,3 +291,27 @@ def test_touching_lungs_are_split_and_airways_removed(phantom_study):
     assert not (trachea & (left | right)).any()
     assert abs(int((bridge & left).sum()) - int((bridge & right).sum())) <= 0.2 * bridge.sum()
     close_session()
+
+
+@pytest.mark.parametrize("case, side", [("pat_1", "right"), ("pat_2", "right"), ("pat_3", "left"), ("pat_4", "left")])
+def test_cropped_field_of_view_one_hemithorax(shared_data, case, side):
+    """The CERR radiomics CTs are cropped to one hemithorax around a lung tumour (the body runs off
+    the image; the midline is near one edge). The DICOM geometry says which side each shows: its
+    x range lies mostly right (x < 0) or left of the table centre. The lung must get that side's
+    name, the other lung must be reported absent, and the spinal canal must be the one in the
+    vertebra at the medial edge (within 30 mm of the table centre), not a gap between ribs and
+    scapula in the middle of the image."""
+    folder = shared_data / "cerr-radiomics-phantom" / case
+    if not folder.is_dir():
+        pytest.skip(f"cerr-radiomics-phantom/{case} not found")
+    img = read_ct_folder(folder, "DCM_IMG_*")
+    assert (float(img.x.mean()) > 0) == (side == "left")  # the reference: the image geometry
+    close_session()
+    lung = segment_organ(img, "llung" if side == "left" else "rlung")
+    assert _cc(lung, img) > 200.0
+    with pytest.raises(SegmentationError, match=f"{'right' if side == 'left' else 'left'} lung"):
+        segment_organ(img, "rlung" if side == "left" else "llung")
+    canal = segment_organ(img, "spinal_cord")
+    xs = img.x.values[np.nonzero(canal)[2]]
+    assert abs(float(np.median(xs))) < 30.0
+    assert canal.any(axis=(1, 2)).mean() >= 0.8  # followed over most slices

@@ -5,7 +5,8 @@ Method (on the ~2 mm working grid)
 1. Internal air = HU < -400 inside the filled body (:mod:`.body`), i.e. not connected to the air
    around the patient.
 2. Airways: the trachea is looked for from the top of the internal air downwards, as a roughly
-   round 2D air region of 0.5-8 cm2 within 50 mm of the body's left-right centre, mostly pure air
+   round 2D air region of 0.5-8 cm2 within 50 mm of the midline (the spinal canal, else the
+   body's left-right centre), mostly pure air
    (HU < -900). It is followed slice by slice downwards through air below -900 HU (the main and
    lobar bronchi); the tracking stops where the region suddenly grows (the threshold leaks into
    the lung). The tracked airway, dilated by 2 mm, is removed from the internal air.
@@ -55,13 +56,6 @@ def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     return ctx.get("lungs", _lungs_work)
 
 
-def _body_centre_x(ctx: Context) -> float:
-    body = body_work(ctx)
-    xs = np.nonzero(body.any(axis=(0, 1)))[0]
-    prof = body.sum(axis=(0, 1)).astype(float)
-    return float(np.sum(ctx.grid.x * prof) / max(prof.sum(), 1)) if len(xs) else float(ctx.grid.x.mean())
-
-
 def internal_air(ctx: Context) -> np.ndarray:
     return ctx.get("internal_air", lambda c: (c.w < AIR_HU) & body_work(c))
 
@@ -75,7 +69,7 @@ def _airway_work(ctx: Context) -> np.ndarray:
     w = ctx.w
     dz, dy, dx = ctx.spacing
     area_px = dy * dx / 100.0  # cm2 per pixel
-    xc = _body_centre_x(ctx)
+    xc = midline_x(ctx)
     gx = ctx.grid.x
     out = np.zeros_like(air)
     nz = air.shape[0]
@@ -182,19 +176,23 @@ def _lungs_work(ctx: Context):
     parts = [lab == i for i in keep[:2]]
     if len(parts) == 2 and sizes[keep[1] - 1] < 0.1 * sizes[keep[0] - 1]:
         parts = parts[:1]
-    if len(parts) == 1:
+    if len(parts) == 2 and _same_side(parts, gx):
+        parts = [parts[0] | parts[1]]  # one lung cut in two (tumour, fissure), not two lungs
+    elif len(parts) == 1:
         comp = parts[0]
         xs = gx[np.nonzero(comp)[2]]
         left_frac = np.mean(xs > xc)
         if 0.15 < left_frac < 0.85:
-            parts = _split(comp, ctx.spacing) or [comp]
+            split = _split(comp, ctx.spacing)
+            if split is not None and not _same_side(split, gx):
+                parts = split
     res_left = np.zeros_like(air)
     res_right = np.zeros_like(air)
     cents = [float(gx[np.nonzero(p)[2]].mean()) for p in parts]
     if len(parts) == 2:
         li = int(np.argmax(cents))
         res_left, res_right = parts[li], parts[1 - li]
-    elif cents[0] > xc:
+    elif _single_lung_is_left(parts[0], body, ctx.grid.x, xc):
         res_left = parts[0]
     else:
         res_right = parts[0]
@@ -207,6 +205,46 @@ def _lungs_work(ctx: Context):
     # the closing must not make the two lungs overlap
     out[1] &= ~out[0]
     return out[0], out[1]
+
+
+def _same_side(parts: list[np.ndarray], gx: np.ndarray) -> bool:
+    """True when two lung parts overlap over more than half of the narrower one's left-right
+    extent (5th-95th percentile of x): pieces of one lung, not the two lungs."""
+    ranges = [np.percentile(gx[np.nonzero(p)[2]], [5, 95]) for p in parts]
+    overlap = min(ranges[0][1], ranges[1][1]) - max(ranges[0][0], ranges[1][0])
+    narrow = min(r[1] - r[0] for r in ranges)
+    return bool(overlap > 0.5 * max(narrow, 1e-6))
+
+
+def _single_lung_is_left(comp: np.ndarray, body: np.ndarray, gx: np.ndarray, xm: float) -> bool:
+    """Side of a single lung. A lung's lateral surface lies under the chest wall, a few cm from
+    the skin, while medially the mediastinum (and the other hemithorax) lie between it and the
+    skin. Along every image row through the lung, the distance from the lung's outermost voxel
+    to the skin is measured in both x directions (infinite where the body runs off the image);
+    when at least 60 % of the rows with a finite difference put the skin closer on one side,
+    that side is lateral. This holds in a cropped field of view that shows one hemithorax,
+    where the midline is not known. Otherwise the lung's centre relative to the midline ``xm``
+    decides."""
+    nx = comp.shape[2]
+    idx = np.arange(nx)
+    rows = comp.any(axis=2)
+    lo = np.argmax(comp, axis=2)
+    hi = nx - 1 - np.argmax(comp[..., ::-1], axis=2)
+    out_left = np.maximum.accumulate(np.where(~body, idx, -1), axis=2)
+    out_right = np.minimum.accumulate(np.where(~body, idx, nx)[..., ::-1], axis=2)[..., ::-1]
+    zz, yy = np.nonzero(rows)
+    a = out_left[zz, yy, lo[zz, yy]]
+    b = out_right[zz, yy, hi[zz, yy]]
+    d_minus = np.where(a >= 0, lo[zz, yy] - a, np.inf)
+    d_plus = np.where(b < nx, b - hi[zz, yy], np.inf)
+    informative = d_minus != d_plus
+    if informative.sum() >= 10:
+        plus_closer = float(np.mean(d_plus[informative] < d_minus[informative]))
+        if plus_closer >= 0.6:
+            return True
+        if plus_closer <= 0.4:
+            return False
+    return float(gx[np.nonzero(comp)[2]].mean()) > xm
 
 
 def _split(comp: np.ndarray, spacing) -> list[np.ndarray] | None:

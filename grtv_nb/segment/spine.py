@@ -7,9 +7,10 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
 2. Candidates: the holes of that bone mask (filled minus bone) with an area of a canal of radius
    4-12 mm (50-450 mm2), median HU between -60 and 50 (CSF, cord, epidural fat), reasonably
    round (area / bounding-ellipse area), in the posterior 65 % of the body and within 60 mm of
-   its left-right centre, with bone-like density (mean > 110 HU) in the 20 x 17 mm box 8-25 mm
-   anterior of it (the vertebral body; this rejects the marrow of a vertebral body and holes
-   between ribs and scapula when the canal is cut by a small field of view).
+   its left-right centre (unless the body runs off the left or right edge of the image: then
+   its centre is unknown and only the chain of step 3 decides), with bone-like density
+   (mean > 110 HU) in the 20 x 17 mm box 8-25 mm anterior of it (the vertebral body; this
+   rejects the marrow of a vertebral body and most holes between ribs and scapula).
 3. Continuity: the track is the longest chain of candidates whose centres move by less than
    10 mm per 10 mm along z; candidates off the chain are dropped.
 4. Slices of the track without a closed ring (disc levels, foramina) get the canal of the
@@ -108,6 +109,9 @@ def _candidates(ctx: Context):
         y0, y1 = gy[rows[0]], gy[rows[-1]]
         prof = b.sum(axis=0).astype(float)
         xc = float(np.sum(gx * prof) / prof.sum())
+        # a body cut by the left or right edge of the image (a field of view cropped to one
+        # hemithorax) has no known left-right centre: every x is allowed, the chain decides
+        cut_lr = bool(b[:, 0].any() or b[:, -1].any())
         cand = _soft(w[k]) & (enc[k] >= 7) & b
         lab, n = ndi.label(cand)
         cands = []
@@ -126,7 +130,7 @@ def _candidates(ctx: Context):
             yy, xx = np.nonzero(comp)
             cy = float(gy[sl[0].start + yy].mean())
             cx = float(gx[sl[1].start + xx].mean())
-            if abs(cx - xc) > 60.0 or cy < y0 + 0.35 * (y1 - y0):
+            if (abs(cx - xc) > 60.0 and not cut_lr) or cy < y0 + 0.35 * (y1 - y0):
                 continue
             # the vertebral body lies just anterior (smaller y) of the canal
             front = w[k][np.ix_((gy >= cy - 25.0) & (gy <= cy - 8.0), np.abs(gx - cx) <= 10.0)]
