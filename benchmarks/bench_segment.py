@@ -83,6 +83,26 @@ def accuracy() -> None:
         except SegmentationError as exc:
             note = f"absent: {exc}"
         _row(organ, "headneck_ct_90sl", None, "-", time.perf_counter() - t, note[:90])
+    # cropped to one hemithorax: the side comes from the DICOM geometry (x range right or left of
+    # the table centre); no contour reference exists, so found/absent per side is what is checked
+    for case in ("pat_1", "pat_2", "pat_3", "pat_4"):
+        folder = ROOT.parent / "shared" / "data" / "cerr-radiomics-phantom" / case
+        if not folder.is_dir():
+            continue
+        img = read_ct_folder(folder, "DCM_IMG_*")
+        side = "llung" if float(img.x.mean()) > 0 else "rlung"
+        close_session()
+        for organ in ("llung", "rlung", "spinal_cord"):
+            t = time.perf_counter()
+            try:
+                m = segment_organ(img, organ)
+                x = float(np.median(img.x.values[np.nonzero(m)[2]]))
+                note = f"found, median x {x:+.0f} mm"
+                if organ != "spinal_cord":
+                    note += " (side matches the geometry)" if organ == side else " (WRONG SIDE)"
+            except SegmentationError as exc:
+                note = "absent: OK" if organ != side and organ != "spinal_cord" else f"NOT FOUND: {exc}"
+            _row(organ, f"cerr_{case}_cropped", None, "-", time.perf_counter() - t, note[:90])
 
 
 def big_ct() -> xr.DataArray:
