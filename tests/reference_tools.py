@@ -172,13 +172,14 @@ def image_only_folder(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def rtss_with_slice_refs(rtss: Path, image_dir: Path, out: Path) -> tuple[Path, int]:
+def rtss_with_slice_refs(rtss: Path, image_dir: Path, out: Path, replace: bool = False) -> tuple[Path, int]:
     """Copy of an RTSTRUCT where every contour without a ContourImageSequence gets one naming the
     image slice nearest to its plane, when that slice lies within half the local slice spacing
     (rt-utils matches contours to slices by these references only, and fails on a contour without
     one: CERR writes none, and the phantom's PTV lies between slices). Contours farther from every
-    slice are left out of the copy (no tool rasterises them); existing references are kept.
-    Returns (path, number of references added)."""
+    slice are left out of the copy (no tool rasterises them), and so is the ContourSequence of an
+    ROI left without contours. Existing references are kept, or with ``replace`` recomputed too
+    (references to slices not in ``image_dir``). Returns (path, number of references written)."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -201,7 +202,7 @@ def rtss_with_slice_refs(rtss: Path, image_dir: Path, out: Path) -> tuple[Path, 
             continue
         keep = []
         for c in item.ContourSequence:
-            if "ContourImageSequence" in c:
+            if "ContourImageSequence" in c and not replace:
                 keep.append(c)
                 continue
             raw = c.get_item("ContourData")  # raw bytes when untouched: no DS conversion
@@ -221,7 +222,10 @@ def rtss_with_slice_refs(rtss: Path, image_dir: Path, out: Path) -> tuple[Path, 
             c.ContourImageSequence = Sequence([it])
             keep.append(c)
             added += 1
-        item.ContourSequence = Sequence(keep)
+        if keep:
+            item.ContourSequence = Sequence(keep)
+        else:
+            del item.ContourSequence
     rs.save_as(out, enforce_file_format=False)
     return out, added
 

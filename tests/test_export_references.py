@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from reference_tools import rtss_with_slice_refs
 from scipy import ndimage
 
 from grtv_nb import open_study
@@ -169,49 +170,15 @@ def sitk_series_nrrd(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def _slices(image_dir: Path) -> list[tuple[float, str, str, np.ndarray, float]]:
-    out = []
-    for p in sorted(image_dir.iterdir()):
-        ds = pydicom.dcmread(p, stop_before_pixels=True)
-        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-        n = np.cross(iop[:3], iop[3:])
-        pos = float(np.array([float(v) for v in ds.ImagePositionPatient]) @ n)
-        out.append((pos, str(ds.SOPClassUID), str(ds.SOPInstanceUID), n, float(ds.get("SliceThickness", 1) or 1)))
-    return sorted(out, key=lambda s: s[0])
-
-
 def rtutils_ready(rs_path: Path, image_dir: Path, out: Path) -> tuple[Path, list[str]]:
     """Copy of an RTSTRUCT rt-utils can read: every contour references the image slice nearest to
-    its plane when one lies within half a slice spacing, other contours are left out (rt-utils
-    matches contours to slices by reference only). Returns (path, names of ROIs left with contours)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    sl = _slices(image_dir)
-    pos = np.array([s[0] for s in sl])
-    half = 0.5 * (float(np.median(np.diff(pos))) if len(pos) > 1 else sl[0][4])
-    rs = pydicom.dcmread(rs_path)
+    its plane (recomputed: a source's references may name slices not present), contours farther
+    than half a slice spacing are left out (rt-utils matches contours to slices by reference only).
+    Returns (path, names of ROIs left with contours)."""
+    out, _ = rtss_with_slice_refs(rs_path, image_dir, out, replace=True)
+    rs = pydicom.dcmread(out, stop_before_pixels=True)
     names = {int(r.ROINumber): str(r.ROIName) for r in rs.StructureSetROISequence}
-    kept_names = []
-    for item in rs.ROIContourSequence:
-        kept = []
-        for c in item.get("ContourSequence", []):
-            z = np.array([float(v) for v in c.ContourData]).reshape(-1, 3).mean(axis=0) @ sl[0][3]
-            k = int(np.argmin(np.abs(pos - z)))
-            if abs(pos[k] - z) > half:
-                continue
-            it = Dataset()
-            it.ReferencedSOPClassUID = sl[k][1]
-            it.ReferencedSOPInstanceUID = sl[k][2]
-            c.ContourImageSequence = Sequence([it])
-            kept.append(c)
-        if kept:
-            item.ContourSequence = Sequence(kept)
-            kept_names.append(names[int(item.ReferencedROINumber)])
-        elif "ContourSequence" in item:
-            del item.ContourSequence
-    rs.save_as(out)
-    return out, kept_names
+    return out, [names[int(i.ReferencedROINumber)] for i in rs.ROIContourSequence if "ContourSequence" in i]
 
 
 @dataclass
