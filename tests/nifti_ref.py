@@ -116,3 +116,40 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, bool)
     s = a.sum() + b.sum()
     return float(2.0 * np.logical_and(a, b).sum() / s) if s else 1.0
+
+
+def write_ct_series(img: xr.DataArray, folder: Path | str) -> Path:
+    """Write a canonical CT DataArray as an axial HFS DICOM CT series (one file per slice, signed
+    16-bit HU, explicit VR little endian) with pydicom alone: a real CT in DICOM form for the
+    facade's sample scripts, written independently of grtv_nb's writers."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    x, y, z = (np.asarray(img[a].values, float) for a in "xyz")
+    vol = np.asarray(img.values).astype(np.int16)
+    for k in range(len(z)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.PatientName, ds.PatientID = "CT", "TS^example", "ts-example"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.PatientPosition, ds.InstanceNumber = "HFS", k + 1
+        ds.ImagePositionPatient = [f"{x[0]:.4f}", f"{y[0]:.4f}", f"{z[k]:.4f}"]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.PixelSpacing = [f"{y[1] - y[0]:.6f}", f"{x[1] - x[0]:.6f}"]
+        ds.SliceThickness = f"{np.median(np.diff(z)):.4f}"
+        ds.Rows, ds.Columns = vol.shape[1], vol.shape[2]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "HU"
+        ds.PixelData = vol[k].tobytes()
+        pydicom.dcmwrite(folder / f"CT_{k:04d}.dcm", ds, enforce_file_format=True)
+    return folder

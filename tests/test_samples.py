@@ -124,3 +124,34 @@ def test_sample2_autosegment_merge_export(tmp_path, phantom_dir):
     ref = st.mask("Lung_L") | st.mask("Lung_R")
     dice = 2 * (lung & ref).sum() / (lung.sum() + ref.sum())
     assert dice > 0.9
+
+
+def test_sample2_on_real_ct(tmp_path):
+    """Sample 2 unchanged on real CTs with lungs in them: the TotalSegmentator abdominal CT (lung
+    bases on both sides; written as a DICOM series with pydicom) gets both lungs auto-segmented,
+    merged and exported, the merged lung matching TotalSegmentator's lobes; a CT cropped to one
+    hemithorax (cerr pat_2: the right lung only) gets its lung, and the sample skips the merge
+    there as written (one of the two lungs is missing) without failing."""
+    pytest.importorskip("nibabel")
+    shared = _shared()
+    if shared is None or not (shared / "totalsegmentator-example" / "example_ct.nii.gz").exists():
+        pytest.skip("../shared/data/totalsegmentator-example not found")
+    from nifti_ref import ts_ct, ts_labels, ts_reference, write_ct_series
+
+    root = tmp_path / "ctsets"
+    write_ct_series(ts_ct(), root / "ts_abdomen")
+    if (shared / "cerr-radiomics-phantom" / "pat_2").is_dir():
+        (root / "cerr_pat_2").symlink_to(shared / "cerr-radiomics-phantom" / "pat_2", target_is_directory=True)
+    exp = tmp_path / "export"
+    r = run_sample("sample2.py", {"c:/data/CTSets/": str(root) + "/", "c:/data/export/": str(exp) + "/"}, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from grtv_nb import open_study
+
+    st = open_study(exp / "ts_abdomen")
+    assert {"rlung", "llung", "Lung"} <= set(st.roi_names)
+    lab = ts_labels()
+    ref = ts_reference(lab, "llung") | ts_reference(lab, "rlung")
+    lung = st.mask("Lung")
+    assert lung.shape == ref.shape
+    assert 2 * (lung & ref).sum() / (lung.sum() + ref.sum()) >= 0.94
+    assert not (exp / "cerr_pat_2").exists() or not any((exp / "cerr_pat_2").iterdir())
