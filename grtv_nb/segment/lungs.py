@@ -18,13 +18,17 @@ Method (on the ~2 mm working grid)
    the anterior third of the body (bowel content with gas bubbles has lung-like HU); components
    under 150 cc must also reach the top slice (a lung base whose lung continues above the
    image).
-4. Left/right: two large components are the two lungs (left = larger x, the patient's left). A
-   single component spanning both sides of the midline (the spinal canal's mean x, else the
-   body's centre) (lungs touching at the anterior junction) is eroded
-   step by step (up to 12 mm) until it splits into two parts of at least 10 % each; every voxel
-   then goes to the nearest part. A single lung on one side is assigned by the side of its centre
-   relative to the midline. In a small field of view with neither spine nor the whole body
-   visible, the side may be wrong.
+4. Left/right: two large components on different sides (their left-right extents overlap by
+   less than half of the narrower one) are the two lungs (left = larger x, the patient's left);
+   two that overlap that much are pieces of one lung (cut by a tumour or a fissure) and are
+   merged. A single component spanning both sides of the midline (the spinal canal's mean x,
+   else the body's centre) (lungs touching at the anterior junction) is eroded step by step (up
+   to 12 mm) until it splits into two parts of at least 10 % each that lie on different sides;
+   every voxel then goes to the nearest part. A single lung is named by where its chest wall is:
+   along each image row through it, the skin is nearer on its lateral side than across the
+   mediastinum (or the body runs off the image there); this also holds in a field of view
+   cropped to one hemithorax, where the midline is unknown. Only when the rows don't decide
+   does the side of its centre relative to the midline.
 5. Vessels inside each lung are included by filling holes slice by slice and a 2 mm closing.
 
 Assumptions and failure modes
@@ -33,7 +37,11 @@ Assumptions and failure modes
   pure air may be mistaken for gas pockets and dropped if they are separate components).
 - Large gas pockets touching the lung bases (e.g. a distended stomach under a thin diaphragm at
   2 mm) could join a lung; they are cut where the connection is thinner than 12 mm.
-- With no trachea in the field of view (abdominal scans) step 2 does nothing.
+- With no trachea in the field of view (abdominal scans) step 2 does nothing; in a cropped field
+  of view the trachea is looked for around the spinal canal, so with neither in view a main
+  bronchus at the image edge may stay in the lung.
+- A single lung in a field of view that cuts off its lateral chest wall but shows the skin across
+  the mediastinum would be given the wrong side.
 """
 
 from __future__ import annotations
