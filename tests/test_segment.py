@@ -202,6 +202,9 @@ def test_stomach_without_gas(ts):
     assert dice(st, ref) >= 0.60
     colon = np.isin(lab.values, [20])
     assert (st & colon).sum() <= 0.05 * st.sum()
+    # cut below the lung bases, the left dome is not in the image: no guess, a clear message
+    with pytest.raises(SegmentationError, match="lung bases"):
+        segment_organ(img.sel(z=slice(None, 385.0)), "stomach")
 
 
 def test_absent_organs_are_reported(ts_dicom, head_ct):

@@ -460,7 +460,8 @@ def _stomach_work(ctx: Context) -> np.ndarray:
        wall: the ring's HU peak gives a window (peak -/+ 2.5 half widths, 12-60 HU); voxels in it
        (fat excluded) plus the 4 mm partial-volume rim of the gas, within 60 mm of the gas,
        opened by 8 mm (cuts neighbouring loops joined by thin contact) and connected to the gas.
-    3. Fluid route (no qualifying gas pocket). Soft tissue (-15..90 HU, smoothed) of the region,
+    3. Fluid route (no qualifying gas pocket; only when the lung bases are in the image, so the
+       top of the region is the left dome). Soft tissue (-15..90 HU, smoothed) of the region,
        opened by 4 mm, is split into convex pieces by a watershed of its distance map (one
        basin per local maximum at least 8 mm apart and 6 mm deep). Pieces of at least 3 cc whose
        centre lies 35-90 mm left of the midline and 50 mm or more anterior of the canal (in front
@@ -509,6 +510,10 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     coords = (gz[box[0]], gy[box[1]], gx[box[2]])
     found = _stomach_gas(ctx, w[box] < -600.0, regb, smb, coords, xm)
     if found is None:
+        if z_base is None:
+            raise not_found(organ, "no gas pocket on fluid in the left upper abdomen, and without the lung "
+                            "bases in the image a fluid-filled stomach (found under the left hemidiaphragm) "
+                            "is not looked for")
         st = _stomach_fluid(ctx, regb, smb, coords, xm, cy)
         if st is None:
             raise not_found(organ, "no gas pocket on fluid and no soft-tissue mass under the left "
