@@ -118,10 +118,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.logical_and(a, b).sum() / s) if s else 1.0
 
 
-def write_ct_series(img: xr.DataArray, folder: Path | str) -> Path:
-    """Write a canonical CT DataArray as an axial HFS DICOM CT series (one file per slice, signed
+#: Row and column direction signs (along x and y) of axial images per patient position.
+POSITION_AXES = {"HFS": (1, 1), "FFS": (-1, 1), "HFP": (-1, -1), "FFP": (1, -1)}
+
+
+def write_ct_series(img: xr.DataArray, folder: Path | str, position: str = "HFS") -> Path:
+    """Write a canonical CT DataArray as an axial DICOM CT series (one file per slice, signed
     16-bit HU, explicit VR little endian) with pydicom alone: a real CT in DICOM form for the
-    facade's sample scripts, written independently of grtv_nb's writers."""
+    facade's sample scripts, written independently of grtv_nb's writers. ``position`` (HFS, FFS,
+    HFP, FFP) sets PatientPosition and the image orientation as a scanner would store it: the
+    rows and columns run along -x / -y where that position's image axes are reversed."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -131,6 +137,9 @@ def write_ct_series(img: xr.DataArray, folder: Path | str) -> Path:
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
     x, y, z = (np.asarray(img[a].values, float) for a in "xyz")
     vol = np.asarray(img.values).astype(np.int16)
+    fx, fy = POSITION_AXES[position]
+    vol = vol[:, ::fy, ::fx]
+    x0, y0 = (x[0] if fx > 0 else x[-1]), (y[0] if fy > 0 else y[-1])
     for k in range(len(z)):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
@@ -141,15 +150,15 @@ def write_ct_series(img: xr.DataArray, folder: Path | str) -> Path:
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.PatientName, ds.PatientID = "CT", "TS^example", "ts-example"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.PatientPosition, ds.InstanceNumber = "HFS", k + 1
-        ds.ImagePositionPatient = [f"{x[0]:.4f}", f"{y[0]:.4f}", f"{z[k]:.4f}"]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.PatientPosition, ds.InstanceNumber = position, k + 1
+        ds.ImagePositionPatient = [f"{x0:.4f}", f"{y0:.4f}", f"{z[k]:.4f}"]
+        ds.ImageOrientationPatient = [str(fx), "0", "0", "0", str(fy), "0"]
         ds.PixelSpacing = [f"{y[1] - y[0]:.6f}", f"{x[1] - x[0]:.6f}"]
         ds.SliceThickness = f"{np.median(np.diff(z)):.4f}"
         ds.Rows, ds.Columns = vol.shape[1], vol.shape[2]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "HU"
-        ds.PixelData = vol[k].tobytes()
+        ds.PixelData = np.ascontiguousarray(vol[k]).tobytes()
         pydicom.dcmwrite(folder / f"CT_{k:04d}.dcm", ds, enforce_file_format=True)
     return folder
