@@ -2,8 +2,10 @@
 
 1. Accuracy table (organ, case, Dice or coverage, seconds) on the real data in ../shared/data:
    the TotalSegmentator example CT (plain, 112 slices, 3 mm) and its 20-slice contrast DICOM CT
-   against the TotalSegmentator label maps; body against ``plastimatch segment`` (+ scipy hole
-   filling); the head-and-neck CT (organs that must be reported absent).
+   against the TotalSegmentator label maps; the body's trunk against ``plastimatch segment`` (+
+   scipy hole filling; it keeps the trunk only) and its arms against TotalSegmentator's humeri;
+   the body against the dicompyler-core patient's clinical BODY ROI; the head-and-neck CT
+   (organs that must be reported absent); the CERR CTs cropped to one hemithorax (lung side).
 2. Time per organ on a 512 x 512 x 200 CT (the TotalSegmentator CT resampled to 0.72 x 0.6 x
    1.68 mm with grtv_nb.transforms), cold (landmark cache cleared before each organ) and warm
    (all organs in a row, as predNewROI calls for one study), with plastimatch's body
@@ -45,7 +47,7 @@ def accuracy() -> None:
     from grtv_nb.errors import SegmentationError
     from grtv_nb.segment import SUPPORTED_ORGANS, close_session, segment_organ
 
-    print("\n== accuracy on real CT (reference: TotalSegmentator labels; body: plastimatch segment)")
+    print("\n== accuracy on real CT (reference: TotalSegmentator labels; body: plastimatch, a clinical BODY)")
     print(f"{'organ':12s} {'case':22s} {'metric':9s} {'value':>6s} {'goal':>5} {'':5s} {'seconds':>7s}")
     cases = [("ts_plain_112sl_3mm", ts_ct(), ts_labels()), ("ts_contrast_dicom_20sl", ts_dicom_ct(), ts_dicom_labels())]
     for case, img, lab in cases:
@@ -59,8 +61,17 @@ def accuracy() -> None:
                 m, err = None, str(exc)
             secs = time.perf_counter() - t
             if organ == "body":
+                # plastimatch keeps the trunk only: compared with the trunk landmark (the body ROI
+                # without the arms); the arms are checked against TotalSegmentator's humeri
                 ref = plastimatch_body(img.values, img.x.values, img.y.values, img.z.values, fill_holes=False)
                 ref = np.stack([ndi.binary_fill_holes(r) for r in ref])
+                trunk = _trunk(img)
+                hum = np.isin(lab.values, [69, 70])
+                arms = f"; body ROI adds {(m & ~trunk).sum() / max(m.sum(), 1):.1%} (arms)" if m is not None else ""
+                if hum.any() and m is not None:
+                    arms += f", covering {(m & hum).sum() / hum.sum():.0%} of the humeri"
+                _row(organ, case, dice(trunk, ref), "trunk/pm", secs, "trunk vs plastimatch segment" + arms)
+                continue
             else:
                 ref = ts_reference(lab, organ)
             if not ref.any():
@@ -73,6 +84,10 @@ def accuracy() -> None:
                 _row(organ, case, cover, "coverage", secs, f"volume {m.sum() / ref.sum():.2f} x the cord's")
             else:
                 _row(organ, case, dice(m, ref), "dice", secs)
+    dcp = _dicompyler_body()
+    if dcp is not None:
+        _row("body", "dicompyler_clinical", dcp[0], "dice", dcp[1],
+             "clinical BODY ROI on its one CT slice (given twice); arm lying apart included")
     hn = read_ct_folder(ROOT.parent / "shared" / "data" / "pycerr-headneck-ct" / "head_and_neck" / "pt_1")
     close_session()
     for organ in ("body", "spinal_cord", "liver", "lkidney", "stomach"):
@@ -103,6 +118,49 @@ def accuracy() -> None:
             except SegmentationError as exc:
                 note = "absent: OK" if organ != side and organ != "spinal_cord" else f"NOT FOUND: {exc}"
             _row(organ, f"cerr_{case}_cropped", None, "-", time.perf_counter() - t, note[:90])
+
+
+def _trunk(img) -> np.ndarray:
+    from grtv_nb.segment import _common
+    from grtv_nb.segment.body import body_work
+
+    ctx = _common.get_context(img.values, img.x.values, img.y.values, img.z.values)
+    return ctx.grid.to_image(body_work(ctx))
+
+
+def _dicompyler_body():
+    """(Dice, seconds) of the body against the dicompyler-core patient's clinical BODY ROI on its
+    one CT slice (the slice given twice, as segmentation needs a volume; the reference polygon
+    drawn with scikit-image), or None without the data."""
+    import pydicom
+    from nifti_ref import dice
+    from skimage.draw import polygon2mask
+
+    from grtv_nb.segment import close_session, segment_organ
+
+    d = ROOT.parent / "shared" / "data" / "dicompyler-example" / "example_data"
+    if not (d / "ct.0.dcm").exists():
+        return None
+    ct, rs = pydicom.dcmread(d / "ct.0.dcm"), pydicom.dcmread(d / "rtss.dcm")
+    hu = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
+    x0, y0, z0 = (float(v) for v in ct.ImagePositionPatient)
+    dy, dx = (float(v) for v in ct.PixelSpacing)
+    number = next(int(r.ROINumber) for r in rs.StructureSetROISequence if r.ROIName == "BODY")
+    item = next(i for i in rs.ROIContourSequence if int(i.ReferencedROINumber) == number)
+    ref = np.zeros(hu.shape, bool)
+    for c in item.ContourSequence:
+        p = np.asarray(c.ContourData, float).reshape(-1, 3)
+        if abs(p[0, 2] - z0) < 0.5:
+            ref ^= polygon2mask(hu.shape, np.c_[(p[:, 1] - y0) / dy, (p[:, 0] - x0) / dx])
+    img = xr.DataArray(
+        np.stack([hu, hu]).astype(np.int16), dims=("z", "y", "x"),
+        coords={"z": [z0, z0 + 3.0], "y": y0 + dy * np.arange(hu.shape[0]), "x": x0 + dx * np.arange(hu.shape[1])},
+        attrs={"modality": "CT"},
+    )
+    close_session()
+    t = time.perf_counter()
+    body = segment_organ(img, "body")
+    return dice(body[0], ref), time.perf_counter() - t
 
 
 def big_ct() -> xr.DataArray:

@@ -8,20 +8,28 @@ Method (on the ~2 mm working grid)
    thinner than the working spacing (skin against skin) still separates.
 2. An axial opening with a 6 mm disk detaches thin structures touching the patient: couch shells,
    thermoplastic masks, cables, blankets.
-3. The largest 3D connected component is the body (as ``plastimatch segment`` does).
+3. The largest 3D connected component is the trunk (``plastimatch segment`` keeps only it).
 4. The opening is undone: tissue within 8 mm of the kept component and connected to it is added
    back, so the skin surface is the threshold surface, not a smoothed one (plus the one skin
    cell that step 1's finer air made partial).
-5. Arms lying against the trunk are cut off, slice by slice (:func:`_drop_limbs`): in the
-   opened tissue of step 2, a piece other than the slice's largest one (the trunk) is an arm
-   when it holds 10 cm2 to 30 % of the trunk's area, contains at least 0.5 cm2 of bone
-   (> 300 HU: the humerus, radius or ulna) and its centre lies beyond 80 % of the trunk's
-   half-width from the trunk's centre; every body voxel nearer in-plane to it than to the
-   trunk is removed, and the largest 3D component is kept.
+5. For the organ methods' landmarks (:func:`body_work`, the trunk), arms lying against the trunk
+   are cut off, slice by slice (:func:`_drop_limbs`): in the opened tissue of step 2, a piece
+   other than the slice's largest one (the trunk) is an arm when it holds 10 cm2 to 30 % of the
+   trunk's area, contains at least 0.5 cm2 of bone (> 300 HU: the humerus, radius or ulna) and
+   its centre lies beyond 80 % of the trunk's half-width from the trunk's centre; every body
+   voxel nearer in-plane to it than to the trunk is removed, and the largest 3D component is
+   kept.
 6. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. A region
    touching the image border that is not pure air (mean HU > -900, a removed arm counting as
    air) and is mostly (75 % of its rim) surrounded by the body, e.g. a lung cut by a small
    field of view, also counts as inside.
+7. The body ROI (:func:`patient_work`, what ``segment_organ(image, "body")`` returns) is the
+   whole patient, as a clinical external contour is (the planning system treats everything
+   outside it as air): the trunk of step 4 with the arms lying against it, plus every other
+   3D piece of step 2 that is a limb: at least 20 cc, at least 2 cc and 2 % of bone (> 300 HU),
+   median HU between -120 and 100 (fat to muscle). Immobilisation devices, head rests and couch
+   parts that survive the opening hold no bone or are less dense, and stay out. Steps 4 and 6
+   are applied to the limbs too.
 
 Assumptions and failure modes
 -----------------------------
@@ -29,13 +37,13 @@ Assumptions and failure modes
   (> -500 HU) mattress thicker than 12 mm whose contact with the skin is broad may keep part of it.
 - Immobilisation masks in contact with the skin survive within 8 mm of the skin (step 4).
 - Air cavities open to the outside in the slice plane (nostrils, mouth) stay outside.
-- Parts of the patient separated from the trunk by air over the whole scan (an arm lying apart)
-  are left out, and so is an arm lying against the trunk on the slices where a thin air seam
-  (or a contact narrower than the 6 mm opening) separates it: the external contour is the
-  trunk's, as ``plastimatch segment`` gives. On slices where the arm is pressed against the
-  trunk with no air between them it stays in. A hand or forearm resting on the abdomen
-  (lateral-centre test fails) stays in; a lateral bony piece of the trunk itself separated by
-  the opening (not seen in practice: ribs are inside the trunk) would be cut off.
+- A limb is recognised by its bone: a hand or foot smaller than 20 cc, or a soft-tissue part
+  separated from the trunk by air with no bone in it (a breast or a skin fold lying apart on
+  every slice), is left out; a dense immobilisation device with metal inserts of 2 cc or more and
+  a tissue-like median HU would be taken in.
+- On the trunk landmark (step 5): a hand or forearm resting on the abdomen (lateral-centre test
+  fails) stays in; a lateral bony piece of the trunk itself separated by the opening (not seen
+  in practice: ribs are inside the trunk) would be cut off.
 """
 
 from __future__ import annotations
@@ -55,16 +63,29 @@ LIMB_MAX_FRAC = 0.3
 LIMB_BONE_HU = 300.0
 LIMB_BONE_CM2 = 0.5
 LIMB_LATERAL = 0.8
+#: Limbs apart from the trunk (step 7): least volume (cc), least bone (cc, and fraction of the
+#: piece), and the range of the piece's median HU (fat to muscle; immobilisation devices, head
+#: rests and couch parts are lower, or hold no bone).
+LIMB_MIN_CC = 20.0
+LIMB_BONE_CC = 2.0
+LIMB_BONE_FRAC = 0.02
+LIMB_MEDIAN_HU = (-120.0, 100.0)
 
 
 def body_work(ctx: Context) -> np.ndarray:
-    """Filled body mask on the working grid (cached in the context)."""
+    """Filled trunk mask on the working grid (cached in the context): the body without limbs
+    (steps 1-6). The organ methods take their landmarks (skin depth, body centre and width, what
+    the body encloses) from it."""
     return ctx.get("body", _body_work)
+
+
+def patient_work(ctx: Context) -> np.ndarray:
+    """Filled body mask on the working grid including the limbs (step 7): the body ROI."""
+    return ctx.get("patient", _patient_work)
 
 
 def _body_work(ctx: Context) -> np.ndarray:
     w = ctx.w
-    dz, dy, dx = ctx.spacing
     tissue = w > BODY_HU
     strict = _strict_tissue(ctx, tissue)
     opened = open_mm(strict, OPEN_MM, ctx.spacing, planar=True)
@@ -72,21 +93,47 @@ def _body_work(ctx: Context) -> np.ndarray:
     if n == 0:
         raise not_found("body", "no tissue above -500 HU")
     sizes = component_sizes(lab, n)
-    body = lab == int(np.argmax(sizes)) + 1
+    main = int(np.argmax(sizes)) + 1
+    body = lab == main
     if body.sum() * ctx.grid.voxel_cc < 20.0:
         raise not_found("body", "the largest tissue region is smaller than 20 cc")
-    # undo the opening: tissue within 8 mm of the kept body and connected to it
-    near = dilate_mm(body, RECON_MM, ctx.spacing, planar=True) & strict
-    lab, n = label(near)
-    body = np.isin(lab, np.unique(lab[body & (lab > 0)]))
-    if strict is not tissue:
-        # give back the skin cell that the finer air made partial
-        body = dilate_mm(body, 1.01 * max(dy, dx), ctx.spacing, planar=True) & tissue
+    body = _reconstruct(body, strict, tissue, ctx)
+    ctx.cache["body_parts"] = (lab, n, main, strict, tissue, body)
     kept = _drop_limbs(body, opened, ctx)
     if kept is not body:
         # a removed arm counts as outside air when judging what the body encloses
         w = np.where(body & ~kept, np.float32(-1000.0), w)
     return _fill_inside(kept, w)
+
+
+def _reconstruct(seed: np.ndarray, strict: np.ndarray, tissue: np.ndarray, ctx: Context) -> np.ndarray:
+    """Undo the opening of step 2 for ``seed`` (step 4): the tissue within 8 mm of it and
+    connected to it, plus the skin cell that the finer image's air made partial."""
+    dz, dy, dx = ctx.spacing
+    near = dilate_mm(seed, RECON_MM, ctx.spacing, planar=True) & strict
+    lab, n = label(near)
+    out = np.isin(lab, np.unique(lab[seed & (lab > 0)]))
+    if strict is not tissue:
+        out = dilate_mm(out, 1.01 * max(dy, dx), ctx.spacing, planar=True) & tissue
+    return out
+
+
+def _patient_work(ctx: Context) -> np.ndarray:
+    body_work(ctx)
+    lab, n, main, strict, tissue, body = ctx.cache["body_parts"]
+    w = ctx.w
+    vcc = ctx.grid.voxel_cc
+    sizes = component_sizes(lab, n) * vcc
+    bone = w > LIMB_BONE_HU
+    bone_cc = np.bincount(lab[bone].ravel(), minlength=n + 1)[1:] * vcc
+    limbs = [i + 1 for i in range(n) if i + 1 != main and sizes[i] >= LIMB_MIN_CC
+             and bone_cc[i] >= max(LIMB_BONE_CC, LIMB_BONE_FRAC * sizes[i])]
+    if limbs:
+        meds = np.atleast_1d(ndi.median(w, lab, limbs))
+        limbs = [i for i, m in zip(limbs, meds) if LIMB_MEDIAN_HU[0] <= m <= LIMB_MEDIAN_HU[1]]
+    if limbs:
+        body = body | _reconstruct(np.isin(lab, limbs), strict, tissue, ctx)
+    return _fill_inside(body, w)
 
 
 def _strict_tissue(ctx: Context, tissue: np.ndarray) -> np.ndarray:
@@ -184,5 +231,5 @@ def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def segment_body(ctx: Context) -> np.ndarray:
-    """Body mask on the image grid."""
-    return ctx.grid.to_image(body_work(ctx))
+    """Body mask on the image grid: the whole patient, limbs included (:func:`patient_work`)."""
+    return ctx.grid.to_image(patient_work(ctx))
