@@ -252,15 +252,12 @@ def _sample_batch(cases, patch, batch, rng, augment: bool, spacing):
 
 
 def _augment(img, lab, rng, spacing):
-    """Random small rotation (+ deformation) with grtv_nb.augment when available, and an
+    """A random small rotation with the engine of augmentImg3D (:mod:`grtv_nb.augment`), and an
     intensity jitter. No left/right flips: they would swap the sides of paired organs."""
-    try:
-        from .. import augment as aug
+    from .. import augment as aug
 
-        t = aug.random_transform(img.shape, rng, rotate=True, rotate_range_deg=5.0, spacing=spacing)
-        img, lab = aug.apply_transform([img, lab], t, labels=[1], fill_values=[0.0, None])
-    except (ImportError, AttributeError):
-        pass
+    t = aug.random_transform(img.shape, rng, rotate=True, rotate_range_deg=5.0, spacing=spacing)
+    img, lab = aug.apply_transform([img, lab], t, labels=[1], fill_values=[0.0, None])
     scale = 1.0 + 0.1 * (rng.random() - 0.5)
     shift = 0.05 * (rng.random() - 0.5)
     return np.clip(img * scale + shift, 0.0, 1.0).astype(np.float32), lab
