@@ -222,8 +222,10 @@ class Study:
         }
         data = {}
         if self._image is not None:
-            units = "HU" if self.attrs.get("modality") == "CT" else ""
-            data["image"] = xr.Variable(("z", "y", "x"), self._image, {"units": units})
+            modality = str(self.attrs.get("modality", "") or "")
+            units = "HU" if modality == "CT" else ""
+            # the modality travels with the image (study.image alone says whether it is CT)
+            data["image"] = xr.Variable(("z", "y", "x"), self._image, {"units": units, "modality": modality})
         if self._dose is not None:
             data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy"})
         lazy = indexing.LazilyIndexedArray(_LazyMasks(self.store, len(self.rois)))

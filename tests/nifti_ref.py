@@ -122,15 +122,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 POSITION_AXES = {"HFS": (1, 1), "FFS": (-1, 1), "HFP": (-1, -1), "FFP": (1, -1)}
 
 
-def write_ct_series(img: xr.DataArray, folder: Path | str, position: str = "HFS") -> Path:
+def write_ct_series(img: xr.DataArray, folder: Path | str, position: str = "HFS", modality: str = "CT") -> Path:
     """Write a canonical CT DataArray as an axial DICOM CT series (one file per slice, signed
     16-bit HU, explicit VR little endian) with pydicom alone: a real CT in DICOM form for the
     facade's sample scripts, written independently of grtv_nb's writers. ``position`` (HFS, FFS,
     HFP, FFP) sets PatientPosition and the image orientation as a scanner would store it: the
-    rows and columns run along -x / -y where that position's image axes are reversed."""
+    rows and columns run along -x / -y where that position's image axes are reversed.
+    ``modality="MR"`` writes an MR Image Storage series instead (same geometry)."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,13 +143,13 @@ def write_ct_series(img: xr.DataArray, folder: Path | str, position: str = "HFS"
     x0, y0 = (x[0] if fx > 0 else x[-1]), (y[0] if fy > 0 else y[-1])
     for k in range(len(z)):
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
         meta.MediaStorageSOPInstanceUID = generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientName, ds.PatientID = "CT", "TS^example", "ts-example"
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.PatientName, ds.PatientID = modality, "TS^example", "ts-example"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.PatientPosition, ds.InstanceNumber = position, k + 1
         ds.ImagePositionPatient = [f"{x0:.4f}", f"{y0:.4f}", f"{z[k]:.4f}"]
@@ -158,7 +159,9 @@ def write_ct_series(img: xr.DataArray, folder: Path | str, position: str = "HFS"
         ds.Rows, ds.Columns = vol.shape[1], vol.shape[2]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "HU"
+        ds.RescaleIntercept, ds.RescaleSlope = "0", "1"
+        if modality == "CT":
+            ds.RescaleType = "HU"
         ds.PixelData = np.ascontiguousarray(vol[k]).tobytes()
         pydicom.dcmwrite(folder / f"CT_{k:04d}.dcm", ds, enforce_file_format=True)
     return folder
