@@ -107,3 +107,22 @@ def test_training_notebook_runs(tmp_path):
     text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
     assert "saved" in text and "llung" in text
     assert models.find_model("llung", tmp_path / "models") is not None
+
+
+def test_cleanup_left_right_and_one_lung_in_two_pieces():
+    """Model output cleanup (no TensorFlow needed): two lungs are told apart by x (x increases to
+    the patient's left), whatever the model voted; two pieces of one lung on the same side (a
+    cropped field of view, a tumour between them) stay one lung, named by the model's vote."""
+    from grtv_nb.segment.unet import _cleanup
+
+    organs = ["llung", "rlung"]
+    two = np.zeros((4, 20, 40), np.uint8)
+    two[:, 2:18, 2:12] = 1  # voted "llung" but lying on the right (small x)
+    two[:, 2:18, 28:38] = 2
+    left = _cleanup(two, organs, "llung")
+    assert left.sum() == 640 and np.nonzero(left)[2].min() == 28
+    one = np.zeros((4, 20, 40), np.uint8)
+    one[:, 2:8, 2:12] = 2
+    one[:, 12:18, 3:11] = 2
+    assert _cleanup(one, organs, "rlung").sum() == 4 * 6 * 10 + 4 * 6 * 8
+    assert not _cleanup(one, organs, "llung").any()

@@ -232,6 +232,16 @@ def close_mm(mask, radius_mm, spacing, planar: bool = False) -> np.ndarray:
     return erode_mm(dilate_mm(mask, radius_mm, spacing, planar), radius_mm, spacing, planar) | mask
 
 
+def same_side(parts: list[np.ndarray], gx: np.ndarray) -> bool:
+    """True when two parts of a paired organ overlap over more than half of the narrower one's
+    left-right extent (5th-95th percentile of ``gx``, the x coordinate of each column): pieces of
+    one organ (a lung cut by a tumour or a fissure), not the left and the right one."""
+    ranges = [np.percentile(gx[np.nonzero(p)[2]], [5, 95]) for p in parts]
+    overlap = min(ranges[0][1], ranges[1][1]) - max(ranges[0][0], ranges[1][0])
+    narrow = min(r[1] - r[0] for r in ranges)
+    return bool(overlap > 0.5 * max(narrow, 1e-6))
+
+
 def bbox(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice] | None:
     """Bounding box of a mask (with a margin in voxels), or None if empty."""
     objs = ndi.find_objects(np.asarray(mask, dtype=np.uint8))

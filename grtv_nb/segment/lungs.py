@@ -49,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, not_found
+from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, not_found, same_side
 from .body import body_work
 from .spine import midline_x
 
@@ -184,7 +184,7 @@ def _lungs_work(ctx: Context):
     parts = [lab == i for i in keep[:2]]
     if len(parts) == 2 and sizes[keep[1] - 1] < 0.1 * sizes[keep[0] - 1]:
         parts = parts[:1]
-    if len(parts) == 2 and _same_side(parts, gx):
+    if len(parts) == 2 and same_side(parts, gx):
         parts = [parts[0] | parts[1]]  # one lung cut in two (tumour, fissure), not two lungs
     elif len(parts) == 1:
         comp = parts[0]
@@ -192,7 +192,7 @@ def _lungs_work(ctx: Context):
         left_frac = np.mean(xs > xc)
         if 0.15 < left_frac < 0.85:
             split = _split(comp, ctx.spacing)
-            if split is not None and not _same_side(split, gx):
+            if split is not None and not same_side(split, gx):
                 parts = split
     res_left = np.zeros_like(air)
     res_right = np.zeros_like(air)
@@ -213,15 +213,6 @@ def _lungs_work(ctx: Context):
     # the closing must not make the two lungs overlap
     out[1] &= ~out[0]
     return out[0], out[1]
-
-
-def _same_side(parts: list[np.ndarray], gx: np.ndarray) -> bool:
-    """True when two lung parts overlap over more than half of the narrower one's left-right
-    extent (5th-95th percentile of x): pieces of one lung, not the two lungs."""
-    ranges = [np.percentile(gx[np.nonzero(p)[2]], [5, 95]) for p in parts]
-    overlap = min(ranges[0][1], ranges[1][1]) - max(ranges[0][0], ranges[1][0])
-    narrow = min(r[1] - r[0] for r in ranges)
-    return bool(overlap > 0.5 * max(narrow, 1e-6))
 
 
 def _single_lung_is_left(comp: np.ndarray, body: np.ndarray, gx: np.ndarray, xm: float) -> bool:

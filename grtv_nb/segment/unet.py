@@ -423,13 +423,16 @@ def _cleanup(lab: np.ndarray, organs: list[str], organ: str) -> np.ndarray:
         sizes = np.bincount(cl.ravel())[1:]
         order = np.argsort(sizes)[::-1]
         keep = [order[0] + 1] + ([order[1] + 1] if n > 1 and sizes[order[1]] >= 0.1 * sizes[order[0]] else [])
+        if len(keep) == 2 and _common.same_side([cl == k for k in keep], np.arange(lab.shape[2], dtype=float)):
+            cl = np.where(cl == keep[1], keep[0], cl)  # one organ in two pieces (a tumour, a fissure)
+            keep = keep[:1]
         if len(keep) == 2:
             xs = [np.nonzero(cl == k)[2].mean() for k in keep]
             left = keep[int(np.argmax(xs))]
             want = left if organ.startswith("l") else keep[1 - keep.index(left)]
             return cl == want
         comp = cl == keep[0]
-        # one component: the model's majority vote decides its side
+        # one organ: the model's majority vote decides its side
         return comp if (lab[comp] == ch).sum() >= (lab[comp] == pch).sum() else np.zeros(lab.shape, bool)
     m = lab == ch
     return _common.largest_component(m) if m.any() else m
