@@ -225,7 +225,10 @@ class Study:
             modality = str(self.attrs.get("modality", "") or "")
             units = "HU" if modality == "CT" else ""
             # the modality travels with the image (study.image alone says whether it is CT)
-            data["image"] = xr.Variable(("z", "y", "x"), self._image, {"units": units, "modality": modality})
+            iattrs = {"units": units, "modality": modality}
+            if not g.axis_aligned:  # oblique: x, y, z run along the image axes (columns of direction)
+                iattrs["direction"] = tuple(float(v) for v in np.asarray(g.direction).ravel())
+            data["image"] = xr.Variable(("z", "y", "x"), self._image, iattrs)
         if self._dose is not None:
             data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy"})
         lazy = indexing.LazilyIndexedArray(_LazyMasks(self.store, len(self.rois)))

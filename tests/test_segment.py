@@ -25,7 +25,7 @@ from nifti_ref import (
 )
 from scipy import ndimage as ndi
 
-from grtv_nb.errors import GRTVError, SegmentationError
+from grtv_nb.errors import GRTVError, GRTVWarning, SegmentationError
 from grtv_nb.segment import SUPPORTED_ORGANS, close_session, segment_organ
 from tests_support import shared_case
 
@@ -403,3 +403,32 @@ def test_real_ct_same_contours_in_every_position(ts, tmp_path):
         for organ in SUPPORTED_ORGANS:
             m = segment_organ(image, organ)
             assert dice(m, direct[organ]) >= 0.999, (pos, organ)
+
+
+def _rot_z(deg: float) -> tuple:
+    a = np.radians(deg)
+    return tuple(np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]).ravel())
+
+
+def test_oblique_images(phantom_study, shared_data):
+    """An oblique image (attrs["direction"], as study.image carries it) is segmented along its
+    axes with a warning when it is within 30 degrees of the patient's axes, and refused beyond
+    (the anatomy's left/right would not follow its axes: e.g. a prone oblique series stored
+    with x to the patient's right)."""
+    img = phantom_study.image
+    close_session()
+    with pytest.warns(GRTVWarning, match="oblique image.*10 degrees"):
+        body = segment_organ(img.assign_attrs(direction=_rot_z(10.0)), "body")
+    assert dice(body, phantom_study.mask("BODY")) >= 0.95
+    for d in (_rot_z(40.0), tuple(np.diag([-1.0, -1.0, 1.0]).ravel())):
+        with pytest.raises(SegmentationError, match="oblique image.*degrees off"):
+            segment_organ(img.assign_attrs(direction=d), "llung")
+    # a real oblique series keeps its direction on study.image
+    from grtv_nb import open_study
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = open_study(shared_case(shared_data, "rt-utils-testdata/tests/oriented_data"))
+    assert not st.grid.axis_aligned
+    assert np.allclose(np.reshape(st.image.attrs["direction"], (3, 3)), st.grid.direction)
+    assert "direction" not in phantom_study.image.attrs

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import SegmentationError
+from ..errors import SegmentationError, warn
 from ..transforms import sample_separable
 
 #: In-plane / through-plane spacing (mm) of the working grid of the coarse steps. Finer images are
@@ -46,6 +46,7 @@ def check_image(image) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             f"automatic organ segmentation needs a CT image (HU values); this image's modality is "
             f"{modality!r}"
         )
+    _check_direction(image.attrs.get("direction"))
     coords = []
     for ax in ("x", "y", "z"):
         if ax not in image.coords:
@@ -65,6 +66,35 @@ def check_image(image) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if not np.issubdtype(hu.dtype, np.number):
         raise SegmentationError(f"image values must be numeric HU, got dtype {hu.dtype}")
     return hu, x, y, z
+
+
+#: Largest angle (degrees) between an oblique image's axes and the patient's axes that is still
+#: segmented (with a warning): the methods' anatomy (left, posterior, superior) follows the axes.
+MAX_OBLIQUE_DEG = 30.0
+
+
+def _check_direction(direction) -> None:
+    """Refuse an image whose axes are far from the patient's (``attrs["direction"]``, the 3x3
+    matrix whose columns are the patient-space directions of x, y, z, row-major as 9 values);
+    warn for a slightly oblique one."""
+    if direction is None:
+        return
+    d = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    cos = np.clip(np.diag(d) / np.maximum(np.linalg.norm(d, axis=0), 1e-12), -1.0, 1.0)
+    angles = np.degrees(np.arccos(cos))
+    worst = float(angles.max())
+    if worst < 1.0:
+        return
+    names = ("x (patient's left)", "y (posterior)", "z (superior)")
+    axis = names[int(np.argmax(angles))]
+    if worst > MAX_OBLIQUE_DEG:
+        raise SegmentationError(
+            f"automatic segmentation needs an image aligned with the patient's axes; this oblique image's "
+            f"{axis} axis is {worst:.0f} degrees off (at most {MAX_OBLIQUE_DEG:g}); resample it onto an "
+            "axis-aligned grid first (grtv_nb.geometry.resample_onto)"
+        )
+    warn(f"oblique image: its {axis} axis is {worst:.0f} degrees off the patient's; organs are found "
+         "along the image axes")
 
 
 def _axis_step(c: np.ndarray) -> float:
