@@ -132,31 +132,15 @@ def _dicompyler_body():
     """(Dice, seconds) of the body against the dicompyler-core patient's clinical BODY ROI on its
     one CT slice (the slice given twice, as segmentation needs a volume; the reference polygon
     drawn with scikit-image), or None without the data."""
-    import pydicom
     from nifti_ref import dice
-    from skimage.draw import polygon2mask
+    from reference_tools import clinical_body_case
 
     from grtv_nb.segment import close_session, segment_organ
 
     d = ROOT.parent / "shared" / "data" / "dicompyler-example" / "example_data"
     if not (d / "ct.0.dcm").exists():
         return None
-    ct, rs = pydicom.dcmread(d / "ct.0.dcm"), pydicom.dcmread(d / "rtss.dcm")
-    hu = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
-    x0, y0, z0 = (float(v) for v in ct.ImagePositionPatient)
-    dy, dx = (float(v) for v in ct.PixelSpacing)
-    number = next(int(r.ROINumber) for r in rs.StructureSetROISequence if r.ROIName == "BODY")
-    item = next(i for i in rs.ROIContourSequence if int(i.ReferencedROINumber) == number)
-    ref = np.zeros(hu.shape, bool)
-    for c in item.ContourSequence:
-        p = np.asarray(c.ContourData, float).reshape(-1, 3)
-        if abs(p[0, 2] - z0) < 0.5:
-            ref ^= polygon2mask(hu.shape, np.c_[(p[:, 1] - y0) / dy, (p[:, 0] - x0) / dx])
-    img = xr.DataArray(
-        np.stack([hu, hu]).astype(np.int16), dims=("z", "y", "x"),
-        coords={"z": [z0, z0 + 3.0], "y": y0 + dy * np.arange(hu.shape[0]), "x": x0 + dx * np.arange(hu.shape[1])},
-        attrs={"modality": "CT"},
-    )
+    img, ref = clinical_body_case(d)
     close_session()
     t = time.perf_counter()
     body = segment_organ(img, "body")

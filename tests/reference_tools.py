@@ -392,3 +392,33 @@ def dvh_sequence_volumes(rtdose: Path) -> dict[int, float]:
         if str(item.get("DVHType", "CUMULATIVE")).upper() == "CUMULATIVE" and len(data) >= 2:
             out[roi] = data[1]
     return out
+
+
+def clinical_body_case(example_data: Path):
+    """The dicompyler-core patient's one CT slice and its clinical BODY ROI on that plane:
+    ``(image, reference)``. ``image`` is a canonical CT DataArray holding the slice twice (2 slices
+    3 mm apart: segmentation needs a volume); ``reference`` is the BODY polygon(s) of the slice's
+    plane drawn with scikit-image (voxel centres inside; nested loops cut holes)."""
+    import xarray as xr
+    from skimage.draw import polygon2mask
+
+    ct = pydicom.dcmread(example_data / "ct.0.dcm")
+    rs = pydicom.dcmread(example_data / "rtss.dcm")
+    if [round(float(v)) for v in ct.ImageOrientationPatient] != [1, 0, 0, 0, 1, 0]:
+        raise ValueError("expected an HFS axial CT slice")
+    hu = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
+    x0, y0, z0 = (float(v) for v in ct.ImagePositionPatient)
+    dy, dx = (float(v) for v in ct.PixelSpacing)
+    number = next(int(r.ROINumber) for r in rs.StructureSetROISequence if r.ROIName == "BODY")
+    item = next(i for i in rs.ROIContourSequence if int(i.ReferencedROINumber) == number)
+    ref = np.zeros(hu.shape, bool)
+    for c in item.ContourSequence:
+        p = np.asarray(c.ContourData, float).reshape(-1, 3)
+        if abs(p[0, 2] - z0) < 0.5:
+            ref ^= polygon2mask(hu.shape, np.c_[(p[:, 1] - y0) / dy, (p[:, 0] - x0) / dx])
+    img = xr.DataArray(
+        np.stack([hu, hu]).astype(np.int16), dims=("z", "y", "x"),
+        coords={"z": [z0, z0 + 3.0], "y": y0 + dy * np.arange(hu.shape[0]), "x": x0 + dx * np.arange(hu.shape[1])},
+        attrs={"modality": "CT"},
+    )
+    return img, ref

@@ -152,29 +152,10 @@ def test_body_matches_a_clinical_external_contour(shared_data):
     raised arm lying apart are body, the couch is not. Segmentation needs a volume, so the slice
     is given twice (2 slices, 3 mm apart); the reference is the BODY polygon of that plane drawn
     with scikit-image (voxel centres inside)."""
-    import pydicom
-    from skimage.draw import polygon2mask
+    from reference_tools import clinical_body_case
 
-    d = shared_case(shared_data, "dicompyler-example/example_data")
-    ct = pydicom.dcmread(d / "ct.0.dcm")
-    rs = pydicom.dcmread(d / "rtss.dcm")
-    hu = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
-    x0, y0, z0 = (float(v) for v in ct.ImagePositionPatient)
-    dy, dx = (float(v) for v in ct.PixelSpacing)
-    assert [round(float(v)) for v in ct.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
-    number = next(int(r.ROINumber) for r in rs.StructureSetROISequence if r.ROIName == "BODY")
-    item = next(i for i in rs.ROIContourSequence if int(i.ReferencedROINumber) == number)
-    ref = np.zeros(hu.shape, bool)
-    for c in item.ContourSequence:
-        p = np.asarray(c.ContourData, float).reshape(-1, 3)
-        if abs(p[0, 2] - z0) < 0.5:
-            ref ^= polygon2mask(hu.shape, np.c_[(p[:, 1] - y0) / dy, (p[:, 0] - x0) / dx])
+    img, ref = clinical_body_case(shared_case(shared_data, "dicompyler-example/example_data"))
     assert ref.sum() > 10000
-    img = xr.DataArray(
-        np.stack([hu, hu]).astype(np.int16), dims=("z", "y", "x"),
-        coords={"z": [z0, z0 + 3.0], "y": y0 + dy * np.arange(hu.shape[0]), "x": x0 + dx * np.arange(hu.shape[1])},
-        attrs={"modality": "CT"},
-    )
     body = segment_organ(img, "body")
     assert dice(body[0], ref) >= 0.97
     close_session()
