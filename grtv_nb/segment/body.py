@@ -98,8 +98,13 @@ def _body_work(ctx: Context) -> np.ndarray:
     if body.sum() * ctx.grid.voxel_cc < 20.0:
         raise not_found("body", "the largest tissue region is smaller than 20 cc")
     body = _reconstruct(body, strict, tissue, ctx)
-    ctx.cache["body_parts"] = (lab, n, main, strict, tissue, body)
+    limbs = _limb_pieces(lab, n, main, ctx)
     kept = _drop_limbs(body, opened, ctx)
+    # the body ROI (step 7) before hole filling; None when it is the trunk itself
+    ctx.cache["patient_unfilled"] = (
+        body | _reconstruct(np.isin(lab, limbs), strict, tissue, ctx) if limbs
+        else (body if kept is not body else None)
+    )
     if kept is not body:
         # a removed arm counts as outside air when judging what the body encloses
         w = np.where(body & ~kept, np.float32(-1000.0), w)
@@ -118,22 +123,24 @@ def _reconstruct(seed: np.ndarray, strict: np.ndarray, tissue: np.ndarray, ctx: 
     return out
 
 
-def _patient_work(ctx: Context) -> np.ndarray:
-    body_work(ctx)
-    lab, n, main, strict, tissue, body = ctx.cache["body_parts"]
+def _limb_pieces(lab: np.ndarray, n: int, main: int, ctx: Context) -> list[int]:
+    """Labels of the opened pieces other than the trunk (``main``) that are limbs (step 7)."""
     w = ctx.w
     vcc = ctx.grid.voxel_cc
     sizes = component_sizes(lab, n) * vcc
-    bone = w > LIMB_BONE_HU
-    bone_cc = np.bincount(lab[bone].ravel(), minlength=n + 1)[1:] * vcc
+    bone_cc = np.bincount(lab[w > LIMB_BONE_HU].ravel(), minlength=n + 1)[1:] * vcc
     limbs = [i + 1 for i in range(n) if i + 1 != main and sizes[i] >= LIMB_MIN_CC
              and bone_cc[i] >= max(LIMB_BONE_CC, LIMB_BONE_FRAC * sizes[i])]
-    if limbs:
-        meds = np.atleast_1d(ndi.median(w, lab, limbs))
-        limbs = [i for i, m in zip(limbs, meds) if LIMB_MEDIAN_HU[0] <= m <= LIMB_MEDIAN_HU[1]]
-    if limbs:
-        body = body | _reconstruct(np.isin(lab, limbs), strict, tissue, ctx)
-    return _fill_inside(body, w)
+    if not limbs:
+        return []
+    meds = np.atleast_1d(ndi.median(w, lab, limbs))
+    return [i for i, m in zip(limbs, meds) if LIMB_MEDIAN_HU[0] <= m <= LIMB_MEDIAN_HU[1]]
+
+
+def _patient_work(ctx: Context) -> np.ndarray:
+    trunk = body_work(ctx)
+    unfilled = ctx.cache["patient_unfilled"]
+    return trunk if unfilled is None else _fill_inside(unfilled, ctx.w)
 
 
 def _strict_tissue(ctx: Context, tissue: np.ndarray) -> np.ndarray:
