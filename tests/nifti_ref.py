@@ -122,7 +122,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 POSITION_AXES = {"HFS": (1, 1), "FFS": (-1, 1), "HFP": (-1, -1), "FFP": (1, -1)}
 
 
-def write_ct_series(img: xr.DataArray, folder: Path | str, position: str = "HFS", modality: str = "CT") -> Path:
+def write_image_series(img: xr.DataArray, folder: Path | str, position: str = "HFS", modality: str = "CT") -> Path:
     """Write a canonical CT DataArray as an axial DICOM CT series (one file per slice, signed
     16-bit HU, explicit VR little endian) with pydicom alone: a real CT in DICOM form for the
     facade's sample scripts, written independently of grtv_nb's writers. ``position`` (HFS, FFS,

@@ -136,10 +136,10 @@ def test_sample2_on_real_ct(tmp_path):
     shared = _shared()
     if shared is None or not (shared / "totalsegmentator-example" / "example_ct.nii.gz").exists():
         pytest.skip("../shared/data/totalsegmentator-example not found")
-    from nifti_ref import ts_ct, ts_labels, ts_reference, write_ct_series
+    from nifti_ref import ts_ct, ts_labels, ts_reference, write_image_series
 
     root = tmp_path / "ctsets"
-    write_ct_series(ts_ct(), root / "ts_abdomen")
+    write_image_series(ts_ct(), root / "ts_abdomen")
     if (shared / "cerr-radiomics-phantom" / "pat_2").is_dir():
         (root / "cerr_pat_2").symlink_to(shared / "cerr-radiomics-phantom" / "pat_2", target_is_directory=True)
     exp = tmp_path / "export"

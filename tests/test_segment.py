@@ -362,11 +362,11 @@ def test_cropped_field_of_view_one_hemithorax(shared_data, case, side):
 
 
 def test_real_ct_same_contours_in_every_position(ts, tmp_path):
-    """The real abdominal CT written (by pydicom, see nifti_ref.write_ct_series) as a head-first
+    """The real abdominal CT written (by pydicom, see nifti_ref.write_image_series) as a head-first
     supine, feet-first supine, head-first prone and feet-first prone series, each with its own
     stored row/column directions: opened with open_study, every organ comes out the same in
     physical space (and the same as segmenting the NIfTI volume directly)."""
-    from nifti_ref import write_ct_series
+    from nifti_ref import write_image_series
 
     from grtv_nb import open_study
 
@@ -376,7 +376,7 @@ def test_real_ct_same_contours_in_every_position(ts, tmp_path):
         close_session()
         direct[organ] = segment_organ(img, organ)
     for pos in ("HFS", "FFS", "HFP", "FFP"):
-        st = open_study(write_ct_series(img, tmp_path / pos, position=pos))
+        st = open_study(write_image_series(img, tmp_path / pos, position=pos))
         image = st.ds["image"]
         assert np.array_equal(image.values, img.values)
         assert all(np.allclose(image[a].values, img[a].values, atol=1e-3) for a in "xyz")

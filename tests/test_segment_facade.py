@@ -93,12 +93,12 @@ def test_prednewroi_mr_volume(shared_data, tmp_path):
     """A 3D MR series (TotalSegmentator's example MR, 20 slices, written as DICOM MR with
     pydicom): refused because it is not CT, not because of its size."""
     pytest.importorskip("nibabel")
-    from nifti_ref import TS, load_nifti_lps, write_ct_series
+    from nifti_ref import TS, load_nifti_lps, write_image_series
 
     if not (TS / "example_mr_sm.nii.gz").exists():
         pytest.skip("totalsegmentator-example/example_mr_sm.nii.gz not found")
     mr = load_nifti_lps(TS / "example_mr_sm.nii.gz", dtype=np.int16)
-    g = _open(write_ct_series(mr, tmp_path / "mr", modality="MR"))
+    g = _open(write_image_series(mr, tmp_path / "mr", modality="MR"))
     assert g.study.image.shape[0] == mr.shape[0] > 1
     before = _state(g)
     with pytest.warns(GRTVWarning, match="modality is 'MR'"):
