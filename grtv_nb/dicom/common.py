@@ -154,6 +154,16 @@ def ds_list(values, decimals: int = 3) -> list[str]:
     return [ds_str(v, decimals) for v in np.asarray(values, dtype=np.float64).ravel()]
 
 
+def set_grey_pixel_module(ds: pydicom.Dataset, rows: int, cols: int, bits: int) -> None:
+    """Image Pixel Module attributes of a single-sample grey image whose stored values use all
+    ``bits`` of each word (PixelRepresentation and PixelData are the caller's)."""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(rows), int(cols)
+    ds.BitsAllocated = ds.BitsStored = int(bits)
+    ds.HighBit = int(bits) - 1
+
+
 def save_atomic(ds: pydicom.Dataset, path: str | os.PathLike) -> Path:
     """Write a dataset to ``path`` through a temporary file in the same folder (never leaves a
     half-written file under the final name)."""

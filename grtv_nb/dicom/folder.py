@@ -212,27 +212,23 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     )
 
 
-def referenced_series_uids(rtstruct: pydicom.Dataset) -> set[str]:
-    out = set()
+def _referenced_series(rtstruct: pydicom.Dataset):
+    """The RTReferencedSeriesSequence items of an RTSTRUCT (through frames of reference and
+    studies)."""
     for fr in rtstruct.get("ReferencedFrameOfReferenceSequence", []):
         for st in fr.get("RTReferencedStudySequence", []):
-            for se in st.get("RTReferencedSeriesSequence", []):
-                uid = _text(se, "SeriesInstanceUID")
-                if uid:
-                    out.add(uid)
-    return out
+            yield from st.get("RTReferencedSeriesSequence", [])
+
+
+def referenced_series_uids(rtstruct: pydicom.Dataset) -> set[str]:
+    uids = (_text(se, "SeriesInstanceUID") for se in _referenced_series(rtstruct))
+    return {u for u in uids if u}
 
 
 def referenced_image_uids(rtstruct: pydicom.Dataset) -> set[str]:
-    out = set()
-    for fr in rtstruct.get("ReferencedFrameOfReferenceSequence", []):
-        for st in fr.get("RTReferencedStudySequence", []):
-            for se in st.get("RTReferencedSeriesSequence", []):
-                for im in se.get("ContourImageSequence", []):
-                    uid = _text(im, "ReferencedSOPInstanceUID")
-                    if uid:
-                        out.add(uid)
-    return out
+    uids = (_text(im, "ReferencedSOPInstanceUID") for se in _referenced_series(rtstruct)
+            for im in se.get("ContourImageSequence", []))
+    return {u for u in uids if u}
 
 
 @dataclass

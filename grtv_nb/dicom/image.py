@@ -263,7 +263,7 @@ def build_image_slice(
 ) -> pydicom.Dataset:
     """A single-frame CT (or MR) image dataset. ``pixels`` (rows, cols) are the stored values
     in real units (HU for CT); they are written with the given rescale intercept and slope 1."""
-    from .common import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, base_dataset, ds_list, ds_str
+    from .common import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, base_dataset, ds_list, ds_str, set_grey_pixel_module
 
     sop_class = CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE
     ds = base_dataset(sop_class, sop_uid, modality, ps, series_uid=series_uid,
@@ -281,12 +281,7 @@ def build_image_slice(
     ds.PixelSpacing = ds_list(pixel_spacing, 6)
     ds.SliceThickness = ds_str(slice_thickness, 4)
     ds.SliceLocation = ds_str(float(position[2]), 4)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
+    set_grey_pixel_module(ds, pixels.shape[0], pixels.shape[1], 16)
     if modality == "CT":
         ds.KVP = "120"
         ds.RescaleIntercept = ds_str(rescale_intercept)

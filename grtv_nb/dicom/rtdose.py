@@ -137,7 +137,7 @@ def build_rtdose(
     from pydicom.sequence import Sequence
     from pydicom.tag import Tag
 
-    from .common import base_dataset, choose_charset, ds_list, ds_str, new_uid
+    from .common import base_dataset, choose_charset, ds_list, ds_str, new_uid, set_grey_pixel_module
 
     dose = np.asarray(dose_gy, dtype=np.float64)
     if dose.shape != grid.shape:
@@ -159,12 +159,7 @@ def build_rtdose(
     ds.GridFrameOffsetVector = ds_list(grid.z - grid.z[0], 4)
     ds.NumberOfFrames = len(grid.z)
     ds.FrameIncrementPointer = Tag(0x3004, 0x000C)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = int(grid.shape[1]), int(grid.shape[2])
-    ds.BitsAllocated = 32
-    ds.BitsStored = 32
-    ds.HighBit = 31
+    set_grey_pixel_module(ds, grid.shape[1], grid.shape[2], 32)
     ds.PixelRepresentation = 0
     dmax = float(dose.max()) if dose.size else 0.0
     # 2**22 levels up to the maximum: a step (14 uGy at 60 Gy) coarser than float32's resolution of the
