@@ -291,12 +291,11 @@ class pyGRTV:  # noqa: N801 - the original's name
 
     @_status_call()
     def closeGRTVTFSession(self) -> int:
-        """Release the auto-segmentation TensorFlow model and its memory (safe at any time)."""
-        import sys
+        """Release the auto-segmentation TensorFlow model and its memory, and the cached landmarks
+        of the last segmented CT (safe at any time; TensorFlow is not imported for it)."""
+        from .segment import close_session
 
-        mod = sys.modules.get("grtv_nb.segment.unet")
-        if mod is not None:
-            mod.close_session()
+        close_session()
         return GRTV_STATUS_OK
 
     # ------------------------------------------------------------------ utilities
