@@ -28,6 +28,13 @@ from .errors import GeometryError
 _AXIS_TOL = 1e-3
 
 
+def slice_weights(z: np.ndarray) -> np.ndarray:
+    """Thickness (mm) each of the slices at positions ``z`` (increasing, at least 2) stands for:
+    half the gaps to its neighbours, the end slices their own gap."""
+    d = np.diff(np.asarray(z, dtype=np.float64))
+    return 0.5 * (np.concatenate([[d[0]], d]) + np.concatenate([d, [d[-1]]]))
+
+
 @dataclass(frozen=True, eq=False)
 class Grid:
     """A rectilinear voxel grid in the canonical frame.
@@ -88,13 +95,9 @@ class Grid:
 
     def slice_weights(self) -> np.ndarray:
         """Thickness (mm) each slice stands for: half the gaps to its neighbours (ends: own gap)."""
-        z = self.z
-        if len(z) == 1:
+        if len(self.z) == 1:
             return np.array([self.dz])
-        d = np.diff(z)
-        lo = np.concatenate([[d[0]], d])
-        hi = np.concatenate([d, [d[-1]]])
-        return 0.5 * (lo + hi)
+        return slice_weights(self.z)
 
     def voxel_volumes_cc(self) -> np.ndarray:
         """Per-slice voxel volume in cc (shape (nz,))."""

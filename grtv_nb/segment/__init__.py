@@ -106,6 +106,7 @@ def segment_organ(image, organ: str, *, model_dir=None) -> np.ndarray:
     SegmentationError
         Unknown organ name, non-CT image, 1-slice volume, or the organ is not in this image.
     """
+    from ..geometry import slice_weights
     from . import _common
 
     name = normalise_organ(organ)
@@ -114,8 +115,7 @@ def segment_organ(image, organ: str, *, model_dir=None) -> np.ndarray:
     if mask is None:
         mask = _classical(hu, x, y, z, name)
     mask = np.asarray(mask, dtype=bool)
-    dz = np.gradient(z) if len(z) > 1 else np.ones(1)
-    cc = float((mask.sum(axis=(1, 2)) * dz).sum() * abs(x[1] - x[0]) * abs(y[1] - y[0]) / 1000.0)
+    cc = float((mask.sum(axis=(1, 2)) * slice_weights(z)).sum() * abs(x[1] - x[0]) * abs(y[1] - y[0]) / 1000.0)
     if cc < _MIN_CC[name]:
         raise SegmentationError(
             f"could not find the {name} in this CT: the result ({cc:.1f} cc) is smaller than "
