@@ -223,11 +223,10 @@ class pyGRTV:  # noqa: N801 - the original's name
         from .segment import segment_organ
         from .validate import validate_color
 
-        color = validate_color(roiColor)
-        if roiName in st.roi_names:
-            raise ValidationError(f"roiName '{roiName}' is already used; choose another name")
-        mask = segment_organ(st.image, str(roiName))
-        st.add_roi(str(roiName), mask, color, source="auto")
+        # refused before the segmentation runs; a colour is required (no default as in setNewROI)
+        name, color = st.check_new_roi(roiName, validate_color(roiColor))
+        mask = segment_organ(st.image, name)
+        st.add_roi(name, mask, color, source="auto")
         return GRTV_STATUS_OK
 
     @_status_call()

@@ -305,19 +305,10 @@ class Study:
         mesh and, when the study has a dose, its DVH. Refuses a name already taken, a wrong shape or
         a bad colour; the study is unchanged after a refusal.
         """
-        name = str(name).strip()
-        if not name:
-            raise ValidationError("roiName must be a non-empty string")
-        if len(name) > 64 or "\\" in name or any(ord(ch) < 32 for ch in name):
-            raise ValidationError(f"roiName {name!r} can't be written to an RTSTRUCT: ROIName (DICOM LO) takes at most "
-                                  "64 characters, without backslash or control characters")
-        if name in self.roi_names:
-            raise ValidationError(
-                f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
+        name, color = self.check_new_roi(name, color)
         mask = np.asarray(mask)
         if mask.shape != self.grid.shape:
             raise ValidationError(f"mask shape {mask.shape} differs from the image shape {self.grid.shape}")
-        color = validate_color(color if color is not None else default_color(len(self.rois)))
         if roi_type is None:  # a body outline is EXTERNAL (RTROIInterpretedType), anything else ORGAN
             from .dicom.rtstruct import interpreted_type
 
@@ -338,6 +329,21 @@ class Study:
             self._dvh = None
             self.dvh()
         return roi
+
+    def check_new_roi(self, name, color=None) -> tuple[str, tuple[int, int, int]]:
+        """``(name, colour)`` as :meth:`add_roi` will use them, or a ValidationError for a name that
+        is empty, taken or not writable to an RTSTRUCT, or a bad colour (so a caller can refuse
+        before computing the mask)."""
+        name = str(name).strip()
+        if not name:
+            raise ValidationError("roiName must be a non-empty string")
+        if len(name) > 64 or "\\" in name or any(ord(ch) < 32 for ch in name):
+            raise ValidationError(f"roiName {name!r} can't be written to an RTSTRUCT: ROIName (DICOM LO) takes at most "
+                                  "64 characters, without backslash or control characters")
+        if name in self.roi_names:
+            raise ValidationError(
+                f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
+        return name, validate_color(color if color is not None else default_color(len(self.rois)))
 
     def set_dose(self, dose_gy: np.ndarray) -> None:
         """Replace the dose (Gy, float) on the study grid; every DVH is recomputed."""

@@ -71,6 +71,8 @@ def test_prednewroi_bad_names_and_colours_leave_the_study_unchanged(phantom_dir)
         assert g.predNewROI("pancreas", (1, 2, 3)) == GRTV_STATUS_FALIED
     with pytest.warns(GRTVWarning, match="roiColor|colou?r"):
         assert g.predNewROI("llung", (300, 0, 0)) == GRTV_STATUS_FALIED
+    with pytest.warns(GRTVWarning, match="64 characters"):
+        assert g.predNewROI("llung" + "x" * 70, (0, 0, 255)) == GRTV_STATUS_FALIED
     assert g.predNewROI("llung", (0, 0, 255)) == GRTV_STATUS_OK
     after_one = _state(g)
     with pytest.warns(GRTVWarning, match="already used"):
