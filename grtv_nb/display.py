@@ -1,4 +1,5 @@
-"""Display helpers shared by the facade and the widgets: window/level of grey values."""
+"""Display helpers shared by the facade, the study and the widgets: window/level of grey values
+and the default ROI colours."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ PRESETS: dict[str, tuple[float, float]] = {
     "soft tissue": (50.0, 350.0),
     "brain": (40.0, 80.0),
 }
+
+_DEFAULT_COLORS = [
+    (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255),
+    (255, 128, 0), (128, 0, 255), (0, 128, 255), (255, 0, 128), (128, 255, 0), (0, 255, 128),
+]
+
+
+def default_color(i: int) -> tuple[int, int, int]:
+    """Colour (R, G, B) of the i-th ROI when none is given (ROIDisplayColor missing, an ROI
+    added without a colour, a Dataset without ``roi_color``)."""
+    return _DEFAULT_COLORS[i % len(_DEFAULT_COLORS)]
 
 
 def window_level(values, level: float = 0.0, width: float = 2000.0) -> np.ndarray:

@@ -29,7 +29,8 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from .dicom.rtstruct import ROI, default_color
+from .dicom.rtstruct import ROI
+from .display import default_color
 from .errors import GRTVError, ValidationError, warn
 from .geometry import Grid
 from .validate import validate_color

@@ -18,17 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pydicom
 
+from ..display import default_color
 from ..errors import warn
-
-_DEFAULT_COLORS = [
-    (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255),
-    (255, 128, 0), (128, 0, 255), (0, 128, 255), (255, 0, 128), (128, 255, 0), (0, 255, 128),
-]
-
-
-def default_color(i: int) -> tuple[int, int, int]:
-    return _DEFAULT_COLORS[i % len(_DEFAULT_COLORS)]
-
 
 _BODY_NAMES = re.compile(r"^(body|external|skin|outline|patient|body_?contour)$", re.IGNORECASE)
 

@@ -108,7 +108,7 @@ class StudyArrays:
                 cols = np.asarray(ds["roi_color"].values).reshape(len(self.roi_names), -1)[:, :3]
                 self.roi_colors = [tuple(int(c) for c in row) for row in cols]
             else:
-                self.roi_colors = [default_color(i) for i in range(len(self.roi_names))]
+                self.roi_colors = [_display.default_color(i) for i in range(len(self.roi_names))]
         self._crops: dict[int, RoiCrop] = {}
 
     def _var(self, name: str, dtype: Any = None) -> np.ndarray | None:
@@ -212,25 +212,6 @@ class StudyArrays:
                 inside.append(name)
         out["rois"] = inside
         return out
-
-
-def default_color(i: int) -> tuple[int, int, int]:
-    """A distinct colour for the i-th ROI when the study has none."""
-    pal = [
-        (230, 25, 75),
-        (60, 180, 75),
-        (255, 225, 25),
-        (0, 130, 200),
-        (245, 130, 48),
-        (145, 30, 180),
-        (70, 240, 240),
-        (240, 50, 230),
-        (210, 245, 60),
-        (250, 190, 212),
-        (0, 128, 128),
-        (170, 110, 40),
-    ]
-    return pal[i % len(pal)]
 
 
 # ----------------------------------------------------------------------------------------------
