@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ValidationError
-from .rawio import RAW_DTYPES, _AtomicFile
-from .rawio import write_mhd as _write_mhd_file
+from .fileio import FolderTransaction, check_file_name, check_outside_sources, write_error
+from .rawio import RAW_DTYPES, mhd_header_text, write_array
 
 #: dtypes augment_volumes accepts (bool label volumes are written as uint8 0/1)
 AUGMENT_DTYPES = tuple(RAW_DTYPES) + (np.dtype(np.bool_),)
@@ -441,8 +441,8 @@ def _check_names(names, n: int) -> list[str]:
         raise ValidationError(f"fileNameList/names has {len(names)} names for {n} volumes in imageList")
     out = []
     for i, s in enumerate(names):
-        if not isinstance(s, str) or not s or s in (".", "..") or "/" in s or "\\" in s or "\0" in s:
-            raise ValidationError(f"fileNameList[{i}] = {s!r} is not a valid file name prefix")
+        check_file_name(s, f"fileNameList[{i}]")
+        check_file_name(f"{s}.0001.raw", f"fileNameList[{i}]")  # the longest name it makes fits too
         out.append(s)
     if len(set(out)) != len(out):
         raise ValidationError(f"fileNameList has duplicate names: {out}")
@@ -513,8 +513,21 @@ def augment_volumes(
     Raises
     ------
     ValidationError
-        On bad arguments, before anything is written. Files are written atomically (existing
-        files with the same names are replaced).
+        On bad arguments (a name prefix must be a plain file name: no path separator, control
+        character or leading dot), or an ``out_dir`` inside a folder a loaded study was read
+        from; before anything is written.
+    FolderBusyError
+        Another run writes into ``out_dir``.
+    WriteError
+        The disk refused a write; the rounds committed before stay, the failed one is absent.
+
+    Notes
+    -----
+    Each round appears whole or not at all, even if the process is killed: its files (raw and
+    headers of every volume) are written into a staging folder inside ``out_dir`` and moved into
+    place under a journal (:class:`grtv_nb.fileio.FolderTransaction`); the next run into the same
+    folder finishes a round a killed run was moving and removes its staging folder. Existing
+    files with the same names are replaced. Files and folders get the umask's permissions.
     """
     vols = _check_volumes(volumes)
     shape = vols[0].shape
@@ -542,41 +555,69 @@ def augment_volumes(
     out = Path(os.fspath(out_dir))
     if out.exists() and not out.is_dir():
         raise ValidationError(f"outputDirectory/out_dir {str(out)!r} is a file, not a folder")
+    check_outside_sources(out, "outputDirectory/out_dir")
     specs = _specs(vols, labels, fill_values)
     transforms = draw_transforms(shape, times, seed, rotate=rotate, rotate_range_deg=rotate_range_deg,
                                  deform=deform, deform_rate=deform_rate, spacing=spacing)
-    out.mkdir(parents=True, exist_ok=True)
 
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    def save(raw: Path, buf: np.ndarray) -> None:
-        _write_le(raw, buf)
-        if write_mhd:
-            _write_mhd_file(raw.with_suffix(".mhd"), shape, buf.dtype, spacing=spacing, raw_name=raw.name)
-
     # One output buffer per volume, reused every round (memory: one copy of the inputs). Files are
-    # written by a background thread while the next volume is warped (the warp and the write both
-    # release the GIL); a buffer is only refilled once its previous write has finished.
+    # written into the folder's staging area by a background thread while the next volume is
+    # warped (the warp and the write both release the GIL); a buffer is only refilled once its
+    # previous write has finished. After a round's files, the same thread commits the round (its
+    # files moved into place under the folder's journal), so a round appears whole or not at all.
     bufs = [np.empty_like(v) for v in vols]
     pending: list = [None] * len(vols)
     written: list[Path] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grtv-augment-write") as pool:
+    with FolderTransaction(out, "outputDirectory/out_dir") as tx, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="grtv-augment-write") as pool:
+        stage = tx.stage()
+
+        def save(raw_name: str, buf: np.ndarray) -> None:
+            path = stage / raw_name
+            try:
+                _write_le(path, buf)
+                if write_mhd:
+                    mhd = path.with_suffix(".mhd")
+                    mhd.write_text(mhd_header_text(shape, buf.dtype, spacing=spacing, raw_name=raw_name),
+                                   encoding="ascii")
+            except BaseException as exc:
+                for p in (path, path.with_suffix(".mhd")):
+                    p.unlink(missing_ok=True)
+                err = write_error(exc, "augmented volume", out / raw_name)
+                if err is exc:
+                    raise
+                raise err from exc
+
+        def commit(saves: list, names: list[str]) -> None:
+            for f in saves:
+                f.result()  # a failed write: the round is not committed
+            tx.commit(names)
+
+        commits: list = []
         try:
             for r, t in enumerate(tqdm(transforms, desc="augment", unit="round", disable=not progress), start=1):
+                for c in commits:
+                    if c.done():
+                        c.result()
+                saves, names = [], []
                 for i, (v, buf, spec, prefix) in enumerate(zip(vols, bufs, specs, prefixes)):
                     if pending[i] is not None:
                         pending[i].result()
                     _warp_into(v, buf, t, spec)
-                    raw = out / f"{prefix}.{r:04d}.raw"
-                    pending[i] = pool.submit(save, raw, buf)
-                    written.append(raw)
-            for f in pending:
-                if f is not None:
-                    f.result()
+                    raw_name = f"{prefix}.{r:04d}.raw"
+                    pending[i] = pool.submit(save, raw_name, buf)
+                    saves.append(pending[i])
+                    names += [raw_name, raw_name[:-4] + ".mhd"] if write_mhd else [raw_name]
+                commits.append(pool.submit(commit, saves, names))
+                written += [out / f"{prefix}.{r:04d}.raw" for prefix in prefixes]
+            for c in commits:
+                c.result()
         except BaseException:
-            for f in pending:
+            for f in [*pending, *commits]:
                 if f is not None:
                     f.cancel()
             raise
@@ -584,12 +625,13 @@ def augment_volumes(
 
 
 def _write_le(path: Path, arr: np.ndarray) -> None:
-    """Atomic raw write of a C-contiguous native array (bool as uint8), little-endian."""
+    """Raw write of a C-contiguous native array (bool as uint8), little-endian, into the staging
+    area (made final by the round's commit)."""
     a = arr.view(np.uint8) if arr.dtype == np.bool_ else arr
     if a.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts
         a = a.astype(a.dtype.newbyteorder("<"))
-    with _AtomicFile(path) as f:
+    with open(path, "wb") as f:
         _tofile(a.reshape(-1), f)
 
 
-_tofile = np.ndarray.tofile  # module-level so tests can simulate a failing disk
+_tofile = write_array  # module-level so tests can simulate a failing disk

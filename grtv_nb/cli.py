@@ -35,8 +35,10 @@ def _summarise(folder: Path, out: Path | None) -> int:
             "warnings": [str(w.message) for w in caught],
             "seconds": dt,
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        (out / "summary.txt").write_text(study.summary() + "\n")
+        from .fileio import write_bytes_atomic
+
+        write_bytes_atomic(out / "summary.json", json.dumps(summary, indent=2).encode("utf-8"), "summary path")
+        write_bytes_atomic(out / "summary.txt", (study.summary() + "\n").encode("utf-8"), "summary path")
         print(f"Outputs written to {out}/ (summary.txt, summary.json)")
     return 0
 
@@ -111,7 +113,9 @@ def _write_png(path: Path, gray) -> None:
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    path.write_bytes(png)
+    from .fileio import write_bytes_atomic
+
+    write_bytes_atomic(path, png, "PNG path")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,3 +34,12 @@ def warn(message: str, stacklevel: int = 3) -> None:
 class SegmentationError(GRTVError):
     """Automatic segmentation could not produce a plausible contour (organ absent from the image,
     unsupported modality, too few slices, unknown organ name)."""
+
+
+class WriteError(GRTVError, OSError):
+    """A file or folder could not be written (full disk, permissions...); the target is left as it
+    was (see :mod:`grtv_nb.fileio`)."""
+
+
+class FolderBusyError(WriteError):
+    """Another grtv_nb run is writing into the same folder (it holds the folder's lock)."""

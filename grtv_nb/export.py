@@ -15,34 +15,47 @@ Rules
 - The RTDOSE (when the study has a dose) is uint32 with DoseGridScaling, on the image grid
   (default) or on the original RTDOSE grid (``dose_grid="original"``). It references an RTPLAN
   only when that plan is exported too.
-- New objects get new UIDs. Nothing is ever written into the folder the study was read from, a
-  non-empty folder is refused unless ``overwrite=True``, and the set is written into a temporary
-  folder beside the target and renamed into place at the end: a crash leaves no half-written set
-  under the final name.
+- New objects get new UIDs. File names come from a fixed vocabulary (``CT_0001.dcm``, ``MR_``,
+  ``PT_`` or ``IMG_`` by Modality, ``RS_grtv_nb.dcm``, ``RD_grtv_nb.dcm``, ``RP_plan.dcm``), never
+  from an input value. ROI names DICOM can't hold (see :func:`grtv_nb.validate.check_roi_name`)
+  are repaired with a warning.
+
+Where it writes (:func:`grtv_nb.fileio.replace_folder`)
+-------------------------------------------------------
+- The target folder may not be, lie inside or contain a folder the study was read from
+  (resolved paths; symlinks included). It must be missing or empty; ``overwrite=True`` replaces
+  only a previous grtv_nb export (recognised by its manifest ``.grtv_nb-export.json``, written
+  last) and only the files that manifest lists: a folder holding anything else is refused.
+- The set is written into a staging folder inside the target and moved into place under a
+  journal: a failed export leaves the target as it was; a killed one is finished or cleaned
+  up by the next run into the same folder. Concurrent exports into one folder: the first
+  holds its lock, the others fail at once with :class:`~grtv_nb.errors.FolderBusyError`.
+- Files and folders get the umask's permissions.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pydicom
 
 from .errors import GRTVError, ValidationError, warn
+from .fileio import replace_folder
+from .validate import check_roi_name
+
+#: file-name prefix of exported image slices by Modality (anything else: "IMG"); names never come
+#: from an input value
+IMAGE_PREFIXES = {"CT": "CT", "MR": "MR", "PT": "PT"}
 
 
-def _check_target(study, export_dir: Path, overwrite: bool) -> None:
-    src = study.source.get("folder")
-    if export_dir.exists() and not export_dir.is_dir():
-        raise ValidationError(f"exportDir '{export_dir}' is a file, not a folder")
-    if src is not None and export_dir.resolve() == Path(src).resolve():
-        raise ValidationError(f"exportDir '{export_dir}' is the folder the study was read from; "
-                              "exports never write into their source folder")
-    if export_dir.exists() and any(export_dir.iterdir()) and not overwrite:
-        raise ValidationError(f"exportDir '{export_dir}' is not empty; pass overwrite=True to replace its content")
+def source_paths(study) -> list:
+    """The files and folder ``study`` was read from (what an export may not touch)."""
+    src = study.source or {}
+    return [src.get("folder"), *(src.get("image_files") or []), src.get("rtstruct"), *(src.get("rtdoses") or []),
+            src.get("rtplan")]
 
 
 def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, str]]]:
@@ -82,7 +95,7 @@ def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, st
         if str(getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "")) != ds.SOPInstanceUID:
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             changed = True
-        name = f"{ds.Modality or 'IMG'}_{i + 1:04d}.dcm"
+        name = f"{IMAGE_PREFIXES.get(str(ds.get('Modality', '') or ''), 'IMG')}_{i + 1:04d}.dcm"
         if changed:
             save_atomic(ds, tmp / name)
         else:
@@ -108,9 +121,10 @@ def export_rt(
     ----------
     study : grtv_nb.Study
     export_dir : path
-        Target folder: created, or empty, or replaced when ``overwrite``.
+        Target folder: created if missing, or empty, or (with ``overwrite``) a previous grtv_nb
+        export; never a source folder of the study, inside one, or holding one.
     overwrite : bool
-        Replace the content of a non-empty ``export_dir``.
+        Replace the files of a previous grtv_nb export in ``export_dir`` (nothing else).
     dose_grid : {"image", "original"}
         Grid of the exported RTDOSE.
     label : str
@@ -119,6 +133,15 @@ def export_rt(
     Returns
     -------
     Path of the folder written.
+
+    Raises
+    ------
+    ValidationError
+        Bad arguments or target (nothing written).
+    FolderBusyError
+        Another export writes into ``export_dir``.
+    WriteError
+        The disk refused a write (``export_dir`` left as it was).
     """
     from .dicom.common import PatientStudy, new_uid, save_atomic
     from .dicom.rtdose import build_rtdose
@@ -128,8 +151,8 @@ def export_rt(
         raise ValidationError(f"exportDir must be a folder path, got {type(export_dir).__name__}")
     if dose_grid not in ("image", "original"):
         raise ValidationError(f"dose_grid must be 'image' or 'original', got {dose_grid!r}")
-    export_dir = Path(export_dir)
-    _check_target(study, export_dir, overwrite)
+    if not isinstance(overwrite, bool | np.bool_):
+        raise ValidationError(f"overwrite must be True or False, got {overwrite!r}")
     first = study.image_headers[0] if study.image_headers else study.source.get("rtstruct_ds")
     for_uid = study.grid.frame_of_reference_uid or new_uid()
     if first is not None:
@@ -138,19 +161,19 @@ def export_rt(
         ps = PatientStudy(frame_of_reference_uid=for_uid)
     if first is None or not str(first.get("PatientID", "") or "").strip():
         warn(f"the study has no PatientID; the export uses '{ps.patient_id}'")
-    export_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.tmp-", dir=export_dir.parent))
-    try:
+    with replace_folder(export_dir, "exportDir", overwrite=bool(overwrite), kind="DICOM-RT",
+                        sources=source_paths(study)) as tmp:
         series_uid, sop_class, slices = _export_images(study, tmp, ps)
         if not slices:
             warn("the study has no image series to export; the RTSTRUCT and RTDOSE refer to no images")
         # RTSTRUCT
         rois = []
         for r in study.rois:
-            if len(r.name) > 16:
-                warn(f"ROI name '{r.name}' is longer than 16 characters; some systems truncate it")
+            name = check_roi_name(r.name, fix=True)
+            if len(name) > 16:
+                warn(f"ROI name '{name}' is longer than 16 characters; some systems truncate it")
             contours = [c for c in r.contours if len(c) >= 3]
-            rois.append(ROI(name=r.name, number=r.number, color=r.color, roi_type=interpreted_type(r.name, r.roi_type),
+            rois.append(ROI(name=name, number=r.number, color=r.color, roi_type=interpreted_type(name, r.roi_type),
                             contours=contours, geometric_type=r.geometric_type, other_data=r.other_data,
                             source=r.source))
         ref = ImageReference(series_uid, sop_class, slices) if slices else None
@@ -182,22 +205,7 @@ def export_rt(
                          "on the image grid")
                 rd = build_rtdose(study.ds["dose"].values, study.grid, ps, summation_type="PLAN")
             save_atomic(rd, tmp / "RD_grtv_nb.dcm")
-        # move into place
-        if export_dir.exists():
-            if any(export_dir.iterdir()):
-                old = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.old-", dir=export_dir.parent))
-                os.replace(export_dir, old / "content")
-                os.replace(tmp, export_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                export_dir.rmdir()
-                os.replace(tmp, export_dir)
-        else:
-            os.replace(tmp, export_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return export_dir
+    return Path(export_dir)
 
 
 __all__ = ["export_rt", "GRTVError"]

@@ -269,10 +269,25 @@ class pyGRTV:  # noqa: N801 - the original's name
     # ------------------------------------------------------------------ deep learning
     @_status_call(array_result=True)
     def resizeImage3D(self, img3d_in, newShape, dataType=np.int16):
-        """``(status, volume)``: trilinear resize to ``newShape`` (see grtv_nb.transforms.resize_volume)."""
+        """``(status, volume)``: trilinear resize to ``newShape`` (see grtv_nb.transforms.resize_volume).
+        Values an integer ``dataType`` can't hold are clipped to its range with one warning per
+        call giving their count."""
         from .transforms import resize_volume
+        from .validate import count_out_of_range, warn_clipped
 
-        return GRTV_STATUS_OK, resize_volume(img3d_in, tuple(newShape), dataType)
+        try:
+            shape = tuple(newShape)
+        except TypeError:
+            raise ValidationError(f"newShape must be 3 positive ints, got {newShape!r}") from None
+        out = resize_volume(img3d_in, shape, dataType)
+        if np.issubdtype(out.dtype, np.integer):
+            vol = np.asarray(img3d_in)
+            # a linear resize stays within the input's range: count only when that range does not fit
+            if vol.size and count_out_of_range(np.array([np.min(vol), np.max(vol)]), out.dtype):
+                n = count_out_of_range(resize_volume(vol, shape, np.float32), out.dtype)
+                if n:
+                    warn_clipped(n, out.size, out.dtype, "resizeImage3D")
+        return GRTV_STATUS_OK, out
 
     @_status_call()
     def augmentImg3D(self, imageList, outputDirectory, augmentTimes=5, fileNameList=None, rotate=True,

@@ -32,14 +32,13 @@ Stomach, PTV — so the original's sample 4 (index 0 = body, 5 = left lung) runs
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy.special import erf
 
 from .errors import ValidationError
+from .fileio import replace_folder
 
 #: ImageOrientationPatient of the standard patient positions (axial acquisitions).
 PATIENT_POSITIONS: dict[str, tuple[float, ...]] = {
@@ -194,7 +193,8 @@ def write_phantom(
     Parameters
     ----------
     folder : path
-        Created if needed; must be empty unless ``overwrite``.
+        Created if needed; must be missing or empty, or (with ``overwrite``) hold a previous
+        phantom or grtv_nb export, whose files are replaced (:func:`grtv_nb.fileio.replace_folder`).
     patient_position : str
         One of :data:`PATIENT_POSITIONS` (HFS, HFP, FFS, FFP, HFDL, HFDR, FFDL, FFDR). The same
         physical patient is written with that position's image orientation.
@@ -216,10 +216,6 @@ def write_phantom(
     if pos not in PATIENT_POSITIONS:
         raise ValidationError(f"patient_position '{patient_position}' is not one of {', '.join(PATIENT_POSITIONS)}")
     folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise ValidationError(f"folder '{folder}' is not empty (pass overwrite=True to replace its files)")
-        shutil.rmtree(folder)
     z = default_slices() if z_positions is None else np.sort(np.asarray(z_positions, dtype=np.float64))
     tag = (pos, tuple(np.round(z, 3)), pixel_mm, nx, ny, dose_grid_mm)
     ps = PatientStudy(
@@ -238,8 +234,7 @@ def write_phantom(
     # first pixel position: the corner of the FOV where the row/column directions start
     corner_x = xs[0] if (u[0] > 0.5 or v[0] > 0.5) else xs[-1]
     corner_y = ys[0] if (u[1] > 0.5 or v[1] > 0.5) else ys[-1]
-    tmp = Path(tempfile.mkdtemp(prefix=".phantom-", dir=folder.parent if folder.parent.exists() else None))
-    try:
+    with replace_folder(folder, "folder", overwrite=overwrite, kind="phantom") as tmp:
         slices = []
         jj, ii = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
         order = np.argsort(z * n[2])  # storage order along the normal; instance numbers follow it
@@ -278,12 +273,6 @@ def write_phantom(
             rd = build_rtdose(dose, dgrid, ps, sop_uid=new_uid("rd", tag), series_uid=new_uid("rd-series", tag),
                               summation_type="PLAN", comment="grtv_nb phantom 3-field plan")
             save_atomic(rd, tmp / "RD_phantom.dcm")
-        if folder.exists():
-            folder.rmdir()
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

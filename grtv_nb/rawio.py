@@ -6,20 +6,22 @@ A raw file holds the voxels of a ``[z, y, x]`` volume in C order (x fastest), li
 nothing else: ``nz * ny * nx * itemsize`` bytes. Its optional MetaImage header
 (``<name>.mhd`` beside ``<name>.raw``) names the raw file and gives ``DimSize = nx ny nz``,
 ``ElementSpacing = dx dy dz`` (mm), ``Offset`` (the first voxel centre, x y z) and the element
-type, so that ITK, SimpleITK and 3D Slicer open it. Every file is written atomically: to a
-temporary name in the same folder, then renamed, so a final name never holds a partial file.
+type, so that ITK, SimpleITK and 3D Slicer open it. Every file is written atomically
+(:mod:`grtv_nb.fileio`): to a temporary name in the same folder, then renamed, so a final name
+never holds a partial file; a raw file and its header are renamed only once both are complete.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ValidationError
+from .fileio import atomic_open, atomic_paths, check_file_name, check_file_target
+from .validate import count_out_of_range, warn_clipped
 
 _MET_TYPES = {
     np.dtype(np.int8): "MET_CHAR",
@@ -37,7 +39,15 @@ _MET_DTYPES = {v: k for k, v in _MET_TYPES.items()}
 RAW_DTYPES = tuple(_MET_TYPES)
 
 _SLAB_BYTES = 16 << 20  # conversion is done by slabs of about this size to bound memory
-_tofile = np.ndarray.tofile  # module-level so tests can simulate a failing disk
+
+
+def write_array(arr: np.ndarray, f) -> None:
+    """Write an array's bytes (C order) to an open binary file. Unlike ``ndarray.tofile``, a
+    failing write raises the OSError with its errno (ENOSPC: "No space left on device")."""
+    f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+
+
+_tofile = write_array  # module-level so tests can simulate a failing disk
 
 
 def _raw_dtype(dtype, argname: str = "dataType") -> np.dtype:
@@ -74,40 +84,8 @@ def _convert(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _check_target(path, argname: str) -> Path:
-    p = Path(os.fspath(path))
-    if p.is_dir():
-        raise ValidationError(f"{argname} {str(p)!r} is a folder, not a file path")
-    if p.parent.exists() and not p.parent.is_dir():
-        raise ValidationError(f"{argname} {str(p)!r}: parent {str(p.parent)!r} is a file, not a folder")
-    return p
-
-
-class _AtomicFile:
-    """Context manager: a temporary file beside ``path``, renamed onto ``path`` on success and
-    deleted on failure."""
-
-    def __init__(self, path: Path, mode: str = "wb"):
-        self.path = path
-        self.mode = mode
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.f = os.fdopen(fd, self.mode)
-        return self.f
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self.f.close()
-        finally:
-            if exc_type is None:
-                os.replace(self.tmp, self.path)
-            else:
-                try:
-                    os.unlink(self.tmp)
-                except OSError:
-                    pass
-        return False
+    """A raw/header target: a file path outside the source folders (its folder may be missing)."""
+    return check_file_target(path, argname, create_parent=True)
 
 
 def write_raw(
@@ -125,14 +103,17 @@ def write_raw(
     ----------
     path : path
         The raw file (its parent folders are created). An existing file is replaced, atomically.
+        It may not lie in a folder a loaded study was read from.
     volume : ndarray
         Any shape (usually ``[z, y, x]``); written in C order, little-endian.
     dtype : dtype
         Data type in the file: int8, uint8, int16, uint16, int32, uint32, float32 or float64
         (bool means uint8). Floats going to integers are rounded half away from zero; values
-        are clipped to the type's range.
+        outside the type's range are clipped to it (NaN written as 0) with one
+        :class:`~grtv_nb.errors.GRTVWarning` per call giving their count.
     header : bool
-        Also write a MetaImage header ``<stem>.mhd`` beside it (3D volumes only).
+        Also write a MetaImage header ``<stem>.mhd`` beside it (3D volumes only). Both files are
+        written to temporaries first and renamed only when both are complete.
     spacing : (dz, dy, dx), optional
         Voxel size in mm for the header (default 1, 1, 1).
     origin : (z, y, x), optional
@@ -149,18 +130,31 @@ def write_raw(
         raise ValidationError(f"volume has dtype {vol.dtype}; a numeric array is needed")
     if header and vol.ndim != 3:
         raise ValidationError(f"a MetaImage header needs a 3D volume, got shape {vol.shape}")
+    paths = [p]
+    text = None
+    if header:
+        mhd = _check_target(p.with_suffix(".mhd"), "header path")
+        text = mhd_header_text(vol.shape, dt, spacing=spacing, origin=origin, raw_name=p.name)
+        paths.append(mhd)
     le = dt.newbyteorder("<")
     flat = vol.reshape(-1) if vol.flags.c_contiguous else None
-    with _AtomicFile(p) as f:
-        if flat is not None and vol.dtype == le:
-            _tofile(flat, f)
-        else:
-            src = flat if flat is not None else np.ascontiguousarray(vol).reshape(-1)
-            step = max(1, _SLAB_BYTES // max(1, le.itemsize))
-            for s in range(0, src.size, step):
-                _tofile(_convert(src[s:s + step], dt).astype(le, copy=False), f)
-    if header:
-        write_mhd(p.with_suffix(".mhd"), vol.shape, dt, spacing=spacing, origin=origin, raw_name=p.name)
+    clipped = 0
+    with atomic_paths(paths, "raw file", create_parent=True) as tmps:
+        with open(tmps[0], "wb") as f:
+            if flat is not None and vol.dtype == le:
+                _tofile(flat, f)
+            else:
+                src = flat if flat is not None else np.ascontiguousarray(vol).reshape(-1)
+                step = max(1, _SLAB_BYTES // max(1, le.itemsize))
+                for s in range(0, src.size, step):
+                    block = src[s:s + step]
+                    clipped += count_out_of_range(block, dt)
+                    _tofile(_convert(block, dt).astype(le, copy=False), f)
+        if text is not None:
+            with open(tmps[1], "w", encoding="ascii") as f:
+                f.write(text)
+    if clipped:
+        warn_clipped(clipped, vol.size, dt, "writeRaw")
     return p
 
 
@@ -177,16 +171,25 @@ def write_mhd(
 
     ``spacing`` is ``(dz, dy, dx)`` mm, ``origin`` the first voxel centre ``(z, y, x)`` mm;
     ``raw_name`` the raw file's name (default: this header's stem + ``.raw``), relative to the
-    header's folder. Axes are the canonical frame (identity ``TransformMatrix``).
+    header's folder. Axes are the canonical frame (identity ``TransformMatrix``). Written
+    atomically.
     """
     p = _check_target(path, "path")
+    text = mhd_header_text(shape, dtype, spacing=spacing, origin=origin, raw_name=raw_name or (p.stem + ".raw"))
+    with atomic_open(p, "w", "MetaImage header", create_parent=True, encoding="ascii") as f:
+        f.write(text)
+    return p
+
+
+def mhd_header_text(shape: Sequence[int], dtype, *, spacing=None, origin=None, raw_name: str) -> str:
+    """The text of a MetaImage header (see :func:`write_mhd`)."""
     dt = _raw_dtype(dtype)
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3:
         raise ValidationError(f"shape must have 3 dims (z, y, x), got {shape!r}")
+    check_file_name(raw_name, "raw_name")
     sp = _triple(spacing, (1.0, 1.0, 1.0), "spacing", positive=True)
     org = _triple(origin, (0.0, 0.0, 0.0), "origin", positive=False)
-    raw_name = raw_name or (p.stem + ".raw")
     lines = [
         "ObjectType = Image",
         "NDims = 3",
@@ -202,9 +205,7 @@ def write_mhd(
         f"ElementType = {_MET_TYPES[dt]}",
         f"ElementDataFile = {raw_name}",
     ]
-    with _AtomicFile(p, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return p
+    return "\n".join(lines) + "\n"
 
 
 def _triple(values, default, name: str, positive: bool) -> tuple[float, float, float]:

@@ -32,8 +32,9 @@ from xarray.core import indexing
 from .dicom.rtstruct import ROI
 from .display import default_color
 from .errors import GRTVError, ValidationError, warn
+from .fileio import protect_folders
 from .geometry import Grid
-from .validate import validate_color
+from .validate import check_roi_name, validate_color
 
 
 @dataclass
@@ -335,12 +336,7 @@ class Study:
         """``(name, colour)`` as :meth:`add_roi` will use them, or a ValidationError for a name that
         is empty, taken or not writable to an RTSTRUCT, or a bad colour (so a caller can refuse
         before computing the mask)."""
-        name = str(name).strip()
-        if not name:
-            raise ValidationError("roiName must be a non-empty string")
-        if len(name) > 64 or "\\" in name or any(ord(ch) < 32 for ch in name):
-            raise ValidationError(f"roiName {name!r} can't be written to an RTSTRUCT: ROIName (DICOM LO) takes at most "
-                                  "64 characters, without backslash or control characters")
+        name = check_roi_name(name)
         if name in self.roi_names:
             raise ValidationError(
                 f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
@@ -578,6 +574,9 @@ def open_study(
     }
     study = Study(grid, image=image, dose=dose, rois=rois, attrs=attrs, image_headers=headers, source=source)
     study.native_doses = doses
+    # no writer of grtv_nb writes into these folders while the study lives (grtv_nb.fileio)
+    protect_folders(study, [source["folder"], *source["image_files"], source["rtstruct"], *source["rtdoses"],
+                            source["rtplan"]])
     for n in notes:
         if n.startswith("summed") or "found; using" in n:
             warn(n)

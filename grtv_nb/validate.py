@@ -1,7 +1,11 @@
-"""Validation of user-supplied volumes (masks as 0..255 volumes, doses in cGy): each check names
-the argument and says what is wrong, before anything in the study changes."""
+"""Validation of user-supplied values: volumes (masks as 0..255 volumes, doses in cGy), colours,
+ROI names (:func:`check_roi_name`, the one rule for readers, ``add_roi`` and the export), and the
+count of values a writer must clip to an output dtype. Each check names the argument and says
+what is wrong, before anything in the study changes."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -79,3 +83,82 @@ def validate_color(color) -> tuple[int, int, int]:
     if np.any(arr != np.round(arr)) or np.any(arr < 0) or np.any(arr > 255):
         raise ValidationError(f"roiColor values must be integers 0..255, got {color!r}")
     return tuple(int(x) for x in arr)  # type: ignore[return-value]
+
+
+def count_out_of_range(values, dtype) -> int:
+    """How many of ``values`` do not fit ``dtype`` as the writers convert them: for an integer
+    ``dtype``, values whose rounding (half away from zero) falls outside its range, and NaN (they
+    are clipped, NaN written as 0); for a float ``dtype``, finite values beyond its largest
+    magnitude (they would become infinite). Booleans always fit."""
+    dt = np.dtype(dtype)
+    a = np.asarray(values)
+    if a.dtype == np.bool_ or a.size == 0 or not (np.issubdtype(a.dtype, np.number)):
+        return 0
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        if np.issubdtype(a.dtype, np.integer):
+            ai = np.iinfo(a.dtype)
+            if ai.min >= info.min and ai.max <= info.max:
+                return 0
+            return int(np.count_nonzero((a < info.min) | (a > info.max)))
+        inside = (a > info.min - 0.5) & (a < info.max + 0.5)  # NaN compares False: counted
+        return int(a.size - np.count_nonzero(inside))
+    if np.issubdtype(dt, np.floating) and np.issubdtype(a.dtype, np.floating) and a.dtype.itemsize > dt.itemsize:
+        big = np.finfo(dt).max
+        return int(np.count_nonzero(np.isfinite(a) & (np.abs(a) > big)))
+    return 0
+
+
+def warn_clipped(count: int, total: int, dtype, call: str) -> None:
+    """The one warning of a call that clipped ``count`` of ``total`` values to ``dtype``."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        what = f"outside {dt.name}'s range {info.min}..{info.max} (or NaN) and were clipped to it (NaN to 0)"
+    else:
+        what = f"beyond {dt.name}'s range and became infinite"
+    warn(f"{call}: {count} of {total} values lie {what}", stacklevel=4)
+
+
+#: longest ROI name an RTSTRUCT holds (ROIName is a DICOM LO: 64 characters)
+ROI_NAME_MAX_CHARS = 64
+_ROI_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_roi_name(name, *, fix: bool = False) -> str:
+    """An ROI name as an RTSTRUCT can hold it (ROIName, DICOM LO): a non-empty string of at most
+    :data:`ROI_NAME_MAX_CHARS` characters without backslash (the DICOM value separator) or
+    control characters (NUL, newline, tab, ...); leading and trailing spaces are dropped (they
+    are not significant in LO).
+
+    With ``fix=False`` (names a user gives: ``add_roi``, ``setNewROI``) a bad name raises a
+    :class:`~grtv_nb.errors.ValidationError` saying what is wrong. With ``fix=True`` (names
+    read from files, and the export's last check) it is repaired instead, with a
+    :class:`~grtv_nb.errors.GRTVWarning`: backslashes become ``/``, each run of control
+    characters one space, the name is cut to 64 characters, and an empty result becomes
+    ``"ROI"``.
+    """
+    if not isinstance(name, str):
+        if fix and name is not None:
+            name = str(name)
+        else:
+            raise ValidationError(f"ROI name must be a string, got {type(name).__name__} {name!r}")
+    problems = []
+    if "\\" in name:
+        problems.append("a backslash")
+    if _ROI_NAME_CONTROL.search(name):
+        problems.append("control characters")
+    clean = _ROI_NAME_CONTROL.sub(" ", name.replace("\\", "/"))
+    clean = re.sub(r" {2,}", " ", clean).strip() if problems else clean.strip()
+    if len(clean) > ROI_NAME_MAX_CHARS:
+        problems.append(f"{len(clean)} characters, more than the {ROI_NAME_MAX_CHARS} characters an LO holds")
+        clean = clean[:ROI_NAME_MAX_CHARS].rstrip()
+    if not clean:
+        problems.append("no visible character")
+        clean = "ROI"
+    if problems:
+        if not fix:
+            raise ValidationError(f"ROI name {name!r} can't be written to an RTSTRUCT (ROIName, DICOM LO): it has "
+                                  + ", ".join(problems))
+        warn(f"ROI name {name!r} has " + ", ".join(problems) + f"; it is used as {clean!r}")
+    return clean

@@ -273,16 +273,17 @@ def test_no_partial_file_under_a_final_name(tmp_path, monkeypatch):
 
     def failing_tofile(arr, f, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 4:
             real(arr[: arr.size // 2], f)
             raise OSError("disk full")
         return real(arr, f, *a, **k)
 
     monkeypatch.setattr(aug, "_tofile", failing_tofile)
     with pytest.raises(OSError, match="disk full"):
-        augment_volumes([ct, body], tmp_path, times=1, write_mhd=False, progress=False)
+        augment_volumes([ct, body], tmp_path, times=3, write_mhd=False, progress=False)
     names = sorted(p.name for p in Path(tmp_path).iterdir())
-    assert names == ["img_0000.0001.raw"]  # the complete one; no partial or temporary file
+    # round 1 whole; round 2 (its image written, its label failing) absent; no partial or temporary file
+    assert names == ["img_0000.0001.raw", "img_0001.0001.raw"]
 
 
 def test_sample4_on_the_phantom_keeps_ct_and_rois_aligned(phantom_study, tmp_path):

@@ -107,8 +107,17 @@ def test_refuses_source_folder_file_path_and_non_empty(phantom_dir, tmp_path):
     with pytest.raises(ValidationError, match="not empty"):
         export_rt(st, d)
     assert (d / "keep.txt").read_text() == "user data"
-    export_rt(st, d, overwrite=True)
-    assert not (d / "keep.txt").exists() and any(d.glob("RS_*.dcm"))
+    with pytest.raises(ValidationError, match="not a grtv_nb export"):
+        export_rt(st, d, overwrite=True)  # overwrite replaces a previous export only, never user data
+    assert sorted(p.name for p in d.iterdir()) == ["keep.txt"]
+    e = tmp_path / "exp"
+    export_rt(st, e)
+    first = {p.name: p.read_bytes() for p in e.glob("R[SD]_*.dcm")}
+    with pytest.raises(ValidationError, match="previous grtv_nb export"):
+        export_rt(st, e)
+    export_rt(st, e, overwrite=True)
+    assert {p.name for p in e.glob("R[SD]_*.dcm")} == set(first)
+    assert e.joinpath("RS_grtv_nb.dcm").read_bytes() != first["RS_grtv_nb.dcm"]  # new UIDs: replaced
 
 
 def test_crash_mid_export_leaves_nothing_under_the_final_name(phantom_dir, tmp_path, monkeypatch):

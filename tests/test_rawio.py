@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grtv_nb.errors import ValidationError
+from grtv_nb.errors import GRTVWarning, ValidationError
 from grtv_nb.rawio import read_mhd, read_raw, write_mhd, write_raw
 
 
@@ -47,12 +47,14 @@ def test_simpleitk_reads_the_header(tmp_path):
 
 def test_conversion_rounds_and_clips(tmp_path):
     vol = np.array([[[-0.6, -0.4, 0.5, 1.5, 2.4, 300.0, -7.0]]], dtype=np.float32)
-    got = read_raw(write_raw(tmp_path / "a.raw", vol, np.uint8), shape=vol.shape, dtype=np.uint8)
+    with pytest.warns(GRTVWarning, match="3 of 7 values lie outside uint8's range 0..255"):
+        got = read_raw(write_raw(tmp_path / "a.raw", vol, np.uint8), shape=vol.shape, dtype=np.uint8)
     assert got.tolist() == [[[0, 0, 1, 2, 2, 255, 0]]]
     got = read_raw(write_raw(tmp_path / "b.raw", vol, np.int16), shape=vol.shape, dtype=np.int16)
     assert got.tolist() == [[[-1, 0, 1, 2, 2, 300, -7]]]
     hu = np.array([[[-1000, 0, 3000]]], dtype=np.int16)
-    got = read_raw(write_raw(tmp_path / "c.raw", hu, np.uint8), shape=hu.shape, dtype=np.uint8)
+    with pytest.warns(GRTVWarning, match="2 of 3 values"):
+        got = read_raw(write_raw(tmp_path / "c.raw", hu, np.uint8), shape=hu.shape, dtype=np.uint8)
     assert got.tolist() == [[[0, 0, 255]]]
     mask = np.array([[[True, False]]])
     assert (tmp_path / "d.raw").exists() is False

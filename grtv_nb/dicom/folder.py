@@ -1,7 +1,8 @@
 """Finding DICOM files in a folder, grouping them by series and modality, and choosing the image
 series, structure set and dose(s) that belong together.
 
-Files are recognised by content, not by extension. Unreadable and non-DICOM files are skipped
+Files are recognised by content, not by extension (grtv_nb's own bookkeeping files, see
+:func:`grtv_nb.fileio.is_bookkeeping_name`, are ignored). Unreadable and non-DICOM files are skipped
 with a warning naming them. Series are grouped by SeriesInstanceUID, or by geometry (modality,
 frame of reference, orientation, matrix size, pixel spacing) when the UID is blank or missing.
 """
@@ -18,6 +19,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomReadError, warn
+from ..fileio import is_bookkeeping_name
 
 RTSTRUCT_SOP = "1.2.840.10008.5.1.4.1.1.481.3"
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -157,7 +159,7 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
         raise DicomReadError(f"rtDirPath '{folder}' does not exist")
     if not folder.is_dir():
         raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
-    paths = sorted(p for p in folder.iterdir() if p.is_file())
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and not is_bookkeeping_name(p.name))
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
     skipped: list[tuple[Path, str]] = []

@@ -22,9 +22,7 @@ import argparse
 import gc
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import GRTVError, SegmentationError, ValidationError
+from ..fileio import check_file_name
 from . import _common
 from .models import METADATA, MODEL_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, read_metadata, resolve_model_dir
 
@@ -284,8 +283,8 @@ def train(
 ) -> Path:
     """Train a U-Net on prepared cases and save it in the model folder; returns its path.
 
-    The folder ``<model_dir>/<name>`` is written atomically (a temporary folder renamed into
-    place); an existing model of that name is replaced only with ``overwrite=True``.
+    The folder ``<model_dir>/<name>`` is written atomically (see :func:`save_model`); an existing
+    model of that name is replaced only with ``overwrite=True``.
     """
     tf = require_tf()
     import keras
@@ -296,7 +295,7 @@ def train(
     if not cases:
         raise ValidationError("no training cases")
     root = resolve_model_dir(model_dir)
-    name = name or "-".join(organs)
+    name = check_file_name(name or "-".join(organs), "model name")
     final = root / name
     if final.exists() and not overwrite:
         raise ValidationError(f"model '{final}' exists (pass overwrite=True / --overwrite to replace it)")
@@ -336,25 +335,14 @@ def train(
 
 
 def save_model(model, meta: dict, path: Path, overwrite: bool = False) -> Path:
-    """Write ``model.keras`` + ``metadata.json`` into ``path`` atomically."""
+    """Write ``model.keras`` + ``metadata.json`` as the folder ``path``, atomically
+    (:func:`grtv_nb.fileio.replace_folder`: ``overwrite`` replaces a model saved by grtv_nb only)."""
+    from ..fileio import replace_folder
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    with replace_folder(path, "model folder", overwrite=overwrite, kind="model") as tmp:
         model.save(tmp / MODEL_FILE)
         (tmp / METADATA).write_text(json.dumps(meta, indent=2))
-        old = None
-        if path.exists():
-            if not overwrite:
-                raise ValidationError(f"model '{path}' exists")
-            old = path.with_name(f".{path.name}-old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _MODELS.pop(str(path), None)
     return path
 
