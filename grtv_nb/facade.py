@@ -124,6 +124,17 @@ class pyGRTV:  # noqa: N801 - the original's name
             )
         return st
 
+    def _outside_sources(self, path, what: str, folder: bool = False) -> None:
+        """Refuse a write into a folder the loaded study was read from (besides the guard of
+        :mod:`grtv_nb.fileio`, which covers every live study)."""
+        if self.study is None or not isinstance(path, str | os.PathLike):
+            return
+        from .export import source_paths
+        from .fileio import check_outside_sources
+
+        p = Path(os.fspath(path))
+        check_outside_sources(p if folder else p.parent, what, extra=source_paths(self.study))
+
     # ------------------------------------------------------------------ reading
     @_status_call()
     def readRTDir(self, rtDirPath) -> int:
@@ -251,6 +262,7 @@ class pyGRTV:  # noqa: N801 - the original's name
             raise ValidationError(f"dataID must be an ROI index (int), got {dataID!r}")
         if not isinstance(meshPath, str | os.PathLike) or Path(meshPath).is_dir():
             raise ValidationError(f"meshPath must be a file path, got {meshPath!r}")
+        self._outside_sources(meshPath, "the folder of meshPath")
         mesh = st.mesh(st.roi_index(int(dataID)))
         if mesh.is_empty:
             raise GRTVError(f"ROI {dataID} ('{st.rois[int(dataID)].name}') is empty: no mesh to write")
@@ -259,7 +271,10 @@ class pyGRTV:  # noqa: N801 - the original's name
 
     @_status_call()
     def exportRT(self, exportDir, overwrite: bool = False) -> int:
-        """Write the current data as a new DICOM-RT set (image series, RTSTRUCT, RTDOSE)."""
+        """Write the current data as a new DICOM-RT set (image series, RTSTRUCT, RTDOSE) into a new or
+        empty folder outside the study's folders; ``overwrite=True`` replaces a previous grtv_nb
+        export there, nothing else (see :mod:`grtv_nb.export`). Concurrent exports into one folder:
+        one wins, the others fail."""
         st = self._need_study()
         from .export import export_rt
 
@@ -297,6 +312,7 @@ class pyGRTV:  # noqa: N801 - the original's name
         makes a run reproducible)."""
         from .augment import augment_volumes
 
+        self._outside_sources(outputDirectory, "outputDirectory", folder=True)
         augment_volumes(
             imageList, outputDirectory, times=augmentTimes, names=list(fileNameList) if fileNameList else None,
             rotate=rotate, rotate_range_deg=rotateAngRange, deform=deform, deform_rate=deformRate, seed=seed,
@@ -322,8 +338,11 @@ class pyGRTV:  # noqa: N801 - the original's name
 
     @_status_call()
     def writeRaw(self, path, volume, dataType=np.int16) -> int:
-        """Write a volume as a headerless raw file (C order, little-endian) of ``dataType``."""
+        """Write a volume as a headerless raw file (C order, little-endian) of ``dataType``,
+        atomically, never into a folder the loaded study was read from. Values an integer
+        ``dataType`` can't hold are clipped with one warning per call giving their count."""
         from .rawio import write_raw
 
+        self._outside_sources(path, "the folder of path")
         write_raw(path, volume, dataType)
         return GRTV_STATUS_OK

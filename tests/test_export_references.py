@@ -548,7 +548,7 @@ def test_dicompyler_export_contents(dicompyler_exports):
     published 440.23 cc."""
     src, st, out = dicompyler_exports
     exp = out["image"]
-    assert sorted(p.name.split("_")[0] for p in exp.iterdir()) == ["CT", "RD", "RS"]
+    assert sorted(p.name.split("_")[0] for p in exp.iterdir()) == [".grtv", "CT", "RD", "RS"]  # + manifest
     ct = next(exp.glob("CT_*.dcm"))
     assert ct.read_bytes() == (src / "ct.0.dcm").read_bytes()
     src_rs = pydicom.dcmread(src / "rtss.dcm")
