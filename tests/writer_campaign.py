@@ -7,9 +7,10 @@ counts; run alone for a long campaign that prints its figures::
 How it works: a *zygote* process imports grtv_nb once, then forks one child per run (a fresh
 interpreter per run would spend seconds importing). Children get their job as JSON, report
 ``ready`` (setup done), wait for ``go`` (so racing children start together), report ``start``
-right before the write, and ``done`` with the outcome. The campaign kills children with SIGKILL
-at random moments of their write, or lets a child kill itself at its k-th rename/unlink (every
-step of a commit), and then checks the folder: no file under a final name is partial (exports:
+right before the write, and ``done`` with the outcome. Children are SIGKILLed at random moments
+of their write (by a timer thread of their own, so the moment does not depend on how fast the
+campaign reads) or at their k-th rename/unlink (every step of a commit); the campaign then checks
+the folder: no file under a final name is partial (exports:
 complete DICOM, image slices byte-identical to a clean export; augmentation: every file
 byte-identical to a clean run with the same seed), every augmentation round whole once the next
 run recovered, no leftover temporaries, nothing outside the targets changed.
@@ -126,11 +127,12 @@ def _child(job: dict, barrier: int) -> None:
             raise ValueError(act)
         _say({"ready": os.getpid()})
         os.read(barrier, 1)  # returns when the zygote closes the write end: "go"
-        if job.get("kill_at_step"):
-            counter = _kill_at_step(int(job["kill_at_step"]))
-        else:
-            counter = _kill_at_step(0)  # counts the steps only
+        counter = _kill_at_step(int(job.get("kill_at_step") or 0))  # 0: counts the steps only
         _say({"start": os.getpid(), "t": time.time()})
+        if job.get("kill_after") is not None:  # SIGKILL at that moment of the write, whatever it is doing
+            import threading
+
+            threading.Timer(float(job["kill_after"]), os.kill, (os.getpid(), signal.SIGKILL)).start()
         run()
         _say({"done": os.getpid(), "ok": True, "steps": counter["n"], "t": time.time()})
     except BaseException as exc:  # report every outcome, never a traceback
@@ -204,10 +206,9 @@ class Zygote:
         line, self._buf = self._buf.split(b"\n", 1)
         return json.loads(line)
 
-    def run(self, job: dict, n: int = 1, kill_delay=None, timeout: float = READY_TIMEOUT_S) -> dict:
-        """Run ``n`` children on ``job`` together; ``kill_delay()`` (seconds or None) kills a
-        child that long after its start. Returns {pid: outcome}: the child's ``done`` message
-        (with ``t0``, its start time), or {"killed": True}."""
+    def run(self, job: dict, n: int = 1, timeout: float = READY_TIMEOUT_S) -> dict:
+        """Run ``n`` children on ``job`` together. Returns {pid: outcome}: the child's ``done``
+        message (with ``t0``, its start time), or {"killed": True} for one SIGKILLed."""
         self.send({"op": "spawn", "n": n, "job": job})
         ready, pids, out, starts = set(), None, {}, {}
 
@@ -224,45 +225,24 @@ class Zygote:
                 ready.add(m["done"])
                 out[m["done"]] = m
         self.send({"op": "go"})
-        kills: dict[int, float] = {}
         end = time.time() + timeout
         while len(out) < n:
             if time.time() > end:
                 raise TimeoutError(f"children {sorted(set(pids) - set(out))} did not finish in {timeout} s")
-            wait = min([t - time.time() for t in kills.values()] + [POLL_S])
-            m = None
-            if wait > 0:
-                try:
-                    m = self.read(wait)
-                except TimeoutError:
-                    pass
-            if m is None:
+            try:
+                m = self.read(POLL_S)
+            except TimeoutError:
                 for pid in pids:
-                    if pid not in out and _dead(pid):  # killed itself (kill_at_step)
+                    if pid not in out and _dead(pid):  # SIGKILLed: no "done" will come
                         out[pid] = {"killed": True}
-                for pid, t in list(kills.items()):
-                    if time.time() >= t:
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:  # pragma: no cover - ended meanwhile
-                            pass
-                        out.setdefault(pid, {"killed": True})
-                        del kills[pid]
                 continue
             if mine(m, "start"):
                 starts[m["start"]] = m["t"]
-                d = kill_delay() if kill_delay is not None else None
-                if d is not None:
-                    kills[m["start"]] = time.time() + d
             elif mine(m, "done"):
                 out[m["done"]] = dict(m, t0=starts.get(m["done"]))
-                kills.pop(m["done"], None)
         self.send({"op": "reap"})
-        while True:
-            m = self.read(timeout)
-            if "reaped" in m:
-                break
-            if mine(m, "done"):  # finished just before its kill
+        while "reaped" not in (m := self.read(timeout)):
+            if mine(m, "done"):  # reported while we found it ended
                 out[m["done"]] = dict(m, t0=starts.get(m["done"]))
         for pid, st in m["reaped"].items():
             if st == -signal.SIGKILL:
@@ -390,8 +370,8 @@ def kill_export_campaign(z: Zygote, src: Path, work: Path, runs: int, rng: rando
         overwrite = i % 2 == 1
         if overwrite:  # kill while replacing a previous export
             assert one(z, {"action": "export", "src": str(src), "target": str(target)})["ok"]
-        res = one(z, {"action": "export", "src": str(src), "target": str(target), "overwrite": overwrite},
-                              kill_delay=lambda: rng.uniform(0, span))
+        res = one(z, {"action": "export", "src": str(src), "target": str(target), "overwrite": overwrite,
+                      "kill_after": rng.uniform(0, span)})
         figures["runs"] += 1
         figures["killed"] += bool(res.get("killed"))
         if not res.get("killed") and not res.get("ok"):
@@ -422,7 +402,7 @@ def kill_augment_campaign(z: Zygote, work: Path, runs: int, rng: random.Random, 
                "rounds_not_whole_after_recovery": 0, "leftovers_after_recovery": 0, "errors": []}
     for i in range(runs):
         target = work / f"a{i}"
-        res = one(z, dict(job, target=str(target)), kill_delay=lambda: rng.uniform(0, span))
+        res = one(z, dict(job, target=str(target), kill_after=rng.uniform(0, span)))
         figures["runs"] += 1
         figures["killed"] += bool(res.get("killed"))
         bad, broken = augment_state(target, ref)
