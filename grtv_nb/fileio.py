@@ -632,6 +632,8 @@ def replace_folder(target: str | os.PathLike, what: str = "folder", *, overwrite
         raise ValidationError(f"{what} {str(path)!r} contains a control character")
     if path.exists() and not path.is_dir():
         raise ValidationError(f"{what} '{path}' is a file, not a folder")
+    if path.is_symlink() and not path.exists():
+        raise ValidationError(f"{what} '{path}' is a symbolic link to a missing folder; give a real folder")
     resolved = check_outside_sources(path, what, contains=True, extra=sources)
     if path.is_dir() and not (path / JOURNAL_NAME).exists():  # refuse early, before the lock file is made
         _classify(_Peek(resolved, what), overwrite)

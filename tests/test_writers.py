@@ -105,6 +105,7 @@ def test_export_target_is_never_a_source_inside_one_or_holding_one(patient):
     (root / "link_data").symlink_to(root / "data", target_is_directory=True)
     (root / "user").mkdir()
     (root / "user" / "notes.txt").write_text("mine")
+    (root / "dangling").symlink_to(root / "nowhere" / "x", target_is_directory=True)
     before = snapshot(root, [])
     cases = [  # (target, why without overwrite, why with it)
         (src, "is the folder", "is the folder"),
@@ -118,6 +119,7 @@ def test_export_target_is_never_a_source_inside_one_or_holding_one(patient):
         (root / "link_data", "contains", "contains"),
         (root / "user", "not empty", "not a grtv_nb export"),
     ]
+    cases.append((root / "dangling", "missing folder", "missing folder"))
     for target, why, why_overwrite in cases:
         with pytest.raises(ValidationError, match=why):
             export_rt(st, target)
