@@ -252,7 +252,8 @@ class pyGRTV:  # noqa: N801 - the original's name
     # ------------------------------------------------------------------ export
     @_status_call()
     def exportROIMesh(self, dataID, meshPath, meshType=GRTV_MESH_TYPE_STL) -> int:
-        """Write the structure's surface mesh (patient mm) as binary STL or PLY."""
+        """Write the structure's surface mesh (patient mm) as binary STL or PLY, atomically, never
+        into a folder the loaded study was read from."""
         st = self._need_study()
         from .mesh import write_mesh
 

@@ -124,7 +124,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # EPERM: another user's live process
+    except (OSError, OverflowError):  # EPERM: another user's live process; no such pid number: not ours
         return True
     return True
 

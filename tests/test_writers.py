@@ -311,6 +311,8 @@ def test_files_and_folders_follow_the_umask(tmp_path, small_phantom, mask):
 def tiny_disk(tmp_path):
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("the full-disk tests mount a small tmpfs, which needs root")
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        pytest.skip("the full-disk tests need mount/umount to mount a small tmpfs")
     mnt = tmp_path / "disk"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0777", "tmpfs", str(mnt)], capture_output=True,

@@ -363,8 +363,8 @@ def kill_export_campaign(z: Zygote, src: Path, work: Path, runs: int, rng: rando
     (timing,) = z.run({"action": "export", "src": str(src), "target": str(work / "timing")}).values()
     span = max(timing["t"] - timing["t0"], 0.2) * 1.1
     before = snapshot(work.parent, [work])
-    figures = {"runs": 0, "killed": 0, "partial": 0, "recovered": 0, "leftovers_after_recovery": 0,
-               "manifest_mismatch": 0, "outside_changed": 0, "errors": []}
+    figures = {"runs": 0, "killed": 0, "killed_mid_commit": 0, "partial": 0, "recovered": 0,
+               "leftovers_after_recovery": 0, "manifest_mismatch": 0, "outside_changed": 0, "errors": []}
     for i in range(runs):
         target = work / f"k{i}"
         overwrite = i % 2 == 1
@@ -374,6 +374,7 @@ def kill_export_campaign(z: Zygote, src: Path, work: Path, runs: int, rng: rando
                       "kill_after": rng.uniform(0, span)})
         figures["runs"] += 1
         figures["killed"] += bool(res.get("killed"))
+        figures["killed_mid_commit"] += (target / ".grtv_nb-journal.json").exists()
         if not res.get("killed") and not res.get("ok"):
             figures["errors"].append(res)
         figures["partial"] += len(partial_export_files(target, ref))
@@ -398,13 +399,15 @@ def kill_augment_campaign(z: Zygote, work: Path, runs: int, rng: random.Random, 
     (clean,) = z.run(dict(job, target=str(ref))).values()
     assert clean["ok"], clean
     span = max(clean["t"] - clean["t0"], 0.2) * 1.1
-    figures = {"runs": 0, "killed": 0, "differing_files": 0, "rounds_not_whole_before_recovery": 0,
-               "rounds_not_whole_after_recovery": 0, "leftovers_after_recovery": 0, "errors": []}
+    figures = {"runs": 0, "killed": 0, "killed_mid_commit": 0, "differing_files": 0,
+               "rounds_not_whole_before_recovery": 0, "rounds_not_whole_after_recovery": 0,
+               "leftovers_after_recovery": 0, "errors": []}
     for i in range(runs):
         target = work / f"a{i}"
         res = one(z, dict(job, target=str(target), kill_after=rng.uniform(0, span)))
         figures["runs"] += 1
         figures["killed"] += bool(res.get("killed"))
+        figures["killed_mid_commit"] += (target / ".grtv_nb-journal.json").exists()
         bad, broken = augment_state(target, ref)
         figures["differing_files"] += len(bad)
         figures["rounds_not_whole_before_recovery"] += len(broken)
