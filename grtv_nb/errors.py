@@ -3,6 +3,7 @@ names the file or argument and says what is wrong."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 
@@ -12,6 +13,19 @@ class GRTVError(Exception):
 
 class DicomReadError(GRTVError):
     """A folder or file could not be read as the DICOM-RT data asked for."""
+
+
+class DicomValueError(DicomReadError):
+    """A DICOM attribute is missing, has the wrong number of values, is not a number, is not
+    finite or is out of its plausible range. ``file``, ``attribute`` and ``problem`` say which
+    file, which attribute and what is wrong (see :mod:`grtv_nb.dicom.values`)."""
+
+    def __init__(self, file, attribute: str, problem: str):
+        self.file = str(file) if file is not None else ""
+        self.attribute = attribute
+        self.problem = problem
+        name = self.file.replace("\\", "/").rsplit("/", 1)[-1] or "?"
+        super().__init__(f"{name}: {attribute} {problem}")
 
 
 class GeometryError(GRTVError):
@@ -29,6 +43,24 @@ class GRTVWarning(UserWarning):
 def warn(message: str, stacklevel: int = 3) -> None:
     """Emit a :class:`GRTVWarning`."""
     warnings.warn(message, GRTVWarning, stacklevel=stacklevel)
+
+
+class GRTVCallFailed(GRTVWarning):
+    """A pyGRTV facade call failed (it returned GRTV_STATUS_FALIED): shown every time, also for
+    identical failures in a loop (see :func:`warn_every_time`)."""
+
+
+def warn_every_time(message: str, category: type[Warning] = GRTVWarning, stacklevel: int = 2) -> None:
+    """Emit a warning that Python's default filter does not de-duplicate: each call is shown,
+    even from the same line with the same text (the user's own filters, e.g. "ignore" or
+    "error", still apply)."""
+    try:
+        frame = sys._getframe(stacklevel)
+    except ValueError:  # pragma: no cover - shallower stack than asked
+        frame = sys._getframe(1)
+    warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+                           module=frame.f_globals.get("__name__"), registry=None,
+                           module_globals=frame.f_globals)
 
 
 class SegmentationError(GRTVError):

@@ -11,8 +11,9 @@ Conventions (see ``shared/spec/pygrtv-api.md``): every call returns a status fir
 (``GRTV_STATUS_OK`` or ``GRTV_STATUS_FALIED``; the original's spelling, with the alias
 ``GRTV_STATUS_FAILED``); calls producing an array return ``(status, array)`` (``None`` on failure);
 output containers are filled in place. A failed call never raises: it returns FALIED, emits a
-:class:`~grtv_nb.errors.GRTVWarning` saying what was wrong (also kept in ``lastError``) and
-leaves the loaded study unchanged.
+:class:`~grtv_nb.errors.GRTVCallFailed` warning (a GRTVWarning, shown for every failure, not only
+the first of a loop) saying what was wrong (also kept in ``lastError``) and leaves the loaded
+study unchanged.
 
 Volumes are ``[z, y, x]`` arrays in the canonical frame of :mod:`grtv_nb.geometry`. Units:
 ``GRTV_DATA_TYPE_IMAGE`` CT in HU (int16); ``GRTV_DATA_TYPE_DOSE`` the dose in cGy as uint16
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GRTVError, GRTVWarning, ValidationError
+from .errors import GRTVCallFailed, GRTVError, GRTVWarning, ValidationError, warn_every_time
 
 GRTV_STATUS_OK = 0
 GRTV_STATUS_FALIED = -1
@@ -69,7 +70,7 @@ def _status_call(array_result: bool = False):
                 kind = "" if isinstance(exc, GRTVError) else f" ({type(exc).__name__})"
                 msg = f"{fn.__name__} failed{kind}: {exc}"
                 self.lastError = msg
-                warnings.warn(msg, GRTVWarning, stacklevel=2)
+                warn_every_time(msg, GRTVCallFailed, stacklevel=2)  # each failure shown, also in a loop
                 return (GRTV_STATUS_FALIED, None) if array_result else GRTV_STATUS_FALIED
 
         return wrapper

@@ -29,10 +29,9 @@ IMAGE_MODALITIES = {"CT", "MR", "PT", "CBCT"}
 
 
 def _text(ds, name: str, default: str = "") -> str:
-    v = ds.get(name, default)
-    if v is None:
-        return default
-    return str(v).strip()
+    from .values import text
+
+    return text(ds, name, default=default)
 
 
 @dataclass
@@ -130,10 +129,23 @@ def _classify(ds: pydicom.Dataset) -> str:
     return "OTHER"
 
 
+def _is_file(p: Path) -> bool:
+    """A regular file (following symbolic links; a broken or looping link is not one)."""
+    try:
+        return p.is_file()
+    except OSError:
+        return False
+
+
 def read_header(path: Path) -> pydicom.Dataset:
     """Read a DICOM file from one in-memory copy (a single read call: pydicom's many small reads
     of a file cost more than the parse). Raises InvalidDicomError for non-DICOM files. The pixel
     data stays raw (undecoded) in the dataset; the image reader drops it once decoded."""
+    from .values import looks_like_dicom
+
+    ok, why = looks_like_dicom(path)  # from the first bytes: a large non-DICOM file is never read whole
+    if not ok:
+        raise InvalidDicomError(why)
     data = Path(path).read_bytes()
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
@@ -155,11 +167,15 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
         The folder does not exist, is not a folder, or holds no readable DICOM file.
     """
     folder = Path(folder)
-    if not folder.exists():
-        raise DicomReadError(f"rtDirPath '{folder}' does not exist")
-    if not folder.is_dir():
-        raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and not is_bookkeeping_name(p.name))
+    try:
+        if not folder.exists():
+            raise DicomReadError(f"rtDirPath '{folder}' does not exist (or is a broken or looping symbolic link)")
+        if not folder.is_dir():
+            raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
+        paths = sorted(p for p in folder.iterdir() if _is_file(p) and not is_bookkeeping_name(p.name))
+    except OSError as exc:
+        raise DicomReadError(f"rtDirPath '{folder}' can't be listed ({type(exc).__name__}: {exc.strerror or exc})") \
+            from exc
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
     skipped: list[tuple[Path, str]] = []
@@ -167,13 +183,18 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     for p in paths:
         try:
             ds = read_header(p)
-        except InvalidDicomError:
-            skipped.append((p, "not a DICOM file"))
+        except InvalidDicomError as exc:
+            skipped.append((p, str(exc) if str(exc).startswith(("not a DICOM", "unreadable", "larger"))
+                            or " bytes, larger" in str(exc) else "not a DICOM file"))
             continue
         except Exception as exc:  # truncated or corrupt file
             skipped.append((p, f"unreadable DICOM file ({type(exc).__name__}: {exc})"))
             continue
-        kind = _classify(ds)
+        try:
+            kind = _classify(ds)
+        except Exception as exc:  # an undecodable SOPClassUID/Modality/...: unusable
+            skipped.append((p, f"unreadable DICOM file ({type(exc).__name__}: {exc})"))
+            continue
         if kind == "OTHER":
             skipped.append((p, f"DICOM object not used (Modality '{_text(ds, 'Modality')}')"))
             continue
@@ -198,11 +219,13 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
         if uid:
             key = uid
         else:
-            iop = np.round(np.asarray(f.ds.get("ImageOrientationPatient", [0] * 6), float), 3)
-            ps = tuple(np.round(np.asarray(f.ds.get("PixelSpacing", [0, 0]), float), 4))
-            key = "|".join(
-                map(str, ("nouid", f.modality, f.frame_of_reference_uid, tuple(iop), f.ds.Rows, f.ds.Columns, ps))
-            )
+            try:
+                iop = np.round(np.asarray(f.ds.get("ImageOrientationPatient", [0] * 6), float), 3)
+                ps = tuple(np.round(np.asarray(f.ds.get("PixelSpacing", [0, 0]), float), 4))
+                geo = (tuple(iop), f.ds.Rows, f.ds.Columns, ps)
+            except Exception:  # malformed values: grouped by their text; read_series names the bad value
+                geo = tuple(_text(f.ds, k) for k in ("ImageOrientationPatient", "Rows", "Columns", "PixelSpacing"))
+            key = "|".join(map(str, ("nouid", f.modality, f.frame_of_reference_uid, *geo)))
         groups.setdefault(key, ImageSeries(key, f.modality)).files.append(f)
     return FolderScan(
         folder=folder,

@@ -17,6 +17,7 @@ import pydicom
 
 from ..errors import DicomReadError, GeometryError
 from ..geometry import Grid, StorageLayout, grid_from_planes
+from . import values
 from .folder import DicomFile, ImageSeries
 
 _ORIENT_TOL = 1e-4
@@ -130,14 +131,11 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     report = report or warn
     notes: list[str] = []
     files = list(series.files)
-    # --- geometry checks
-    iops = []
+    # --- geometry checks (every value through grtv_nb.dicom.values: a bad one names its file)
+    iops, ipps = [], []
     for f in files:
-        iop = _floats(f.ds, "ImageOrientationPatient", 6)
-        ipp = _floats(f.ds, "ImagePositionPatient", 3)
-        if iop is None or ipp is None:
-            raise GeometryError(f"{f.path.name}: ImageOrientationPatient/ImagePositionPatient missing or malformed")
-        iops.append(iop)
+        iops.append(values.image_orientation(f.ds, f.path))
+        ipps.append(values.image_position(f.ds, f.path))
     iops = np.array(iops)
     if np.abs(iops - iops[0]).max() > _ORIENT_TOL * 10:
         n_or = len({tuple(np.round(i, 3)) for i in iops})
@@ -148,7 +146,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     iop = iops[0]
     u, v = iop[:3], iop[3:]
     n = np.cross(u, v)
-    ipps = np.array([_floats(f.ds, "ImagePositionPatient", 3) for f in files])
+    ipps = np.array(ipps)
     s = ipps @ n
     order = np.argsort(s, kind="stable")
     files = [files[i] for i in order]
@@ -177,24 +175,28 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             f"about {tilt:.1f} degrees; GantryDetectorTilt={files[0].ds.get('GantryDetectorTilt', 'n/a')}); "
             "tilted series are not supported: resample it to an orthogonal grid first"
         )
-    rows, cols = int(files[0].ds.Rows), int(files[0].ds.Columns)
-    ps = _floats(files[0].ds, "PixelSpacing", 2)
+    rows, cols = values.matrix_size(files[0].ds, files[0].path)
+    ps = values.pixel_spacing(files[0].ds, files[0].path, required=False)
     if ps is None:
-        ps = _floats(files[0].ds, "ImagerPixelSpacing", 2)
+        ps = values.pixel_spacing(files[0].ds, files[0].path, "ImagerPixelSpacing", required=False)
         if ps is None:
             raise GeometryError(f"{files[0].path.name}: PixelSpacing missing")
         notes.append("PixelSpacing missing; used ImagerPixelSpacing")
+    rescales = []
     for f in files:
-        if int(f.ds.Rows) != rows or int(f.ds.Columns) != cols:
-            raise GeometryError(f"{f.path.name}: matrix {f.ds.Rows}x{f.ds.Columns} differs from {rows}x{cols}")
-        p2 = _floats(f.ds, "PixelSpacing", 2)
+        r2, c2 = values.matrix_size(f.ds, f.path)
+        if (r2, c2) != (rows, cols):
+            raise GeometryError(f"{f.path.name}: matrix {r2}x{c2} differs from {rows}x{cols}")
+        p2 = values.pixel_spacing(f.ds, f.path, required=False)
         if p2 is not None and np.abs(p2 - ps).max() > 1e-4:
             raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)}")
+        rescales.append(values.rescale(f.ds, f.path))
     # --- decode pixels
     modality = series.modality.upper() or "CT"
     raws, rescale, ok, bad = [], [], [], []
     for i, f in enumerate(files):
         try:
+            values.check_pixel_length(f.ds, f.path, rows, cols)  # before anything is allocated
             arr = _decode(f)
             if arr.shape != (rows, cols):
                 raise ValueError(f"pixel matrix {arr.shape} != {(rows, cols)}")
@@ -204,7 +206,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         if _PIXEL_DATA in f.ds:
             del f.ds[_PIXEL_DATA]  # decoded: the header keeps no second copy of the pixels
         raws.append(arr)
-        rescale.append((float(f.ds.get("RescaleSlope", 1) or 1), float(f.ds.get("RescaleIntercept", 0) or 0)))
+        rescale.append(rescales[i])
         ok.append(i)
     if bad:
         report(f"{series.describe()}: {len(bad)} slice(s) could not be decoded and were left out: "
@@ -227,7 +229,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             )
         elif np.abs(d - med).max() > 1e-2 * max(med, 1.0):
             notes.append(f"non-uniform slice spacing ({d.min():.3g}..{d.max():.3g} mm); every slice keeps its own z")
-    thickness = float(files[0].ds.get("SliceThickness", 0) or 0)
+    thickness = values.slice_thickness(files[0].ds, files[0].path)
     if not thickness and len(s) > 1:
         thickness = float(np.median(np.diff(s)))
     grid, layout = grid_from_planes(

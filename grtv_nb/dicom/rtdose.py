@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 
-from ..errors import DicomReadError, warn
+from ..errors import DicomReadError, DicomValueError, warn
 from ..geometry import Grid, grid_from_planes
+from . import values
 from .folder import DicomFile
 
 
@@ -38,33 +39,32 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     Raises
     ------
     DicomReadError
-        Missing geometry attributes, pixel data that can't be decoded, or frame count mismatch.
+        Pixel data that can't be decoded. Its subclass DicomValueError: a missing or implausible
+        geometry attribute, frame count, GridFrameOffsetVector (not strictly monotonic) or
+        DoseGridScaling (missing, 0, negative, or giving doses beyond MAX_DOSE_GY).
     """
     report = report or warn
-    ds = pydicom.dcmread(f.path, force=True)
     name = f.path.name
     try:
-        ipp = np.array([float(x) for x in ds.ImagePositionPatient])
-        iop = np.array([float(x) for x in ds.ImageOrientationPatient])
-        ps = [float(x) for x in ds.PixelSpacing]
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, ValueError, TypeError) as exc:
-        raise DicomReadError(f"RTDOSE {name}: geometry attributes missing or malformed ({exc})") from exc
+        ds = pydicom.dcmread(f.path, force=True)
+    except Exception as exc:
+        raise DicomReadError(f"RTDOSE {name}: can't be read ({type(exc).__name__}: {exc})") from exc
+    # every value through grtv_nb.dicom.values (DicomValueError names file and attribute); sizes are
+    # checked against the pixel data before anything is decoded or allocated
+    ipp = values.image_position(ds, f.path)
+    iop = values.image_orientation(ds, f.path)
+    ps = values.pixel_spacing(ds, f.path)
+    nframes = values.number_of_frames(ds, f.path)
+    rows, cols = values.matrix_size(ds, f.path, frames=nframes)
+    offsets = values.grid_frame_offsets(ds, f.path, nframes)
+    scaling = values.dose_grid_scaling(ds, f.path)
+    values.check_pixel_length(ds, f.path, rows, cols, nframes)
     try:
         arr = ds.pixel_array
+        arr = arr.reshape(nframes, rows, cols)
     except Exception as exc:
-        raise DicomReadError(f"RTDOSE {name}: pixel data can't be decoded ({type(exc).__name__}: {exc})") from exc
-    nframes = int(ds.get("NumberOfFrames", 1) or 1)
-    arr = arr.reshape(nframes, rows, cols)
-    gfov = ds.get("GridFrameOffsetVector")
-    if gfov is None or nframes == 1:
-        offsets = np.zeros(1) if nframes == 1 else None
-        if offsets is None:
-            raise DicomReadError(f"RTDOSE {name}: {nframes} frames but no GridFrameOffsetVector")
-    else:
-        offsets = np.array([float(x) for x in gfov], dtype=np.float64)
-    if len(offsets) != nframes:
-        raise DicomReadError(f"RTDOSE {name}: GridFrameOffsetVector has {len(offsets)} values for {nframes} frames")
+        raise DicomReadError(f"RTDOSE {name}: pixel data can't be decoded as {nframes} frame(s) of {rows}x{cols} "
+                             f"({type(exc).__name__}: {exc})") from exc
     u, v = iop[:3], iop[3:]
     n = np.cross(u, v)
     if offsets[0] != 0:
@@ -78,18 +78,27 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     order = np.argsort(offsets, kind="stable")
     arr = arr[order]
     positions = positions[order]
-    scaling = float(ds.get("DoseGridScaling", 1.0) or 1.0)
-    values = arr.astype(np.float32) * np.float32(scaling)
-    units = str(ds.get("DoseUnits", "GY") or "GY").upper()
+    offsets = offsets[order]
+    if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind == "c":
+        raise DicomValueError(f.path, "PixelData", f"has unsupported pixel type {arr.dtype}")
+    if arr.dtype.kind in "iu" and int(arr.min(initial=0)) < 0:
+        raise DicomValueError(f.path, "PixelData", f"holds negative dose values (min {int(arr.min())}; "
+                              "PixelRepresentation signed)")
+    values_gy = arr.astype(np.float32) * np.float32(scaling)
+    if not np.isfinite(values_gy).all() or (values_gy.size and float(values_gy.max()) > values.MAX_DOSE_GY):
+        raise DicomValueError(f.path, "DoseGridScaling",
+                              f"value {scaling:g} gives a dose maximum of {float(np.nanmax(values_gy)):g}, "
+                              f"beyond {values.MAX_DOSE_GY:g} Gy")
+    units = (values.text(ds, "DoseUnits") or "GY").upper()
     grid, layout = grid_from_planes(
-        positions, iop, (ps[0], ps[1]), rows, cols,
-        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
+        positions, iop, (float(ps[0]), float(ps[1])), rows, cols,
+        frame_of_reference_uid=values.text(ds, "FrameOfReferenceUID"),
         slice_thickness=(float(abs(offsets[1] - offsets[0])) if len(offsets) > 1
-                         else float(ds.get("SliceThickness", 0) or 0)),
+                         else values.slice_thickness(ds, f.path)),
     )
     return DoseVolume(
-        layout.to_canonical(values), grid, units, str(ds.get("DoseType", "") or ""),
-        str(ds.get("DoseSummationType", "") or ""), [f],
+        layout.to_canonical(values_gy), grid, units, values.text(ds, "DoseType"),
+        values.text(ds, "DoseSummationType"), [f],
     )
 
 

@@ -19,7 +19,9 @@ import numpy as np
 import pydicom
 
 from ..display import default_color
-from ..errors import warn
+from ..errors import DicomValueError, warn
+from ..validate import check_roi_name
+from . import values
 
 _BODY_NAMES = re.compile(r"^(body|external|skin|outline|patient|body_?contour)$", re.IGNORECASE)
 
@@ -114,8 +116,18 @@ def _all_contour_data(ds: pydicom.Dataset) -> dict[int, np.ndarray]:
     C float parser (xarray's dependency): 2-3x faster than float() per value. Items whose raw bytes
     don't parse cleanly are left out (and parsed one by one by :func:`_contour_data`)."""
     items, blobs = [], []
-    for roi_item in ds.get("ROIContourSequence", []):
-        for c in roi_item.get("ContourSequence", []):
+    try:
+        roi_items = list(ds.get("ROIContourSequence", []))
+    except Exception:
+        return {}
+    for roi_item in roi_items:
+        try:
+            contour_items = list(roi_item.get("ContourSequence", []))
+        except Exception:
+            return {}
+        for c in contour_items:
+            if not isinstance(c, pydicom.Dataset):
+                return {}
             if _CONTOUR_DATA not in c:
                 continue
             raw = getattr(c.get_item(_CONTOUR_DATA), "value", None)
@@ -143,55 +155,92 @@ def _all_contour_data(ds: pydicom.Dataset) -> dict[int, np.ndarray]:
     return {id(c): v for c, v in zip(items, parts)}
 
 
+def _items(ds, keyword: str, file) -> list:
+    """The items of a sequence ([] when absent); a corrupted one (not a sequence) is a
+    DicomValueError naming the file."""
+    try:
+        seq = ds.get(keyword, None)
+    except Exception as exc:
+        raise DicomValueError(file, keyword, f"can't be decoded ({type(exc).__name__}: {exc})") from exc
+    if seq is None:
+        return []
+    if not isinstance(seq, pydicom.sequence.Sequence):
+        raise DicomValueError(file, keyword, f"is not a sequence (VR {type(seq).__name__})")
+    return list(seq)
+
+
 def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None) -> list[ROI]:
-    """Read every ROI of an RTSTRUCT dataset (contours in patient mm)."""
+    """Read every ROI of an RTSTRUCT dataset (contours in patient mm).
+
+    Values are checked (:mod:`grtv_nb.dicom.values`): an ROI with an unusable ROINumber is
+    renumbered, contours with unusable ContourData (not a multiple of 3, NaN/infinite, absurd
+    coordinates) or an unusable ReferencedROINumber are dropped, and names are repaired as the
+    writers require (:func:`grtv_nb.validate.check_roi_name`), each with a warning."""
     report = report or warn
     parsed = _all_contour_data(ds)
-    top_for = str(ds.get("FrameOfReferenceUID", "") or "")
+    top_for = values.text(ds, "FrameOfReferenceUID")
     if not top_for:
-        for item in ds.get("ReferencedFrameOfReferenceSequence", []):
-            top_for = str(item.get("FrameOfReferenceUID", "") or "")
+        for item in _items(ds, "ReferencedFrameOfReferenceSequence", source_name):
+            top_for = values.text(item, "FrameOfReferenceUID")
             if top_for:
                 break
     rois: dict[int, ROI] = {}
     order: list[int] = []
-    for i, item in enumerate(ds.get("StructureSetROISequence", [])):
-        num = int(item.get("ROINumber", i + 1))
+    for i, item in enumerate(_items(ds, "StructureSetROISequence", source_name)):
+        raw_name = values.text(item, "ROIName")
+        try:
+            num = values.roi_number(item, source_name)
+        except DicomValueError as exc:
+            num = max(rois, default=0) + 1
+            report(f"{exc}; ROI '{raw_name}' was given ROINumber {num} (its contours, referenced by the bad "
+                   "number, can't be found)")
         if num in rois:
-            report(f"{source_name}: ROINumber {num} is used twice; the second ROI '{item.get('ROIName', '')}' "
-                   "was renumbered")
+            report(f"{source_name}: ROINumber {num} is used twice; the second ROI '{raw_name}' was renumbered")
             num = max(rois) + 1
-        name = str(item.get("ROIName", "") or f"ROI_{num}").strip()
+        # names are checked as the writers check them (backslash, control characters, 64 characters)
+        name = check_roi_name(raw_name or f"ROI_{num}", fix=True)
         rois[num] = ROI(
             name=name,
             number=num,
             color=default_color(i),
-            frame_of_reference_uid=str(item.get("ReferencedFrameOfReferenceUID", "") or top_for),
+            frame_of_reference_uid=values.text(item, "ReferencedFrameOfReferenceUID") or top_for,
         )
         order.append(num)
-    for item in ds.get("ROIContourSequence", []):
-        num = int(item.get("ReferencedROINumber", -1))
+    for item in _items(ds, "ROIContourSequence", source_name):
+        try:
+            num = values.roi_number(item, source_name, "ReferencedROINumber")
+        except DicomValueError as exc:
+            report(f"{exc}; the contours of that ROIContourSequence item were ignored")
+            continue
         roi = rois.get(num)
         if roi is None:
             report(f"{source_name}: contours for ROINumber {num}, which StructureSetROISequence does not define, "
                    "were ignored")
             continue
         if "ROIDisplayColor" in item:
-            roi.color = _color(item.ROIDisplayColor, order.index(num))
+            try:
+                roi.color = _color(item.ROIDisplayColor, order.index(num))
+            except Exception:  # undecodable colour: the default one
+                roi.color = default_color(order.index(num))
         kinds = set()
         short = 0
-        for c in item.get("ContourSequence", []):
-            gtype = str(c.get("ContourGeometricType", "CLOSED_PLANAR") or "CLOSED_PLANAR").upper()
+        dropped: list[str] = []
+        for c in _items(item, "ContourSequence", source_name):
+            gtype = (values.text(c, "ContourGeometricType") or "CLOSED_PLANAR").upper()
             pts = parsed.get(id(c))
             if pts is None:
-                pts = _contour_data(c)
+                try:
+                    pts = _contour_data(c)
+                except Exception as exc:
+                    dropped.append(f"undecodable ContourData ({type(exc).__name__})")
+                    continue
             if pts is None:
                 continue
-            if pts.size % 3:
-                report(f"{source_name}: ROI '{roi.name}': a contour has {pts.size} coordinates (not a multiple of "
-                       "3) and was ignored")
+            try:
+                pts = values.contour_points(pts, source_name, roi.name)
+            except DicomValueError as exc:
+                dropped.append(exc.problem)
                 continue
-            pts = pts.reshape(-1, 3)
             kinds.add(gtype)
             if gtype == "CLOSED_PLANAR":
                 if len(pts) < 3:
@@ -200,6 +249,9 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
                 roi.contours.append(pts)
             else:
                 roi.other_data.append(pts)
+        if dropped:
+            report(f"{source_name}: ROI '{roi.name}': {len(dropped)} contour(s) ignored: ContourData "
+                   + "; ".join(sorted(set(dropped))[:3]))
         if short:
             report(f"{source_name}: ROI '{roi.name}': {short} CLOSED_PLANAR contour(s) with fewer than 3 points "
                    "ignored")
@@ -207,11 +259,14 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
             roi.geometric_type = kinds.pop()
         elif kinds:
             roi.geometric_type = "MIXED" if "CLOSED_PLANAR" in kinds else "POINT"
-    for item in ds.get("RTROIObservationsSequence", []):
-        roi = rois.get(int(item.get("ReferencedROINumber", -1)))
+    for item in _items(ds, "RTROIObservationsSequence", source_name):
+        try:
+            roi = rois.get(values.roi_number(item, source_name, "ReferencedROINumber"))
+        except DicomValueError:
+            continue  # an observation without a usable reference only loses its type
         if roi is not None:
-            roi.roi_type = str(item.get("RTROIInterpretedType", "") or "").strip()
-            roi.observation_label = str(item.get("ROIObservationLabel", "") or "")
+            roi.roi_type = values.text(item, "RTROIInterpretedType")
+            roi.observation_label = values.text(item, "ROIObservationLabel")
     return [rois[n] for n in order]
 
 

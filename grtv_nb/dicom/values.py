@@ -1,0 +1,355 @@
+"""Checked reading of the DICOM values grtv_nb uses: each attribute is read through one function
+that returns a plain, validated Python/NumPy value or raises
+:class:`~grtv_nb.errors.DicomValueError` naming the file, the attribute and what is wrong
+(missing, wrong count, not a number, NaN/infinite, out of the plausible range).
+
+Also the constant-time sniffing of a file's first bytes (:func:`looks_like_dicom`): a non-DICOM
+file is rejected before it is read, whatever its size; and the size limits that make sure a
+declared matrix, frame count or file size is refused *before* anything is allocated (a hostile
+header must never end in ``MemoryError``).
+
+Conventions: lengths in mm, positions in patient coordinates (mm); every array returned is
+float64 and finite.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DicomValueError
+
+# ---------------------------------------------------------------- limits (the one table)
+#: largest |coordinate| (mm) accepted in positions and contours (100 m: far beyond any patient)
+MAX_ABS_POSITION_MM = 1.0e5
+#: pixel spacing / slice offsets accepted (mm)
+MIN_SPACING_MM = 1.0e-4
+MAX_SPACING_MM = 1.0e4
+#: direction cosines: |u| and |v| within this of 1, |u.v| below it
+ORIENTATION_TOL = 1.0e-2
+#: rows/columns (US: 1..65535) and the most pixels one object may declare (rows*cols*frames):
+#: 2**28 voxels = 1 GiB as uint32, refused before any allocation
+MAX_MATRIX = 65535
+MAX_VOXELS = 2**28
+MAX_FRAMES = 65535
+#: rescale slope/intercept accepted (CT HU need |intercept| of a few thousand)
+MAX_ABS_RESCALE_SLOPE = 1.0e6
+MAX_ABS_RESCALE_INTERCEPT = 1.0e6
+#: DoseGridScaling accepted: > 0 and at most this (Gy per stored unit)
+MAX_DOSE_GRID_SCALING = 1.0e3
+#: the largest dose (Gy) a grid may hold (10 kGy: far beyond any treatment, still finite in float32)
+MAX_DOSE_GY = 1.0e4
+#: largest file read (bytes); larger files are skipped unread
+MAX_FILE_BYTES = 4 * 2**30
+#: ROINumber (IS) range
+MAX_ROI_NUMBER = 2**31 - 1
+
+_DICM_OFFSET = 128
+_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD",
+        b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI",
+        b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
+
+
+def _file(file) -> str:
+    return Path(str(file)).name if file is not None else "?"
+
+
+def _raw(ds, keyword: str, file):
+    """The value of ``keyword`` or None when absent/empty; any decoding failure of pydicom
+    (corrupt VR, undecodable text, bad number) becomes a DicomValueError."""
+    try:
+        if keyword not in ds:
+            return None
+        value = ds[keyword].value
+    except DicomValueError:
+        raise
+    except Exception as exc:
+        raise DicomValueError(file, keyword, f"can't be decoded ({type(exc).__name__}: {exc})") from exc
+    if value is None or (isinstance(value, str | bytes) and not value.strip(b"\0 " if isinstance(value, bytes)
+                                                                         else "\0 ")):
+        return None
+    return value
+
+
+def _as_list(value) -> list:
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def _to_float(x, file, keyword: str) -> float:
+    if isinstance(x, bytes):
+        x = x.decode("latin-1", errors="replace")
+    if isinstance(x, str):
+        x = x.strip("\0 ")
+    try:
+        f = float(x)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DicomValueError(file, keyword, f"value {str(x)[:40]!r} is not a number") from exc
+    if not math.isfinite(f):
+        raise DicomValueError(file, keyword, f"value {str(x)[:40]!r} is not finite")
+    return f
+
+
+def floats(ds, keyword: str, file, *, count: int | None = None, required: bool = True,
+           lo: float | None = None, hi: float | None = None, default=None) -> np.ndarray | None:
+    """The values of a numeric attribute (DS, IS, FD, FL, ...) as a finite float64 array.
+
+    Raises DicomValueError when it is missing (``required``), has another number of values than
+    ``count``, or a value that is not a finite number within ``[lo, hi]``. Returns ``default`` when
+    absent and not required.
+    """
+    value = _raw(ds, keyword, file)
+    if value is None:
+        if required:
+            raise DicomValueError(file, keyword, "is missing or empty")
+        return default
+    if isinstance(value, bytes | bytearray) and keyword not in ("PixelData",):
+        # a binary VR where a number is expected (corrupted VR): try it as text
+        value = bytes(value).decode("latin-1", errors="replace").split("\\")
+    vals = [_to_float(x, file, keyword) for x in _as_list(value)]
+    if count is not None and len(vals) != count:
+        raise DicomValueError(file, keyword, f"has {len(vals)} values, {count} expected")
+    arr = np.asarray(vals, dtype=np.float64)
+    if lo is not None and arr.size and arr.min() < lo:
+        raise DicomValueError(file, keyword, f"value {arr.min():g} is below {lo:g}")
+    if hi is not None and arr.size and arr.max() > hi:
+        raise DicomValueError(file, keyword, f"value {arr.max():g} is above {hi:g}")
+    return arr
+
+
+def number(ds, keyword: str, file, *, required: bool = True, default: float | None = None,
+           lo: float | None = None, hi: float | None = None) -> float | None:
+    """One finite number (see :func:`floats`)."""
+    arr = floats(ds, keyword, file, count=1, required=required, lo=lo, hi=hi)
+    return default if arr is None else float(arr[0])
+
+
+def integer(ds, keyword: str, file, *, required: bool = True, default: int | None = None,
+            lo: int | None = None, hi: int | None = None) -> int | None:
+    """One integer (US, IS, ...) within ``[lo, hi]``."""
+    v = number(ds, keyword, file, required=required, lo=lo, hi=hi)
+    if v is None:
+        return default
+    if not float(v).is_integer():
+        raise DicomValueError(file, keyword, f"value {v:g} is not an integer")
+    return int(v)
+
+
+def text(ds, keyword: str, file=None, default: str = "") -> str:
+    """A text attribute as a stripped str without NUL bytes ("" when absent); never raises
+    (undecodable text is kept with replacement characters)."""
+    try:
+        if keyword not in ds:
+            return default
+        v = ds[keyword].value
+    except Exception:
+        return default
+    if v is None:
+        return default
+    if isinstance(v, bytes | bytearray):
+        v = bytes(v).decode("latin-1", errors="replace")
+    try:
+        s = str(v)
+    except Exception:
+        return default
+    return s.replace("\0", "").strip()
+
+
+# ---------------------------------------------------------------- geometry
+def pixel_spacing(ds, file, keyword: str = "PixelSpacing", *, required: bool = True) -> np.ndarray | None:
+    """(row spacing, column spacing) in mm, each within MIN_SPACING_MM..MAX_SPACING_MM."""
+    return floats(ds, keyword, file, count=2, required=required, lo=MIN_SPACING_MM, hi=MAX_SPACING_MM)
+
+
+def image_position(ds, file) -> np.ndarray:
+    """ImagePositionPatient: 3 finite coordinates within +-MAX_ABS_POSITION_MM."""
+    return floats(ds, "ImagePositionPatient", file, count=3, lo=-MAX_ABS_POSITION_MM, hi=MAX_ABS_POSITION_MM)
+
+
+def image_orientation(ds, file) -> np.ndarray:
+    """ImageOrientationPatient: row and column direction cosines, each of unit length and
+    orthogonal within ORIENTATION_TOL; returned re-normalised (exactly unit, orthogonal)."""
+    iop = floats(ds, "ImageOrientationPatient", file, count=6, lo=-1.0 - ORIENTATION_TOL, hi=1.0 + ORIENTATION_TOL)
+    u, v = iop[:3], iop[3:]
+    nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
+    if abs(nu - 1) > ORIENTATION_TOL or abs(nv - 1) > ORIENTATION_TOL:
+        raise DicomValueError(file, "ImageOrientationPatient",
+                              f"direction cosines are not unit vectors (lengths {nu:.4g}, {nv:.4g})")
+    dot = float(u @ v) / (nu * nv)
+    if abs(dot) > ORIENTATION_TOL:
+        raise DicomValueError(file, "ImageOrientationPatient",
+                              f"row and column directions are not orthogonal (cosine {dot:.4g})")
+    u = u / nu
+    v = v - (v @ u) * u
+    v = v / np.linalg.norm(v)
+    return np.concatenate([u, v])
+
+
+def matrix_size(ds, file, *, frames: int = 1) -> tuple[int, int]:
+    """(Rows, Columns), each 1..MAX_MATRIX, with rows*cols*frames at most MAX_VOXELS."""
+    rows = integer(ds, "Rows", file, lo=1, hi=MAX_MATRIX)
+    cols = integer(ds, "Columns", file, lo=1, hi=MAX_MATRIX)
+    if rows * cols * max(frames, 1) > MAX_VOXELS:
+        raise DicomValueError(file, "Rows/Columns/NumberOfFrames",
+                              f"declare {rows}x{cols}x{frames} voxels, more than the {MAX_VOXELS} grtv_nb reads")
+    return rows, cols
+
+
+def number_of_frames(ds, file) -> int:
+    """NumberOfFrames (1 when absent), 1..MAX_FRAMES."""
+    return integer(ds, "NumberOfFrames", file, required=False, default=1, lo=1, hi=MAX_FRAMES)
+
+
+def bits_allocated(ds, file) -> int:
+    """BitsAllocated (16 when absent): 1, 8, 16, 32 or 64."""
+    bits = integer(ds, "BitsAllocated", file, required=False, default=16)
+    if bits not in (1, 8, 16, 32, 64):
+        raise DicomValueError(file, "BitsAllocated", f"value {bits} is not 1, 8, 16, 32 or 64")
+    return bits
+
+
+def samples_per_pixel(ds, file) -> int:
+    """SamplesPerPixel (1 when absent): 1 or 3."""
+    spp = integer(ds, "SamplesPerPixel", file, required=False, default=1)
+    if spp not in (1, 3):
+        raise DicomValueError(file, "SamplesPerPixel", f"value {spp} is not 1 or 3")
+    return spp
+
+
+def check_pixel_length(ds, file, rows: int, cols: int, frames: int = 1) -> None:
+    """For uncompressed (native) pixel data held in ``ds``: refuse a PixelData shorter than the
+    declared rows*cols*frames*bits (checked before anything is decoded or allocated)."""
+    ts = ""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        ts = text(meta, "TransferSyntaxUID")
+    if ts not in ("", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"):
+        return  # encapsulated: the decoder checks its frames
+    try:
+        if 0x7FE00010 not in ds:
+            raise DicomValueError(file, "PixelData", "is missing")
+        elem = ds.get_item(0x7FE00010)
+        raw = getattr(elem, "value", None)
+        length = len(raw) if isinstance(raw, bytes | bytearray) else getattr(elem, "length", None)
+    except DicomValueError:
+        raise
+    except Exception as exc:
+        raise DicomValueError(file, "PixelData", f"can't be read ({type(exc).__name__}: {exc})") from exc
+    if length is None or length == 0xFFFFFFFF:
+        return
+    bits = bits_allocated(ds, file)
+    spp = samples_per_pixel(ds, file)
+    need = (rows * cols * frames * spp * bits + 7) // 8
+    if length < need:
+        raise DicomValueError(file, "PixelData",
+                              f"holds {length} bytes; Rows {rows} x Columns {cols} x {frames} frame(s) x "
+                              f"{bits} bits need {need}")
+
+
+def rescale(ds, file) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept), defaults 1 and 0; slope non-zero, both bounded."""
+    slope = number(ds, "RescaleSlope", file, required=False, default=1.0,
+                   lo=-MAX_ABS_RESCALE_SLOPE, hi=MAX_ABS_RESCALE_SLOPE)
+    if slope == 0:
+        raise DicomValueError(file, "RescaleSlope", "is 0 (every pixel would have the same value)")
+    intercept = number(ds, "RescaleIntercept", file, required=False, default=0.0,
+                       lo=-MAX_ABS_RESCALE_INTERCEPT, hi=MAX_ABS_RESCALE_INTERCEPT)
+    return float(slope), float(intercept)
+
+
+def slice_thickness(ds, file) -> float:
+    """SliceThickness in mm (0 when absent, empty or not plausible: it is informative only)."""
+    try:
+        v = number(ds, "SliceThickness", file, required=False, default=0.0)
+    except DicomValueError:
+        return 0.0
+    return float(v) if MIN_SPACING_MM <= abs(v) <= MAX_SPACING_MM else 0.0
+
+
+# ---------------------------------------------------------------- RT Dose
+def dose_grid_scaling(ds, file) -> float:
+    """DoseGridScaling: required, finite, > 0 and at most MAX_DOSE_GRID_SCALING (a missing or zero
+    scaling must never be read as 1: it would give absurd doses)."""
+    s = number(ds, "DoseGridScaling", file)
+    if s <= 0:
+        raise DicomValueError(file, "DoseGridScaling", f"value {s:g} is not positive")
+    if s > MAX_DOSE_GRID_SCALING:
+        raise DicomValueError(file, "DoseGridScaling", f"value {s:g} is above {MAX_DOSE_GRID_SCALING:g} Gy per unit")
+    return s
+
+
+def grid_frame_offsets(ds, file, frames: int) -> np.ndarray:
+    """GridFrameOffsetVector of a multi-frame dose: ``frames`` finite values, strictly monotonic
+    (increasing or decreasing), steps of at least MIN_SPACING_MM. A single frame without the
+    attribute gives ``[0]``."""
+    off = floats(ds, "GridFrameOffsetVector", file, required=frames > 1,
+                 lo=-MAX_ABS_POSITION_MM, hi=MAX_ABS_POSITION_MM)
+    if off is None:
+        return np.zeros(1)
+    if off.size != frames:
+        raise DicomValueError(file, "GridFrameOffsetVector", f"has {off.size} values for {frames} frame(s)")
+    if frames > 1:
+        d = np.diff(off)
+        if not ((d >= MIN_SPACING_MM).all() or (d <= -MIN_SPACING_MM).all()):
+            i = int(np.argmin(np.abs(d)) if (np.sign(d) == np.sign(d[0])).all() else
+                    np.flatnonzero(np.sign(d) != np.sign(d[0]))[0])
+            raise DicomValueError(file, "GridFrameOffsetVector",
+                                  f"is not strictly monotonic (values {off[i]:g} and {off[i + 1]:g} at frames "
+                                  f"{i} and {i + 1})")
+    return off
+
+
+# ---------------------------------------------------------------- RT Structure Set
+def roi_number(item, file, keyword: str = "ROINumber") -> int:
+    """ROINumber / ReferencedROINumber: an integer 0..2**31-1."""
+    return integer(item, keyword, file, lo=0, hi=MAX_ROI_NUMBER)
+
+
+def contour_points(values, file, roi: str) -> np.ndarray:
+    """ContourData values as (N, 3) points: a multiple of 3 finite values within
+    +-MAX_ABS_POSITION_MM. Raises DicomValueError otherwise (the caller decides whether to drop
+    the contour with a warning)."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    what = f"ContourData of ROI '{roi}'"
+    if arr.size % 3:
+        raise DicomValueError(file, what, f"has {arr.size} values (not a multiple of 3)")
+    if not np.isfinite(arr).all():
+        raise DicomValueError(file, what, f"holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
+    if arr.size and np.abs(arr).max() > MAX_ABS_POSITION_MM:
+        raise DicomValueError(file, what, f"holds a coordinate of {np.abs(arr).max():g} mm "
+                                          f"(beyond {MAX_ABS_POSITION_MM:g})")
+    return arr.reshape(-1, 3)
+
+
+# ---------------------------------------------------------------- files
+def looks_like_dicom(path: str | os.PathLike) -> tuple[bool, str]:
+    """Decide from the first 132 bytes (constant time, whatever the file's size) whether a file
+    may be DICOM: the 'DICM' marker after the 128-byte preamble, or a plausible first element of
+    a dataset without preamble (group 0x0002 or 0x0008, little endian, implicit or explicit VR).
+    Returns ``(ok, reason)``; files larger than MAX_FILE_BYTES are refused too."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(_DICM_OFFSET + 4)
+    except OSError as exc:
+        return False, f"unreadable ({type(exc).__name__}: {exc.strerror or exc})"
+    if size > MAX_FILE_BYTES:
+        return False, f"{size} bytes, larger than the {MAX_FILE_BYTES} bytes grtv_nb reads"
+    if len(head) >= _DICM_OFFSET + 4 and head[_DICM_OFFSET:_DICM_OFFSET + 4] == b"DICM":
+        return True, ""
+    if len(head) < 8:
+        return False, "not a DICOM file (too short)"
+    group, elem = struct.unpack("<HH", head[:4])
+    if group in (0x0002, 0x0008) and elem < 0x1000:
+        if head[4:6] in _VRS:  # explicit VR
+            return True, ""
+        (length,) = struct.unpack("<I", head[4:8])  # implicit VR: a plausible length
+        if length < 1 << 16 or length == 0xFFFFFFFF:
+            return True, ""
+    return False, "not a DICOM file (no DICM marker and no plausible first element)"
