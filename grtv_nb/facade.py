@@ -220,7 +220,9 @@ class pyGRTV:  # noqa: N801 - the original's name
     # ------------------------------------------------------------------ changes
     @_status_call()
     def setNewROI(self, roiRaw, roiName, roiColor) -> int:
-        """Add a structure from a 0..255 volume of the image's shape (inside: value >= 128)."""
+        """Add a structure from a volume of the image's shape: 0..255 (inside: value >= 128), or a
+        0/1 or boolean mask (inside: 1/True); see :func:`grtv_nb.validate.mask_from_raw`. A failure
+        at any step (values, name, contours, mesh, DVH) leaves the study unchanged."""
         st = self._need_study()
         from .validate import mask_from_raw
 

@@ -19,6 +19,7 @@ only place that holds state; everything else in grtv_nb is functions of its arra
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -292,6 +293,32 @@ class Study:
         return float((per_slice * vv).sum())
 
     # ----------------------------------------------------------------- changes
+    @contextlib.contextmanager
+    def _transaction(self):
+        """Run a change as a transaction: on any exception every piece of state a change may
+        touch (ROI list, masks, meshes, dose, DVH, attributes, notes) is put back as it was, so a
+        failed call leaves the study unchanged (the exception propagates)."""
+        saved = (list(self.rois), list(self.store._packed), list(self.store._producers), dict(self._meshes),
+                 self._dvh, self._ds, self._dose, list(self.native_doses), dict(self.attrs), list(self.notes),
+                 [(r, r.name) for r in self.rois])
+        try:
+            yield
+        except BaseException:
+            (rois, packed, producers, meshes, dvh, ds, dose, native, attrs, notes, names) = saved
+            self.rois[:] = rois
+            self.store._packed[:] = packed
+            self.store._producers[:] = producers
+            self._meshes.clear()
+            self._meshes.update(meshes)
+            self._dvh, self._ds, self._dose = dvh, ds, dose
+            self.native_doses = native
+            self.attrs.clear()
+            self.attrs.update(attrs)
+            self.notes[:] = notes
+            for r, n in names:
+                r.name = n
+            raise
+
     def add_roi(
         self,
         name: str,
@@ -305,8 +332,13 @@ class Study:
 
         The ROI gets at once its planar contours (outer loops and holes, patient mm), its surface
         mesh and, when the study has a dose, its DVH. Refuses a name already taken, a wrong shape or
-        a bad colour; the study is unchanged after a refusal.
+        a bad colour; the study is unchanged after a refusal or any later failure (contours, mesh,
+        DVH: the change is a transaction).
         """
+        with self._transaction():
+            return self._add_roi(name, mask, color, roi_type=roi_type, source=source)
+
+    def _add_roi(self, name, mask, color, *, roi_type, source) -> ROI:
         name, color = self.check_new_roi(name, color)
         mask = np.asarray(mask)
         if mask.shape != self.grid.shape:
@@ -342,8 +374,46 @@ class Study:
                 f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
         return name, validate_color(color if color is not None else default_color(len(self.rois)))
 
+    def remove_roi(self, roi: int | str) -> ROI:
+        """Remove an ROI (index or name) with its mask, mesh and DVH; returns it. The study is
+        unchanged when this fails."""
+        with self._transaction():
+            i = self.roi_index(roi)
+            removed = self.rois.pop(i)
+            del self.store._packed[i]
+            del self.store._producers[i]
+            self._meshes = {(k if k < i else k - 1): m for k, m in self._meshes.items() if k != i}
+            self._ds = None
+            if self._dvh is not None:
+                self._dvh = None
+                self.dvh()
+            return removed
+
+    def rename_roi(self, roi: int | str, new_name: str) -> str:
+        """Rename an ROI (index or name); the new name follows the rules of :meth:`add_roi`
+        (:func:`grtv_nb.validate.check_roi_name`, not taken by another ROI). Returns the name used.
+        The study is unchanged when this fails."""
+        with self._transaction():
+            i = self.roi_index(roi)
+            name = check_roi_name(new_name)
+            others = [n for k, n in enumerate(self.roi_names) if k != i]
+            if name in others:
+                raise ValidationError(f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; "
+                                      "choose another name")
+            self.rois[i].name = name
+            self._ds = None
+            if self._dvh is not None:
+                self._dvh = None
+                self.dvh()
+            return name
+
     def set_dose(self, dose_gy: np.ndarray) -> None:
-        """Replace the dose (Gy, float) on the study grid; every DVH is recomputed."""
+        """Replace the dose (Gy, float) on the study grid; every DVH is recomputed. The study is
+        unchanged when the dose is refused or the DVH computation fails."""
+        with self._transaction():
+            self._set_dose(dose_gy)
+
+    def _set_dose(self, dose_gy: np.ndarray) -> None:
         dose = np.asarray(dose_gy)
         if dose.shape != self.grid.shape:
             raise ValidationError(f"dose shape {dose.shape} differs from the image shape {self.grid.shape}")

@@ -27,7 +27,11 @@ def _as_volume(arr, shape: tuple[int, int, int], what: str) -> np.ndarray:
 
 
 def mask_from_raw(roi_raw, shape: tuple[int, int, int], *, name: str = "") -> np.ndarray:
-    """Boolean mask from a 0..255 volume (inside: value >= 128), as setNewROI takes it.
+    """Boolean mask from a volume, as setNewROI takes it.
+
+    The rule: a boolean array is the mask itself; a numeric array whose values are all 0 or 1 (the
+    commonest mask a user has) is inside where it is 1; any other 0..255 volume is inside where
+    the value is >= 128 (the original's 0/255 convention).
 
     Raises ValidationError for a wrong shape or dtype, NaN, or values outside 0..255. An all-zero
     volume is accepted with a warning (the ROI then has zero volume).
@@ -41,7 +45,8 @@ def mask_from_raw(roi_raw, shape: tuple[int, int, int], *, name: str = "") -> np
         lo, hi = a.min(), a.max()
         if lo < 0 or hi > 255:
             raise ValidationError(f"roiRaw values must be within 0..255, got {lo}..{hi}")
-        mask = a >= 128
+        # a 0/1 volume is a mask (values >= 128 would make it empty)
+        mask = a != 0 if hi <= 1 and (np.issubdtype(a.dtype, np.integer) or np.isin(a, (0, 1)).all()) else a >= 128
     if not mask.any():
         warn(f"roiRaw for ROI '{name}' has no value >= 128: the ROI is empty (zero volume)")
     return mask

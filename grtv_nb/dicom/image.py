@@ -139,9 +139,10 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     iops = np.array(iops)
     if np.abs(iops - iops[0]).max() > _ORIENT_TOL * 10:
         n_or = len({tuple(np.round(i, 3)) for i in iops})
+        odd = files[int(np.argmax(np.abs(iops - iops[0]).max(axis=1)))].path.name
         raise GeometryError(
-            f"{series.describe()} mixes {n_or} slice orientations (ImageOrientationPatient differs between "
-            "slices); multi-orientation series are not supported: split the series first"
+            f"{series.describe()} mixes {n_or} slice orientations (ImageOrientationPatient of {odd} differs from "
+            f"{files[0].path.name}'s); multi-orientation series are not supported: split the series first"
         )
     iop = iops[0]
     u, v = iop[:3], iop[3:]
@@ -172,7 +173,8 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         tilt = float(np.degrees(np.arctan2(np.linalg.norm(inplane[-1]), abs(rel[-1] @ n))))
         raise GeometryError(
             f"{series.describe()} is gantry-tilted (slices shift {np.abs(inplane).max():.2f} mm in-plane, "
-            f"about {tilt:.1f} degrees; GantryDetectorTilt={files[0].ds.get('GantryDetectorTilt', 'n/a')}); "
+            f"about {tilt:.1f} degrees, largest at {files[int(np.argmax(np.abs(inplane).max(axis=1)))].path.name}; "
+            f"GantryDetectorTilt={files[0].ds.get('GantryDetectorTilt', 'n/a')}); "
             "tilted series are not supported: resample it to an orthogonal grid first"
         )
     rows, cols = values.matrix_size(files[0].ds, files[0].path)
@@ -186,10 +188,12 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     for f in files:
         r2, c2 = values.matrix_size(f.ds, f.path)
         if (r2, c2) != (rows, cols):
-            raise GeometryError(f"{f.path.name}: matrix {r2}x{c2} differs from {rows}x{cols}")
+            raise GeometryError(f"{f.path.name}: matrix {r2}x{c2} differs from {rows}x{cols} "
+                                f"(of {files[0].path.name})")
         p2 = values.pixel_spacing(f.ds, f.path, required=False)
         if p2 is not None and np.abs(p2 - ps).max() > 1e-4:
-            raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)}")
+            raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)} "
+                                f"(of {files[0].path.name})")
         rescales.append(values.rescale(f.ds, f.path))
     # --- decode pixels
     modality = series.modality.upper() or "CT"
@@ -214,7 +218,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     files = [files[i] for i in ok]
     ipps, s = ipps[ok], s[ok]
     if not files:
-        raise DicomReadError(f"{series.describe()}: no slice could be decoded")
+        raise DicomReadError(f"{series.describe()}: no slice could be decoded: " + "; ".join(bad[:3]))
     stack = _rescale_stack(raws, rescale, ct=modality == "CT")
     # --- gaps
     if len(s) > 2:

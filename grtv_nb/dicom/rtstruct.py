@@ -199,6 +199,14 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
             num = max(rois) + 1
         # names are checked as the writers check them (backslash, control characters, 64 characters)
         name = check_roi_name(raw_name or f"ROI_{num}", fix=True)
+        taken = {r.name for r in rois.values()}
+        if name in taken:  # names identify ROIs (DVH tables, roi_index): each one is made unique
+            k = 2
+            while f"{name[:60]}_{k}" in taken:
+                k += 1
+            report(f"{source_name}: ROI name '{name}' is used twice; the ROI with ROINumber {num} is called "
+                   f"'{name[:60]}_{k}'")
+            name = f"{name[:60]}_{k}"
         rois[num] = ROI(
             name=name,
             number=num,
