@@ -35,6 +35,8 @@ import numpy as np
 FAILURES = ("crash", "unnamed", "wrong", "hang")
 #: seconds one case may take before it counts as a hang
 CASE_TIMEOUT_S = 60
+#: the largest plausible dose (Gy) in an opened study (grtv_nb.dicom.values.MAX_DOSE_GY)
+MAX_DOSE_GY = 1.0e4
 
 # tags whose change must not change any result (identity, descriptions, dates)
 NEUTRAL_KEYWORDS = ["PatientName", "PatientID", "StudyDescription", "SeriesDescription", "InstitutionName",
@@ -128,8 +130,6 @@ def snapshot(study) -> dict:
 
 def implausible(study) -> str:
     """'' when every value of the study is finite and plausible, else what is wrong."""
-    from grtv_nb.dicom.values import MAX_DOSE_GY
-
     g = study.grid
     for name, a in (("x", g.x), ("y", g.y), ("z", g.z)):
         if not np.isfinite(a).all():
@@ -176,68 +176,90 @@ def _flip_bits(data: bytearray, rng: random.Random) -> str:
     return f"{n} bit(s) flipped at {spots[:4]}"
 
 
-def _pydicom_mutation(path: Path, rng: random.Random) -> tuple[str, bool] | None:
-    """Delete or replace one element (top level or nested); returns (detail, neutral)."""
+def _candidates(ds) -> list[tuple[tuple, str]]:
+    """(path to a dataset, keyword) pairs present in ``ds``; a path is a tuple of (sequence
+    keyword, item index) steps from the top."""
+    cands = [((), kw) for kw in VALUE_KEYWORDS + ["StructureSetROISequence", "ROIContourSequence"] if kw in ds]
+    for seq_kw in ("StructureSetROISequence", "ROIContourSequence", "RTROIObservationsSequence"):
+        for i, item in enumerate(ds.get(seq_kw, [])):
+            cands += [(((seq_kw, i),), kw) for kw in NESTED_KEYWORDS if kw in item]
+            for j, c in enumerate(item.get("ContourSequence", [])[:3]):
+                cands += [(((seq_kw, i), ("ContourSequence", j)), kw)
+                          for kw in ("ContourData", "ContourGeometricType", "NumberOfContourPoints") if kw in c]
+    return cands
+
+
+def _resolve(ds, path: tuple):
+    for seq_kw, i in path:
+        seq = ds.get(seq_kw, None)
+        if seq is None or len(seq) <= i:
+            return None
+        ds = seq[i]
+    return ds
+
+
+def _pydicom_mutation(paths: list[Path], rng: random.Random) -> tuple[str, bool] | None:
+    """Delete or replace one element (top level or nested) in each of ``paths`` (the same change
+    in every file: e.g. one slice, or every slice of a series); returns (detail, neutral)."""
     import pydicom
     from pydicom.datadict import dictionary_VR, tag_for_keyword
     from pydicom.dataelem import DataElement
 
     try:
-        ds = pydicom.dcmread(path, force=True)
+        first = pydicom.dcmread(paths[0], force=True)
     except Exception:
         return None
-    # candidate (dataset, keyword) pairs present in the file
-    cands = []
-    for kw in NEUTRAL_KEYWORDS + VALUE_KEYWORDS:
-        if kw in ds:
-            cands.append((ds, kw))
-    for seq_kw in ("StructureSetROISequence", "ROIContourSequence", "RTROIObservationsSequence"):
-        for item in ds.get(seq_kw, []):
-            for kw in NESTED_KEYWORDS:
-                if kw in item:
-                    cands.append((item, kw))
-            for c in item.get("ContourSequence", [])[:3]:
-                for kw in ("ContourData", "ContourGeometricType", "NumberOfContourPoints"):
-                    if kw in c:
-                        cands.append((c, kw))
-    for kw in ("StructureSetROISequence", "ROIContourSequence"):
-        if kw in ds:
-            cands.append((ds, kw))
-    if not cands:
-        return None
-    target, kw = rng.choice(cands)
+    if rng.random() < 0.2:
+        present = [kw for kw in NEUTRAL_KEYWORDS if kw in first]
+        if not present:
+            return None
+        where, kw = (), rng.choice(present)
+    else:
+        cands = _candidates(first)
+        if not cands:
+            return None
+        where, kw = rng.choice(cands)
     neutral = kw in NEUTRAL_KEYWORDS
     tag = tag_for_keyword(kw)
     op = rng.random()
     if op < 0.3:
-        del target[kw]
-        detail = f"deleted {kw}"
+        elem, detail = None, f"deleted {kw}"
     elif op < 0.85 or kw.endswith("Sequence") or kw == "PixelData":
-        if kw.endswith("Sequence") or kw == "PixelData":
-            vr = "LO"
-            val = rng.choice(BAD_VALUES)
-            target[kw] = DataElement(tag, vr, val, already_converted=True)
-            detail = f"{kw} replaced by LO {val!r}"
-        else:
-            vr = dictionary_VR(tag)
-            val = rng.choice(BAD_VALUES)
-            if vr in ("US", "SS", "UL", "SL", "FL", "FD", "OB", "OW", "AT"):
-                vr = rng.choice(["DS", "LO", "IS"])  # a wrong VR carrying the text
-            target[kw] = DataElement(tag, vr, val, already_converted=True)
-            detail = f"{kw} replaced by {vr} {val!r}"
+        val = rng.choice(BAD_VALUES)
+        vr = "LO" if kw.endswith("Sequence") or kw == "PixelData" else dictionary_VR(tag)
+        if vr in ("US", "SS", "UL", "SL", "FL", "FD", "OB", "OW", "AT"):
+            vr = rng.choice(["DS", "LO", "IS"])  # a wrong VR carrying the text
+        elem, detail = DataElement(tag, vr, val, already_converted=True), f"{kw} replaced by {vr} {val!r}"
     else:  # binary wrong VR: the value's bytes reinterpreted
         raw = rng.choice([b"\xff\xff\xff\x7f", b"\x00\x00\xc0\x7f", b"\x00" * 8, b"\xff" * 6, b"\x01"])
-        target[kw] = DataElement(tag, rng.choice(["OB", "UN", "FD", "UL"]), raw, already_converted=True)
-        detail = f"{kw} replaced by binary {raw!r}"
-    original = path.read_bytes()
-    path.unlink()
-    try:
-        ds.save_as(path, enforce_file_format=False)
-    except Exception:  # pydicom can't write that value: not a case
-        path.unlink(missing_ok=True)
-        path.write_bytes(original)
+        vr = rng.choice(["OB", "UN", "FD", "UL"])
+        elem, detail = DataElement(tag, vr, raw, already_converted=True), f"{kw} replaced by {vr} {raw!r}"
+    done = 0
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception:
+            continue
+        target = _resolve(ds, where)
+        if target is None or kw not in target:
+            continue
+        if elem is None:
+            del target[kw]
+        else:
+            target[kw] = elem
+        original = path.read_bytes()
+        path.unlink()
+        try:
+            ds.save_as(path, enforce_file_format=False)
+        except Exception:  # pydicom can't write that value: this file stays as it was
+            path.unlink(missing_ok=True)
+            path.write_bytes(original)
+            continue
+        done += 1
+    if not done:
         return None
-    return detail, neutral
+    where_txt = "/".join(f"{k}[{i}]" for k, i in where)
+    return f"{detail}{' in ' + where_txt if where_txt else ''} ({done} file(s))", neutral
 
 
 def _huge_length(data: bytearray, rng: random.Random) -> str:
@@ -281,9 +303,11 @@ def mutate(folder: Path, rng: random.Random) -> Mutation:
         return Mutation("junk", "", sub, neutral=True)
     f = rng.choice(files)
     if kind == "tag":
-        r = _pydicom_mutation(f, rng)
+        # one file, or the same change in every file of the folder (all slices of the series)
+        every = rng.random() < 0.25
+        r = _pydicom_mutation(files if every else [f], rng)
         if r is not None:
-            return Mutation("tag", f.name, r[0], neutral=r[1])
+            return Mutation("tag", "" if every else f.name, r[0], neutral=r[1])
         kind = "bitflip"
     data = bytearray(f.read_bytes())
     if kind == "bitflip":
@@ -347,7 +371,9 @@ def run_case(base: Path, reference: dict, rng: random.Random, workdir: Path,
             return Outcome("hang", m, f"over {timeout_s} s")
         except GRTVError as exc:
             msg = str(exc)
-            named = (m.file and m.file in msg) or folder.name in msg or str(folder) in msg
+            # the mutated file, or (a change in every file, a junk file) any file of the folder, or the folder
+            names = [m.file] if m.file else [p.name for p in folder.iterdir()]
+            named = any(n and n in msg for n in names) or folder.name in msg or str(folder) in msg
             return Outcome("refused" if named else "unnamed", m, f"{type(exc).__name__}: {msg}"[:400])
         except Exception as exc:
             tb = traceback.format_exception(exc)[-3:]

@@ -124,7 +124,8 @@ def _classify(ds: pydicom.Dataset) -> str:
     mod = _text(ds, "Modality").upper()
     if mod in ("RTSTRUCT", "RTDOSE", "RTPLAN"):
         return mod
-    if "ImagePositionPatient" in ds and "Rows" in ds and ("PixelData" in ds or mod in IMAGE_MODALITIES):
+    # an image slice without Rows is still an image (read_series names the missing attribute)
+    if "ImagePositionPatient" in ds and ("PixelData" in ds or mod in IMAGE_MODALITIES):
         return "IMAGE"
     return "OTHER"
 

@@ -186,17 +186,26 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
                 break
     rois: dict[int, ROI] = {}
     order: list[int] = []
-    for i, item in enumerate(_items(ds, "StructureSetROISequence", source_name)):
-        raw_name = values.text(item, "ROIName")
+    items = _items(ds, "StructureSetROISequence", source_name)
+    numbers: list[int | None] = []
+    for item in items:
         try:
-            num = values.roi_number(item, source_name)
+            numbers.append(values.roi_number(item, source_name))
         except DicomValueError as exc:
-            num = max(rois, default=0) + 1
-            report(f"{exc}; ROI '{raw_name}' was given ROINumber {num} (its contours, referenced by the bad "
-                   "number, can't be found)")
+            numbers.append(None)
+            report(f"{exc}; the ROI '{values.text(item, 'ROIName')}' gets a new number (contours referencing "
+                   "the bad number can't be found)")
+    # new numbers (unusable or repeated ROINumber) lie above every number of the file, so that no
+    # contour referencing a valid number lands on the wrong ROI
+    spare = max([n for n in numbers if n is not None], default=0) + 1
+    for i, (item, num) in enumerate(zip(items, numbers)):
+        raw_name = values.text(item, "ROIName")
         if num in rois:
-            report(f"{source_name}: ROINumber {num} is used twice; the second ROI '{raw_name}' was renumbered")
-            num = max(rois) + 1
+            report(f"{source_name}: ROINumber {num} is used twice; the second ROI '{raw_name}' was renumbered "
+                   f"{spare}")
+            num = None
+        if num is None:
+            num, spare = spare, spare + 1
         # names are checked as the writers check them (backslash, control characters, 64 characters)
         name = check_roi_name(raw_name or f"ROI_{num}", fix=True)
         taken = {r.name for r in rois.values()}
