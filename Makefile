@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 
-.PHONY: run test bench lint sysdeps clean help
+.PHONY: run test bench lint fuzz sysdeps clean help
 
 help:
 	@echo "make run    - set up (.venv) and run the main job on the built-in phantom (outputs in $(OUT)/)"
 	@echo "make test   - set up (.venv with all extras, Chromium) and run the whole test suite"
 	@echo "make bench  - run every benchmark in benchmarks/ (prints ratio tables)"
 	@echo "make lint   - ruff"
+	@echo "make fuzz   - the long seeded mutation campaign over the DICOM readers (FUZZ_CASES, FUZZ_SEED)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +47,12 @@ bench: $(VENV)/.bench
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 lint: $(VENV)/.all
-	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks
+	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks tools
+
+FUZZ_CASES ?= 3000
+FUZZ_SEED  ?= 1
+fuzz: $(VENV)/.all
+	$(BIN)/python tools/fuzz_campaign.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache test-artifacts
