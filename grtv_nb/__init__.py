@@ -7,7 +7,7 @@ prepare deep-learning volumes and write DICOM-RT back. The pyGRTV-compatible fac
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["open_study", "Study", "Grid", "__version__"]
 

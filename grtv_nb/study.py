@@ -30,12 +30,15 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from . import _xarray_nodask
 from .dicom.rtstruct import ROI
 from .display import default_color
 from .errors import GRTVError, ValidationError, warn
 from .fileio import protect_folders
 from .geometry import Grid
 from .validate import check_roi_name, validate_color
+
+_xarray_nodask.install()  # building st.ds must not import dask (see grtv_nb._xarray_nodask)
 
 
 @dataclass

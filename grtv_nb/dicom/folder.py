@@ -9,7 +9,6 @@ frame of reference, orientation, matrix size, pixel spacing) when the UID is bla
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,24 +138,17 @@ def _is_file(p: Path) -> bool:
 
 
 def read_header(path: Path) -> pydicom.Dataset:
-    """Read a DICOM file from one in-memory copy (a single read call: pydicom's many small reads
-    of a file cost more than the parse). Raises InvalidDicomError for non-DICOM files. The pixel
-    data stays raw (undecoded) in the dataset; the image reader drops it once decoded."""
+    """Read a DICOM file through :mod:`grtv_nb.dicom.reader` (pydicom, or dicomsdl's faster parser
+    giving the same dataset). Raises InvalidDicomError for non-DICOM files (decided from the first
+    bytes: a large non-DICOM file is never read whole). The pixel data stays raw (undecoded) in the
+    dataset; the image reader drops it once decoded."""
+    from .reader import read_dataset
     from .values import looks_like_dicom
 
-    ok, why = looks_like_dicom(path)  # from the first bytes: a large non-DICOM file is never read whole
+    ok, why = looks_like_dicom(path)
     if not ok:
         raise InvalidDicomError(why)
-    data = Path(path).read_bytes()
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except InvalidDicomError:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        # A file without the 128-byte preamble is accepted only if it looks like a real dataset.
-        if "SOPClassUID" not in ds and "Modality" not in ds:
-            raise
-    ds.filename = str(path)
-    return ds
+    return read_dataset(path)
 
 
 def scan_folder(folder: str | os.PathLike) -> FolderScan:

@@ -1,0 +1,146 @@
+"""The DICOM reader backends (grtv_nb.dicom.reader): dicomsdl's parser gives the very datasets,
+arrays, geometry and diagnostics that pydicom (the reference) gives, on the real data in
+../shared/data and on damaged files."""
+
+import shutil
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from grtv_nb.dicom import reader
+
+pytestmark = pytest.mark.skipif("dicomsdl" not in reader.available_backends(), reason="dicomsdl is not installed")
+
+
+@contextmanager
+def backend(name):
+    prev = reader.set_backend(name)
+    try:
+        yield
+    finally:
+        reader.set_backend(prev)
+
+
+def _dicom_files(root: Path) -> list[Path]:
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix.lower() not in (".md", ".gz", ".nii", ".tsv", ".json", ".txt", ".py"):
+            with open(p, "rb") as f:
+                head = f.read(132)
+            if head[128:132] == b"DICM":
+                out.append(p)
+    return out
+
+
+def test_same_dataset_from_both_backends_on_every_real_file(shared_data):
+    files = _dicom_files(shared_data)
+    assert len(files) > 100
+    fast = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's value warnings: the same from both
+        for p in files:
+            ref = reader.read_dataset(p, backend="pydicom")
+            got = reader.read_dataset(p, backend="dicomsdl")
+            fast += reader._read_dicomsdl(p) is not None
+            assert got == ref, p
+            assert got.file_meta == ref.file_meta, p
+            assert [(e.tag, e.VR) for e in got.iterall()] == [(e.tag, e.VR) for e in ref.iterall()], p
+            assert (got.is_implicit_VR, got.is_little_endian, got.preamble) == (
+                ref.is_implicit_VR, ref.is_little_endian, ref.preamble), p
+            assert got.filename == ref.filename == str(p)
+    # compressed series (JPEG 2000) go to the reference; the native ones are parsed by dicomsdl
+    assert fast > 0.8 * len(files)
+
+
+def _open(folder, name):
+    from grtv_nb import open_study
+
+    with backend(name), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        st = open_study(folder)
+    return st, sorted(str(x.message) for x in w)
+
+
+@pytest.mark.parametrize("case", ["pycerr-headneck-ct/head_and_neck/pt_1", "cerr-radiomics-phantom/pat_1",
+                                  "dicompyler-example/example_data"])
+def test_same_study_from_both_backends(shared_data, case):
+    folder = shared_data / case
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    ref, ref_w = _open(folder, "pydicom")
+    got, got_w = _open(folder, "dicomsdl")
+    assert got_w == ref_w
+    assert ("image" in got.ds) == ("image" in ref.ds)
+    if "image" in ref.ds:
+        assert got.ds["image"].dtype == ref.ds["image"].dtype
+        np.testing.assert_array_equal(got.ds["image"].values, ref.ds["image"].values)
+    for a in ("x", "y", "z"):
+        np.testing.assert_array_equal(getattr(got.grid, a), getattr(ref.grid, a))
+    np.testing.assert_array_equal(np.asarray(got.grid.direction), np.asarray(ref.grid.direction))
+    assert got.grid.frame_of_reference_uid == ref.grid.frame_of_reference_uid
+    assert got.attrs == ref.attrs
+    assert got.has_dose == ref.has_dose
+    if ref.has_dose:
+        np.testing.assert_array_equal(got.ds["dose"].values, ref.ds["dose"].values)
+    assert got.roi_names == ref.roi_names
+    for i in range(len(ref.rois)):
+        np.testing.assert_array_equal(got.mask(i), ref.mask(i))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad value"])
+def test_damaged_files_get_the_same_diagnostics(shared_data, tmp_path, damage):
+    """Truncated slices (pixel data or header cut short) and a non-DICOM file, or a value that is
+    not a number: both backends keep, skip or refuse the same files with the same messages."""
+    src = shared_data / "cerr-radiomics-phantom" / "pat_1"
+    if not src.is_dir():
+        pytest.skip(f"{src} is absent")
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    slices = sorted(src.glob("DCM_IMG_*.dcm"))[:12]
+    for p in slices:
+        shutil.copy(p, folder / p.name)
+    if damage == "truncated":
+        data = slices[3].read_bytes()
+        (folder / slices[3].name).write_bytes(data[: len(data) - 5000])  # pixel data cut short
+        data = slices[5].read_bytes()
+        (folder / slices[5].name).write_bytes(data[:700])  # header cut short
+        (folder / "notes.dcm").write_text("not a DICOM file")
+    else:
+        ds = pydicom.dcmread(slices[7])
+        tag = pydicom.tag.Tag("RescaleIntercept")  # not a number (written raw: pydicom refuses to set it)
+        ds._dict[tag] = pydicom.dataelem.RawDataElement(tag, "DS", 4, b"abc ", 0, ds.is_implicit_VR, True)
+        ds.save_as(folder / slices[7].name)
+    outcomes = {}
+    for name in ("pydicom", "dicomsdl"):
+        try:
+            st, w = _open(folder, name)
+            outcomes[name] = ("ok", w, st.ds["image"].values.copy())
+        except Exception as exc:  # the same refusal from both is what is checked
+            outcomes[name] = (type(exc).__name__, str(exc), None)
+    ref, got = outcomes["pydicom"], outcomes["dicomsdl"]
+    assert got[:2] == ref[:2]
+    if damage == "truncated":
+        assert ref[0] == "ok" and any("notes.dcm" in m for m in ref[1]), ref[:2]
+        np.testing.assert_array_equal(got[2], ref[2])
+
+
+def test_backend_choice(monkeypatch):
+    with pytest.raises(ValueError, match="must be one of"):
+        reader.set_backend("gdcm")
+    prev = reader.set_backend("pydicom")
+    try:
+        assert reader.get_backend() == "pydicom"
+    finally:
+        reader.set_backend(prev)
+    monkeypatch.setenv(reader.ENV_VAR, "pydicom")
+    prev = reader.set_backend(None)
+    try:
+        assert reader.get_backend() == "pydicom"
+    finally:
+        monkeypatch.delenv(reader.ENV_VAR)
+        reader.set_backend(None)
+    assert reader.get_backend() == "dicomsdl"  # the default where it is installed
