@@ -1,0 +1,156 @@
+"""Contour-plane slabs: the volume an ROI's planar contours stand for (the one place that decides it).
+
+Design
+------
+* An ROI's loops are grouped into **contour planes** by their position along the grid's slice
+  normal (canonical z); loops closer than :data:`PLANE_TOL_MM` are on one plane. Loops of one plane
+  combine by even-odd nesting (holes, islands in holes; DICOM C.8.8.6.3). Loops of *different*
+  planes are never joined or cut against each other.
+* Each plane stands for its own **slab** ``[z0, z1)``: the boundary between two neighbouring planes
+  is their midpoint. The first and last plane of a run extend by the **end cap**:
+
+  ``"half"`` (default, also ``"auto"``)
+      half the ROI's usual plane spacing beyond the end plane (what the analytical benchmark of
+      Nelms et al. 2015, dicompyler-core and most TPSs assume: each plane is the centre of a slab).
+  ``"none"``
+      the end plane is the ROI's surface: its slab reaches only half-way to its neighbour.
+
+  A gap wider than :data:`GAP_FACTOR` times the usual spacing (an ROI drawn in separate pieces,
+  or with skipped planes) is treated as two ends, each capped as above. A single-plane ROI uses
+  ``single_thickness`` (the reference grid's slice thickness) for its slab, whatever the end cap.
+* The usual plane spacing is the median of the gaps between the ROI's planes.
+
+The volume of an ROI is then ``sum(area(plane) * (z1 - z0))``, with ``area`` the exact area of
+the plane's even-odd region (shoelace formula). Everything here is pure geometry on arrays in the
+canonical frame of a :class:`grtv_nb.geometry.Grid` (x, y along its rows/columns, z along its
+slice normal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ValidationError
+
+#: Loops whose mean positions along the slice normal differ by less than this share a plane (mm).
+PLANE_TOL_MM = 0.05
+#: A loop whose points spread more than this along the normal is not planar (mm).
+PLANAR_TOL_MM = 0.05
+#: A gap between two planes wider than this many times the usual spacing ends the run of planes.
+GAP_FACTOR = 1.5
+#: The accepted end-cap conventions.
+END_CAPS = ("auto", "half", "none")
+
+
+@dataclass(frozen=True, eq=False)
+class PlaneSlab:
+    """One contour plane of an ROI and the slab it stands for.
+
+    Attributes
+    ----------
+    z : float
+        Plane position along the slice normal (canonical z, mm).
+    z0, z1 : float
+        Slab bounds (mm), ``z0 <= z <= z1``.
+    loops : tuple of (N, 2) arrays
+        The plane's loops as canonical (x, y) in mm.
+    """
+
+    z: float
+    z0: float
+    z1: float
+    loops: tuple[np.ndarray, ...]
+
+    @property
+    def thickness(self) -> float:
+        return self.z1 - self.z0
+
+
+@dataclass(frozen=True, eq=False)
+class PlaneGroups:
+    """An ROI's contour planes (sorted by z) and what was set aside while grouping them."""
+
+    slabs: list[PlaneSlab]
+    n_short: int = 0  # loops with fewer than 3 points
+    n_skew: int = 0  # loops not parallel to the slices
+    spacing: float = float("nan")  # usual plane spacing (median gap), NaN for < 2 planes
+
+
+def check_end_cap(end_cap: str) -> str:
+    """Validate an end-cap name; returns the effective one (``"auto"`` -> ``"half"``)."""
+    if end_cap not in END_CAPS:
+        raise ValidationError(f"end_cap must be one of {', '.join(END_CAPS)}, got {end_cap!r}")
+    return "half" if end_cap == "auto" else end_cap
+
+
+def group_planes(
+    contours: Sequence[np.ndarray],
+    direction: np.ndarray | None = None,
+    *,
+    end_cap: str = "auto",
+    single_thickness: float = 0.0,
+) -> PlaneGroups:
+    """Group an ROI's loops (each (N, 3) patient mm) into contour planes with their slabs.
+
+    Parameters
+    ----------
+    contours : sequence of (N, 3) arrays
+        RTSTRUCT ContourData loops in patient coordinates (mm).
+    direction : (3, 3) array, optional
+        The reference grid's direction (columns: patient directions of x, y, z); identity if omitted.
+    end_cap : {"auto", "half", "none"}
+        How the first and last planes of a run extend (see the module docstring).
+    single_thickness : float
+        Slab thickness (mm) of an ROI with a single plane (0 gives it no volume).
+    """
+    cap = check_end_cap(end_cap)
+    rot = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
+    few = skew = 0
+    zs: list[float] = []
+    loops: list[np.ndarray] = []
+    for c in contours:
+        pts = np.asarray(c, dtype=np.float64).reshape(-1, 3)
+        if len(pts) < 3:
+            few += 1
+            continue
+        q = pts @ rot
+        if np.ptp(q[:, 2]) > PLANAR_TOL_MM:
+            skew += 1
+            continue
+        zs.append(float(q[:, 2].mean()))
+        loops.append(np.ascontiguousarray(q[:, :2]))
+    if not zs:
+        return PlaneGroups([], few, skew)
+    order = np.argsort(zs, kind="stable")
+    zsorted = np.asarray(zs)[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(zsorted) > PLANE_TOL_MM) + 1])
+    ends = np.concatenate([starts[1:], [len(zsorted)]])
+    pz = np.array([zsorted[a:b].mean() for a, b in zip(starts, ends)])
+    plane_loops = [tuple(loops[i] for i in order[a:b]) for a, b in zip(starts, ends)]
+    n = len(pz)
+    if n == 1:
+        h = 0.5 * float(single_thickness)
+        return PlaneGroups([PlaneSlab(float(pz[0]), float(pz[0]) - h, float(pz[0]) + h, plane_loops[0])], few, skew)
+    gaps = np.diff(pz)
+    spacing = float(np.median(gaps))
+    cap_mm = 0.5 * spacing if cap == "half" else 0.0
+    joined = gaps <= GAP_FACTOR * spacing + PLANE_TOL_MM
+    mid = 0.5 * (pz[:-1] + pz[1:])
+    lo = np.empty(n)
+    hi = np.empty(n)
+    lo[0] = pz[0] - cap_mm
+    hi[-1] = pz[-1] + cap_mm
+    # between planes k and k+1: the midpoint when joined, else each end capped
+    hi[:-1] = np.where(joined, mid, pz[:-1] + cap_mm)
+    lo[1:] = np.where(joined, mid, pz[1:] - cap_mm)
+    slabs = [PlaneSlab(float(pz[k]), float(lo[k]), float(hi[k]), plane_loops[k]) for k in range(n)]
+    return PlaneGroups(slabs, few, skew, spacing)
+
+
+def loop_area(loop: np.ndarray) -> float:
+    """Unsigned area of one closed loop (N, 2) by the shoelace formula."""
+    x, y = loop[:, 0], loop[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
