@@ -15,10 +15,11 @@ Design
   ``"none"``
       the end plane is the ROI's surface: its slab reaches only half-way to its neighbour.
 
-  A gap wider than :data:`GAP_FACTOR` times the usual spacing (an ROI drawn in separate pieces,
-  or with skipped planes) is treated as two ends, each capped as above. A single-plane ROI uses
-  ``single_thickness`` (the reference grid's slice thickness) for its slab, whatever the end cap.
-* The usual plane spacing is the median of the gaps between the ROI's planes.
+  The cap of an end plane is half the gap to its neighbour (its local spacing). A gap wider than
+  :data:`GAP_FACTOR` times both neighbouring gaps (an ROI drawn in separate pieces) is treated as
+  two ends, each capped by half the ROI's median gap; non-uniform spacing (3, 2, 5 mm runs) is not
+  a break. A single-plane ROI uses ``single_thickness`` (the reference grid's slice thickness) for
+  its slab, whatever the end cap.
 
 The volume of an ROI is then ``sum(area(plane) * (z1 - z0))``, with ``area`` the exact area of
 the plane's even-odd region (shoelace formula). Everything here is pure geometry on arrays in the
@@ -136,16 +137,25 @@ def group_planes(
         return PlaneGroups([PlaneSlab(float(pz[0]), float(pz[0]) - h, float(pz[0]) + h, plane_loops[0])], few, skew)
     gaps = np.diff(pz)
     spacing = float(np.median(gaps))
-    cap_mm = 0.5 * spacing if cap == "half" else 0.0
-    joined = gaps <= GAP_FACTOR * spacing + PLANE_TOL_MM
+    # a gap is a break between runs when wider than GAP_FACTOR x both neighbouring gaps
+    prev_gap = np.concatenate([[0.0], gaps[:-1]])
+    next_gap = np.concatenate([gaps[1:], [0.0]])
+    neighbour = np.maximum(prev_gap, next_gap)
+    joined = (neighbour <= 0) | (gaps <= GAP_FACTOR * neighbour + PLANE_TOL_MM)
+    # a plane that starts (ends) a run is capped by half the gap above (below) it when that gap
+    # joins it to its neighbour, else by half the median spacing (an isolated plane)
+    above = np.concatenate([np.where(joined, gaps, spacing), [spacing]])
+    below = np.concatenate([[spacing], np.where(joined, gaps, spacing)])
+    cap_lo = 0.5 * above if cap == "half" else np.zeros(n)
+    cap_hi = 0.5 * below if cap == "half" else np.zeros(n)
     mid = 0.5 * (pz[:-1] + pz[1:])
     lo = np.empty(n)
     hi = np.empty(n)
-    lo[0] = pz[0] - cap_mm
-    hi[-1] = pz[-1] + cap_mm
+    lo[0] = pz[0] - cap_lo[0]
+    hi[-1] = pz[-1] + cap_hi[-1]
     # between planes k and k+1: the midpoint when joined, else each end capped
-    hi[:-1] = np.where(joined, mid, pz[:-1] + cap_mm)
-    lo[1:] = np.where(joined, mid, pz[1:] - cap_mm)
+    hi[:-1] = np.where(joined, mid, pz[:-1] + cap_hi[:-1])
+    lo[1:] = np.where(joined, mid, pz[1:] - cap_lo[1:])
     slabs = [PlaneSlab(float(pz[k]), float(lo[k]), float(hi[k]), plane_loops[k]) for k in range(n)]
     return PlaneGroups(slabs, few, skew, spacing)
 
