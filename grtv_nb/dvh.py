@@ -649,6 +649,7 @@ def compute_roi_dvh(
     sample_mm: float | None = None,
     sub_slab_mm: float | None = None,
     single_thickness: float | None = None,
+    ref_z: np.ndarray | None = None,
     roi_names: Sequence[str] | None = None,
     notes: list[str] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -676,6 +677,9 @@ def compute_roi_dvh(
         In-plane sample spacing and sub-slab thickness (mm); defaults in :mod:`grtv_nb.solid`.
     single_thickness : float, optional
         Slab thickness of a single-plane ROI (default: the dose grid's slice thickness).
+    ref_z : array, optional
+        Slice positions of the reference (image) grid, to tell skipped slices from wide spacing
+        (:func:`grtv_nb.planes.group_planes`).
     roi_names : sequence of str, optional
         Which ROIs, in which order (default: all of ``contours``).
     notes : list, optional
@@ -707,7 +711,7 @@ def compute_roi_dvh(
         smp = roi_samples(
             d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, sample_mm=sample_mm,
             sub_slab_mm=SUB_SLAB_MM if sub_slab_mm is None else sub_slab_mm, single_thickness=single_thickness,
-            label=f"ROI '{n}'",
+            ref_z=ref_z, label=f"ROI '{n}'",
         )
         if notes is not None:
             notes.extend(smp.notes)
@@ -736,11 +740,12 @@ def roi_volume_cc(
     *,
     end_cap: str = "auto",
     single_thickness: float = 0.0,
+    ref_z: np.ndarray | None = None,
 ) -> float:
     """Volume (cc) an ROI's contours enclose: each plane's exact area times its slab thickness
     (:mod:`grtv_nb.planes`); the volume the exact DVH uses."""
     from .planes import group_planes
     from .solid import slabs_volume_cc
 
-    g = group_planes(contours, direction, end_cap=end_cap, single_thickness=single_thickness)
+    g = group_planes(contours, direction, end_cap=end_cap, single_thickness=single_thickness, ref_z=ref_z)
     return slabs_volume_cc(g.slabs)

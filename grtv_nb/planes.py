@@ -15,11 +15,13 @@ Design
   ``"none"``
       the end plane is the ROI's surface: its slab reaches only half-way to its neighbour.
 
-  The cap of an end plane is half the gap to its neighbour (its local spacing). A gap wider than
-  :data:`GAP_FACTOR` times both neighbouring gaps (an ROI drawn in separate pieces) is treated as
-  two ends, each capped by half the ROI's median gap; non-uniform spacing (3, 2, 5 mm runs) is not
-  a break. A single-plane ROI uses ``single_thickness`` (the reference grid's slice thickness) for
-  its slab, whatever the end cap.
+  The cap of an end plane is half the gap to its neighbour (its local spacing), or, for a plane on
+  a slice of the reference grid, half the gap to the next reference slice outward. A gap wider than
+  :data:`GAP_FACTOR` times the ROI's median gap that holds a slice of the reference grid (an ROI
+  drawn in separate pieces, or skipping slices) is treated as two ends, each capped by half the
+  median gap; contours on every slice of a non-uniform series are never broken. A single-plane
+  ROI uses ``single_thickness`` (the reference grid's slice thickness) for its slab, whatever the
+  end cap.
 
 The volume of an ROI is then ``sum(area(plane) * (z1 - z0))``, with ``area`` the exact area of
 the plane's even-odd region (shoelace formula). Everything here is pure geometry on arrays in the
@@ -93,6 +95,7 @@ def group_planes(
     *,
     end_cap: str = "auto",
     single_thickness: float = 0.0,
+    ref_z: np.ndarray | None = None,
 ) -> PlaneGroups:
     """Group an ROI's loops (each (N, 3) patient mm) into contour planes with their slabs.
 
@@ -106,6 +109,9 @@ def group_planes(
         How the first and last planes of a run extend (see the module docstring).
     single_thickness : float
         Slab thickness (mm) of an ROI with a single plane (0 gives it no volume).
+    ref_z : array, optional
+        Slice positions of the reference grid (canonical z, mm): a wide gap is a break only when
+        it holds a reference slice (the ROI skips a slice).
     """
     cap = check_end_cap(end_cap)
     rot = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
@@ -137,15 +143,29 @@ def group_planes(
         return PlaneGroups([PlaneSlab(float(pz[0]), float(pz[0]) - h, float(pz[0]) + h, plane_loops[0])], few, skew)
     gaps = np.diff(pz)
     spacing = float(np.median(gaps))
-    # a gap is a break between runs when wider than GAP_FACTOR x both neighbouring gaps
-    prev_gap = np.concatenate([[0.0], gaps[:-1]])
-    next_gap = np.concatenate([gaps[1:], [0.0]])
-    neighbour = np.maximum(prev_gap, next_gap)
-    joined = (neighbour <= 0) | (gaps <= GAP_FACTOR * neighbour + PLANE_TOL_MM)
+    # a gap is a break between runs when wider than GAP_FACTOR x the median gap and (with a
+    # reference grid) a reference slice lies inside it, i.e. the ROI skips slices
+    joined = gaps <= GAP_FACTOR * spacing + PLANE_TOL_MM
+    if ref_z is not None and len(ref_z):
+        rz = np.sort(np.asarray(ref_z, dtype=np.float64))
+        inner = np.searchsorted(rz, pz[1:] - PLANE_TOL_MM, side="left") - np.searchsorted(
+            rz, pz[:-1] + PLANE_TOL_MM, side="right")
+        joined |= inner <= 0
     # a plane that starts (ends) a run is capped by half the gap above (below) it when that gap
     # joins it to its neighbour, else by half the median spacing (an isolated plane)
     above = np.concatenate([np.where(joined, gaps, spacing), [spacing]])
     below = np.concatenate([[spacing], np.where(joined, gaps, spacing)])
+    if ref_z is not None and len(ref_z) > 1:
+        # a plane on a reference slice is capped by half the gap to the next reference slice outward
+        rz = np.sort(np.asarray(ref_z, dtype=np.float64))
+        k = np.clip(np.searchsorted(rz, pz), 1, len(rz) - 1)
+        near = np.where(np.abs(rz[k - 1] - pz) <= np.abs(rz[k] - pz), k - 1, k)
+        on = np.abs(rz[near] - pz) <= PLANE_TOL_MM
+        rgaps = np.diff(rz)
+        out_lo = np.where(near > 0, rgaps[np.maximum(near - 1, 0)], rgaps[0])
+        out_hi = np.where(near < len(rz) - 1, rgaps[np.minimum(near, len(rgaps) - 1)], rgaps[-1])
+        above = np.where(on, out_lo, above)
+        below = np.where(on, out_hi, below)
     cap_lo = 0.5 * above if cap == "half" else np.zeros(n)
     cap_hi = 0.5 * below if cap == "half" else np.zeros(n)
     mid = 0.5 * (pz[:-1] + pz[1:])

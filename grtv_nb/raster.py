@@ -294,7 +294,8 @@ def contours_to_planes(
 
     report = report or warn
     groups = group_planes(
-        contours, grid.direction, end_cap=end_cap, single_thickness=float(grid.slice_thickness or grid.dz)
+        contours, grid.direction, end_cap=end_cap, single_thickness=float(grid.slice_thickness or grid.dz),
+        ref_z=grid.z,
     )
     if groups.n_short:
         report(f"{label}: {groups.n_short} contour(s) with fewer than 3 points ignored")

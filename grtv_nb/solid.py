@@ -116,6 +116,7 @@ def roi_samples(
     sample_mm: float | None = None,
     sub_slab_mm: float = SUB_SLAB_MM,
     single_thickness: float | None = None,
+    ref_z: np.ndarray | None = None,
     label: str = "ROI",
     report=None,
 ) -> RoiSamples:
@@ -137,6 +138,8 @@ def roi_samples(
         Sub-slab thickness (mm) along the slice normal.
     single_thickness : float, optional
         Slab thickness (mm) of a single-plane ROI; default the grid's slice thickness.
+    ref_z : array, optional
+        Slice positions of the reference grid (:func:`grtv_nb.planes.group_planes`).
     label : str
         Names the ROI in notes and warnings.
     report : callable(str), optional
@@ -150,7 +153,8 @@ def roi_samples(
         raise ValidationError(f"sub_slab_mm must be > 0 mm, got {sub_slab_mm!r}")
     if single_thickness is None:
         single_thickness = float(grid.slice_thickness or 0.0)
-    groups = group_planes(contours, grid.direction, end_cap=end_cap, single_thickness=single_thickness)
+    groups = group_planes(contours, grid.direction, end_cap=end_cap, single_thickness=single_thickness,
+                          ref_z=ref_z)
     notes: list[str] = []
     if groups.n_short:
         notes.append(f"{label}: {groups.n_short} contour(s) with fewer than 3 points ignored")

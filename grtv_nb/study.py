@@ -295,7 +295,8 @@ class Study:
                 from .dvh import roi_volume_cc
 
                 self._volumes[i] = roi_volume_cc(
-                    r.contours, self.grid.direction, single_thickness=float(self.grid.slice_thickness or self.grid.dz))
+                    r.contours, self.grid.direction, single_thickness=float(self.grid.slice_thickness or self.grid.dz),
+                    ref_z=self.grid.z)
             return self._volumes[i]
         p = self.store.packed(i)
         if not p.bits.size:
@@ -444,6 +445,7 @@ class Study:
                      for i in idx if self.rois[i].name not in by_contour}
             notes: list[str] = []
             kwargs.setdefault("single_thickness", float(self.grid.slice_thickness or self.grid.dz))
+            kwargs.setdefault("ref_z", self.grid.z)
             res = _dvh.compute_roi_dvh(dose, grid, by_contour, convention=convention, notes=notes,
                                        extra=extra, **kwargs)
             if names != res.roi_names:  # mask ROIs were appended after the contour ROIs
