@@ -630,3 +630,122 @@ def _fine_roi_voxels(
     d_f = _supersample_dose(dose, ss, z0, z1, y0, y1, x0, x1)
     counts = m.reshape(m.shape[0], -1).sum(axis=1)
     return _Voxels(d_f[m], np.repeat(vv[z0:z1] / (ss * ss), counts))
+
+
+# ----------------------------------------------------------------------------------------------
+# contour-based DVHs (the default engine)
+# ----------------------------------------------------------------------------------------------
+#: The DVH conventions of :func:`compute_roi_dvh`.
+CONVENTIONS = ("exact", "dicompyler", "voxel")
+
+
+def compute_roi_dvh(
+    dose: np.ndarray,
+    dose_grid: Grid,
+    contours: Mapping[str, Sequence[np.ndarray]],
+    *,
+    convention: str = "exact",
+    end_cap: str = "auto",
+    sample_mm: float | None = None,
+    sub_slab_mm: float | None = None,
+    single_thickness: float | None = None,
+    ref_z: np.ndarray | None = None,
+    roi_names: Sequence[str] | None = None,
+    notes: list[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> DVHResult:
+    """DVHs of ROIs from their contours and a dose on any rectilinear grid: the default engine.
+
+    Each contour plane stands for its own slab (:mod:`grtv_nb.planes`); the contours need not lie
+    on the dose planes, and no image series is needed.
+
+    Parameters
+    ----------
+    dose : ndarray (z, y, x), Gy, on ``dose_grid``
+    dose_grid : Grid
+    contours : mapping ROI name -> list of (N, 3) arrays
+        Closed planar loops in patient mm (RTSTRUCT ContourData).
+    convention : {"exact", "dicompyler", "voxel"}
+        ``"exact"`` (default): volume exactly what the contours enclose, dose trilinear at in-plane
+        and sub-slab sample points (:mod:`grtv_nb.solid`). ``"dicompyler"``: dicompyler-core
+        0.5.6's numbers. ``"voxel"``: contours rasterised on the dose planes, voxel-centre
+        inclusion, dose as stored (:func:`compute_dvh_on_dose_grid`).
+    end_cap : {"auto", "half", "none"}
+        How far the first and last contour planes reach (exact convention).
+    sample_mm, sub_slab_mm : float, optional
+        In-plane sample spacing and sub-slab thickness (mm); defaults in :mod:`grtv_nb.solid`.
+    single_thickness : float, optional
+        Slab thickness of a single-plane ROI (default: the dose grid's slice thickness).
+    ref_z : array, optional
+        Slice positions of the reference (image) grid, to tell skipped slices from wide spacing
+        (:func:`grtv_nb.planes.group_planes`).
+    roi_names : sequence of str, optional
+        Which ROIs, in which order (default: all of ``contours``).
+    notes : list, optional
+        Receives notes (ROI partly outside the dose, single planes, dropped loops).
+    extra : mapping name -> (dose, weight), optional
+        Further ROIs given directly as dose samples (Gy) and volumes (cc), e.g. from masks.
+    **kwargs
+        Statistics options of :func:`compute_dvh` (``bin_width``, ``prescription_gy``, ``dose_pct``...).
+    """
+    if convention not in CONVENTIONS:
+        raise ValidationError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
+    if not isinstance(contours, Mapping):
+        raise ValidationError("contours must be a mapping ROI name -> list of (N, 3) arrays")
+    names = list(contours) if roi_names is None else [str(n) for n in roi_names]
+    missing = [n for n in names if n not in contours]
+    if missing:
+        raise ValidationError(f"roi_names: no contours for {missing}")
+    if convention == "voxel":
+        return compute_dvh_on_dose_grid(dose, dose_grid, {n: contours[n] for n in names}, **kwargs)
+    from .planes import check_end_cap
+    from .solid import SUB_SLAB_MM, roi_samples
+
+    check_end_cap(end_cap)
+    opts = _stat_options(**kwargs)
+    d = _check_dose(dose, dose_grid)
+    out_names: list[str] = []
+    vox: list[_Voxels] = []
+    for n in names:
+        smp = roi_samples(
+            d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, sample_mm=sample_mm,
+            sub_slab_mm=SUB_SLAB_MM if sub_slab_mm is None else sub_slab_mm, single_thickness=single_thickness,
+            ref_z=ref_z, label=f"ROI '{n}'",
+        )
+        if notes is not None:
+            notes.extend(smp.notes)
+        out_names.append(n)
+        vox.append(_Voxels(smp.dose, smp.weight))
+    for n, (dd, ww) in (extra or {}).items():
+        if n in out_names:
+            raise ValidationError(f"ROI name {n!r} appears twice")
+        out_names.append(str(n))
+        vox.append(_Voxels(np.asarray(dd), ww if isinstance(ww, float) else np.asarray(ww, np.float64)))
+    return _histograms(out_names, vox, **opts)
+
+
+def mask_samples(dose: np.ndarray, grid: Grid, mask: Any, name: str = "roi") -> tuple[np.ndarray, Any]:
+    """Dose samples and volumes (cc) of a mask ROI on the dose's grid (voxel-centre inclusion), for
+    :func:`compute_roi_dvh`'s ``extra``."""
+    d = _check_dose(dose, grid)
+    vv = np.asarray(grid.voxel_volumes_cc(), dtype=np.float64)
+    v = _roi_voxels(d, _as_bool_mask(mask, name, d.shape), vv, False, 1)
+    return v.dose, v.weight
+
+
+def roi_volume_cc(
+    contours: Sequence[np.ndarray],
+    direction: np.ndarray | None = None,
+    *,
+    end_cap: str = "auto",
+    single_thickness: float = 0.0,
+    ref_z: np.ndarray | None = None,
+) -> float:
+    """Volume (cc) an ROI's contours enclose: each plane's exact area times its slab thickness
+    (:mod:`grtv_nb.planes`); the volume the exact DVH uses."""
+    from .planes import group_planes
+    from .solid import slabs_volume_cc
+
+    g = group_planes(contours, direction, end_cap=end_cap, single_thickness=single_thickness, ref_z=ref_z)
+    return slabs_volume_cc(g.slabs)

@@ -14,10 +14,12 @@ Rules
   XOR, as clinical systems do). Loops that partly overlap (neither contains the other) are joined
   as a union, and exact duplicates are counted once; both cases are reported with a warning,
   because plain XOR would wrongly cut their common part.
-- **Plane matching by position.** Each loop's plane (its mean coordinate along the grid's z axis)
-  is matched to the nearest slice if it lies within half the local slice spacing (half the slice
-  thickness on a 1-slice grid); loops beyond that are dropped with a warning. Referenced image
-  UIDs are not used (they are often stale after anonymisation).
+- **Plane matching by slabs.** Loops are grouped into contour planes, each standing for its own
+  slab (:mod:`grtv_nb.planes`); a slice shows the plane whose slab holds its centre
+  (:func:`slab_slices`), so contour planes finer than the slices are never joined or XORed with
+  each other. Planes outside the slices are dropped with a warning. Referenced image UIDs are not
+  used (they are often stale after anonymisation). Volumes and DVHs do not come from these masks
+  but from the planes themselves (:mod:`grtv_nb.dvh`).
 - Loops with fewer than 3 points, or not parallel to the grid's slices, are dropped with a warning.
 """
 
@@ -29,8 +31,6 @@ import numpy as np
 
 from .errors import warn
 from .geometry import Grid
-
-_PLANAR_TOL_MM = 0.05
 
 
 def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]):
@@ -131,6 +131,58 @@ def _same_loop(a: np.ndarray, b: np.ndarray, tol: float = 1e-3) -> bool:
     return bool(np.allclose(sa, sb, atol=tol))
 
 
+def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None):
+    """How the loops of one plane nest: the one classification used by the fill and the areas.
+
+    Returns ``(keep, depth, n_duplicates, n_partial)``: the indices of the loops kept (exact
+    duplicates dropped), each loop's nesting depth (number of kept loops containing it), the number
+    of duplicates and the number of partly overlapping pairs.
+    """
+    n = len(loops)
+    if boxes is None:
+        boxes = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
+    dup = np.zeros(n, dtype=bool)
+    for a in range(n):
+        for b in range(a + 1, n):
+            if not dup[b] and _same_loop(loops[a], loops[b]):
+                dup[b] = True
+    keep = [i for i in range(n) if not dup[i]]
+    contains = np.zeros((n, n), dtype=bool)  # contains[a, b]: loop b lies inside loop a
+    for a in keep:
+        for b in keep:
+            ba, bb = boxes[a], boxes[b]
+            if a != b and bb[0] >= ba[0] and bb[1] <= ba[1] and bb[2] >= ba[2] and bb[3] <= ba[3]:
+                contains[a, b] = bool(_points_in_loop(loops[b], loops[a]).all())
+    partial = 0
+    for ia, a in enumerate(keep):
+        for b in keep[ia + 1 :]:
+            ba, bb = boxes[a], boxes[b]
+            disjoint = ba[1] < bb[0] or bb[1] < ba[0] or ba[3] < bb[2] or bb[3] < ba[2]
+            if disjoint or contains[a, b] or contains[b, a]:
+                continue
+            if _points_in_loop(loops[b], loops[a]).any() or _points_in_loop(loops[a], loops[b]).any():
+                partial += 1
+    return keep, contains.sum(axis=0), int(dup.sum()), partial
+
+
+def region_area(loops: Sequence[np.ndarray]) -> float | None:
+    """Exact area of one plane's region (loops (N, 2), any unit): loops nested an even number of
+    times add their area, an odd number subtract it; duplicates count once. ``None`` when two loops
+    partly overlap (their union has no closed form here)."""
+    from .planes import loop_area
+
+    loops = [np.asarray(lp, dtype=np.float64) for lp in loops if len(lp) >= 3]
+    if not loops:
+        return 0.0
+    areas = [loop_area(lp) for lp in loops]
+    if not _boxes_overlap(loops):
+        return float(sum(areas))
+    keep, depth, _, partial = classify_loops(loops)
+    if partial:
+        return None
+    return float(sum(areas[i] * (1 - 2 * (int(depth[i]) & 1)) for i in keep))
+
+
 def fill_plane(
     loops: Sequence[np.ndarray], shape: tuple[int, int], *, label: str = "", report=None
 ) -> np.ndarray:
@@ -164,36 +216,14 @@ def fill_plane(
         mask[r0:r1, c0:c1] = _crossings(loops, (r0, r1), (c0, c1))
         return mask
     # Nested / overlapping loops: classify by geometry.
-    n = len(loops)
-    dup = np.zeros(n, dtype=bool)
-    for a in range(n):
-        for b in range(a + 1, n):
-            if not dup[b] and _same_loop(loops[a], loops[b]):
-                dup[b] = True
-    if dup.any():
-        report(f"{label}: {int(dup.sum())} duplicated contour loop(s) counted once")
-    keep = [i for i in range(n) if not dup[i]]
-    contains = np.zeros((n, n), dtype=bool)  # contains[a, b]: loop b lies inside loop a
-    for a in keep:
-        for b in keep:
-            ba, bb = boxes[a], boxes[b]
-            if a != b and bb[0] >= ba[0] and bb[1] <= ba[1] and bb[2] >= ba[2] and bb[3] <= ba[3]:
-                contains[a, b] = bool(_points_in_loop(loops[b], loops[a]).all())
-    partial = []
-    for ia, a in enumerate(keep):
-        for b in keep[ia + 1 :]:
-            ba, bb = boxes[a], boxes[b]
-            disjoint = ba[1] < bb[0] or bb[1] < ba[0] or ba[3] < bb[2] or bb[3] < ba[2]
-            if disjoint or contains[a, b] or contains[b, a]:
-                continue
-            if _points_in_loop(loops[b], loops[a]).any() or _points_in_loop(loops[a], loops[b]).any():
-                partial.append((a, b))
+    keep, depth, n_dup, partial = classify_loops(loops, boxes)
+    if n_dup:
+        report(f"{label}: {n_dup} duplicated contour loop(s) counted once")
     if partial:
         report(
-            f"{label}: {len(partial)} pair(s) of partly overlapping contour loops; "
+            f"{label}: {partial} pair(s) of partly overlapping contour loops; "
             "they were joined (union) instead of cut by XOR"
         )
-    depth = contains.sum(axis=0)
     levels: dict[int, list[np.ndarray]] = {}
     for i in keep:
         levels.setdefault(int(depth[i]), []).append(loops[i])
@@ -227,50 +257,99 @@ def match_planes(plane_z: np.ndarray, grid: Grid) -> np.ndarray:
     return np.where(np.abs(off) <= tol, nearest, -1)
 
 
+def slab_slices(slabs, grid: Grid) -> dict[int, int]:
+    """Which contour plane each slice of ``grid`` shows: slice ``k`` -> index of the slab
+    (:class:`grtv_nb.planes.PlaneSlab`, sorted by z) whose ``[z0, z1)`` holds the slice centre.
+
+    A plane whose slab holds no slice centre (planes finer than the slices) is shown on the nearest
+    slice within half the local slice spacing when that slice shows no other plane, so thin
+    structures stay visible; the volume never depends on this (see :mod:`grtv_nb.planes`).
+    """
+    if not slabs:
+        return {}
+    z = grid.z
+    z0 = np.array([s.z0 for s in slabs])
+    z1 = np.array([s.z1 for s in slabs])
+    j = np.searchsorted(z0, z + 1e-6, side="right") - 1
+    ok = (j >= 0) & (z < z1[np.clip(j, 0, None)] - 1e-6)
+    out = {int(k): int(j[k]) for k in np.flatnonzero(ok)}
+    shown = set(out.values())
+    near = match_planes(np.array([s.z for s in slabs]), grid)
+    for i, k in enumerate(near):
+        if i not in shown and k >= 0 and int(k) not in out:
+            out[int(k)] = i
+    return out
+
+
 def contours_to_planes(
-    contours: Sequence[np.ndarray], grid: Grid, *, label: str = "", report=None
+    contours: Sequence[np.ndarray], grid: Grid, *, label: str = "", report=None, end_cap: str = "auto"
 ) -> dict[int, list[np.ndarray]]:
-    """Group contour loops (each (N, 3) patient mm) by the slice they belong to, converted to
-    fractional (column, row) indices of that slice."""
+    """The loops each slice of ``grid`` shows, as fractional (column, row) indices of that slice.
+
+    Loops are grouped into contour planes with their slabs (:func:`grtv_nb.planes.group_planes`);
+    slice ``k`` shows the plane whose slab holds its centre (:func:`slab_slices`). Loops of
+    different planes are never combined on one slice.
+    """
+    from .planes import group_planes
+
     report = report or warn
-    planes: dict[int, list[np.ndarray]] = {}
-    few, skew, outside = 0, 0, []
-    zs, loops2d = [], []
-    for c in contours:
-        pts = np.asarray(c, dtype=np.float64).reshape(-1, 3)
-        if len(pts) < 3:
-            few += 1
-            continue
-        q = grid.to_canonical_points(pts)
-        if np.ptp(q[:, 2]) > _PLANAR_TOL_MM:
-            skew += 1
-            continue
-        zs.append(float(q[:, 2].mean()))
-        fi = grid.continuous_index("x", q[:, 0])
-        fj = grid.continuous_index("y", q[:, 1])
-        loops2d.append(np.stack([fi, fj], axis=1))
-    if few:
-        report(f"{label}: {few} contour(s) with fewer than 3 points ignored")
-    if skew:
-        report(f"{label}: {skew} contour(s) not parallel to the image slices ignored")
-    if not zs:
-        return planes
-    ks = match_planes(np.array(zs), grid)
-    for k, zc, lp in zip(ks, zs, loops2d):
-        if k < 0:
-            outside.append(zc)
-            continue
-        planes.setdefault(int(k), []).append(lp)
-    if outside:
+    groups = group_planes(
+        contours, grid.direction, end_cap=end_cap, single_thickness=float(grid.slice_thickness or grid.dz),
+        ref_z=grid.z,
+    )
+    if groups.n_short:
+        report(f"{label}: {groups.n_short} contour(s) with fewer than 3 points ignored")
+    if groups.n_skew:
+        report(f"{label}: {groups.n_skew} contour(s) not parallel to the image slices ignored")
+    slabs = groups.slabs
+    if not slabs:
+        return {}
+    pz = np.array([s.z for s in slabs])
+    outside = pz[match_planes(pz, grid) < 0]
+    if len(z := grid.z) and len(outside):
+        outside = outside[(outside < z[0]) | (outside > z[-1])]
+    if len(outside):
+        n = sum(len(slabs[i].loops) for i in np.flatnonzero(np.isin(pz, outside)))
         report(
-            f"{label}: {len(outside)} contour(s) lie outside the image slices "
-            f"(z = {min(outside):.2f}..{max(outside):.2f} mm) and were dropped"
+            f"{label}: {n} contour(s) lie outside the image slices "
+            f"(z = {outside.min():.2f}..{outside.max():.2f} mm) and were dropped"
         )
+    planes: dict[int, list[np.ndarray]] = {}
+    for k, i in slab_slices(slabs, grid).items():
+        planes[k] = [
+            np.stack([grid.continuous_index("x", lp[:, 0]), grid.continuous_index("y", lp[:, 1])], axis=1)
+            for lp in slabs[i].loops
+        ]
     return planes
 
 
+def summarised(report, label: str):
+    """A (collect, flush) pair: ``collect(z, message)`` gathers per-plane messages, ``flush()``
+    sends one summary per ROI to ``report`` (default :func:`grtv_nb.errors.warn`) instead of one
+    line per plane."""
+    report = report or warn
+    seen: list[tuple[float, str]] = []
+
+    def collect(z: float, message: str) -> None:
+        seen.append((z, message))
+
+    def flush() -> None:
+        if not seen:
+            return
+        zs = [z for z, _ in seen]
+        kinds = sorted({m.split(": ", 1)[-1].split(";")[0].split(" ", 1)[-1] for _, m in seen})
+        report(
+            f"{label}: {len(seen)} plane(s) with overlapping or duplicated contour loops "
+            f"(z = {min(zs):.2f}..{max(zs):.2f} mm; {', '.join(kinds)}); overlapping loops were joined "
+            f"(union) instead of cut by XOR, duplicates counted once. First: {seen[0][1]}"
+        )
+        seen.clear()
+
+    return collect, flush
+
+
 def rasterize_roi(
-    contours: Sequence[np.ndarray], grid: Grid, *, label: str = "", report=None
+    contours: Sequence[np.ndarray], grid: Grid, *, label: str = "", report=None, end_cap: str = "auto"
 ) -> np.ndarray:
     """Rasterise an ROI's closed planar contours onto ``grid``.
 
@@ -283,14 +362,17 @@ def rasterize_roi(
     label : str
         Name used in warnings.
     report : callable(str) or None
-        Receives warning messages (default: emit :class:`~grtv_nb.errors.GRTVWarning`).
+        Receives warning messages (default: emit :class:`~grtv_nb.errors.GRTVWarning`); loops that
+        overlap on a plane give one summary message per ROI.
+    end_cap : {"auto", "half", "none"}
+        How far the end planes reach (:mod:`grtv_nb.planes`); decides which slices show them.
 
     Returns
     -------
     ndarray of bool, shape ``grid.shape``
     """
     mask = np.zeros(grid.shape, dtype=bool)
-    planes = contours_to_planes(contours, grid, label=label, report=report)
+    planes = contours_to_planes(contours, grid, label=label, report=report, end_cap=end_cap)
     ny, nx = grid.shape[1:]
     simple, nested = [], []
     for k, loops in sorted(planes.items()):
@@ -299,6 +381,9 @@ def rasterize_roi(
             (nested if _boxes_overlap(loops) else simple).append((k, loops))
     if simple:
         _fill_simple_planes(mask, simple)
+    collect, flush = summarised(report, label)
     for k, loops in nested:
-        mask[k] = fill_plane(loops, (ny, nx), label=f"{label} at z={grid.z[k]:.2f} mm", report=report)
+        zk = float(grid.z[k])
+        mask[k] = fill_plane(loops, (ny, nx), label=f"{label} at z={zk:.2f} mm", report=lambda m, z=zk: collect(z, m))
+    flush()
     return mask

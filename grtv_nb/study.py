@@ -189,6 +189,7 @@ class Study:
         self._ds: xr.Dataset | None = None
         self._meshes: dict[int, object] = {}
         self._dvh = None
+        self._volumes: dict[int, float] = {}  # contour volumes (cc) by ROI index
         self.native_doses: list = []  # DoseVolume objects as read (their own grids), for dose-grid DVHs
         for r in rois or []:
             self._append_roi(r)
@@ -287,8 +288,21 @@ class Study:
         return self.store.packed(self.roi_index(roi)).count
 
     def volume_cc(self, roi: int | str) -> float:
-        """ROI volume in cc: voxel count weighted by each slice's thickness (non-uniform z)."""
-        p = self.store.packed(self.roi_index(roi))
+        """ROI volume in cc. An ROI read from contours: what its contours enclose (each contour
+        plane's exact area times its slab thickness, :func:`grtv_nb.dvh.roi_volume_cc`, the volume
+        the default DVH uses). An ROI defined by a mask: its voxel count weighted by each slice's
+        thickness."""
+        i = self.roi_index(roi)
+        r = self.rois[i]
+        if r.geometric_type != "MASK" and r.fillable and r.contours:
+            if i not in self._volumes:
+                from .dvh import roi_volume_cc
+
+                self._volumes[i] = roi_volume_cc(
+                    r.contours, self.grid.direction, single_thickness=float(self.grid.slice_thickness or self.grid.dz),
+                    ref_z=self.grid.z)
+            return self._volumes[i]
+        p = self.store.packed(i)
         if not p.bits.size:
             return 0.0
         per_slice = np.unpackbits(p.bits, axis=2, count=p.box[2]).reshape(p.box[0], -1).sum(axis=1)
@@ -448,39 +462,71 @@ class Study:
             self._meshes[i] = mask_to_mesh(self.mask(i), self.grid, name=self.rois[i].name)
         return self._meshes[i]
 
-    def dvh(self, rois=None, *, on: str = "image", **kwargs):
+    def dvh(self, rois=None, *, on: str | None = None, convention: str = "exact", **kwargs):
         """DVHs of ROIs (default: all with contours or masks) as a :class:`grtv_nb.dvh.DVHResult`.
 
         Parameters
         ----------
         rois : list of names/indices, optional
-        on : {"image", "dose"}
-            ``"image"``: masks and the interpolated dose on the study grid (as pyGRTV).
-            ``"dose"``: contours rasterised on the original RTDOSE grid planes, dose as stored
-            (as dicompyler-core and plastimatch); needs the dose read from RTDOSE.
+        on : {None, "image", "dose"}
+            Which dose the engine reads. ``None`` (default): the dose as read from the RTDOSE when
+            there is a single one and it was not replaced, else the study's dose on the study grid.
+            ``"image"``: the study's dose on the study grid. ``"dose"``: the RTDOSE grid (needs the
+            dose as read).
+        convention : {"exact", "dicompyler", "voxel"}
+            ``"exact"`` (default): ROIs with contours by :func:`grtv_nb.dvh.compute_roi_dvh` (each
+            contour plane its own slab, volume exactly what the contours enclose), ROIs defined by
+            masks by voxel-centre inclusion. ``"dicompyler"``: dicompyler-core 0.5.6's numbers.
+            ``"voxel"``: rasterised masks (on the study grid, or the dose planes with ``on="dose"``).
         **kwargs
-            Passed to :func:`grtv_nb.dvh.compute_dvh` (bin_width, supersample, statistics...).
+            Passed to :func:`grtv_nb.dvh.compute_roi_dvh` (end_cap, bin_width, statistics...).
         """
         from . import dvh as _dvh
 
-        if self._dose is None and on == "image":
+        if on not in (None, "image", "dose"):
+            raise ValidationError(f"on must be 'image' or 'dose', got {on!r}")
+        if convention not in _dvh.CONVENTIONS:
+            raise ValidationError(f"convention must be one of {', '.join(_dvh.CONVENTIONS)}, got {convention!r}")
+        if self._dose is None and on != "dose":
             raise GRTVError("the study has no dose: no DVH can be computed")
         idx = [self.roi_index(r) for r in rois] if rois is not None else [
             i for i, r in enumerate(self.rois) if r.fillable]
         names = [self.rois[i].name for i in idx]
-        default = rois is None and not kwargs and on == "image"
+        default = rois is None and not kwargs and on is None and convention == "exact"
         if default and self._dvh is not None:
             return self._dvh
+        native = len(self.native_doses) == 1
         if on == "dose":
             if not self.native_doses:
                 raise GRTVError("on='dose' needs the dose as read from RTDOSE (not replaced by set_dose)")
-            if len(self.native_doses) > 1:
+            if not native:
                 raise GRTVError("on='dose' needs a single RTDOSE grid; this study summed several")
-            dv = self.native_doses[0]
-            res = _dvh.compute_dvh_on_dose_grid(
-                dv.array, dv.grid, {n: self.rois[i].contours for n, i in zip(names, idx)}, **kwargs)
+        if convention == "voxel":
+            if on == "dose":
+                dv = self.native_doses[0]
+                res = _dvh.compute_dvh_on_dose_grid(
+                    dv.array, dv.grid, {n: self.rois[i].contours for n, i in zip(names, idx)}, **kwargs)
+            else:
+                res = _dvh.compute_dvh(self._dose, self.grid, lambda n: self.mask(n), roi_names=names, **kwargs)
         else:
-            res = _dvh.compute_dvh(self._dose, self.grid, lambda n: self.mask(n), roi_names=names, **kwargs)
+            use_native = on == "dose" or (on is None and native)
+            dose, grid = (self.native_doses[0].array, self.native_doses[0].grid) if use_native else (
+                self._dose, self.grid)
+            by_contour = {self.rois[i].name: self.rois[i].contours for i in idx
+                          if self.rois[i].geometric_type != "MASK" and self.rois[i].contours}
+            extra = {self.rois[i].name: _dvh.mask_samples(self._dose, self.grid, self.mask(i), self.rois[i].name)
+                     for i in idx if self.rois[i].name not in by_contour}
+            notes: list[str] = []
+            kwargs.setdefault("single_thickness", float(self.grid.slice_thickness or self.grid.dz))
+            kwargs.setdefault("ref_z", self.grid.z)
+            res = _dvh.compute_roi_dvh(dose, grid, by_contour, convention=convention, notes=notes,
+                                       extra=extra, **kwargs)
+            if names != res.roi_names:  # mask ROIs were appended after the contour ROIs
+                res = _dvh.DVHResult(res.differential.sel(roi=names), res.stats.sel(roi=names),
+                                     res.bin_width, res.prescription_gy)
+            for n in notes:
+                if n not in self.notes:
+                    self.notes.append(n)
         if default:
             self._dvh = res
         return res

@@ -38,12 +38,14 @@ def test_setnewroi_adds_volume_contours_mesh_dvh(g):
     ret, body = g.readGRTVRaw(g.GRTV_DATA_TYPE_ROI, dataID=0)
     assert g.setNewROI(body, "Body copy", [10, 20, 30]) == GRTV_STATUS_OK
     i = st.roi_index("Body copy")
-    assert st.volume_cc(i) == pytest.approx(st.volume_cc(0))
+    # the copy is BODY's voxel mask; BODY's own volume is what its contours enclose (exact slabs)
+    assert st.volume_cc(i) == pytest.approx(st.volume_cc(0), rel=0.005)
     assert len(st.contours(i)) == len(st.contours(0))
     assert st.mesh(i).volume_cc() == pytest.approx(st.volume_cc(i), rel=0.03)
     d = st.dvh()
     assert "Body copy" in d.roi_names
-    assert float(d.stats["mean"].sel(roi="Body copy")) == pytest.approx(float(d.stats["mean"].sel(roi="BODY")))
+    # BODY: exact engine on the RTDOSE grid; the copy (a mask ROI): voxels of the resampled dose
+    assert float(d.stats["mean"].sel(roi="Body copy")) == pytest.approx(float(d.stats["mean"].sel(roi="BODY")), rel=0.01)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from grtv_nb.errors import GRTVWarning
 from grtv_nb.geometry import Grid
-from grtv_nb.raster import fill_plane, match_planes, rasterize_roi
+from grtv_nb.raster import fill_plane, match_planes, rasterize_roi, region_area
 
 
 def square(a, b):
@@ -61,7 +61,9 @@ def test_rasterize_roi_warns_for_short_and_outside_contours():
         m = rasterize_roi([ok, short, far], g, label="ROI 'x'")
     msgs = " ".join(str(w.message) for w in rec)
     assert "fewer than 3 points" in msgs and "outside the image slices" in msgs
-    assert m[0].sum() == 25 and m[1].sum() == 0
+    # the plane at z=0 stands for the slab half-way to its neighbour at z=30 (slabs, not nearest
+    # slice within half a slice spacing), so the slice at z=3 shows it too
+    assert m[0].sum() == 25 and m[1].sum() == 25
 
 
 def test_circle_area_converges():
@@ -70,3 +72,32 @@ def test_circle_area_converges():
     loop = np.stack([50 + r * np.cos(t), 50 + r * np.sin(t)], 1)
     m = fill_plane([loop], (100, 100))
     assert abs(m.sum() / (np.pi * r * r) - 1) < 0.005
+
+
+def _sq3(a, b, z):
+    return np.array([[a, a, z], [b, a, z], [b, b, z], [a, b, z]], float)
+
+
+def test_contour_planes_finer_than_slices_are_never_xored():
+    # 1 mm contour planes on a 3 mm grid (a Pinnacle/RayStation export without CT): each slice shows
+    # the one plane whose slab holds its centre; the old nearest-plane matching XORed 3 planes.
+    g = Grid(np.arange(12.0), np.arange(12.0), np.array([0.0, 3.0, 6.0, 9.0]))
+    loops = [_sq3(2, 8, z) for z in np.arange(0.0, 9.5, 1.0)]
+    m = rasterize_roi(loops, g)
+    assert [int(v) for v in m.sum(axis=(1, 2))] == [36, 36, 36, 36]
+
+
+def test_overlapping_loops_warn_once_per_roi():
+    g = Grid(np.arange(12.0), np.arange(12.0), np.arange(0.0, 30.0, 1.0))
+    loops = [c for z in range(30) for c in (_sq3(1, 5, z), _sq3(3, 8, z))]
+    with pytest.warns(GRTVWarning) as rec:
+        m = rasterize_roi(loops, g, label="ROI 'x'")
+    msgs = [str(w.message) for w in rec]
+    assert len(msgs) == 1 and "30 plane(s)" in msgs[0] and "partly overlapping" in msgs[0]
+    assert int(m[0].sum()) == 16 + 25 - 4
+
+
+def test_region_area_is_exact_with_holes_and_none_for_overlaps():
+    assert region_area([square(1, 9), square(3, 7), square(4, 6)]) == pytest.approx(64 - 16 + 4)
+    assert region_area([square(0, 2), square(5, 6)]) == pytest.approx(5)
+    assert region_area([square(1, 5), square(3, 8)]) is None
