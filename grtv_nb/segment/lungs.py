@@ -51,12 +51,9 @@ from scipy import ndimage as ndi
 
 from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, not_found, same_side
 from .body import body_work
+from .params import PARAMS as P
+from .params import min_cc
 from .spine import midline_x
-
-AIR_HU = -400.0
-AIRWAY_HU = -900.0
-LARGE_CC = 150.0
-GAS_HU = -950.0
 
 
 def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +62,7 @@ def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 
 
 def internal_air(ctx: Context) -> np.ndarray:
-    return ctx.get("internal_air", lambda c: (c.w < AIR_HU) & body_work(c))
+    return ctx.get("internal_air", lambda c: (c.w < P.air_hu) & body_work(c))
 
 
 def airway_work(ctx: Context) -> np.ndarray:
@@ -90,33 +87,34 @@ def _airway_work(ctx: Context) -> np.ndarray:
         if n == 0:
             continue
         sizes = np.bincount(lab.ravel())[1:] * area_px
-        for i in np.nonzero((sizes >= 0.5) & (sizes <= 8.0))[0]:
+        lo_cm2, hi_cm2 = P.trachea_cm2
+        for i in np.nonzero((sizes >= lo_cm2) & (sizes <= hi_cm2))[0]:
             comp = lab == i + 1
             cols = np.nonzero(comp.any(axis=0))[0]
             cx = gx[cols].mean()
-            if abs(cx - xc) > 50.0:
+            if abs(cx - xc) > P.trachea_midline_mm:
                 continue
-            if np.mean(w[k][comp] < AIRWAY_HU) < 0.5:
+            if np.mean(w[k][comp] < P.airway_hu) < 0.5:
                 continue
             rows = np.nonzero(comp.any(axis=1))[0]
             ext = max((rows[-1] - rows[0] + 1) * dy, (cols[-1] - cols[0] + 1) * dx)
-            if ext > 45.0:
+            if ext > P.trachea_max_mm:
                 continue
             seed = (k, comp)
             break
         if seed is not None:
             break
         # stop looking once large internal air (lungs) is present without a trachea candidate
-        if sizes.max() > 30.0:
+        if sizes.max() > P.trachea_stop_cm2:
             break
     if seed is None:
         return out
     k0, cur = seed
     out[k0] = cur
     prev_area = cur.sum()
-    grow = disk(6.0, dy, dx)[0]
+    grow = disk(P.airway_grow_mm, dy, dx)[0]
     for k in range(k0 - 1, -1, -1):
-        cand = (w[k] < AIRWAY_HU) & air[k]
+        cand = (w[k] < P.airway_hu) & air[k]
         lab, n = ndi.label(cand)
         if n == 0:
             break
@@ -125,23 +123,23 @@ def _airway_work(ctx: Context) -> np.ndarray:
             break
         nxt = np.isin(lab, hit)
         area = nxt.sum()
-        if area * area_px > 12.0 or area > 2.5 * max(prev_area, 2.0 / area_px):
+        if area * area_px > P.airway_max_cm2 or area > P.airway_max_growth * max(prev_area, 2.0 / area_px):
             break
         out[k] = nxt
         cur = nxt
         prev_area = area
-    return ndi.binary_dilation(out, structure=disk(2.0, dy, dx)) & air
+    return ndi.binary_dilation(out, structure=disk(P.airway_margin_mm, dy, dx)) & air
 
 
 def _lungs_work(ctx: Context):
     air = internal_air(ctx) & ~airway_work(ctx)
     # pure gas (bowel, stomach) is never lung parenchyma: cut it out, with a 1-voxel margin, so
     # that gas under a thin diaphragm does not join a lung base
-    gas = ndi.uniform_filter(ctx.w, size=3) < GAS_HU
+    gas = ndi.uniform_filter(ctx.w, size=3) < P.gas_hu
     glab, gn = label(gas & air)
     if gn:
         gsizes = component_sizes(glab, gn) * ctx.grid.voxel_cc
-        big_gas = np.isin(glab, np.nonzero(gsizes >= 5.0)[0] + 1)
+        big_gas = np.isin(glab, np.nonzero(gsizes >= P.gas_min_cc)[0] + 1)
         if big_gas.any():
             air &= ~ndi.binary_dilation(big_gas)
     w = ctx.w
@@ -151,18 +149,18 @@ def _lungs_work(ctx: Context):
         return np.zeros_like(air), np.zeros_like(air)
     sizes = component_sizes(lab, n) * vcc
     idx = np.arange(1, n + 1)
-    big = idx[sizes >= 10.0]
+    big = idx[sizes >= P.lung_min_cc]
     if len(big) == 0:
         return np.zeros_like(air), np.zeros_like(air)
     meds = np.atleast_1d(ndi.median(w, lab, big))
-    keep = [int(i) for i, m in zip(big, meds) if -920.0 < m < -600.0]
+    keep = [int(i) for i, m in zip(big, meds) if P.lung_median_hu[0] < m < P.lung_median_hu[1]]
     # lungs are not centred in the anterior third of the body (bowel content with gas bubbles
     # has lung-like HU); a small component is a lung base only if it reaches the top slice of
     # the image (the rest of the lung is above the field of view). A small apex at the bottom of
     # a neck CT is not told from rectal gas and stool, so it is not taken.
     body = body_work(ctx)
     rows = np.nonzero(body.any(axis=(0, 2)))[0]
-    y_front = ctx.grid.y[rows[0]] + 0.3 * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
+    y_front = ctx.grid.y[rows[0]] + P.lung_front_frac * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
     # (for large components only when the front of the body is in the image: not in a small,
     # cropped field of view)
     front_seen = float(np.mean(body[:, 0, :].any(axis=1))) < 0.5
@@ -171,9 +169,9 @@ def _lungs_work(ctx: Context):
     for i in keep:
         sl = objs[i - 1]
         yy = np.nonzero(lab[sl] == i)[1] + sl[1].start
-        if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < LARGE_CC):
+        if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < P.lung_large_cc):
             drop.append(i)
-        elif sizes[i - 1] < LARGE_CC and sl[0].stop < lab.shape[0]:
+        elif sizes[i - 1] < P.lung_large_cc and sl[0].stop < lab.shape[0]:
             drop.append(i)
     keep = [i for i in keep if i not in drop]
     if not keep:
@@ -182,7 +180,7 @@ def _lungs_work(ctx: Context):
     xc = midline_x(ctx)
     gx = ctx.grid.x
     parts = [lab == i for i in keep[:2]]
-    if len(parts) == 2 and sizes[keep[1] - 1] < 0.1 * sizes[keep[0] - 1]:
+    if len(parts) == 2 and sizes[keep[1] - 1] < P.lung_split_min_frac * sizes[keep[0] - 1]:
         parts = parts[:1]
     if len(parts) == 2 and same_side(parts, gx):
         parts = [parts[0] | parts[1]]  # one lung cut in two (tumour, fissure), not two lungs
@@ -204,7 +202,7 @@ def _lungs_work(ctx: Context):
         res_left = parts[0]
     else:
         res_right = parts[0]
-    se = ball(2.0, ctx.spacing)
+    se = ball(P.lung_close_mm, ctx.spacing)
     out = []
     for m in (res_left, res_right):
         if m.any():
@@ -239,9 +237,9 @@ def _single_lung_is_left(comp: np.ndarray, body: np.ndarray, gx: np.ndarray, xm:
     informative = d_minus != d_plus
     if informative.sum() >= 10:
         plus_closer = float(np.mean(d_plus[informative] < d_minus[informative]))
-        if plus_closer >= 0.6:
+        if plus_closer >= P.lung_side_rows_frac:
             return True
-        if plus_closer <= 0.4:
+        if plus_closer <= 1.0 - P.lung_side_rows_frac:
             return False
     return float(gx[np.nonzero(comp)[2]].mean()) > xm
 
@@ -251,14 +249,14 @@ def _split(comp: np.ndarray, spacing) -> list[np.ndarray] | None:
     total = comp.sum()
     se = disk(min(dy, dx) * 1.01, dy, dx)
     cur = comp
-    for _ in range(int(np.ceil(12.0 / min(dy, dx)))):
+    for _ in range(int(np.ceil(P.lung_split_max_mm / min(dy, dx)))):
         cur = ndi.binary_erosion(cur, structure=se)
         lab, n = ndi.label(cur)
         if n < 2:
             continue
         sizes = component_sizes(lab, n)
         order = np.argsort(sizes)[::-1]
-        if sizes[order[1]] >= 0.1 * total * (cur.sum() / total):
+        if sizes[order[1]] >= P.lung_split_min_frac * total * (cur.sum() / total):
             markers = np.zeros(comp.shape, np.int32)
             markers[lab == order[0] + 1] = 1
             markers[lab == order[1] + 1] = 2
@@ -271,6 +269,6 @@ def _split(comp: np.ndarray, spacing) -> list[np.ndarray] | None:
 def segment_lung(ctx: Context, side: str) -> np.ndarray:
     left, right = lungs_work(ctx)
     m = left if side == "left" else right
-    if m.sum() * ctx.grid.voxel_cc < 5.0:
-        raise not_found(f"{side} lung", "no aerated lung of at least 5 cc on that side")
+    if m.sum() * ctx.grid.voxel_cc < min_cc(side[0] + 'lung'):
+        raise not_found(f"{side} lung", f"no aerated lung of at least {min_cc(side[0] + 'lung'):g} cc on that side")
     return ctx.grid.to_image(m)
