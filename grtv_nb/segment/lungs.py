@@ -18,6 +18,12 @@ Method (on the ~2 mm working grid)
    the anterior third of the body (bowel content with gas bubbles has lung-like HU); components
    under 150 cc must also reach the top slice (a lung base whose lung continues above the
    image).
+   Nothing below the diaphragm is lung (:func:`above_diaphragm`): below the slice where the
+   lung-like components are largest, a lung only narrows, so a 2D piece of air there is kept
+   only where it lies under the kept lung of the slice above (small holes of that lung filled,
+   grown by the slice gap), and only when at least half of it does. Gas under the diaphragm
+   lies under soft tissue; it is cut off even when a partial-volume leak joins it to a lung
+   base, and the components are then chosen again from what is left.
 4. Left/right: two large components on different sides (their left-right extents overlap by
    less than half of the narrower one) are the two lungs (left = larger x, the patient's left);
    two that overlap that much are pieces of one lung (cut by a tumour or a fissure) and are
@@ -142,40 +148,20 @@ def _lungs_work(ctx: Context):
         big_gas = np.isin(glab, np.nonzero(gsizes >= P.gas_min_cc)[0] + 1)
         if big_gas.any():
             air &= ~ndi.binary_dilation(big_gas)
-    w = ctx.w
-    vcc = ctx.grid.voxel_cc
-    lab, n = label(air)
-    if n == 0:
-        return np.zeros_like(air), np.zeros_like(air)
-    sizes = component_sizes(lab, n) * vcc
-    idx = np.arange(1, n + 1)
-    big = idx[sizes >= P.lung_min_cc]
-    if len(big) == 0:
-        return np.zeros_like(air), np.zeros_like(air)
-    meds = np.atleast_1d(ndi.median(w, lab, big))
-    keep = [int(i) for i, m in zip(big, meds) if P.lung_median_hu[0] < m < P.lung_median_hu[1]]
-    # lungs are not centred in the anterior third of the body (bowel content with gas bubbles
-    # has lung-like HU); a small component is a lung base only if it reaches the top slice of
-    # the image (the rest of the lung is above the field of view). A small apex at the bottom of
-    # a neck CT is not told from rectal gas and stool, so it is not taken.
-    body = body_work(ctx)
-    rows = np.nonzero(body.any(axis=(0, 2)))[0]
-    y_front = ctx.grid.y[rows[0]] + P.lung_front_frac * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
-    # (for large components only when the front of the body is in the image: not in a small,
-    # cropped field of view)
-    front_seen = float(np.mean(body[:, 0, :].any(axis=1))) < 0.5
-    objs = ndi.find_objects(lab)
-    drop = []
-    for i in keep:
-        sl = objs[i - 1]
-        yy = np.nonzero(lab[sl] == i)[1] + sl[1].start
-        if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < P.lung_large_cc):
-            drop.append(i)
-        elif sizes[i - 1] < P.lung_large_cc and sl[0].stop < lab.shape[0]:
-            drop.append(i)
-    keep = [i for i in keep if i not in drop]
+    lab, n, sizes, keep = _lung_components(ctx, air)
+    # below the diaphragm nothing is lung: the internal air is cut below the slice where the
+    # lungs found so far are largest, where it does not continue from the lung above (gas under
+    # the diaphragm that a partial-volume leak joined to a lung base, or that passed the tests of
+    # _lung_components, is cut off), and the lungs are looked for again in what is left
+    # (the components of lung-like HU, before the position tests: a lung joined to bowel gas
+    # may fail them)
+    ref = np.isin(lab, _lung_like(ctx, lab, n, sizes))
+    if ref.any():
+        air = above_diaphragm(air, ref, ctx.spacing)
+        lab, n, sizes, keep = _lung_components(ctx, air)
     if not keep:
         return np.zeros_like(air), np.zeros_like(air)
+    body = body_work(ctx)
     keep.sort(key=lambda i: -sizes[i - 1])
     xc = midline_x(ctx)
     gx = ctx.grid.x
@@ -211,6 +197,95 @@ def _lungs_work(ctx: Context):
     # the closing must not make the two lungs overlap
     out[1] &= ~out[0]
     return out[0], out[1]
+
+
+def above_diaphragm(air: np.ndarray, lungs: np.ndarray, spacing) -> np.ndarray:
+    """The part of the internal air ``air`` (working grid, ``[z, y, x]``, z superior) that can be
+    lung: everything above the slice where ``lungs`` (the lungs found so far) are largest, and
+    below it only what continues from the lung above (step 4 of the module docstring).
+
+    Below its largest cross-section a lung only narrows towards its bases: each slice of it lies
+    under the lung of the slice above. Going down from that slice (where ``lungs`` is the lung),
+    the footprint of the slice above is its kept lung with holes of up to
+    ``lung_hole_cm2`` filled (vessels, a small tumour) grown by the slice gap in-plane (a 45
+    degree wall), at least one voxel. A 2D piece of internal air is kept only when at least
+    ``subdiaphragm_frac`` of its area lies in that footprint, and only its part in the footprint.
+    Gas under the diaphragm (stomach, bowel, colon, free air) lies under the diaphragm's soft
+    tissue, not under lung, so it and everything below it is dropped, even when a thin or
+    partial-volume diaphragm joins it to a lung base. Apices, which start without lung above
+    them, lie above that slice and are kept."""
+    area = lungs.sum(axis=(1, 2))
+    if air.shape[0] < 2 or not area.any():
+        return air
+    dz, dy, dx = spacing
+    k_max = int(np.argmax(area))
+    out = air.copy()
+    out[:k_max] = False
+    grow = disk(max(dz, 1.01 * max(dy, dx)), dy, dx)[0]
+    max_hole = P.lung_hole_cm2 * 100.0 / (dy * dx)
+
+    def footprint(m):
+        holes = ndi.binary_fill_holes(m) & ~m
+        if holes.any():
+            hl, hn = ndi.label(holes)
+            small = np.bincount(hl.ravel(), minlength=hn + 1) <= max_hole
+            small[0] = False
+            m = m | small[hl]
+        return ndi.binary_dilation(m, structure=grow)
+
+    above = footprint(lungs[k_max])
+    for k in range(k_max - 1, -1, -1):
+        if not air[k].any() or not above.any():
+            break
+        lab, n = ndi.label(air[k])
+        tot = np.bincount(lab.ravel(), minlength=n + 1)
+        hit = np.bincount(lab[above].ravel(), minlength=n + 1)
+        ok = hit >= P.subdiaphragm_frac * np.maximum(tot, 1)
+        ok[0] = False
+        out[k] = ok[lab] & above
+        above = footprint(out[k])
+    return out
+
+
+def _lung_like(ctx: Context, lab: np.ndarray, n: int, sizes: np.ndarray) -> list[int]:
+    """Labels of the components of at least ``lung_min_cc`` whose median HU is lung-like."""
+    idx = np.arange(1, n + 1)
+    big = idx[sizes >= P.lung_min_cc]
+    if len(big) == 0:
+        return []
+    meds = np.atleast_1d(ndi.median(ctx.w, lab, big))
+    return [int(i) for i, m in zip(big, meds) if P.lung_median_hu[0] < m < P.lung_median_hu[1]]
+
+
+def _lung_components(ctx: Context, air: np.ndarray):
+    """``(labels, n, sizes in cc, kept labels)``: the 3D components of ``air`` that are lung
+    (step 3 of the module docstring)."""
+    vcc = ctx.grid.voxel_cc
+    lab, n = label(air)
+    sizes = component_sizes(lab, n) * vcc
+    keep = _lung_like(ctx, lab, n, sizes)
+    if not keep:
+        return lab, n, sizes, []
+    # lungs are not centred in the anterior third of the body (bowel content with gas bubbles
+    # has lung-like HU); a small component is a lung base only if it reaches the top slice of
+    # the image (the rest of the lung is above the field of view). A small apex at the bottom of
+    # a neck CT is not told from rectal gas and stool, so it is not taken.
+    body = body_work(ctx)
+    rows = np.nonzero(body.any(axis=(0, 2)))[0]
+    y_front = ctx.grid.y[rows[0]] + P.lung_front_frac * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
+    # (for large components only when the front of the body is in the image: not in a small,
+    # cropped field of view)
+    front_seen = float(np.mean(body[:, 0, :].any(axis=1))) < 0.5
+    objs = ndi.find_objects(lab)
+    drop = []
+    for i in keep:
+        sl = objs[i - 1]
+        yy = np.nonzero(lab[sl] == i)[1] + sl[1].start
+        if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < P.lung_large_cc):
+            drop.append(i)
+        elif sizes[i - 1] < P.lung_large_cc and sl[0].stop < lab.shape[0]:
+            drop.append(i)
+    return lab, n, sizes, [i for i in keep if i not in drop]
 
 
 def _single_lung_is_left(comp: np.ndarray, body: np.ndarray, gx: np.ndarray, xm: float) -> bool:

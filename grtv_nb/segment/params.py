@@ -66,8 +66,9 @@ class SegmentParams:
     lung_split_min_frac: float = 0.1  # each split part holds at least this fraction
     lung_side_rows_frac: float = 0.6  # rows putting the skin closer on one side name a single lung
     lung_close_mm: float = 2.0  # closing that takes in the vessels
-    subdiaphragm_frac: float = 0.5  # a component is below the diaphragm when this fraction of its
-    #                                 voxels has a larger lung above it in the same (x, y) column
+    subdiaphragm_frac: float = 0.5  # below the lungs' largest slice, a piece of air is lung only
+    #                                 when this fraction of it lies under the lung of the slice above
+    lung_hole_cm2: float = 10.0  # ... holes of that lung up to this size (vessels, a small tumour) count
     lung_base_area_frac: float = 0.5  # the lung bases' highest point: where the area falls below
     #                                   this fraction of the largest slice area, going down
 
