@@ -51,19 +51,6 @@ ORGAN_ALIASES = {
     "right_kidney": "rkidney",
 }
 
-#: Smallest plausible volume (cc) of a found organ; anything smaller is reported as not found.
-_MIN_CC = {
-    "body": 50.0,
-    "llung": 5.0,
-    "rlung": 5.0,
-    "spinal_cord": 1.0,
-    "liver": 20.0,
-    "lkidney": 5.0,
-    "rkidney": 5.0,
-    "stomach": 5.0,
-}
-
-
 def normalise_organ(organ: str) -> str:
     """The canonical organ name of ``organ`` (case-insensitive, aliases accepted)."""
     if not isinstance(organ, str):
@@ -108,6 +95,7 @@ def segment_organ(image, organ: str, *, model_dir=None) -> np.ndarray:
     """
     from ..geometry import slice_weights
     from . import _common
+    from .params import min_cc
 
     name = normalise_organ(organ)
     hu, x, y, z = _common.check_image(image)
@@ -116,10 +104,10 @@ def segment_organ(image, organ: str, *, model_dir=None) -> np.ndarray:
         mask = _classical(hu, x, y, z, name)
     mask = np.asarray(mask, dtype=bool)
     cc = float((mask.sum(axis=(1, 2)) * slice_weights(z)).sum() * abs(x[1] - x[0]) * abs(y[1] - y[0]) / 1000.0)
-    if cc < _MIN_CC[name]:
+    if cc < min_cc(name):
         raise SegmentationError(
             f"could not find the {name} in this CT: the result ({cc:.1f} cc) is smaller than "
-            f"{_MIN_CC[name]:g} cc"
+            f"{min_cc(name):g} cc"
         )
     return mask
 

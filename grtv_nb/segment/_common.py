@@ -1,6 +1,6 @@
 """Shared machinery of the classical segmentation methods: input validation, the reduced-resolution
 working grid (and the mapping of masks back to the image grid), morphology in millimetres, and the
-per-image landmark cache (body, lungs, spinal canal) shared by the organ methods.
+per-image landmark cache (body, lungs, spinal canal; computed by their modules) shared by the organ methods.
 
 Conventions
 -----------
@@ -18,11 +18,7 @@ from scipy import ndimage as ndi
 
 from ..errors import SegmentationError, warn
 from ..transforms import sample_separable
-
-#: In-plane / through-plane spacing (mm) of the working grid of the coarse steps. Finer images are
-#: resampled to it; coarser ones are used as they are.
-WORK_SPACING_XY = 2.0
-WORK_SPACING_Z = 2.0
+from .params import PARAMS as P
 
 
 def check_image(image) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,11 +64,6 @@ def check_image(image) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return hu, x, y, z
 
 
-#: Largest angle (degrees) between an oblique image's axes and the patient's axes that is still
-#: segmented (with a warning): the methods' anatomy (left, posterior, superior) follows the axes.
-MAX_OBLIQUE_DEG = 30.0
-
-
 def _check_direction(direction) -> None:
     """Refuse an image whose axes are far from the patient's (``attrs["direction"]``, the 3x3
     matrix whose columns are the patient-space directions of x, y, z, row-major as 9 values);
@@ -87,10 +78,10 @@ def _check_direction(direction) -> None:
         return
     names = ("x (patient's left)", "y (posterior)", "z (superior)")
     axis = names[int(np.argmax(angles))]
-    if worst > MAX_OBLIQUE_DEG:
+    if worst > P.max_oblique_deg:
         raise SegmentationError(
             f"automatic segmentation needs an image aligned with the patient's axes; this oblique image's "
-            f"{axis} axis is {worst:.0f} degrees off (at most {MAX_OBLIQUE_DEG:g}); resample it onto an "
+            f"{axis} axis is {worst:.0f} degrees off (at most {P.max_oblique_deg:g}); resample it onto an "
             "axis-aligned grid first (grtv_nb.geometry.resample_onto)"
         )
     warn(f"oblique image: its {axis} axis is {worst:.0f} degrees off the patient's; organs are found "
@@ -125,7 +116,7 @@ class WorkGrid:
     oz: np.ndarray
 
     @classmethod
-    def for_image(cls, x, y, z, sxy: float = WORK_SPACING_XY, sz: float = WORK_SPACING_Z) -> WorkGrid:
+    def for_image(cls, x, y, z, sxy: float = P.work_spacing_xy_mm, sz: float = P.work_spacing_z_mm) -> WorkGrid:
         return cls(_work_axis(x, sxy), _work_axis(y, sxy), _work_axis(z, sz), x, y, z)
 
     @property
@@ -338,17 +329,6 @@ def get_context(hu: np.ndarray, x, y, z) -> Context:
     _LAST.clear()
     _LAST.append((key, ctx))
     return ctx
-
-
-def body_depth(ctx: Context) -> np.ndarray:
-    """In-plane depth (mm) of every body voxel below the skin (0 outside the body)."""
-    from .body import body_work
-
-    def f(c):
-        b = body_work(c)
-        return ndi.distance_transform_edt(b, sampling=_sampling(c.spacing, True)).astype(np.float32)
-
-    return ctx.get("body_depth", f)
 
 
 def clear_cache() -> None:

@@ -25,7 +25,6 @@ from ..errors import SegmentationError
 from ._common import (
     Context,
     bbox,
-    body_depth,
     close_mm,
     component_sizes,
     dilate_mm,
@@ -35,14 +34,10 @@ from ._common import (
     not_found,
     open_mm,
 )
-from .body import body_work
+from .body import body_depth, body_work
 from .lungs import lungs_work
+from .params import PARAMS as P
 from .spine import canal_track, midline_x
-
-LIVER_OPEN_MM = 8.0
-#: Radius (mm) around the vertebral body's centre left out of the liver search: the crura, the
-#: aorta and the inferior vena cava lie within it.
-LIVER_SPINE_MM = 35.0
 
 
 def _smooth(ctx: Context) -> np.ndarray:
@@ -120,7 +115,7 @@ def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.nda
     area_cm2 = body.sum(axis=(1, 2)) * dy * dx / 100.0
     cols = body.any(axis=1)
     width = np.array([(np.ptp(np.nonzero(c)[0]) + 1) * dx if c.any() else 0.0 for c in cols])
-    trunk = (area_cm2 >= 250.0) & (width >= 200.0)
+    trunk = (area_cm2 >= P.trunk_min_cm2) & (width >= P.trunk_min_width_mm)
     lung = _lung_any(ctx)
     area = lung.sum(axis=(1, 2)).astype(float)
     z_base = None
@@ -249,9 +244,9 @@ def _liver_work(ctx: Context) -> np.ndarray:
             seed &= footprint[None]
     region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
     region &= trunk[:, None, None]
-    region &= ~_near_spine(ctx, LIVER_SPINE_MM)
+    region &= ~_near_spine(ctx, P.liver_spine_mm)
     box = bbox(region)
-    peaks = _peaks(sm[seed], 0.0, 250.0, n=4)
+    peaks = _peaks(sm[seed], *P.liver_hu, n=4)
     if box is None or not peaks:
         raise not_found(organ, "no soft tissue in the right upper abdomen")
     body_cc = body[trunk].sum() * ctx.grid.voxel_cc
@@ -277,23 +272,23 @@ def _liver_for(ctx, box, sm, region, seed, lo, hi, wide_lo, xm, body_cc):
     gx = ctx.grid.x
     smb, regb, seedb = sm[box], region[box], seed[box]
     cand = (smb >= lo) & (smb <= hi) & regb
-    opened = open_mm(cand, LIVER_OPEN_MM, sp)
+    opened = open_mm(cand, P.liver_open_mm, sp)
     lab, n = label(opened)
     if n == 0:
         return None, f"no homogeneous tissue within {lo:.0f}..{hi:.0f} HU in the right upper abdomen"
     in_seed = np.bincount(lab[seedb].ravel(), minlength=n + 1)[1:]
     liver = lab == int(np.argmax(in_seed)) + 1
     vol = liver.sum() * ctx.grid.voxel_cc
-    if vol < 100.0:
+    if vol < P.liver_cc[0]:
         return None, f"the largest candidate in the right upper abdomen is only {vol:.0f} cc"
-    if vol > 0.4 * body_cc or vol > 5000.0:
+    if vol > P.liver_body_frac * body_cc or vol > P.liver_cc[1]:
         return None, f"the tissue within {lo:.0f}..{hi:.0f} HU is not separable from its surroundings"
     if float(gx[box[2]][np.nonzero(liver)[2]].mean()) > xm:
         return None, "the candidate organ lies left of the midline"
     # undo the opening within the candidate (bounded, so bridges do not reopen), then a wider
     # window within 10 mm of that core (enhancement is uneven in contrast CT)
     wide = (smb >= wide_lo) & (smb <= hi + 5.0) & regb
-    for radius, allowed in ((LIVER_OPEN_MM, cand), (10.0, wide)):
+    for radius, allowed in ((P.liver_open_mm, cand), (P.liver_grow_mm, wide)):
         lab, n = label(dilate_mm(liver, radius, sp) & allowed)
         liver = np.isin(lab, np.unique(lab[liver & (lab > 0)]))
     liver = close_mm(open_mm(liver, 3.0, sp), 5.0, sp)
@@ -314,12 +309,6 @@ def segment_liver(ctx: Context) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- kidneys
 
-#: HU windows tried for the kidney parenchyma: plain CT (kidney darker than muscle and liver) and
-#: contrast-enhanced CT (cortex and medulla brighter than everything but bone and vessels).
-KIDNEY_WINDOWS = ((-15.0, 42.0), (120.0, 400.0))
-#: Depth (mm) of the liver's rim that stays open to the kidneys (the liver, found first, may
-#: have taken part of an abutting kidney's surface at the same HU).
-KIDNEY_LIVER_RIM_MM = 5.0
 
 
 def kidneys_work(ctx: Context) -> dict:
@@ -332,9 +321,9 @@ def _kidneys_work(ctx: Context) -> dict:
     Method: the kidneys are retroperitoneal, one each side of the spine, 35-120 mm from the
     midline, from 65 mm anterior to 5 mm posterior of the canal, surrounded by perirenal fat,
     outside the liver's interior (the liver is found first; its outer
-    :data:`KIDNEY_LIVER_RIM_MM` mm stay searchable, since where the kidney abuts the liver at
+    ``kidney_liver_rim_mm`` (:mod:`.params`) stay searchable, since where the kidney abuts the liver at
     nearly the same HU the liver contour may have taken part of the kidney).
-    For each HU window of :data:`KIDNEY_WINDOWS` (plain, then contrast), the smoothed image
+    For each HU window of ``kidney_windows`` (plain, then contrast), the smoothed image
     within the window and the side's search region is opened (4 mm ball) and cut into 3D
     components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc, is compact (at least
     15 % of its bounding box), is not longer than 170 mm craniocaudally and not wider than 110 mm.
@@ -363,21 +352,22 @@ def _kidneys_work(ctx: Context) -> dict:
     try:
         liver = liver_work(ctx)
         # only the liver's interior: its rim may hold kidney that the liver took at the same HU
-        base &= ~erode_mm(liver, KIDNEY_LIVER_RIM_MM, ctx.spacing)
+        base &= ~erode_mm(liver, P.kidney_liver_rim_mm, ctx.spacing)
         z_expect = float(ctx.grid.z[np.nonzero(liver.any(axis=(1, 2)))[0][0]]) + 40.0
     except SegmentationError:
         pass
     sp = ctx.spacing
     vcc = ctx.grid.voxel_cc
     out: dict = {"left": None, "right": None}
-    sides = (("right", (X < xm - 35.0) & (X > xm - 120.0)), ("left", (X > xm + 35.0) & (X < xm + 120.0)))
+    k0, k1 = P.kidney_midline_mm
+    sides = (("right", (X < xm - k0) & (X > xm - k1)), ("left", (X > xm + k0) & (X < xm + k1)))
     for side, sel in sides:
         region = base & sel
         box = bbox(region)
         if box is None:
             continue
         best, best_score = None, 0.0
-        for lo, hi in KIDNEY_WINDOWS:
+        for lo, hi in P.kidney_windows:
             cand = (sm[box] >= lo) & (sm[box] <= hi) & region[box]
             opened = open_mm(cand, 6.0, sp)
             lab, n = label(opened)
@@ -385,7 +375,7 @@ def _kidneys_work(ctx: Context) -> dict:
                 continue
             sizes = component_sizes(lab, n) * vcc
             for i, sl in enumerate(ndi.find_objects(lab)):
-                if not 40.0 <= sizes[i] <= 450.0:
+                if not P.kidney_cc[0] <= sizes[i] <= P.kidney_cc[1]:
                     continue
                 ext = [(s.stop - s.start) * d for s, d in zip(sl, sp)]
                 if ext[0] > 170.0 or max(ext[1], ext[2]) > 110.0:
@@ -508,7 +498,7 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     regb = region[box]
     smb = sm[box]
     coords = (gz[box[0]], gy[box[1]], gx[box[2]])
-    found = _stomach_gas(ctx, w[box] < -600.0, regb, smb, coords, xm)
+    found = _stomach_gas(ctx, w[box] < P.stomach_gas_hu, regb, smb, coords, xm)
     if found is None:
         if z_base is None:
             raise not_found(organ, "no gas pocket on fluid in the left upper abdomen, and without the lung "
@@ -537,7 +527,7 @@ def _stomach_gas(ctx, gas, regb, smb, coords, xm):
     gz, _, gx = coords
     best, best_score, best_peak = None, -np.inf, None
     for i, sl in enumerate(ndi.find_objects(lab)):
-        if sizes[i] < 2.0:
+        if sizes[i] < P.stomach_gas_cc:
             continue
         comp = lab == i + 1
         ring = dilate_mm(comp, 10.0, sp) & ~dilate_mm(comp, 4.0, sp) & regb

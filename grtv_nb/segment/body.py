@@ -51,25 +51,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, component_sizes, dilate_mm, label, not_found, open_mm
-
-BODY_HU = -500.0
-OPEN_MM = 6.0
-RECON_MM = 8.0
-#: Arm pieces (step 5): area range (cm2, and fraction of the trunk's), bone threshold (HU) and
-#: least bone area (cm2), and how lateral the centre is (fraction of the trunk's half-width).
-LIMB_MIN_CM2 = 10.0
-LIMB_MAX_FRAC = 0.3
-LIMB_BONE_HU = 300.0
-LIMB_BONE_CM2 = 0.5
-LIMB_LATERAL = 0.8
-#: Limbs apart from the trunk (step 7): least volume (cc), least bone (cc, and fraction of the
-#: piece), and the range of the piece's median HU (fat to muscle; immobilisation devices, head
-#: rests and couch parts are lower, or hold no bone).
-LIMB_MIN_CC = 20.0
-LIMB_BONE_CC = 2.0
-LIMB_BONE_FRAC = 0.02
-LIMB_MEDIAN_HU = (-120.0, 100.0)
+from ._common import Context, _sampling, component_sizes, dilate_mm, label, not_found, open_mm
+from .params import PARAMS as P
 
 
 def body_work(ctx: Context) -> np.ndarray:
@@ -86,17 +69,17 @@ def patient_work(ctx: Context) -> np.ndarray:
 
 def _body_work(ctx: Context) -> np.ndarray:
     w = ctx.w
-    tissue = w > BODY_HU
+    tissue = w > P.body_hu
     strict = _strict_tissue(ctx, tissue)
-    opened = open_mm(strict, OPEN_MM, ctx.spacing, planar=True)
+    opened = open_mm(strict, P.body_open_mm, ctx.spacing, planar=True)
     lab, n = label(opened)
     if n == 0:
-        raise not_found("body", "no tissue above -500 HU")
+        raise not_found("body", f"no tissue above {P.body_hu:g} HU: no patient in the image")
     sizes = component_sizes(lab, n)
     main = int(np.argmax(sizes)) + 1
     body = lab == main
-    if body.sum() * ctx.grid.voxel_cc < 20.0:
-        raise not_found("body", "the largest tissue region is smaller than 20 cc")
+    if body.sum() * ctx.grid.voxel_cc < P.body_min_cc:
+        raise not_found("body", f"the largest tissue region is smaller than {P.body_min_cc:g} cc")
     body = _reconstruct(body, strict, tissue, ctx)
     limbs = _limb_pieces(lab, n, main, ctx)
     kept = _drop_limbs(body, opened, ctx)
@@ -115,7 +98,7 @@ def _reconstruct(seed: np.ndarray, strict: np.ndarray, tissue: np.ndarray, ctx: 
     """Undo the opening of step 2 for ``seed`` (step 4): the tissue within 8 mm of it and
     connected to it, plus the skin cell that the finer image's air made partial."""
     dz, dy, dx = ctx.spacing
-    near = dilate_mm(seed, RECON_MM, ctx.spacing, planar=True) & strict
+    near = dilate_mm(seed, P.body_recon_mm, ctx.spacing, planar=True) & strict
     lab, n = label(near)
     out = np.isin(lab, np.unique(lab[seed & (lab > 0)]))
     if strict is not tissue:
@@ -128,13 +111,13 @@ def _limb_pieces(lab: np.ndarray, n: int, main: int, ctx: Context) -> list[int]:
     w = ctx.w
     vcc = ctx.grid.voxel_cc
     sizes = component_sizes(lab, n) * vcc
-    bone_cc = np.bincount(lab[w > LIMB_BONE_HU].ravel(), minlength=n + 1)[1:] * vcc
-    limbs = [i + 1 for i in range(n) if i + 1 != main and sizes[i] >= LIMB_MIN_CC
-             and bone_cc[i] >= max(LIMB_BONE_CC, LIMB_BONE_FRAC * sizes[i])]
+    bone_cc = np.bincount(lab[w > P.limb_bone_hu].ravel(), minlength=n + 1)[1:] * vcc
+    limbs = [i + 1 for i in range(n) if i + 1 != main and sizes[i] >= P.limb_min_cc
+             and bone_cc[i] >= max(P.limb_bone_cc, P.limb_bone_frac * sizes[i])]
     if not limbs:
         return []
     meds = np.atleast_1d(ndi.median(w, lab, limbs))
-    return [i for i, m in zip(limbs, meds) if LIMB_MEDIAN_HU[0] <= m <= LIMB_MEDIAN_HU[1]]
+    return [i for i, m in zip(limbs, meds) if P.limb_median_hu[0] <= m <= P.limb_median_hu[1]]
 
 
 def _patient_work(ctx: Context) -> np.ndarray:
@@ -158,7 +141,7 @@ def _strict_tissue(ctx: Context, tissue: np.ndarray) -> np.ndarray:
     if size == [1, 1, 1]:
         return tissue
     low = ndi.minimum_filter(np.asarray(ctx.hu), size=tuple(size))
-    return tissue & (g.to_work(low) > BODY_HU)
+    return tissue & (g.to_work(low) > P.body_hu)
 
 
 def _drop_limbs(body: np.ndarray, cores: np.ndarray, ctx: Context) -> np.ndarray:
@@ -167,7 +150,7 @@ def _drop_limbs(body: np.ndarray, cores: np.ndarray, ctx: Context) -> np.ndarray
     from the trunk."""
     dz, dy, dx = ctx.spacing
     cm2 = dy * dx / 100.0
-    bone = ctx.w > LIMB_BONE_HU
+    bone = ctx.w > P.limb_bone_hu
     xs = ctx.grid.x
     out = body.copy()
     dropped = False
@@ -184,10 +167,10 @@ def _drop_limbs(body: np.ndarray, cores: np.ndarray, ctx: Context) -> np.ndarray
         xsum = np.bincount(lab.ravel(), weights=np.broadcast_to(xs, lab.shape).ravel(), minlength=n + 1)[1:]
         limb = np.zeros(n + 1, bool)
         for i in range(n):
-            if i + 1 == main or not LIMB_MIN_CM2 <= area[i] <= LIMB_MAX_FRAC * area[main - 1]:
+            if i + 1 == main or not P.limb_min_cm2 <= area[i] <= P.limb_max_frac * area[main - 1]:
                 continue
             xc = xsum[i] / (area[i] / cm2)
-            if bone_a[i] >= LIMB_BONE_CM2 and abs(xc - xmid) > LIMB_LATERAL * half:
+            if bone_a[i] >= P.limb_bone_cm2 and abs(xc - xmid) > P.limb_lateral_frac * half:
                 limb[i + 1] = True
         if not limb.any():
             continue
@@ -225,16 +208,26 @@ def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
             objs = ndi.find_objects(bg)
             for t, m in zip(touching, means):
                 inside[t] = False
-                if m <= -900.0:
+                if m <= P.body_outside_air_hu:
                     continue
                 sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in objs[t - 1])
                 comp = bg[sl] == t
                 rim = ndi.binary_dilation(comp) & ~comp & ~edge[sl]
-                if rim.any() and b[sl][rim].mean() >= 0.75:
+                if rim.any() and b[sl][rim].mean() >= P.body_inside_rim_frac:
                     inside[t] = True
         inside[0] = True
         out[k] = inside[bg] | b
     return out
+
+
+def body_depth(ctx: Context) -> np.ndarray:
+    """In-plane depth (mm) of every trunk voxel below the skin (0 outside the trunk)."""
+
+    def f(c):
+        b = body_work(c)
+        return ndi.distance_transform_edt(b, sampling=_sampling(c.spacing, True)).astype(np.float32)
+
+    return ctx.get("body_depth", f)
 
 
 def segment_body(ctx: Context) -> np.ndarray:

@@ -18,6 +18,12 @@ Method (on the ~2 mm working grid)
    the anterior third of the body (bowel content with gas bubbles has lung-like HU); components
    under 150 cc must also reach the top slice (a lung base whose lung continues above the
    image).
+   Nothing below the diaphragm is lung (:func:`above_diaphragm`): below the slice where the
+   lung-like components are largest, a lung only narrows, so a 2D piece of air there is kept
+   only where it lies under the kept lung of the slice above (small holes of that lung filled,
+   grown by the slice gap), and only when at least half of it does. Gas under the diaphragm
+   lies under soft tissue; it is cut off even when a partial-volume leak joins it to a lung
+   base, and the components are then chosen again from what is left.
 4. Left/right: two large components on different sides (their left-right extents overlap by
    less than half of the narrower one) are the two lungs (left = larger x, the patient's left);
    two that overlap that much are pieces of one lung (cut by a tumour or a fissure) and are
@@ -51,12 +57,9 @@ from scipy import ndimage as ndi
 
 from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, not_found, same_side
 from .body import body_work
+from .params import PARAMS as P
+from .params import min_cc
 from .spine import midline_x
-
-AIR_HU = -400.0
-AIRWAY_HU = -900.0
-LARGE_CC = 150.0
-GAS_HU = -950.0
 
 
 def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +68,7 @@ def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 
 
 def internal_air(ctx: Context) -> np.ndarray:
-    return ctx.get("internal_air", lambda c: (c.w < AIR_HU) & body_work(c))
+    return ctx.get("internal_air", lambda c: (c.w < P.air_hu) & body_work(c))
 
 
 def airway_work(ctx: Context) -> np.ndarray:
@@ -90,33 +93,34 @@ def _airway_work(ctx: Context) -> np.ndarray:
         if n == 0:
             continue
         sizes = np.bincount(lab.ravel())[1:] * area_px
-        for i in np.nonzero((sizes >= 0.5) & (sizes <= 8.0))[0]:
+        lo_cm2, hi_cm2 = P.trachea_cm2
+        for i in np.nonzero((sizes >= lo_cm2) & (sizes <= hi_cm2))[0]:
             comp = lab == i + 1
             cols = np.nonzero(comp.any(axis=0))[0]
             cx = gx[cols].mean()
-            if abs(cx - xc) > 50.0:
+            if abs(cx - xc) > P.trachea_midline_mm:
                 continue
-            if np.mean(w[k][comp] < AIRWAY_HU) < 0.5:
+            if np.mean(w[k][comp] < P.airway_hu) < 0.5:
                 continue
             rows = np.nonzero(comp.any(axis=1))[0]
             ext = max((rows[-1] - rows[0] + 1) * dy, (cols[-1] - cols[0] + 1) * dx)
-            if ext > 45.0:
+            if ext > P.trachea_max_mm:
                 continue
             seed = (k, comp)
             break
         if seed is not None:
             break
         # stop looking once large internal air (lungs) is present without a trachea candidate
-        if sizes.max() > 30.0:
+        if sizes.max() > P.trachea_stop_cm2:
             break
     if seed is None:
         return out
     k0, cur = seed
     out[k0] = cur
     prev_area = cur.sum()
-    grow = disk(6.0, dy, dx)[0]
+    grow = disk(P.airway_grow_mm, dy, dx)[0]
     for k in range(k0 - 1, -1, -1):
-        cand = (w[k] < AIRWAY_HU) & air[k]
+        cand = (w[k] < P.airway_hu) & air[k]
         lab, n = ndi.label(cand)
         if n == 0:
             break
@@ -125,64 +129,44 @@ def _airway_work(ctx: Context) -> np.ndarray:
             break
         nxt = np.isin(lab, hit)
         area = nxt.sum()
-        if area * area_px > 12.0 or area > 2.5 * max(prev_area, 2.0 / area_px):
+        if area * area_px > P.airway_max_cm2 or area > P.airway_max_growth * max(prev_area, 2.0 / area_px):
             break
         out[k] = nxt
         cur = nxt
         prev_area = area
-    return ndi.binary_dilation(out, structure=disk(2.0, dy, dx)) & air
+    return ndi.binary_dilation(out, structure=disk(P.airway_margin_mm, dy, dx)) & air
 
 
 def _lungs_work(ctx: Context):
     air = internal_air(ctx) & ~airway_work(ctx)
     # pure gas (bowel, stomach) is never lung parenchyma: cut it out, with a 1-voxel margin, so
     # that gas under a thin diaphragm does not join a lung base
-    gas = ndi.uniform_filter(ctx.w, size=3) < GAS_HU
+    gas = ndi.uniform_filter(ctx.w, size=3) < P.gas_hu
     glab, gn = label(gas & air)
     if gn:
         gsizes = component_sizes(glab, gn) * ctx.grid.voxel_cc
-        big_gas = np.isin(glab, np.nonzero(gsizes >= 5.0)[0] + 1)
+        big_gas = np.isin(glab, np.nonzero(gsizes >= P.gas_min_cc)[0] + 1)
         if big_gas.any():
             air &= ~ndi.binary_dilation(big_gas)
-    w = ctx.w
-    vcc = ctx.grid.voxel_cc
-    lab, n = label(air)
-    if n == 0:
-        return np.zeros_like(air), np.zeros_like(air)
-    sizes = component_sizes(lab, n) * vcc
-    idx = np.arange(1, n + 1)
-    big = idx[sizes >= 10.0]
-    if len(big) == 0:
-        return np.zeros_like(air), np.zeros_like(air)
-    meds = np.atleast_1d(ndi.median(w, lab, big))
-    keep = [int(i) for i, m in zip(big, meds) if -920.0 < m < -600.0]
-    # lungs are not centred in the anterior third of the body (bowel content with gas bubbles
-    # has lung-like HU); a small component is a lung base only if it reaches the top slice of
-    # the image (the rest of the lung is above the field of view). A small apex at the bottom of
-    # a neck CT is not told from rectal gas and stool, so it is not taken.
-    body = body_work(ctx)
-    rows = np.nonzero(body.any(axis=(0, 2)))[0]
-    y_front = ctx.grid.y[rows[0]] + 0.3 * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
-    # (for large components only when the front of the body is in the image: not in a small,
-    # cropped field of view)
-    front_seen = float(np.mean(body[:, 0, :].any(axis=1))) < 0.5
-    objs = ndi.find_objects(lab)
-    drop = []
-    for i in keep:
-        sl = objs[i - 1]
-        yy = np.nonzero(lab[sl] == i)[1] + sl[1].start
-        if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < LARGE_CC):
-            drop.append(i)
-        elif sizes[i - 1] < LARGE_CC and sl[0].stop < lab.shape[0]:
-            drop.append(i)
-    keep = [i for i in keep if i not in drop]
+    lab, n, sizes, keep = _lung_components(ctx, air)
+    # below the diaphragm nothing is lung: the internal air is cut below the slice where the
+    # lungs found so far are largest, where it does not continue from the lung above (gas under
+    # the diaphragm that a partial-volume leak joined to a lung base, or that passed the tests of
+    # _lung_components, is cut off), and the lungs are looked for again in what is left
+    # (the components of lung-like HU, before the position tests: a lung joined to bowel gas
+    # may fail them)
+    ref = np.isin(lab, _lung_like(ctx, lab, n, sizes))
+    if ref.any():
+        air = above_diaphragm(air, ref, ctx.spacing)
+        lab, n, sizes, keep = _lung_components(ctx, air)
     if not keep:
         return np.zeros_like(air), np.zeros_like(air)
+    body = body_work(ctx)
     keep.sort(key=lambda i: -sizes[i - 1])
     xc = midline_x(ctx)
     gx = ctx.grid.x
     parts = [lab == i for i in keep[:2]]
-    if len(parts) == 2 and sizes[keep[1] - 1] < 0.1 * sizes[keep[0] - 1]:
+    if len(parts) == 2 and sizes[keep[1] - 1] < P.lung_split_min_frac * sizes[keep[0] - 1]:
         parts = parts[:1]
     if len(parts) == 2 and same_side(parts, gx):
         parts = [parts[0] | parts[1]]  # one lung cut in two (tumour, fissure), not two lungs
@@ -204,7 +188,7 @@ def _lungs_work(ctx: Context):
         res_left = parts[0]
     else:
         res_right = parts[0]
-    se = ball(2.0, ctx.spacing)
+    se = ball(P.lung_close_mm, ctx.spacing)
     out = []
     for m in (res_left, res_right):
         if m.any():
@@ -213,6 +197,95 @@ def _lungs_work(ctx: Context):
     # the closing must not make the two lungs overlap
     out[1] &= ~out[0]
     return out[0], out[1]
+
+
+def above_diaphragm(air: np.ndarray, lungs: np.ndarray, spacing) -> np.ndarray:
+    """The part of the internal air ``air`` (working grid, ``[z, y, x]``, z superior) that can be
+    lung: everything above the slice where ``lungs`` (the lungs found so far) are largest, and
+    below it only what continues from the lung above (step 4 of the module docstring).
+
+    Below its largest cross-section a lung only narrows towards its bases: each slice of it lies
+    under the lung of the slice above. Going down from that slice (where ``lungs`` is the lung),
+    the footprint of the slice above is its kept lung with holes of up to
+    ``lung_hole_cm2`` filled (vessels, a small tumour) grown by the slice gap in-plane (a 45
+    degree wall), at least one voxel. A 2D piece of internal air is kept only when at least
+    ``subdiaphragm_frac`` of its area lies in that footprint, and only its part in the footprint.
+    Gas under the diaphragm (stomach, bowel, colon, free air) lies under the diaphragm's soft
+    tissue, not under lung, so it and everything below it is dropped, even when a thin or
+    partial-volume diaphragm joins it to a lung base. Apices, which start without lung above
+    them, lie above that slice and are kept."""
+    area = lungs.sum(axis=(1, 2))
+    if air.shape[0] < 2 or not area.any():
+        return air
+    dz, dy, dx = spacing
+    k_max = int(np.argmax(area))
+    out = air.copy()
+    out[:k_max] = False
+    grow = disk(max(dz, 1.01 * max(dy, dx)), dy, dx)[0]
+    max_hole = P.lung_hole_cm2 * 100.0 / (dy * dx)
+
+    def footprint(m):
+        holes = ndi.binary_fill_holes(m) & ~m
+        if holes.any():
+            hl, hn = ndi.label(holes)
+            small = np.bincount(hl.ravel(), minlength=hn + 1) <= max_hole
+            small[0] = False
+            m = m | small[hl]
+        return ndi.binary_dilation(m, structure=grow)
+
+    above = footprint(lungs[k_max])
+    for k in range(k_max - 1, -1, -1):
+        if not air[k].any() or not above.any():
+            break
+        lab, n = ndi.label(air[k])
+        tot = np.bincount(lab.ravel(), minlength=n + 1)
+        hit = np.bincount(lab[above].ravel(), minlength=n + 1)
+        ok = hit >= P.subdiaphragm_frac * np.maximum(tot, 1)
+        ok[0] = False
+        out[k] = ok[lab] & above
+        above = footprint(out[k])
+    return out
+
+
+def _lung_like(ctx: Context, lab: np.ndarray, n: int, sizes: np.ndarray) -> list[int]:
+    """Labels of the components of at least ``lung_min_cc`` whose median HU is lung-like."""
+    idx = np.arange(1, n + 1)
+    big = idx[sizes >= P.lung_min_cc]
+    if len(big) == 0:
+        return []
+    meds = np.atleast_1d(ndi.median(ctx.w, lab, big))
+    return [int(i) for i, m in zip(big, meds) if P.lung_median_hu[0] < m < P.lung_median_hu[1]]
+
+
+def _lung_components(ctx: Context, air: np.ndarray):
+    """``(labels, n, sizes in cc, kept labels)``: the 3D components of ``air`` that are lung
+    (step 3 of the module docstring)."""
+    vcc = ctx.grid.voxel_cc
+    lab, n = label(air)
+    sizes = component_sizes(lab, n) * vcc
+    keep = _lung_like(ctx, lab, n, sizes)
+    if not keep:
+        return lab, n, sizes, []
+    # lungs are not centred in the anterior third of the body (bowel content with gas bubbles
+    # has lung-like HU); a small component is a lung base only if it reaches the top slice of
+    # the image (the rest of the lung is above the field of view). A small apex at the bottom of
+    # a neck CT is not told from rectal gas and stool, so it is not taken.
+    body = body_work(ctx)
+    rows = np.nonzero(body.any(axis=(0, 2)))[0]
+    y_front = ctx.grid.y[rows[0]] + P.lung_front_frac * (ctx.grid.y[rows[-1]] - ctx.grid.y[rows[0]])
+    # (for large components only when the front of the body is in the image: not in a small,
+    # cropped field of view)
+    front_seen = float(np.mean(body[:, 0, :].any(axis=1))) < 0.5
+    objs = ndi.find_objects(lab)
+    drop = []
+    for i in keep:
+        sl = objs[i - 1]
+        yy = np.nonzero(lab[sl] == i)[1] + sl[1].start
+        if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < P.lung_large_cc):
+            drop.append(i)
+        elif sizes[i - 1] < P.lung_large_cc and sl[0].stop < lab.shape[0]:
+            drop.append(i)
+    return lab, n, sizes, [i for i in keep if i not in drop]
 
 
 def _single_lung_is_left(comp: np.ndarray, body: np.ndarray, gx: np.ndarray, xm: float) -> bool:
@@ -239,9 +312,9 @@ def _single_lung_is_left(comp: np.ndarray, body: np.ndarray, gx: np.ndarray, xm:
     informative = d_minus != d_plus
     if informative.sum() >= 10:
         plus_closer = float(np.mean(d_plus[informative] < d_minus[informative]))
-        if plus_closer >= 0.6:
+        if plus_closer >= P.lung_side_rows_frac:
             return True
-        if plus_closer <= 0.4:
+        if plus_closer <= 1.0 - P.lung_side_rows_frac:
             return False
     return float(gx[np.nonzero(comp)[2]].mean()) > xm
 
@@ -251,14 +324,14 @@ def _split(comp: np.ndarray, spacing) -> list[np.ndarray] | None:
     total = comp.sum()
     se = disk(min(dy, dx) * 1.01, dy, dx)
     cur = comp
-    for _ in range(int(np.ceil(12.0 / min(dy, dx)))):
+    for _ in range(int(np.ceil(P.lung_split_max_mm / min(dy, dx)))):
         cur = ndi.binary_erosion(cur, structure=se)
         lab, n = ndi.label(cur)
         if n < 2:
             continue
         sizes = component_sizes(lab, n)
         order = np.argsort(sizes)[::-1]
-        if sizes[order[1]] >= 0.1 * total * (cur.sum() / total):
+        if sizes[order[1]] >= P.lung_split_min_frac * total * (cur.sum() / total):
             markers = np.zeros(comp.shape, np.int32)
             markers[lab == order[0] + 1] = 1
             markers[lab == order[1] + 1] = 2
@@ -271,6 +344,6 @@ def _split(comp: np.ndarray, spacing) -> list[np.ndarray] | None:
 def segment_lung(ctx: Context, side: str) -> np.ndarray:
     left, right = lungs_work(ctx)
     m = left if side == "left" else right
-    if m.sum() * ctx.grid.voxel_cc < 5.0:
-        raise not_found(f"{side} lung", "no aerated lung of at least 5 cc on that side")
+    if m.sum() * ctx.grid.voxel_cc < min_cc(side[0] + 'lung'):
+        raise not_found(f"{side} lung", f"no aerated lung of at least {min_cc(side[0] + 'lung'):g} cc on that side")
     return ctx.grid.to_image(m)

@@ -34,12 +34,7 @@ from scipy import ndimage as ndi
 
 from ._common import Context, disk, not_found
 from .body import body_work
-
-BONE_HU = 130.0
-ENCLOSE_MM = 25.0
-SOFT_MAX_HU = 90.0
-CANAL_DELTA_HU = 90.0
-VBODY_MIN_HU = 110.0
+from .params import PARAMS as P
 
 
 def canal_work(ctx: Context) -> np.ndarray:
@@ -72,11 +67,11 @@ def enclosure(ctx: Context) -> np.ndarray:
 def _enclosure(ctx: Context) -> np.ndarray:
     w = ctx.w
     dz, dy, dx = ctx.spacing
-    bone = (w > BONE_HU) & body_work(ctx)
+    bone = (w > P.spine_bone_hu) & body_work(ctx)
     cnt = np.zeros(w.shape, np.uint8)
     ny, nx = w.shape[1:]
     for ay, ax in ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)):
-        n = int(ENCLOSE_MM / np.hypot(ay * dy, ax * dx))
+        n = int(P.enclose_mm / np.hypot(ay * dy, ax * dx))
         hit = np.zeros(w.shape, bool)
         for s in range(1, n + 1):
             sy, sx = ay * s, ax * s
@@ -89,7 +84,7 @@ def _enclosure(ctx: Context) -> np.ndarray:
 
 
 def _soft(w: np.ndarray) -> np.ndarray:
-    return (w > -100.0) & (w < SOFT_MAX_HU)
+    return (w > P.canal_soft_hu[0]) & (w < P.canal_soft_hu[1])
 
 
 def _candidates(ctx: Context):
@@ -118,23 +113,23 @@ def _candidates(ctx: Context):
         for i, sl in enumerate(ndi.find_objects(lab) if n else []):
             comp = lab[sl] == i + 1
             area = comp.sum() * px
-            if not 50.0 <= area <= 450.0:
+            if not P.canal_area_mm2[0] <= area <= P.canal_area_mm2[1]:
                 continue
             hh = (sl[0].stop - sl[0].start) * dy
             ww = (sl[1].stop - sl[1].start) * dx
             if max(hh, ww) > 3.0 * min(hh, ww):
                 continue
             med = float(np.median(w[k][sl][comp]))
-            if not -60.0 <= med <= 50.0:
+            if not P.canal_median_hu[0] <= med <= P.canal_median_hu[1]:
                 continue
             yy, xx = np.nonzero(comp)
             cy = float(gy[sl[0].start + yy].mean())
             cx = float(gx[sl[1].start + xx].mean())
-            if (abs(cx - xc) > 60.0 and not cut_lr) or cy < y0 + 0.35 * (y1 - y0):
+            if (abs(cx - xc) > P.canal_midline_mm and not cut_lr) or cy < y0 + P.canal_posterior_frac * (y1 - y0):
                 continue
             # the vertebral body lies just anterior (smaller y) of the canal
             front = w[k][np.ix_((gy >= cy - 25.0) & (gy <= cy - 8.0), np.abs(gx - cx) <= 10.0)]
-            if front.size == 0 or float(np.mean(front)) < VBODY_MIN_HU:
+            if front.size == 0 or float(np.mean(front)) < P.vbody_min_hu:
                 continue
             cands.append((cx, cy, area, (sl, comp)))
         out.append(cands)
@@ -155,7 +150,7 @@ def _chain(cands, z) -> list:
                     continue
                 for j, cc in enumerate(cands[kk]):
                     d = np.hypot(c[0] - cc[0], c[1] - cc[1])
-                    if d <= 10.0 * max(gap, 10.0) / 10.0 and best[kk][j][0] + 1 > bl:
+                    if d <= P.canal_step_mm * max(gap, 10.0) / 10.0 and best[kk][j][0] + 1 > bl:
                         bl, bp = best[kk][j][0] + 1, (kk, j)
             row.append((bl, bp))
         best.append(row)
@@ -184,13 +179,13 @@ def _canal_work(ctx: Context) -> np.ndarray:
     cands = _candidates(ctx)
     chain = _chain(cands, z)
     found = [k for k in range(nz) if chain[k] is not None]
-    if len(found) < 3:
+    if len(found) < P.canal_min_slices:
         return out
     for k in found:
         cx, cy, area, _ = cands[k][chain[k]]
         track["x"][k], track["y"][k], track["r"][k] = cx, cy, np.sqrt(area / np.pi)
     fz = z[found]
-    ks = [k for k in range(nz) if fz[0] - 10.0 <= z[k] <= fz[-1] + 10.0]
+    ks = [k for k in range(nz) if fz[0] - P.canal_extend_mm <= z[k] <= fz[-1] + P.canal_extend_mm]
     xi = np.interp(z[ks], fz, track["x"][found])
     yi = np.interp(z[ks], fz, track["y"][found])
     ri = np.interp(z[ks], fz, track["r"][found])
@@ -211,7 +206,7 @@ def _canal_work(ctx: Context) -> np.ndarray:
         out[k] = ndi.binary_fill_holes(out[k])
         track["x"][k], track["y"][k], track["r"][k] = cx, cy, r
     # the partial-volume rim of the canal wall: one more voxel (2-3 mm) where not dense bone
-    rim = ndi.binary_dilation(out, structure=disk(1.01 * max(dx, dy), dy, dx)) & (w < 250.0)
+    rim = ndi.binary_dilation(out, structure=disk(1.01 * max(dx, dy), dy, dx)) & (w < P.canal_rim_hu)
     return out | rim
 
 
@@ -228,7 +223,7 @@ def segment_canal(ctx: Context) -> np.ndarray:
 
 def _refine(ctx: Context) -> np.ndarray:
     """The canal on the image grid: per image slice, the region below (canal content +
-    CANAL_DELTA_HU) connected to the tracked centre, within the tracked radius + 5 mm (10-13 mm);
+    ``canal_delta_hu``) connected to the tracked centre, within the tracked radius + 5 mm (10-13 mm);
     the centre is then moved to that region's centroid and the region found again (the track's
     centre comes from the most enclosed part of the canal, often its posterior half). Holes are
     filled and a 1.5 mm rim below 300 HU is added (partial volume of the wall)."""
@@ -265,7 +260,7 @@ def _refine(ctx: Context) -> np.ndarray:
             core = d2 <= core_r**2
             if not core.any():
                 break
-            thr = float(np.clip(np.median(win[core]) + CANAL_DELTA_HU, 80.0, 170.0))
+            thr = float(np.clip(np.median(win[core]) + P.canal_delta_hu, 80.0, 170.0))
             reg = (win < thr) & (win > -150.0) & (d2 <= r * r)
             lab, n = ndi.label(reg)
             hit = np.unique(lab[core & (lab > 0)])

@@ -1,0 +1,121 @@
+"""The one table of tuned numbers of the classical segmentation methods (:data:`PARAMS`).
+
+Every HU threshold, size (mm, cm2, cc) and margin that a method in :mod:`grtv_nb.segment` was tuned
+with lives here, with one line saying what it is, so the numbers can be reviewed (and, for an
+experiment, overridden with ``dataclasses.replace(PARAMS, ...)`` and passed nowhere else: the
+methods read :data:`PARAMS`). Units are in each name: ``_hu`` Hounsfield units, ``_mm``
+millimetres, ``_cm2`` square centimetres, ``_cc`` cubic centimetres, ``_frac`` a fraction.
+Directions are grtv_nb's canonical frame (x to the patient's left, y posterior, z superior).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Tuned numbers of the classical organ methods (see the module docstring for units)."""
+
+    # ---- working grid and input checks (_common)
+    work_spacing_xy_mm: float = 2.0  # in-plane spacing of the working grid of the coarse steps
+    work_spacing_z_mm: float = 2.0  # through-plane spacing of the working grid
+    max_oblique_deg: float = 30.0  # largest angle between image and patient axes still segmented
+    min_cc: tuple = (  # smallest volume of a found organ; anything smaller is "not found"
+        ("body", 50.0), ("llung", 5.0), ("rlung", 5.0), ("spinal_cord", 1.0), ("liver", 20.0),
+        ("lkidney", 5.0), ("rkidney", 5.0), ("stomach", 5.0),
+    )
+
+    # ---- body (body.py)
+    body_hu: float = -500.0  # tissue threshold: fat, soft tissue and bone are above, air and lung below
+    body_open_mm: float = 6.0  # axial opening that detaches couch shells, masks, cables
+    body_recon_mm: float = 8.0  # distance within which the opening is undone
+    body_min_cc: float = 20.0  # smallest trunk (largest tissue region) that is a patient
+    body_outside_air_hu: float = -900.0  # border-touching background above this mean may be inside
+    body_inside_rim_frac: float = 0.75  # ... when the body makes this much of its rim
+    limb_min_cm2: float = 10.0  # arm lying against the trunk: least area per slice
+    limb_max_frac: float = 0.3  # ... most area, as a fraction of the trunk's
+    limb_bone_hu: float = 300.0  # bone of a limb (humerus, radius, ulna)
+    limb_bone_cm2: float = 0.5  # ... least bone area per slice
+    limb_lateral_frac: float = 0.8  # ... centre beyond this fraction of the trunk's half-width
+    limb_min_cc: float = 20.0  # limb apart from the trunk: least volume
+    limb_bone_cc: float = 2.0  # ... least bone volume
+    limb_bone_frac: float = 0.02  # ... least bone fraction of the piece
+    limb_median_hu: tuple = (-120.0, 100.0)  # ... range of its median HU (fat to muscle)
+    trunk_min_cm2: float = 250.0  # a trunk slice (not head, neck or limb): least body area
+    trunk_min_width_mm: float = 200.0  # ... and least left-right width
+
+    # ---- lungs (lungs.py)
+    air_hu: float = -400.0  # internal air (lung, airway, gas) is below
+    airway_hu: float = -900.0  # airway lumen (pure air) is below
+    trachea_cm2: tuple = (0.5, 8.0)  # area range of the trachea's cross-section
+    trachea_midline_mm: float = 50.0  # trachea centre within this of the midline
+    trachea_max_mm: float = 45.0  # largest in-plane extent of the trachea's cross-section
+    trachea_stop_cm2: float = 30.0  # stop looking for the trachea below a slice with this much air
+    airway_grow_mm: float = 6.0  # a bronchus continues within this of the airway above
+    airway_max_cm2: float = 12.0  # airway tracking stops where the region exceeds this ...
+    airway_max_growth: float = 2.5  # ... or grows by this factor (leak into the lung)
+    airway_margin_mm: float = 2.0  # margin of the removed airway
+    gas_hu: float = -950.0  # pure gas (bowel, stomach): 3x3x3 mean below this
+    gas_min_cc: float = 5.0  # ... in blobs of at least this volume
+    lung_min_cc: float = 10.0  # smallest lung component
+    lung_median_hu: tuple = (-920.0, -600.0)  # median HU range of aerated lung
+    lung_large_cc: float = 150.0  # smaller components must reach the top slice (a lung base)
+    lung_front_frac: float = 0.3  # lungs are not centred in this anterior fraction of the body
+    lung_split_max_mm: float = 12.0  # erosion depth tried to split lungs touching at the junction
+    lung_split_min_frac: float = 0.1  # each split part holds at least this fraction
+    lung_side_rows_frac: float = 0.6  # rows putting the skin closer on one side name a single lung
+    lung_close_mm: float = 2.0  # closing that takes in the vessels
+    subdiaphragm_frac: float = 0.5  # below the lungs' largest slice, a piece of air is lung only
+    #                                 when this fraction of it lies under the lung of the slice above
+    lung_hole_cm2: float = 10.0  # ... holes of that lung up to this size (vessels, a small tumour) count
+    lung_base_area_frac: float = 0.5  # the lung bases' highest point: where the area falls below
+    #                                   this fraction of the largest slice area, going down
+
+    # ---- spinal canal (spine.py)
+    spine_bone_hu: float = 130.0  # bone enclosing the canal
+    enclose_mm: float = 25.0  # bone looked for within this in 8 directions
+    canal_soft_hu: tuple = (-100.0, 90.0)  # canal content (CSF, cord, epidural fat)
+    canal_area_mm2: tuple = (50.0, 450.0)  # canal cross-section (radius 4-12 mm)
+    canal_median_hu: tuple = (-60.0, 50.0)  # median HU of a candidate
+    canal_posterior_frac: float = 0.35  # candidate lies behind this fraction of the body's depth
+    canal_midline_mm: float = 60.0  # candidate within this of the body's left-right centre
+    vbody_min_hu: float = 110.0  # mean HU of the vertebral body just anterior of the canal
+    canal_step_mm: float = 10.0  # largest move of the canal centre per 10 mm along z
+    canal_min_slices: int = 3  # least slices with a closed bony ring
+    canal_extend_mm: float = 10.0  # the track is not extended beyond its ends by more than this
+    canal_delta_hu: float = 90.0  # image-grid refinement: region below content + this
+    canal_rim_hu: float = 250.0  # partial-volume rim of the canal wall is below this
+
+    # ---- pelvis landmark (landmarks.py)
+    pelvis_bone_hu: float = 200.0  # iliac bone
+    pelvis_wing_cm2: float = 4.0  # least cross-section of an iliac wing on one slice
+    pelvis_lateral_mm: tuple = (50.0, 170.0)  # distance of a wing's centre from the midline
+    pelvis_min_slices_mm: float = 20.0  # least craniocaudal run of slices with two wings
+    pelvis_margin_mm: float = 20.0  # abdominal organs are looked for down to this below the crests
+
+    # ---- abdomen (abdomen.py)
+    dome_margin_mm: float = 30.0  # abdominal slices start this far above the lung bases
+    airway_below_mm: float = 30.0  # ... and this far below the trachea's lowest slice
+    abdomen_min_mm: float = 20.0  # least craniocaudal extent of abdominal slices
+    liver_open_mm: float = 8.0  # opening that cuts bridges to the liver's neighbours
+    liver_spine_mm: float = 35.0  # radius round the vertebral body left out (crura, aorta, IVC)
+    liver_hu: tuple = (0.0, 250.0)  # range of the liver's histogram mode (plain to portal venous)
+    liver_cc: tuple = (100.0, 5000.0)  # plausible liver volume
+    liver_body_frac: float = 0.4  # the liver holds less than this fraction of the trunk
+    liver_grow_mm: float = 10.0  # growth into the wider window
+    kidney_windows: tuple = ((-15.0, 42.0), (120.0, 400.0))  # kidney HU: plain, contrast
+    kidney_liver_rim_mm: float = 5.0  # rim of the liver that stays open to the kidneys
+    kidney_cc: tuple = (40.0, 450.0)  # plausible kidney volume
+    kidney_midline_mm: tuple = (35.0, 120.0)  # distance of the kidney search zone from the midline
+    stomach_gas_hu: float = -600.0  # stomach gas pocket is below
+    stomach_gas_cc: float = 2.0  # least gas pocket
+
+
+#: The parameters the methods use.
+PARAMS = SegmentParams()
+
+
+def min_cc(organ: str) -> float:
+    """Smallest plausible volume (cc) of a found ``organ``."""
+    return dict(PARAMS.min_cc)[organ]
