@@ -358,3 +358,112 @@ def test_mr_like_image_gets_a_data_window():
     assert v.preset.value == "custom"
     assert v.level.value == pytest.approx((lo + hi) / 2, abs=1) and v.window.value == pytest.approx(hi - lo, abs=1)
     assert len(np.unique(v.render("axial"))) > 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Orientation, positions in mm, readout, mouse window/level, enlarge
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("position", ["HFS", "FFS", "HFP", "FFP"])
+def test_orientation_letters_match_anatomy(tmp_path, position):
+    """The phantom written in each patient position: the letters on each plane name the side where
+    its anatomy is drawn (liver on the patient's right, spine posterior, lungs superior)."""
+    import grtv_nb
+    from grtv_nb.phantom import ELLIPSOIDS, write_phantom
+    from grtv_nb.widgets import SliceViewer
+
+    study = grtv_nb.open_study(write_phantom(tmp_path / position, position, z_positions=np.arange(-90.0, 91.0, 6.0)))
+    v = SliceViewer(study)
+    assert v.labels == {
+        "axial": ("A", "P", "R", "L"),
+        "coronal": ("H", "F", "R", "L"),
+        "sagittal": ("H", "F", "A", "P"),
+    }
+    a = v.arrays
+    names = a.roi_names
+
+    def centroid(plane, idx, roi):
+        g = v.geoms[plane]
+        opts = R.RenderOptions(rois=[names.index(roi)], roi_mode="filled", roi_opacity=1.0, show_dose=False)
+        rgb = R.render_slice(a, g, idx, opts)
+        rr, cc = np.nonzero((rgb == np.array(a.roi_colors[names.index(roi)])).all(axis=2))
+        assert rr.size, (plane, roi)
+        return rr.mean() / g.height, cc.mean() / g.width
+
+    iz = int(np.argmin(np.abs(a.z - ELLIPSOIDS["Liver"][0][2])))
+    r, c = centroid("axial", iz, "Liver")
+    assert c < 0.5  # liver on the patient's right = the "R" side (left of the picture)
+    r, c = centroid("axial", iz, "Spine")
+    assert r > 0.5  # spine posterior = the "P" side (bottom)
+    iy = int(np.argmin(np.abs(a.y - 0.0)))
+    r, _ = centroid("coronal", iy, "Lung_R")
+    r_liver, _ = centroid("coronal", iy, "Liver")
+    assert r < r_liver  # lungs above the liver = "H" at the top
+    ix = int(np.argmin(np.abs(a.x - 0.0)))
+    _, c = centroid("sagittal", ix, "Spine")
+    assert c > 0.5  # spine on the "P" side (right of the sagittal picture)
+    # the static picture carries the letters too (yellow text)
+    img = _png_rgb(v.to_png_bytes())
+    assert (np.abs(img.astype(int) - (255, 215, 94)).max(axis=2) < 30).sum() > 30
+
+
+def test_orientation_letters_oblique():
+    t = np.deg2rad(30.0)
+    d = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])  # x axis towards L and P
+    top, bottom, left, right = R.orientation_labels(d, "axial")
+    assert (right, left) == ("LP", "RA") and (bottom, top) == ("PR", "AL")
+    assert R.orientation_labels(np.eye(3), "sagittal") == ("H", "F", "A", "P")
+    with pytest.raises(ValidationError, match="plane"):
+        R.orientation_labels(np.eye(3), "oblique")
+
+
+def test_positions_in_mm_readout_follows_slice_and_mouse_window_level(ds):
+    from grtv_nb.widgets import SliceViewer
+
+    v = SliceViewer(ds)
+    a = v.arrays
+    v.sliders["axial"].value = 3
+    assert v.position_mm("axial") == a.z[3]
+    assert f"z {a.z[3]:.1f} mm" in v.positions["axial"].value
+    v.sliders["sagittal"].value = 50
+    assert f"x {a.x[50]:.1f} mm" in v.positions["sagittal"].value
+    # hover: readout and the canvas corner show the voxel under the pointer
+    g = v.geoms["axial"]
+    v._on_canvas("axial", {"event": "hover", "row": g.display_row(30), "col": g.display_col(40)})
+    assert f"z {a.z[3]:.1f} mm" in v.readout.value and f"HU {a.image[3, 30, 40]:.0f}" in v.readout.value
+    assert f"{float(a.dose[3, 30, 40]):.2f} Gy" in v.canvases["axial"].info
+    # a slice step under a still pointer: the readout follows to the new slice
+    v._on_canvas("axial", {"event": "step", "delta": 10})
+    assert f"z {a.z[13]:.1f} mm" in v.readout.value
+    assert f"{float(a.dose[13, 30, 40]):.2f} Gy" in v.canvases["axial"].info
+    # mouse window/level: 150 px right doubles the window (WL_PER_PX), 75 px down raises the level
+    from grtv_nb.widgets.slices import WL_PER_PX
+
+    w0, l0 = v.window.value, v.level.value
+    png = v.canvases["axial"].png
+    v._on_canvas("axial", {"event": "wl_start"})
+    v._on_canvas("axial", {"event": "wl", "dx": 40, "dy": 0})
+    v._on_canvas("axial", {"event": "wl", "dx": 150, "dy": 75})
+    assert v.window.value == pytest.approx(w0 * (1 + 150 * WL_PER_PX))
+    assert v.level.value == pytest.approx(l0 + 75 * w0 * WL_PER_PX)
+    assert v.preset.value == "custom" and v.canvases["axial"].png != png
+    o = v.options("axial")
+    assert (o.window, o.level) == (v.window.value, v.level.value)  # what the canvas now shows
+    v.preset.value = "lung"
+    assert (v.window.value, v.level.value) == R.PRESETS["lung"]
+
+
+def test_enlarge_one_plane(ds):
+    from grtv_nb.widgets import SliceViewer
+    from grtv_nb.widgets.slices import ENLARGE
+
+    v = SliceViewer(ds)
+    w0 = v.canvases["coronal"].display_width
+    v._on_canvas("coronal", {"event": "enlarge"})
+    assert v.canvases["coronal"].display_width == pytest.approx(w0 * ENLARGE, abs=1)
+    assert v.canvases["coronal"].enlarged
+    assert v.columns["axial"].layout.display == "none" and v.columns["coronal"].layout.display is None
+    v._on_canvas("coronal", {"event": "enlarge"})  # again: all planes back
+    assert v.canvases["coronal"].display_width == w0
+    assert all(c.layout.display is None for c in v.columns.values())
+    with pytest.raises(ValidationError, match="not shown"):
+        SliceViewer(ds, planes=("axial",)).enlarge("coronal")

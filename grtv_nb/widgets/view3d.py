@@ -24,7 +24,6 @@ versions have conflicting dependencies".
 from __future__ import annotations
 
 import html
-import io
 import math
 from typing import Any
 
@@ -101,47 +100,6 @@ def _polydata(points: np.ndarray, faces: np.ndarray):
 
     f = np.hstack([np.full((len(faces), 1), 3, np.int64), faces]).ravel()
     return pv.PolyData(np.ascontiguousarray(points, dtype=np.float32), f)
-
-
-def scene_html(plotter) -> str:
-    """Self-contained HTML page (vtk.js viewer + scene) of a pyvista plotter.
-
-    The scene is serialised with trame-vtk's vtk.js serializers and embedded in trame-vtk's static
-    OfflineLocalView page: the same output as pyvista's ``export_html``, but without starting a
-    trame server in the kernel (pyvista/trame-pyvista's export launches one, and with
-    trame-vtklocal installed that server also tries to download VTK.wasm from the network)."""
-    import json
-    import zipfile
-
-    from trame_vtk.modules.vtk.serializers import (
-        SynchronizationContext,
-        extract_array_hash,
-        initialize_serializers,
-        reference_id,
-        serialize,
-    )
-    from trame_vtk.tools.vtksz2html import write_html
-
-    initialize_serializers()
-    ctx = SynchronizationContext()
-    ctx.set_ignore_last_dependencies(True)
-    rw = plotter.render_window
-    cam = plotter.renderer.GetActiveCamera()
-    rid = reference_id(rw)
-    scene = serialize(None, rw, rid, ctx, 1)
-    if not scene:
-        raise RuntimeError("the 3D scene could not be serialised for vtk.js")
-    scene["extra"] = {"vtkRefId": rid, "centerOfRotation": cam.GetFocalPoint(), "camera": reference_id(cam)}
-    hashes = {}
-    for entry in extract_array_hash(scene):
-        h = entry["hash"]
-        hashes[h] = dict(**entry, content=ctx.get_cached_data_array(h, False))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("index.json", json.dumps({"hashes": hashes, "scene": scene}), compress_type=zipfile.ZIP_DEFLATED)
-    out = io.StringIO()
-    write_html(buf.getvalue(), out)
-    return out.getvalue()
 
 
 class View3D(StaticPNGMixin, W.VBox):
