@@ -69,6 +69,8 @@ def lab(tmp_path_factory):
         JUPYTERLAB_WORKSPACES_DIR=str(root / ".lab-workspaces"),
         JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
         PYDEVD_DISABLE_FILE_VALIDATION="1",
+        # the kernel imports grtv_nb from this checkout (not from wherever the venv points)
+        PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
     )
     cmd = [
         sys.executable,

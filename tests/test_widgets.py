@@ -209,12 +209,16 @@ def test_viewer_without_dose_rois_or_image(ds):
     assert v.legend is None and v.show_dose.disabled
     assert _png_rgb(v.to_png_bytes()).size
     d = Dashboard(bare)
-    assert d.dvh is None and d.view3d is None and d.legend is None
+    assert d.dvh.result is None and d.view3d is None and d.legend is None
     assert _png_rgb(d.to_png_bytes()).size
     no_dose = ds.drop_vars("dose")
     d2 = Dashboard(no_dose, show_3d=False)
-    assert d2.dvh is None and d2.legend is not None
+    assert d2.dvh.result is None and d2.legend is not None
+    # a clear panel, not a silently missing chart; the static picture says it too
+    assert "grtv-dvh-empty" in d2.dvh.children[0].value and "no dose" in d2.dvh.children[0].value
     assert "no dose" in DVHChart(no_dose).children[0].value
+    assert len(np.unique(_png_rgb(d2.dvh.to_png_bytes()))) > 1
+    assert Dashboard(no_dose, show_3d=False, show_dvh=False).dvh is None
     no_image = ds.drop_vars("image")
     v3 = SliceViewer(no_image)
     assert v3.render("axial").any()  # dose and ROIs on black
@@ -467,3 +471,37 @@ def test_enlarge_one_plane(ds):
     assert all(c.layout.display is None for c in v.columns.values())
     with pytest.raises(ValidationError, match="not shown"):
         SliceViewer(ds, planes=("axial",)).enlarge("coronal")
+
+
+def test_dvh_cursor_query_and_zoom(ds):
+    """Dx/Vx queries against the voxel doses of the ROI (uniform voxels: D95 is the 5th percentile,
+    V20Gy the fraction of voxels >= 20 Gy); the cursor maps the picture to (dose, volume)."""
+    pytest.importorskip("matplotlib")
+    from grtv_nb.widgets import DVHChart
+    from grtv_nb.widgets.dvhchart import parse_query
+
+    c = DVHChart(ds)
+    a = c.arrays
+    d = np.sort(a.dose[a.full_mask("PTV")])[::-1]  # voxel doses, high to low
+    vox_cc = float(np.prod([a.spacing(k) for k in range(3)])) / 1000.0
+    q = c.query_values("D95, D2cc, V20Gy, V20Gy_cc, V95%")
+    assert q["D95"]["PTV"] == pytest.approx(np.percentile(d, 5), abs=0.02 * a.dose_max)
+    assert q["D2cc"]["PTV"] == pytest.approx(d[int(round(2.0 / vox_cc)) - 1], abs=0.02 * a.dose_max)
+    assert q["V20Gy"]["PTV"] == pytest.approx((d >= 20).mean() * 100, abs=1.0)
+    assert q["V20Gy_cc"]["BODY"] == pytest.approx((a.dose[a.full_mask("BODY")] >= 20).sum() * vox_cc, rel=0.02)
+    assert q["V95%"]["PTV"] == pytest.approx((d >= 0.95 * a.dose_max).mean() * 100, abs=1.0)
+    assert parse_query("D95, foo, V3x")[1] == ["foo", "V3x"]
+    c.query.value = "D95, foo"
+    assert "cannot read 'foo'" in c.query_table.value and ">PTV<" in c.query_table.value.replace("</span> ", ">")
+    # cursor: the picture fraction of 20 Gy on the dose axis reads back 20 Gy and PTV's V20
+    (x0, y0, x1, y1), (d0, d1), _ = c._axes
+    fx = x0 + (20.0 - d0) / (d1 - d0) * (x1 - x0)
+    dose, _vol = c.at_cursor(fx, (y0 + y1) / 2)
+    assert dose == pytest.approx(20.0)
+    c._on_chart({"event": "hover", "fx": fx, "fy": (y0 + y1) / 2})
+    assert "<b>20.00 Gy</b>" in c.cursor.value and f"PTV {q['V20Gy']['PTV']:.2f} %" in c.cursor.value
+    assert c.at_cursor(x0 / 2, y0) is None  # outside the axes
+    assert c.image.axes_box == pytest.approx([x0, y0, x1, y1])
+    # zoom on a dose range
+    c.dose_range.value = (10.0, 30.0)
+    assert c.figure().axes[0].get_xlim() == pytest.approx((10.0, 30.0))

@@ -128,14 +128,8 @@ function render({ model, el }) {
   button("1:1", "reset zoom and pan (double click)", "grtv-zoom-reset", () => { zoom = 1; panX = panY = 0; view(); });
   const big = button("\u2922", "enlarge this plane / show all planes", "grtv-enlarge",
                      () => model.send({ event: "enlarge" }));
-  const hint = document.createElement("span");
-  hint.textContent = "drag: window/level \u00b7 shift-drag: pan \u00b7 wheel: slice";
-  hint.style.font = "10px sans-serif";
-  hint.style.color = "#888";
-  hint.style.alignSelf = "center";
-  hint.style.marginLeft = "4px";
-  hint.style.lineHeight = "12px";
-  bar.appendChild(hint);
+  box.title = "click: go to point \u00b7 drag: window/level \u00b7 shift/middle drag: pan \u00b7 " +
+              "wheel, arrows: slice \u00b7 ctrl+wheel, +/-: zoom \u00b7 double click: reset zoom";
 
   const cross = () => {
     const r = model.get("cross_row"), c = model.get("cross_col");
@@ -351,6 +345,83 @@ def on_canvas_event(canvas: W.DOMWidget, callback) -> None:
     """Call ``callback(content_dict)`` for each event message a canvas sends."""
     if hasattr(canvas, "on_msg"):
         canvas.on_msg(lambda _w, content, _buffers: callback(content))
+
+
+_CHART_ESM = r"""
+function render({ model, el }) {
+  el.classList.add("grtv-chart");
+  const box = document.createElement("div");
+  box.style.position = "relative";
+  box.style.display = "inline-block";
+  box.style.lineHeight = "0";
+  const img = document.createElement("img");
+  img.className = "grtv-dvh-image";
+  img.alt = "DVH";
+  img.draggable = false;
+  img.style.cursor = "crosshair";
+  const vline = document.createElement("div");
+  vline.className = "grtv-dvh-cursor";
+  vline.style.position = "absolute";
+  vline.style.pointerEvents = "none";
+  vline.style.borderLeft = "1px dashed #444";
+  vline.style.display = "none";
+  box.appendChild(img);
+  box.appendChild(vline);
+  el.appendChild(box);
+  let url = null;
+  const draw = () => {
+    const v = model.get("value");
+    if (!v || v.byteLength === 0) return;
+    const u = URL.createObjectURL(new Blob([v], { type: "image/png" }));
+    const old = url;
+    url = u;
+    img.onload = () => { if (old) URL.revokeObjectURL(old); };
+    img.src = u;
+  };
+  let last = 0;
+  img.addEventListener("mousemove", (ev) => {
+    const r = img.getBoundingClientRect();
+    const fx = (ev.clientX - r.left) / r.width, fy = (ev.clientY - r.top) / r.height;
+    const [x0, y0, x1, y1] = model.get("axes_box");  // axes in image fractions (top-left origin)
+    if (fx < x0 || fx > x1 || fy < y0 || fy > y1) { vline.style.display = "none"; return; }
+    vline.style.display = "block";
+    vline.style.left = (fx * 100) + "%";
+    vline.style.top = (y0 * 100) + "%";
+    vline.style.height = ((y1 - y0) * 100) + "%";
+    const t = performance.now();
+    if (t - last < 80) return;
+    last = t;
+    model.send({ event: "hover", fx, fy });
+  });
+  img.addEventListener("click", (ev) => {
+    const r = img.getBoundingClientRect();
+    model.send({ event: "click", fx: (ev.clientX - r.left) / r.width, fy: (ev.clientY - r.top) / r.height });
+  });
+  model.on("change:value", draw);
+  draw();
+  return () => { if (url) URL.revokeObjectURL(url); };
+}
+export default { render };
+"""
+
+
+def make_chart_canvas() -> W.DOMWidget:
+    """A chart picture (PNG bytes in ``.value``) that draws a cursor line over its axes and sends
+    ``{"event": "hover"|"click", "fx", "fy"}`` (pointer position as fractions of the picture);
+    a plain ``ipywidgets.Image`` (no cursor) without anywidget."""
+    try:
+        import anywidget
+    except ImportError:  # pragma: no cover - anywidget is in the widgets extra
+        img = W.Image(format="png")
+        img.add_class("grtv-dvh-image")
+        return img
+
+    class ChartCanvas(anywidget.AnyWidget):
+        _esm = _CHART_ESM
+        value = T.Bytes(b"").tag(sync=True)
+        axes_box = T.List(T.Float(), default_value=[0.0, 0.0, 1.0, 1.0]).tag(sync=True)  # x0, y0, x1, y1
+
+    return ChartCanvas()
 
 
 class RoiState(T.HasTraits):
