@@ -223,7 +223,7 @@ def test_viewer_without_dose_rois_or_image(ds):
     v3 = SliceViewer(no_image)
     assert v3.render("axial").any()  # dose and ROIs on black
     empty3d = View3D(bare)
-    assert "no ROIs or dose" in empty3d.frame.value
+    assert "no ROIs or dose" in empty3d.status.value
 
 
 @pytest.mark.parametrize("nz", [2, 1000])
@@ -270,21 +270,68 @@ def test_dvh_chart_legend_and_exports(ds, tmp_path):
     assert 'download="dvh.csv"' in c.export.value and 'download="dvh.png"' in c.export.value
 
 
-def test_view3d_scene_and_static_picture(ds):
-    pytest.importorskip("pyvista")
+def test_view3d_scene_styles_without_resending_meshes(ds):
+    """Meshes go to the browser once; toggles, opacity and highlight change only the styles (so the
+    browser keeps its camera); the mesh of each ROI encloses its mask's volume."""
+    pytest.importorskip("anywidget")
     from grtv_nb.widgets import View3D
 
     v = View3D(ds, size=(200, 160))
-    assert "<iframe" in v.frame.value and "vtk" in v.frame.value.lower()
-    n_all = len(v.scene_items())
+    a = v.arrays
+    names = [m["id"] for m in v.scene.meshes]
+    assert names == a.roi_names
+    sent = []
+    v.scene.observe(lambda ch: sent.append(ch["name"]), ["meshes", "dose_mesh", "styles"])
+    ptv = next(m for m in v.scene.meshes if m["id"] == "PTV")
+    pts = np.frombuffer(ptv["pos"], np.float32).reshape(-1, 3)
+    tri = np.frombuffer(ptv["idx"], np.uint32).reshape(-1, 3).astype(np.int64)
+    p0, p1, p2 = (pts[tri[:, k]].astype(np.float64) for k in range(3))
+    vol_cc = abs(np.einsum("ij,ij->i", p0, np.cross(p1, p2)).sum()) / 6 / 1000  # divergence theorem
+    mask_cc = a.full_mask("PTV").sum() * np.prod([a.spacing(k) for k in range(3)]) / 1000
+    assert vol_cc == pytest.approx(mask_cc, rel=0.1)
+    # the canonical frame: PTV points lie within the PTV mask's bounding box in mm
+    (z0, _, x0), (z1, _, x1) = a.crop("PTV").lo, a.crop("PTV").hi
+    assert a.x[x0] - 2 <= pts[:, 0].min() and pts[:, 0].max() <= a.x[x1 - 1] + 2
+    assert a.z[z0] - 3 <= pts[:, 2].min() and pts[:, 2].max() <= a.z[z1 - 1] + 3
     v.roi_state.set_visible("PTV", False)
-    assert len(v.scene_items()) == n_all - 1
+    assert v.scene.styles["PTV"]["visible"] is False and v.scene.styles["BODY"]["visible"] is True
+    v.roi_state.highlight = "Lung_L"
+    assert v.scene.styles["Spine"]["opacity"] == pytest.approx(0.6 * 0.25)
+    v.set_opacity("Spine", 0.3)
+    v.roi_state.highlight = ""
+    assert v.scene.styles["Spine"]["opacity"] == pytest.approx(0.3)
+    assert set(sent) == {"styles"}  # no geometry sent again
     v.show_dose.value = True
-    assert len(v.scene_items()) == n_all  # dose isosurface added
+    assert sent[-2:] == ["dose_mesh", "styles"] and v.scene.styles["__dose__"]["visible"]
+    assert len(v.scene.dose_mesh["pos"]) > 0
     img = _png_rgb(v.to_png_bytes())
     assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 5
     proj = v.projection()
     assert proj.shape[:2] == (v.arrays.shape[0] * 3 // 2, v.arrays.shape[2])
+
+
+def test_view3d_background_build_and_large_roi_subsampled():
+    pytest.importorskip("anywidget")
+    from grtv_nb.widgets import View3D
+    from grtv_nb.widgets import view3d as V
+
+    d = synthetic_dataset((60, 160, 200), (2.0, 1.0, 1.0), n_rois=3)
+    a = R.StudyArrays(d)
+    assert a.crop("BODY").mask.size > 1_000_000
+    old = V.MAX_MESH_VOXELS
+    V.MAX_MESH_VOXELS = 200_000  # BODY meshed from a 3x subsampled mask
+    try:
+        v = View3D(a, background=True)
+        assert v.wait(120) and v.progress.value == 3 and v.progress.layout.display == "none"
+    finally:
+        V.MAX_MESH_VOXELS = old
+    body = next(m for m in v.scene.meshes if m["id"] == "BODY")
+    pts = np.frombuffer(body["pos"], np.float32).reshape(-1, 3)
+    # the subsampled surface still spans the body: extent within 3 voxels of the mask's
+    (_, _, x0), (_, _, x1) = a.crop("BODY").lo, a.crop("BODY").hi
+    assert pts[:, 0].min() == pytest.approx(a.x[x0], abs=3.5)
+    assert pts[:, 0].max() == pytest.approx(a.x[x1 - 1], abs=3.5)
+    assert len(body["idx"]) // 12 < 60_000
 
 
 def test_view3d_beside_tensorflow_in_one_process():
@@ -300,7 +347,7 @@ def test_view3d_beside_tensorflow_in_one_process():
         "from grtv_nb.widgets._synthetic import synthetic_dataset\n"
         "from grtv_nb.widgets import View3D\n"
         "v = View3D(synthetic_dataset(shape=(12, 40, 48)), size=(120, 100))\n"
-        "assert '<iframe' in v.frame.value\n"
+        "assert len(v.scene.meshes) > 0\n"
         "assert len(v.to_png_bytes()) > 100\n"
         "print('ok')\n"
     )
@@ -313,13 +360,13 @@ def test_dashboard_links_views(ds):
     from grtv_nb.widgets import dashboard
 
     d = dashboard(ds)
+    assert d.wait(120)
     assert d.slices.roi_state is d.roi_state is d.dvh.roi_state is d.view3d.roi_state
-    frame = d.view3d.frame.value
     d.legend.checkboxes["Lung_L"].value = False
     assert "Lung_L" not in d.roi_state.visible
     assert d.slices.roi_state.is_visible("Lung_L") is False
     assert "Lung_L" not in [ln.get_label() for ln in d.dvh.figure().axes[0].get_lines()]
-    assert d.view3d.frame.value != frame
+    assert d.view3d.scene.styles["Lung_L"]["visible"] is False
     d.legend.highlight.value = "PTV"
     assert d.slices.options("axial").highlight == d.arrays.roi_names.index("PTV")
     bundle = d._repr_mimebundle_()
@@ -335,6 +382,7 @@ def test_widgets_on_a_real_study(tmp_path):
 
     study = grtv_nb.open_study(write_phantom(tmp_path / "phantom"))
     d = dashboard(study)
+    assert d.wait(120)
     a = d.arrays
     assert a.roi_names == study.roi_names
     assert a.roi_colors == [tuple(int(v) for v in c) for c in study.ds["roi_color"].values]
@@ -505,3 +553,40 @@ def test_dvh_cursor_query_and_zoom(ds):
     # zoom on a dose range
     c.dose_range.value = (10.0, 30.0)
     assert c.figure().axes[0].get_xlim() == pytest.approx((10.0, 30.0))
+
+
+def test_static_picture_is_its_own_output_and_follows_the_3d_view(ds, monkeypatch):
+    """Displayed in a kernel: first the static picture (image/png + marked HTML with the CSS that
+    swaps it for the live widget), then the widget; the picture is updated once the background 3D
+    view is built."""
+    pytest.importorskip("anywidget")
+    import IPython.display as ipd
+    from IPython.display import DisplayHandle
+
+    from grtv_nb.widgets import Dashboard
+    from grtv_nb.widgets._base import STATIC_CSS
+
+    shown, updates = [], []
+
+    def fake_display(obj, raw=False, display_id=None):
+        shown.append(obj)
+        return DisplayHandle("h") if display_id else None
+
+    monkeypatch.setattr(ipd, "display", fake_display)
+    monkeypatch.setattr(DisplayHandle, "update", lambda self, obj, raw=False: updates.append(obj))
+    gate = __import__("threading").Event()
+    from grtv_nb.widgets import view3d as V
+
+    real = V.roi_mesh
+    monkeypatch.setattr(V, "roi_mesh", lambda *a, **k: (gate.wait(60), real(*a, **k))[1])
+    d = Dashboard(ds)
+    d._ipython_display_()
+    assert not d.view3d.ready.is_set()  # the picture came before the 3D meshes
+    static, live = shown
+    assert "grtv-static" in static["text/html"] and STATIC_CSS in static["text/html"]
+    assert static["text/html"].count(static["image/png"]) == 1
+    assert "application/vnd.jupyter.widget-view+json" in live and "image/png" not in live
+    assert "grtv-live" in d._dom_classes
+    gate.set()
+    assert d.wait(120)
+    assert len(updates) == 1 and updates[0]["image/png"] != static["image/png"]

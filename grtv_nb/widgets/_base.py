@@ -494,9 +494,52 @@ class RoiLegend(W.VBox):
                 cb.value = v
 
 
+#: Shown with every static picture: hides the picture once the live widget that follows it has
+#: rendered, and hides that widget's output while it cannot render (loading, or "model not found"
+#: in a reopened notebook whose kernel is gone), so a saved notebook shows the picture instead.
+#: (Needs a trusted notebook: untrusted HTML loses its <style>, and then both are shown.)
+STATIC_CSS = (
+    "<style>"
+    ".jp-OutputArea-child:has(.grtv-static):has(+ .jp-OutputArea-child .grtv-live){display:none}"
+    ".jp-OutputArea-child:has(.grtv-static) + .jp-OutputArea-child:not(:has(.grtv-live)){display:none}"
+    "</style>"
+)
+
+
 class StaticPNGMixin:
-    """Adds ``image/png`` (from ``self.to_png_bytes()``) to the widget's display bundle, so a
-    notebook executed without a browser keeps a static picture of the widget."""
+    """The widget's static picture (``self.to_png_bytes()``) as its own output, displayed just
+    before the live widget, so a notebook executed headless (papermill), converted by nbconvert or
+    saved and reopened without a kernel still shows the study (see :data:`STATIC_CSS`).
+    ``_repr_mimebundle_`` also carries the ``image/png`` for front ends that ask for it directly."""
+
+    _static_handle = None
+
+    def static_bundle(self) -> dict[str, str]:
+        """``image/png`` and ``text/html`` (the same picture, marked ``grtv-static``) of the widget."""
+        png = self.to_png_bytes()  # type: ignore[attr-defined]
+        b64 = base64.b64encode(png).decode("ascii")
+        name = type(self).__name__
+        return {
+            "image/png": b64,
+            "text/html": f'<div class="grtv-static"><img alt="{name} (static picture)" '
+            f'src="data:image/png;base64,{b64}"/></div>{STATIC_CSS}',
+            "text/plain": f"<{name} static picture>",
+        }
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        self.add_class("grtv-live")  # type: ignore[attr-defined]
+        try:
+            self._static_handle = display(self.static_bundle(), raw=True, display_id=True)
+        except Exception as exc:  # a broken picture must not hide the live widget
+            display({"text/plain": f"(static picture failed: {exc})"}, raw=True)
+        display(super()._repr_mimebundle_(), raw=True)  # type: ignore[misc]
+
+    def update_static(self) -> None:
+        """Redraw the static picture shown before the widget (e.g. once its 3D view is built)."""
+        if self._static_handle is not None:
+            self._static_handle.update(self.static_bundle(), raw=True)
 
     def _repr_mimebundle_(self, **kwargs):  # noqa: D401
         data = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
