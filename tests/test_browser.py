@@ -69,6 +69,8 @@ def lab(tmp_path_factory):
         JUPYTERLAB_WORKSPACES_DIR=str(root / ".lab-workspaces"),
         JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
         PYDEVD_DISABLE_FILE_VALIDATION="1",
+        # the kernel imports grtv_nb from this checkout (not from wherever the venv points)
+        PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
     )
     cmd = [
         sys.executable,
@@ -152,19 +154,40 @@ def _run_all(page) -> None:
 
 
 def _wait_3d(page) -> None:
-    page.locator("iframe.grtv-3d-frame").wait_for(state="visible", timeout=60_000)
-    page.frame_locator("iframe.grtv-3d-frame").locator("canvas").first.wait_for(state="visible", timeout=30_000)
-    page.wait_for_timeout(2500)  # let vtk.js draw
+    """The WebGL 3D view has its meshes (built in the background after the slices) and has drawn."""
+    page.locator("canvas.grtv-3d-canvas").wait_for(state="visible", timeout=60_000)
+    page.wait_for_function(
+        "() => { const e = document.querySelector('.grtv-3d'); return e && +(e.dataset.uploads || 0) > 0"
+        " && +(e.dataset.frames || 0) > 0; }",
+        timeout=120_000,
+    )
+    page.wait_for_timeout(300)
 
 
-def _check_3d(page, name: str) -> None:
-    iframe = page.locator("iframe.grtv-3d-frame")
-    iframe.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    s3 = _png(iframe.screenshot(path=str(ARTIFACTS / name)))
+def _check_3d(page, name: str) -> np.ndarray:
+    canvas = page.locator("canvas.grtv-3d-canvas")
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    s3 = _png(canvas.screenshot(path=str(ARTIFACTS / name)))
     distinct = len(np.unique((s3 // 16).reshape(-1, 3), axis=0))
     nonbg = (np.abs(s3 - s3[5, 5]).max(axis=2) > 40).mean()
     assert distinct > 20 and nonbg > 0.02, f"3D canvas looks blank ({distinct} colours, {nonbg:.3f} non-background)"
+    return s3
+
+
+def _drag(page, locator, dx: float, dy: float, shift: bool = False) -> None:
+    box = locator.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.down()
+    for k in range(1, 6):
+        page.mouse.move(x + dx * k / 5, y + dy * k / 5)
+        page.wait_for_timeout(80)
+    page.mouse.up()
+    if shift:
+        page.keyboard.up("Shift")
 
 
 def test_dashboard_in_jupyterlab(lab):
@@ -201,7 +224,6 @@ def test_dashboard_in_jupyterlab(lab):
                     timeout=30_000,
                 )
                 page.locator(".grtv-dvh-image").wait_for(state="visible", timeout=30_000)
-                page.locator("iframe.grtv-3d-frame").wait_for(state="visible", timeout=60_000)
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "failed.png"), full_page=True)
                 raise
@@ -221,11 +243,25 @@ def test_dashboard_in_jupyterlab(lab):
                 )
                 assert min(size) > 0, (plane, size)
 
-            # --- 3D view: the vtk.js canvas is not blank ---------------------------------------
+            # --- live widgets replace the static pictures; letters, positions in mm -------------
+            assert page.locator(".grtv-static").count() >= 1
+            assert not page.locator(".grtv-static img").first.is_visible(), "static picture shown beside the widget"
+            letters = [page.locator(f".grtv-slice-viewer .grtv-orient-{e}").first.inner_text()
+                       for e in ("top", "bottom", "left", "right")]
+            assert letters == ["A", "P", "R", "L"], letters
+            assert " mm" in page.locator(".grtv-pos-axial").inner_text()
+
+            # --- 3D view: WebGL canvas drawn; the camera survives ROI toggles -------------------
             _check_3d(page, "02_view3d.png")
+            scene = page.locator("canvas.grtv-3d-canvas")
+            _drag(page, scene, 80, 30)  # rotate
+            page.wait_for_timeout(500)
+            rot = _check_3d(page, "02b_view3d_rotated.png")
+            uploads = page.evaluate("() => document.querySelector('.grtv-3d').dataset.uploads")
 
             # --- axial slice: move the slider, the picture must change ---------------------------
             axial.scroll_into_view_if_needed()
+            pos0 = page.locator(".grtv-pos-axial").inner_text()
             idx0 = int(axial.get_attribute("data-index"))
             shot0 = axial.screenshot(path=str(ARTIFACTS / "03_axial_before.png"))
             handle = page.locator(".grtv-slider-axial .noUi-handle")
@@ -241,6 +277,46 @@ def test_dashboard_in_jupyterlab(lab):
             assert a0.shape == a1.shape
             changed = (np.abs(a0 - a1).max(axis=2) > 30).mean()
             assert changed > 0.01, f"axial slice did not change visibly ({changed:.4f} of pixels)"
+            assert page.locator(".grtv-pos-axial").inner_text() != pos0  # the mm position follows
+
+            # --- hover readout in the canvas corner; window/level by mouse drag -----------------
+            axial.hover()
+            page.wait_for_function(
+                "() => document.querySelector('.grtv-info').innerText.includes('HU')", timeout=15_000
+            )
+            _drag(page, axial, 120, 0)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.grtv-slice-viewer select')][0].value === 'custom'",
+                timeout=15_000,
+            )
+            page.wait_for_timeout(500)
+            wide = _png(axial.screenshot(path=str(ARTIFACTS / "04b_axial_window_dragged.png")))
+            assert (np.abs(wide - a1).max(axis=2) > 20).mean() > 0.05, "window/level drag did not change the picture"
+            page.locator(".grtv-slice-viewer select").first.select_option("soft tissue")
+            page.wait_for_timeout(800)
+
+            # --- enlarge one plane and back ------------------------------------------------------
+            w_small = page.evaluate("() => document.querySelector('img.grtv-slice-axial').clientWidth")
+            page.locator(".grtv-canvas .grtv-enlarge").first.click()
+            page.wait_for_function(
+                f"() => document.querySelector('img.grtv-slice-axial').clientWidth > {w_small} * 1.5", timeout=15_000
+            )
+            assert not page.locator("img.grtv-slice-coronal").is_visible()
+            page.screenshot(path=str(ARTIFACTS / "04c_enlarged.png"))
+            page.locator(".grtv-canvas .grtv-enlarge").first.click()
+            page.wait_for_function(
+                f"() => document.querySelector('img.grtv-slice-axial').clientWidth == {w_small}", timeout=15_000
+            )
+
+            # --- DVH cursor readout ------------------------------------------------------------
+            dvh = page.locator(".grtv-dvh-image")
+            dvh.scroll_into_view_if_needed()
+            dvh.hover()
+            page.wait_for_function(
+                "() => document.querySelector('.grtv-dvh-cursor-readout').innerText.includes('Gy:')", timeout=15_000
+            )
+            assert "PTV" in page.locator(".grtv-dvh-query").inner_text()
+            axial.scroll_into_view_if_needed()
 
             # --- click readout and keyboard stepping on the slice itself ------------------------
             axial.click()
@@ -277,12 +353,32 @@ def test_dashboard_in_jupyterlab(lab):
             assert n_off < 0.05 * n_on, f"BODY colour still shown after toggling off ({n_off} vs {n_on} px)"
             assert n_on2 > 0.9 * n_on, f"BODY colour did not come back ({n_on2} vs {n_on} px)"
 
-            # --- the 3D view was rebuilt by the toggles and still draws -------------------------
-            _wait_3d(page)
-            _check_3d(page, "08_view3d_after.png")
+            # --- the 3D view: same camera after the toggles, no mesh sent again ----------------
+            after = _check_3d(page, "08_view3d_after.png")
+            assert page.evaluate("() => document.querySelector('.grtv-3d').dataset.uploads") == uploads
+            same = (np.abs(after - rot).max(axis=2) <= 24).mean()
+            assert same > 0.97, f"3D view changed after toggling BODY off and on ({same:.3f} of pixels kept)"
             page.screenshot(path=str(ARTIFACTS / "09_final.png"), full_page=True)
             assert "Error displaying widget" not in page.inner_text("body")
             assert not external, f"the page tried to reach the network: {external[:5]}"
+            errors = [m for m in console if m.startswith("error:")]
+            assert not errors, f"JavaScript console errors: {errors[:5]}"
+
+            # --- saved and reopened with a fresh kernel: the static pictures, no widget error ---
+            page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+            page.wait_for_timeout(2000)
+            page.evaluate("window.jupyterapp.commands.execute('notebook:restart-kernel')")  # dialog
+            page.wait_for_timeout(1000)
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(3000)
+            page.reload()
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+            page.wait_for_timeout(6000)
+            page.screenshot(path=str(ARTIFACTS / "10_reopened.png"), full_page=True)
+            static = page.locator(".grtv-static img").first
+            static.scroll_into_view_if_needed()
+            assert static.is_visible(), "reopened notebook shows no static picture"
+            assert "model not found" not in page.inner_text("body"), "reopened notebook shows a widget error"
         finally:
             (ARTIFACTS / "console.log").write_text("\n".join(console))
             browser.close()

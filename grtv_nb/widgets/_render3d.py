@@ -4,12 +4,14 @@ A VTK render window (even an off-screen one that never renders) and TensorFlow c
 process: whichever comes second crashes it (``free(): invalid pointer`` at exit, or a segfault when
 TensorFlow is imported after the window exists). The 3D view therefore never creates a render
 window in the kernel: one persistent worker process (spawned on first use, restarted if it dies)
-builds the pyvista scene and returns either the vtk.js HTML page or a screenshot. Scene items travel
+builds the pyvista scene and returns a screenshot (the static picture of the 3D view). The worker's
+stderr goes to /dev/null: VTK's X/GL complaints would otherwise show as red boxes in notebooks. Scene items travel
 as plain arrays: ``(points (N, 3) float32, faces (vtk cell array), rgb 0-1, opacity)``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,16 +36,6 @@ def _plotter(items, size):
     return p
 
 
-def _html_job(items, size) -> str:
-    from .view3d import scene_html
-
-    p = _plotter(items, size)
-    try:
-        return scene_html(p)
-    finally:
-        p.close()
-
-
 def _png_job(items, size) -> np.ndarray | None:
     p = _plotter(items, size)
     try:
@@ -53,12 +45,19 @@ def _png_job(items, size) -> np.ndarray | None:
     return None if img is None else np.asarray(img)[..., :3]
 
 
+def _quiet() -> None:
+    """Worker start: stderr (fd 2, where VTK and Mesa write) to /dev/null."""
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _pool() -> ProcessPoolExecutor:
     global _POOL
     if _POOL is None:
         import multiprocessing as mp
 
-        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_quiet)
     return _POOL
 
 
@@ -73,11 +72,6 @@ def _run(job, items, size, timeout: float):
                 if attempt:
                     raise
     return None
-
-
-def scene_html(items, size, timeout: float = 180.0) -> str:
-    """The vtk.js page of a scene, built in the worker process."""
-    return _run(_html_job, items, size, timeout) if items else ""
 
 
 def screenshot(items, size, timeout: float = 180.0) -> np.ndarray | None:

@@ -19,8 +19,8 @@ class Dashboard(StaticPNGMixin, W.VBox):
     ----------
     study : Study or xarray.Dataset
     show_3d, show_dvh : bool
-        Leave out the 3D view / DVH chart (they are also left out when the study has nothing
-        for them: no ROIs and no dose for 3D, no dose or no ROIs for the DVH).
+        Leave out the 3D view / DVH chart (the 3D view is also left out when the study has no
+        ROIs and no dose; the DVH chart then says there is no dose or no ROIs).
     slice_size : int
         Display size (px) of the largest plane extent.
     """
@@ -35,15 +35,22 @@ class Dashboard(StaticPNGMixin, W.VBox):
         self.roi_state = RoiState(a.roi_names, a.roi_colors)
         self.legend = RoiLegend(self.roi_state, layout=W.Layout(min_width="200px")) if a.roi_names else None
         self.slices = SliceViewer(a, roi_state=self.roi_state, legend=False, size=slice_size)
-        has_dvh = show_dvh and a.dose is not None and bool(a.roi_names)
+        has_dvh = show_dvh  # without dose or ROIs the chart is a panel saying so
         has_3d = show_3d and (bool(a.roi_names) or a.dose is not None)
         self.dvh = DVHChart(a, roi_state=self.roi_state, legend=False) if has_dvh else None
-        self.view3d = View3D(a, roi_state=self.roi_state) if has_3d else None
+        # the 3D meshes are built in the background: slices show first, the 3D view fills in
+        self.view3d = View3D(a, roi_state=self.roi_state, background=True) if has_3d else None
         top = [self.slices] + ([self.legend] if self.legend is not None else [])
         bottom = [w for w in (self.dvh, self.view3d) if w is not None]
         title = W.HTML(f"<b>{_title(study)}</b> &nbsp; <small>{_describe(a)}</small>")
         super().__init__([title, W.HBox(top), W.HBox(bottom, layout=W.Layout(flex_flow="row wrap"))])
         self.add_class("grtv-dashboard")
+        if self.view3d is not None:
+            self.view3d.on_ready(self.update_static)  # the static picture gets the 3D screenshot
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the background 3D meshes are built; True when they are."""
+        return self.view3d is None or self.view3d.wait(timeout)
 
     def to_png_bytes(self) -> bytes:
         """Slices on top, DVH and 3D pictures below, as one PNG."""

@@ -1,5 +1,11 @@
 """DVHChart: every ROI's cumulative DVH in its colour (absolute or relative volume), toggled from the
-shared ROI legend, with the statistics table of :mod:`grtv_nb.dvh` and CSV/PNG export.
+shared ROI legend, with a cursor readout (each ROI's volume at the dose under the pointer), a dose
+range zoom, a Dx/Vx query table, the statistics table of :mod:`grtv_nb.dvh` and CSV/PNG export. A
+study without dose (or without ROIs) gets a panel saying so.
+
+Query syntax (comma separated): ``D95`` dose (Gy) to 95 % of the ROI, ``D2cc`` dose to 2 cc,
+``V20`` or ``V20Gy`` volume (%) receiving at least 20 Gy, ``V20Gy_cc`` the same in cc, ``V95%``
+volume (%) receiving 95 % of the prescription (of the maximum dose when the DVH has no prescription).
 
 The DVHs come from :func:`grtv_nb.dvh.compute_dvh` (the one DVH engine); this module only draws
 them (matplotlib Agg on the kernel side, shown as a PNG image updated in place).
@@ -12,6 +18,7 @@ import html
 import io
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,9 +27,33 @@ import ipywidgets as W
 import numpy as np
 
 from . import render as R
-from ._base import RoiLegend, RoiState, StaticPNGMixin, hex_color
+from ._base import RoiLegend, RoiState, StaticPNGMixin, hex_color, make_chart_canvas, on_canvas_event
 
 _STAT_LABELS = {"volume_cc": "Volume (cc)", "min": "Min (Gy)", "mean": "Mean (Gy)", "max": "Max (Gy)"}
+DEFAULT_QUERY = "D98, D95, D50, D2, D2cc, V20Gy, V95%"
+_QUERY = re.compile(r"^(D)(\d+(?:\.\d+)?)(cc)?$|^(V)(\d+(?:\.\d+)?)(Gy|%)?(_cc)?$", re.IGNORECASE)
+
+
+def parse_query(text: str) -> tuple[list[tuple[str, str, float, str]], list[str]]:
+    """Parse a Dx/Vx query: returns ([(label, kind, value, unit)], [unreadable tokens]).
+
+    ``kind`` is ``"D%"`` (dose to value % volume), ``"Dcc"`` (dose to value cc), ``"V%"`` /
+    ``"Vcc"`` (volume receiving value Gy, or value % of the maximum dose for ``V95%``), with
+    ``unit`` ``"Gy"`` or ``"%max"`` for V queries."""
+    out, bad = [], []
+    for tok in text.replace(";", ",").split(","):
+        t = tok.strip().replace(" ", "")
+        if not t:
+            continue
+        m = _QUERY.match(t)
+        if m is None:
+            bad.append(t)
+        elif m.group(1):
+            out.append((t, "Dcc" if m.group(3) else "D%", float(m.group(2)), "Gy"))
+        else:
+            unit = "%max" if m.group(6) == "%" else "Gy"
+            out.append((t, "Vcc" if m.group(7) else "V%", float(m.group(5)), unit))
+    return out, bad
 
 
 def study_dvh(arrays: R.StudyArrays, bin_width: float = 0.01):
@@ -78,8 +109,14 @@ class DVHChart(StaticPNGMixin, W.VBox):
             description="Volume",
             style={"button_width": "50px"},
         )
-        self.image = W.Image(format="png")
-        self.image.add_class("grtv-dvh-image")
+        self.image = make_chart_canvas()
+        self.cursor = W.HTML("<i>move the pointer over the chart for each ROI's volume at that dose</i>")
+        self.cursor.add_class("grtv-dvh-cursor-readout")
+        self.query = W.Text(value=DEFAULT_QUERY, description="Dx / Vx", continuous_update=False,
+                            layout=W.Layout(width="420px"))
+        self.query_table = W.HTML()
+        self.query_table.add_class("grtv-dvh-query")
+        self._axes = None  # (axes box in picture fractions, xlim, ylim) of the last drawn chart
         self.table = W.HTML()
         self.table.add_class("grtv-dvh-table")
         self.export = W.HTML()
@@ -91,14 +128,45 @@ class DVHChart(StaticPNGMixin, W.VBox):
         self.export_button.on_click(lambda _b: self.make_export_links())
         if self.result is None:
             why = "no dose in this study" if a.dose is None else "no ROIs in this study"
-            super().__init__([W.HTML(f"<i>DVH: {why}</i>")])
+            hint = (
+                "load an RTDOSE with the study (or add a dose) to see dose-volume histograms"
+                if a.dose is None
+                else "add or import contours to see dose-volume histograms"
+            )
+            w, h = int(figsize[0] * 100), int(figsize[1] * 100)
+            panel = W.HTML(
+                f'<div class="grtv-dvh-empty" style="width:{w}px;height:{h}px;display:flex;flex-direction:column;'
+                'align-items:center;justify-content:center;border:1px dashed #999;color:#555;background:#fafafa">'
+                f"<b>DVH: {why}</b><small>{hint}</small></div>"
+            )
+            self.empty_reason = why
+            super().__init__([panel])
             self.add_class("grtv-dvh")
             return
+        self.empty_reason = ""
+        dmax = float(self.result.dose[-1]) if len(self.result.dose) else 1.0
+        self.dose_range = W.FloatRangeSlider(
+            value=(0.0, dmax), min=0.0, max=dmax, step=round(dmax / 200, 3) or 0.01,
+            description="Dose Gy", continuous_update=False, layout=W.Layout(width="420px"),
+        )
         self.mode.observe(lambda _c: self.refresh(), "value")
+        self.dose_range.observe(lambda _c: self.refresh(), "value")
+        self.query.observe(lambda _c: self._show_query(), "value")
         self.roi_state.observe(lambda _c: self.refresh(), ["visible", "highlight"])
+        on_canvas_event(self.image, self._on_chart)
         self.legend = RoiLegend(self.roi_state) if legend else None
         top = W.HBox([self.image] + ([self.legend] if self.legend is not None else []))
-        super().__init__([self.mode, top, self.table, W.HBox([self.export_button, self.export])])
+        super().__init__(
+            [
+                W.HBox([self.mode, self.dose_range], layout=W.Layout(flex_flow="row wrap")),
+                top,
+                self.cursor,
+                self.query,
+                self.query_table,
+                self.table,
+                W.HBox([self.export_button, self.export]),
+            ]
+        )
         self.add_class("grtv-dvh")
         self.refresh()
 
@@ -137,19 +205,103 @@ class DVHChart(StaticPNGMixin, W.VBox):
             )
         ax.set_xlabel("Dose (Gy)")
         ax.set_ylabel("Volume (%)" if self.relative else "Volume (cc)")
-        ax.set_xlim(0, max(float(res.dose[-1]) if len(res.dose) else 1.0, 1e-3))
+        d0, d1 = self.dose_range.value if hasattr(self, "dose_range") else (0.0, float(res.dose[-1]))
+        ax.set_xlim(d0, max(d1, d0 + 1e-3))
         ax.set_ylim(0, None)
         ax.grid(alpha=0.3)
         if self._visible():
             ax.legend(fontsize="x-small", loc="upper right", ncol=1 + len(self._visible()) // 12)
         fig.tight_layout()
+        x0, y0, x1, y1 = ax.get_position().extents  # figure fractions, origin bottom left
+        self._axes = ((x0, 1 - y1, x1, 1 - y0), ax.get_xlim(), ax.get_ylim())
         return fig
+
+    # -- cursor and queries ------------------------------------------------------------------------
+    def at_cursor(self, fx: float, fy: float) -> tuple[float, float] | None:
+        """(dose Gy, volume % or cc) under the pointer at picture fractions (fx, fy), or None outside
+        the axes."""
+        if self._axes is None:
+            return None
+        (x0, y0, x1, y1), (d0, d1), (v0, v1) = self._axes
+        if not (x0 <= fx <= x1 and y0 <= fy <= y1):
+            return None
+        return d0 + (fx - x0) / (x1 - x0) * (d1 - d0), v1 - (fy - y0) / (y1 - y0) * (v1 - v0)
+
+    def _on_chart(self, msg: dict) -> None:
+        if msg.get("event") in ("hover", "click"):
+            p = self.at_cursor(float(msg.get("fx", -1)), float(msg.get("fy", -1)))
+            if p is not None:
+                self.show_cursor(p[0])
+
+    def show_cursor(self, dose_gy: float) -> None:
+        """Readout of each visible ROI's volume receiving at least ``dose_gy``."""
+        res = self.result
+        vol = res.volume_at_dose(dose_gy, relative=self.relative).values
+        unit = "%" if self.relative else "cc"
+        cols = dict(zip(self.arrays.roi_names, self.arrays.roi_colors))
+        parts = [
+            f'<span style="color:{hex_color(cols.get(res.roi_names[i], (0, 0, 0)))}">&#9632;</span> '
+            f"{html.escape(res.roi_names[i])} {_fmt(float(vol[i]))} {unit}"
+            for i in self._visible()
+        ]
+        self.cursor.value = f"<b>{dose_gy:.2f} Gy</b>: " + " &nbsp; ".join(parts)
+
+    def query_values(self, text: str | None = None) -> dict[str, dict[str, float]]:
+        """Dx/Vx values ``{query: {roi: value}}`` for all ROIs (see the module docstring for the
+        syntax): D in Gy, V in % of the ROI or cc. Unreadable tokens are left out."""
+        res = self.result
+        qs, _bad = parse_query(self.query.value if text is None else text)
+        ref = float(res.prescription_gy or self.arrays.dose_max)  # V95%: 95 % of the prescription (else max)
+        out: dict[str, dict[str, float]] = {}
+        for label, kind, v, unit in qs:
+            if kind == "D%":
+                vals = res.dose_at_volume(v, relative=True).values
+            elif kind == "Dcc":
+                vals = res.dose_at_volume(v, relative=False).values
+            else:
+                gy = v * ref / 100.0 if unit == "%max" else v
+                vals = res.volume_at_dose(gy, relative=kind == "V%").values
+            out[label] = {n: float(x) for n, x in zip(res.roi_names, vals)}
+        return out
+
+    def _show_query(self) -> None:
+        qs, bad = parse_query(self.query.value)
+        vals = self.query_values()
+        res = self.result
+        cols = dict(zip(self.arrays.roi_names, self.arrays.roi_colors))
+        unit = {"D%": "Gy", "Dcc": "Gy", "V%": "%", "Vcc": "cc"}
+        head = "".join(f"<th>{html.escape(label)} ({unit[kind]})</th>" for label, kind, _v, _u in qs)
+        rows = []
+        for i in self._visible():
+            n = res.roi_names[i]
+            cells = "".join(f"<td>{_fmt(vals[label][n])}</td>" for label, *_ in qs)
+            rows.append(
+                f'<tr><td><span style="color:{hex_color(cols.get(n, (0, 0, 0)))}">&#9632;</span> '
+                f"{html.escape(n)}</td>{cells}</tr>"
+            )
+        msg = (
+            f'<div style="color:#b00">cannot read {", ".join(repr(b) for b in bad)}: use e.g. D95, D2cc, V20Gy, '
+            "V20Gy_cc, V95%</div>"
+            if bad
+            else ""
+        )
+        self.query_table.value = (
+            msg + '<table class="grtv-stats" style="border-collapse:collapse;font-size:12px">'
+            f"<tr><th>ROI</th>{head}</tr>{''.join(rows)}</table>"
+        )
 
     def to_png_bytes(self) -> bytes:
         """The chart as PNG bytes."""
-        if self.result is None:
-            return b""
         buf = io.BytesIO()
+        if self.result is None:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=self.figsize, dpi=100)
+            FigureCanvasAgg(fig)
+            fig.text(0.5, 0.5, f"DVH: {self.empty_reason}", ha="center", va="center", color="#555", fontsize=14)
+            fig.savefig(buf, format="png")
+            return buf.getvalue()
         self.figure().savefig(buf, format="png")
         return buf.getvalue()
 
@@ -199,7 +351,10 @@ class DVHChart(StaticPNGMixin, W.VBox):
     def refresh(self) -> None:
         """Redraw the chart and the table (export links are made again on demand)."""
         self.image.value = self.to_png_bytes()
+        if self._axes is not None and hasattr(self.image, "axes_box"):
+            self.image.axes_box = [float(v) for v in self._axes[0]]
         self.table.value = self.stats_html()
+        self._show_query()
         self.export.value = ""
 
     def make_export_links(self) -> None:

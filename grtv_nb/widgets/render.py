@@ -110,6 +110,18 @@ class StudyArrays:
             else:
                 self.roi_colors = [_display.default_color(i) for i in range(len(self.roi_names))]
         self._crops: dict[int, RoiCrop] = {}
+        self.direction = self._direction(study, ds)
+
+    @staticmethod
+    def _direction(study: Any, ds: Any) -> np.ndarray:
+        """Columns = patient-space (LPS) directions of the x, y, z axes: the Study grid's, else the
+        image's ``direction`` attribute (oblique series), else the identity (canonical frame)."""
+        g = getattr(study, "grid", None)
+        if g is not None and getattr(g, "direction", None) is not None:
+            return np.asarray(g.direction, dtype=np.float64).reshape(3, 3)
+        if "image" in ds.data_vars and "direction" in ds["image"].attrs:
+            return np.asarray(ds["image"].attrs["direction"], dtype=np.float64).reshape(3, 3)
+        return np.eye(3)
 
     def _var(self, name: str, dtype: Any = None) -> np.ndarray | None:
         if name not in self.ds.data_vars:
@@ -217,6 +229,43 @@ class StudyArrays:
 # ----------------------------------------------------------------------------------------------
 # Plane geometry
 # ----------------------------------------------------------------------------------------------
+
+#: Patient-direction letters of the +/- LPS axes (x: left/right, y: posterior/anterior,
+#: z: head/feet).
+_LETTERS = (("L", "R"), ("P", "A"), ("H", "F"))
+_SECOND_LETTER = 0.3  # a secondary axis gets its letter when its share of the direction exceeds this
+
+#: plane -> patient-frame array axis (0=x, 1=y, 2=z) and sign pointing down and to the right on screen
+_SCREEN_AXES = {"axial": ((1, 1), (0, 1)), "coronal": ((2, -1), (0, 1)), "sagittal": ((2, -1), (1, 1))}
+
+
+def _letters(v: np.ndarray) -> str:
+    order = np.argsort(-np.abs(v))
+    out = ""
+    for k, i in enumerate(order):
+        if k and abs(v[i]) < _SECOND_LETTER:
+            break
+        out += _LETTERS[i][0 if v[i] > 0 else 1]
+        if k == 1:
+            break
+    return out
+
+
+def orientation_labels(direction: np.ndarray, plane: str) -> tuple[str, str, str, str]:
+    """Patient-direction letters (A/P, L/R, H/F) at the top, bottom, left and right edges of a
+    plane as drawn by :func:`render_slice`.
+
+    ``direction`` has the patient-space (LPS) directions of the array's x, y, z axes as columns
+    (identity for the canonical frame, whatever the patient position was: HFS, FFS, HFP, FFP... are
+    all read into it). Oblique axes get two letters (e.g. ``"LA"``) when a second patient axis
+    contributes more than ``_SECOND_LETTER``."""
+    if plane not in PLANES:
+        raise ValidationError(f"plane must be one of {PLANES}, got {plane!r}")
+    d = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    (ra, rs), (ca, cs) = _SCREEN_AXES[plane]
+    down, right = d[:, ra] * rs, d[:, ca] * cs
+    return (_letters(-down), _letters(down), _letters(-right), _letters(right))
+
 
 
 def _axis_map(c: np.ndarray, spacing: float, pixel: float, max_n: int) -> tuple[np.ndarray, float]:
@@ -543,6 +592,21 @@ def _roi_display(crop: RoiCrop, geom: PlaneGeometry, index: int, ra: int, ca: in
     if not m.any():
         return None
     return (r0, c0), m
+
+
+def draw_labels(rgb: np.ndarray, labels: tuple[str, str, str, str] | list[str]) -> np.ndarray:
+    """A copy of ``rgb`` with orientation letters (top, bottom, left, right) drawn at its edges in
+    yellow (Pillow's default font), as the live canvas shows them."""
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    d = ImageDraw.Draw(im)
+    h, w = rgb.shape[:2]
+    spots = ((w / 2, 2), (w / 2, h - 2), (3, h / 2), (w - 3, h / 2))
+    for text, anchor, xy in zip(labels, ("mt", "mb", "lm", "rm"), spots):
+        if text:
+            d.text(xy, text, fill=(255, 215, 94), anchor=anchor, stroke_width=1, stroke_fill=(0, 0, 0))
+    return np.asarray(im)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,7 +27,10 @@ from ._base import (
 )
 
 _SLICE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+_AXIS_LABEL = {"axial": "z", "coronal": "y", "sagittal": "x"}
 _STYLE = {"description_width": "80px"}
+WL_PER_PX = 1 / 150  # window/level drag: change per screen pixel, as a fraction of the window
+ENLARGE = 2.0  # display scale of a plane shown alone (enlarge button)
 
 
 class SliceViewer(StaticPNGMixin, W.VBox):
@@ -75,9 +78,14 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             hot = np.unravel_index(int(np.argmax(a.dose)), a.shape)
             self.index = {p: int(hot[ax]) for p, ax in _SLICE_AXIS.items()}
         self._updating = False
+        self._hover: tuple[str, int, int] | None = None  # last pointer position (plane, row, col)
+        self._wl0: tuple[float, float] | None = None
+        self.enlarged: str | None = None
+        self.labels = {p: R.orientation_labels(a.direction, p) for p in R.PLANES}
 
         # --- controls --------------------------------------------------------------------
         ct_like = a.image is not None and a.image_range[0] < -500
+        self._ct_like = ct_like
         if preset not in R.PRESETS:
             raise ValidationError(f"preset must be one of {list(R.PRESETS)}, got {preset!r}")
         if ct_like or a.image is None:
@@ -129,24 +137,34 @@ class SliceViewer(StaticPNGMixin, W.VBox):
 
         self.canvases: dict[str, W.DOMWidget] = {}
         self.sliders: dict[str, W.IntSlider] = {}
+        self.positions: dict[str, W.HTML] = {}
+        self.columns: dict[str, W.VBox] = {}
         cols = []
         for p in self.planes:
             n = a.shape[_SLICE_AXIS[p]]
             cv = make_canvas(p)
+            if hasattr(cv, "labels"):
+                cv.labels = list(self.labels[p])
             sl = W.IntSlider(
                 value=self.index[p],
                 min=0,
                 max=max(n - 1, 0),
                 description=p,
+                readout=False,
                 continuous_update=True,
                 disabled=n <= 1,
-                layout=W.Layout(width=f"{max(self._disp(p)[0], 200)}px"),
+                style={"description_width": "60px"},
+                layout=W.Layout(width=f"{max(self._disp(p)[0] - 90, 140)}px"),
             )
             sl.add_class(f"grtv-slider-{p}")
+            pos = W.HTML(self._position_text(p), layout=W.Layout(width="90px"))
+            pos.add_class(f"grtv-pos-{p}")
             sl.observe(lambda ch, p=p: self._on_slider(p, ch["new"]), "value")
             on_canvas_event(cv, lambda msg, p=p: self._on_canvas(p, msg))
-            self.canvases[p], self.sliders[p] = cv, sl
-            cols.append(W.VBox([cv, sl], layout=W.Layout(align_items="center", margin="0 6px 0 0")))
+            self.canvases[p], self.sliders[p], self.positions[p] = cv, sl, pos
+            col = W.VBox([cv, W.HBox([sl, pos])], layout=W.Layout(align_items="center", margin="0 6px 0 0"))
+            self.columns[p] = col
+            cols.append(col)
 
         for w in (self.window, self.level):
             w.observe(self._on_wl, "value")
@@ -193,7 +211,32 @@ class SliceViewer(StaticPNGMixin, W.VBox):
     # ------------------------------------------------------------------------------------------
     def _disp(self, p: str) -> tuple[int, int]:
         h_mm, w_mm = self.geoms[p].size_mm
-        return max(2, int(round(w_mm * self._scale))), max(2, int(round(h_mm * self._scale)))
+        s = self._scale * (ENLARGE if self.enlarged == p else 1.0)
+        return max(2, int(round(w_mm * s))), max(2, int(round(h_mm * s)))
+
+    def position_mm(self, plane: str) -> float:
+        """Position (mm) of ``plane``'s current slice along its normal (z, y or x coordinate)."""
+        return float(self.arrays.coords(_SLICE_AXIS[plane])[self.index[plane]])
+
+    def _position_text(self, plane: str) -> str:
+        n = self.arrays.shape[_SLICE_AXIS[plane]]
+        return (
+            f'<span title="slice {self.index[plane] + 1} of {n}">'
+            f"{_AXIS_LABEL[plane]} {self.position_mm(plane):.1f} mm</span>"
+        )
+
+    def enlarge(self, plane: str | None) -> None:
+        """Show ``plane`` alone at :data:`ENLARGE` times its size (None: all planes again)."""
+        if plane is not None and plane not in self.planes:
+            raise ValidationError(f"enlarge: plane {plane!r} is not shown (planes: {self.planes})")
+        self.enlarged = None if plane == self.enlarged else plane
+        for p, col in self.columns.items():
+            col.layout.display = "none" if self.enlarged not in (None, p) else None
+            cv = self.canvases[p]
+            if hasattr(cv, "enlarged"):
+                cv.enlarged = self.enlarged == p
+            self.sliders[p].layout.width = f"{max(self._disp(p)[0] - 90, 140)}px"
+        self.refresh()
 
     def crosshair_at(self, plane: str) -> tuple[int, int] | None:
         """Display (row, col) of the crosshair lines on ``plane`` (the other planes' positions),
@@ -275,7 +318,10 @@ class SliceViewer(StaticPNGMixin, W.VBox):
                 self.sliders[plane].value = index
             finally:
                 self._updating = False
+        self.positions[plane].value = self._position_text(plane) if plane in self.positions else ""
         self.refresh((plane,), cross_only=self.planes)
+        if self._hover is not None and self._hover[0] == plane:
+            self._probe_display(*self._hover)  # the readout follows the slice under the pointer
 
     # -- events ----------------------------------------------------------------------------
     def _on_slider(self, plane: str, value: int) -> None:
@@ -310,10 +356,36 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         if ev == "step":
             self.set_index(plane, self.index[plane] + int(msg.get("delta", 0)))
         elif ev in ("click", "hover"):
-            ijk = self.arrays.voxel_at(plane, self.index[plane], int(msg["row"]), int(msg["col"]), self.geoms[plane])
-            self.show_probe(ijk)
+            row, col = int(msg["row"]), int(msg["col"])
+            self._hover = (plane, row, col)
+            ijk = self._probe_display(plane, row, col)
             if ev == "click":
                 self.goto(ijk)
+        elif ev == "wl_start":
+            self._wl0 = (float(self.window.value), float(self.level.value))
+        elif ev == "wl":
+            self.drag_window_level(float(msg.get("dx", 0)), float(msg.get("dy", 0)))
+        elif ev == "enlarge":
+            self.enlarge(plane)
+
+    def drag_window_level(self, dx: float, dy: float) -> None:
+        """Window/level after a mouse drag of (dx, dy) screen px from where it began: right widens
+        the window, down raises the level (by ``WL_PER_PX`` of the starting window per px)."""
+        w0, l0 = self._wl0 or (float(self.window.value), float(self.level.value))
+        k = max(w0, 1.0) * WL_PER_PX
+        win = float(np.clip(w0 + dx * k, self.window.min, self.window.max))
+        lev = float(np.clip(l0 + dy * k, self.level.min, self.level.max))
+        self._updating = True  # one refresh for both values
+        try:
+            self.window.value, self.level.value = win, lev
+        finally:
+            self._updating = False
+        self._on_wl()
+
+    def _probe_display(self, plane: str, row: int, col: int) -> tuple[int, int, int]:
+        ijk = self.arrays.voxel_at(plane, self.index[plane], row, col, self.geoms[plane])
+        self.show_probe(ijk, plane)
+        return ijk
 
     def goto(self, ijk: tuple[int, int, int]) -> None:
         """Move all planes (and crosshairs) to voxel ``ijk`` = (iz, iy, ix)."""
@@ -332,17 +404,26 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         """Position (mm), HU, dose and ROIs at voxel ``ijk``."""
         return self.arrays.probe(ijk)
 
-    def show_probe(self, ijk: tuple[int, int, int]) -> None:
+    def show_probe(self, ijk: tuple[int, int, int], plane: str | None = None) -> None:
+        """Show position (mm), value (HU or image units) and dose (Gy) at ``ijk`` in the readout
+        line and, for ``plane``, in the corner of its canvas."""
         info = self.probe(ijk)
         x, y, z = info["xyz_mm"]
         parts = [f"x {x:.1f}, y {y:.1f}, z {z:.1f} mm"]
+        corner = [f"{x:.1f}, {y:.1f}, {z:.1f} mm"]
         if info["hu"] is not None:
-            parts.append(f"HU {info['hu']:.0f}")
+            unit = "HU" if self._ct_like else "value"
+            parts.append(f"{unit} {info['hu']:.0f}")
+            corner.append(f"{info['hu']:.0f} {unit if unit == 'HU' else ''}".rstrip())
         if info["dose"] is not None:
             parts.append(f"dose {info['dose']:.2f} Gy")
+            corner.append(f"{info['dose']:.2f} Gy")
         if info["rois"]:
             parts.append("in " + ", ".join(html.escape(r) for r in info["rois"]))
         self.readout.value = " &nbsp;|&nbsp; ".join(parts)
+        if plane is not None and hasattr(self.canvases.get(plane), "info"):
+            for p, cv in self.canvases.items():
+                cv.info = "\n".join(corner) if p == plane else ""
 
     # -- static picture --------------------------------------------------------------------
     def to_png_bytes(self) -> bytes:
@@ -357,7 +438,7 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             w, h = self._disp(p)
             ri = (np.arange(h) * rgb.shape[0] // h).clip(0, rgb.shape[0] - 1)
             ci = (np.arange(w) * rgb.shape[1] // w).clip(0, rgb.shape[1] - 1)
-            tiles.append(rgb[ri[:, None], ci[None, :]])
+            tiles.append(R.draw_labels(rgb[ri[:, None], ci[None, :]], self.labels[p]))
         hmax = max(t.shape[0] for t in tiles)
         gap = np.full((hmax, 6, 3), 255, np.uint8)
         padded = []
