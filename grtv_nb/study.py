@@ -13,8 +13,11 @@
   what is asked for.
 - ROI coordinates: ``roi`` (name), ``roi_number``, ``roi_type``, ``roi_color`` (roi, rgb).
 
-Metadata (patient, study, series, geometry, notes) is in ``ds.attrs``. The study object is the
-only place that holds state; everything else in grtv_nb is functions of its arrays and grid.
+Metadata (patient, study, series, geometry, notes) is in ``ds.attrs``; ``direction`` is the 3x3
+orientation, row-major (see :mod:`grtv_nb.geometry`). ``ds.rt`` (:mod:`grtv_nb.accessor`) gives the
+grid, masks, volumes and DVHs from the Dataset alone, also once written with ``to_zarr()`` or
+``to_netcdf()`` and reopened with xarray. The study object is the only place that holds state;
+everything else in grtv_nb is functions of its arrays and grid.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from .accessor import DIRECTION_ATTR, roi_position  # also registers ds.rt
 from .dicom.rtstruct import ROI
 from .display import default_color
 from .errors import GRTVError, ValidationError, warn
@@ -238,6 +242,7 @@ class Study:
         attrs = dict(self.attrs)
         attrs["notes"] = list(self.notes)
         attrs["spacing"] = tuple(float(s) for s in g.spacing)
+        attrs[DIRECTION_ATTR] = tuple(float(v) for v in np.asarray(g.direction).ravel())  # read by ds.rt
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     @property
@@ -262,18 +267,7 @@ class Study:
 
     def roi_index(self, roi: int | str) -> int:
         """Index of an ROI given its index or name (exact, then case-insensitive)."""
-        if isinstance(roi, int | np.integer):
-            i = int(roi)
-            if not 0 <= i < len(self.rois):
-                raise ValidationError(f"ROI index {i} is out of range (0..{len(self.rois) - 1})")
-            return i
-        names = self.roi_names
-        if roi in names:
-            return names.index(roi)
-        low = [n.lower() for n in names]
-        if str(roi).lower() in low:
-            return low.index(str(roi).lower())
-        raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
+        return roi_position(self.roi_names, roi)
 
     def mask(self, roi: int | str) -> np.ndarray:
         """Full-size boolean mask (z, y, x) of an ROI (rasterised on first use)."""
