@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 
-.PHONY: run test bench lint sysdeps clean help
+.PHONY: run test bench lint docs sysdeps clean help
 
 help:
 	@echo "make run    - set up (.venv) and run the main job on the built-in phantom (outputs in $(OUT)/)"
 	@echo "make test   - set up (.venv with all extras, Chromium) and run the whole test suite"
 	@echo "make bench  - run every benchmark in benchmarks/ (prints ratio tables)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and mypy (the rules are in pyproject.toml); make test runs it first"
+	@echo "make docs   - API reference from the docstrings (pdoc) in docs/api/"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,14 +40,19 @@ sysdeps:
 run: $(VENV)/.core
 	$(BIN)/grtv-nb phantom --out $(OUT)
 
-test: $(VENV)/.all sysdeps
+# Lint first (seconds): CI (.ci/run) runs exactly `make test`, so lint is part of it.
+test: $(VENV)/.all sysdeps lint
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.bench
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 lint: $(VENV)/.all
-	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks
+	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks docs
+	$(BIN)/python -m mypy
+
+docs: $(VENV)/.all
+	$(BIN)/python docs/build_api.py docs/api
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache test-artifacts
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache test-artifacts docs/api

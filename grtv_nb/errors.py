@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def _user_stacklevel() -> int:
     """``stacklevel`` for a ``warnings.warn`` called in :func:`warn`: the first frame outside grtv_nb
     (and the ``grtv`` facade module), i.e. the user's call, however deep inside the library the
     warning was raised."""
-    level, frame = 2, sys._getframe(2)  # 1: warn(); 2: the library function calling warn()
+    level = 2  # 1: warn(); 2: the library function calling warn()
+    frame: types.FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_FILES):
         frame, level = frame.f_back, level + 1
     return level
