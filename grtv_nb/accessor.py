@@ -96,22 +96,16 @@ def grid_of(obj: xr.Dataset | xr.DataArray) -> Grid:
     )
 
 
-@xr.register_dataset_accessor("rt")
-class RTAccessor:
-    """RT operations on a study Dataset: ``ds.rt`` (see the module docstring).
+class _GridAccessor:
+    """The geometry part of ``.rt``, shared by Datasets and DataArrays."""
 
-    Masks are DataArrays on the study coordinates, volumes are in cc weighted by each slice's own
-    thickness (non-uniform z), DVHs come from :func:`grtv_nb.dvh.compute_dvh` (the one DVH engine).
-    """
+    def __init__(self, obj: xr.Dataset | xr.DataArray):
+        self._obj = obj
 
-    def __init__(self, ds: xr.Dataset):
-        self._ds = ds
-
-    # -------------------------------------------------------------- geometry
     @property
     def grid(self) -> Grid:
-        """The voxel grid (coordinates, orientation, frame of reference)."""
-        return grid_of(self._ds)
+        """The voxel grid (coordinates, orientation, frame of reference), see :func:`grid_of`."""
+        return grid_of(self._obj)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -122,6 +116,19 @@ class RTAccessor:
     def direction(self) -> np.ndarray:
         """3x3 matrix whose columns are the x, y, z axes in patient space (identity when axis-aligned)."""
         return self.grid.direction
+
+
+@xr.register_dataset_accessor("rt")
+class RTAccessor(_GridAccessor):
+    """RT operations on a study Dataset: ``ds.rt`` (see the module docstring).
+
+    Masks are DataArrays on the study coordinates, volumes are in cc weighted by each slice's own
+    thickness (non-uniform z), DVHs come from :func:`grtv_nb.dvh.compute_dvh` (the one DVH engine).
+    """
+
+    def __init__(self, ds: xr.Dataset):
+        super().__init__(ds)
+        self._ds = ds
 
     @property
     def modality(self) -> str:
@@ -204,18 +211,6 @@ class RTAccessor:
 
 
 @xr.register_dataarray_accessor("rt")
-class RTArrayAccessor:
-    """``da.rt`` on one volume (z, y, x) on the study coordinates (``study.image``, ``study.dose``)."""
-
-    def __init__(self, da: xr.DataArray):
-        self._da = da
-
-    @property
-    def grid(self) -> Grid:
-        """The voxel grid of the array (its coordinates and ``direction`` attribute)."""
-        return grid_of(self._da)
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        """``(dz, dy, dx)`` in mm."""
-        return self.grid.spacing
+class RTArrayAccessor(_GridAccessor):
+    """``da.rt`` on one volume (z, y, x) on the study coordinates (``study.image``, ``study.dose``):
+    its ``grid``, ``spacing`` and ``direction`` from its coordinates and ``direction`` attribute."""

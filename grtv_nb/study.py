@@ -227,22 +227,23 @@ class Study:
             "roi_color": (("roi", "rgb"), np.array([r.color for r in self.rois], dtype=np.uint8).reshape(-1, 3)),
         }
         data = {}
+        direction = tuple(float(v) for v in np.asarray(g.direction).ravel())
+        # oblique: x, y, z run along the image axes (columns of direction); the arrays carry it (da.rt.grid)
+        oriented = {} if g.axis_aligned else {DIRECTION_ATTR: direction}
         if self._image is not None:
             modality = str(self.attrs.get("modality", "") or "")
             units = "HU" if modality == "CT" else ""
             # the modality travels with the image (study.image alone says whether it is CT)
-            iattrs = {"units": units, "modality": modality}
-            if not g.axis_aligned:  # oblique: x, y, z run along the image axes (columns of direction)
-                iattrs["direction"] = tuple(float(v) for v in np.asarray(g.direction).ravel())
+            iattrs = {"units": units, "modality": modality, **oriented}
             data["image"] = xr.Variable(("z", "y", "x"), self._image, iattrs)
         if self._dose is not None:
-            data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy"})
+            data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy", **oriented})
         lazy = indexing.LazilyIndexedArray(_LazyMasks(self.store, len(self.rois)))
         data["masks"] = xr.Variable(("roi", "z", "y", "x"), lazy, {"description": "ROI masks (lazy)"})
         attrs = dict(self.attrs)
         attrs["notes"] = list(self.notes)
         attrs["spacing"] = tuple(float(s) for s in g.spacing)
-        attrs[DIRECTION_ATTR] = tuple(float(v) for v in np.asarray(g.direction).ravel())  # read by ds.rt
+        attrs[DIRECTION_ATTR] = direction  # read by ds.rt
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     @property

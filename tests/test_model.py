@@ -143,6 +143,8 @@ def test_dose_only_oblique_non_uniform_study_round_trip(tmp_path, fmt):
     g = back.rt.grid
     assert g.same_as(grid, tol=0.0) and not g.axis_aligned
     assert np.array_equal(g.direction, grid.direction)
+    assert back["dose"].rt.grid.same_as(grid, tol=0.0)  # the dose alone carries its orientation
+    assert np.array_equal(back["dose"].rt.direction, grid.direction)
     assert np.array_equal(g.z, z) and g.slice_thickness == 2.5
     assert back.rt.volume_cc("Box") == pytest.approx(st.volume_cc("Box"), rel=1e-12)
     # analytical: 4 slices of 5 x 6 voxels of 1.5 x 2 mm; slice weights (half-gaps) 2.5, 3.75, 3.75, 5 mm
