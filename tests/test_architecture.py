@@ -3,7 +3,7 @@
 - layers import downward only (the table ``LAYERS`` below: DICOM I/O, geometry, raster, DVH,
   mesh, transforms never import the study, the facade, the widgets, segmentation or batch);
 - no import cycles (module-level and function-level imports alike);
-- every module has a docstring;
+- every module has a docstring; no private name is used outside the module that defines it;
 - library code does not ``print()``, loggers are module loggers (``logging.getLogger(__name__)``),
   and ``warnings.warn`` is only called with a :class:`grtv_nb.errors.GRTVWarning` category.
 
@@ -49,6 +49,19 @@ ALLOWED_EDGES: set[tuple[str, str]] = {
     ("grtv_nb.segment.body", "grtv_nb.segment._common"),  # segment cycle (segment fix)
     ("grtv_nb.segment.unet", "grtv_nb.segment"),  # segment/__init__ <-> unet (segment fix)
     ("grtv_nb.widgets._render3d", "grtv_nb.widgets.view3d"),  # widgets cycle (widgets fix)
+}
+
+# Private names used outside the module that defines them, as "module: expression" (remove an
+# entry when its use is gone: the test then says it is stale). sys._getframe is CPython's documented
+# way to find the caller (grtv_nb.errors.warn).
+ALLOWED_PRIVATE: set[str] = {
+    "grtv_nb.errors: sys._getframe",
+    "grtv_nb.rawio: from grtv_nb.transforms import _cast",
+    "grtv_nb.segment.unet: _common._image_key",  # segment reorganisation (issue 13)
+    "grtv_nb.widgets.dvhchart: arrays._study",  # widgets reach into StudyArrays (issue 13)
+    "grtv_nb.widgets.view3d: arrays._study",
+    "grtv_nb.widgets.slices: R._PLANE_AXES",
+    "grtv_nb.widgets.view3d: from grtv_nb.mesh import _index_to_coord",
 }
 
 # Library modules allowed to print: command-line entry points.
@@ -211,6 +224,51 @@ def test_cycle_finder_finds_a_cycle():
 def test_allow_list_has_no_stale_entries():
     stale = [e for e in ALLOWED_EDGES if e[0] not in _modules() or e[1] not in _imports(e[0])]
     assert not stale, f"stale allow-list entries (the import is gone: delete them from ALLOWED_EDGES): {stale}"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_uses(name: str) -> set[str]:
+    """Private names ``name`` takes from elsewhere: ``from module import _x`` (a private module of
+    the same package is fine) and ``something._x`` where ``_x`` is not defined in this module."""
+    tree = _tree(name)
+    mods = _modules()
+    package = name if mods[name].name == "__init__.py" else name.rpartition(".")[0]
+    own: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            own.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            own.add(node.target.id)
+    uses: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:
+                if not _private(alias.name):
+                    continue
+                if f"{target}.{alias.name}" in mods and target == package:
+                    continue  # a private module of the same package
+                uses.add(f"from {target} import {alias.name}")
+        elif isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own:
+            owner = ast.unparse(node.value)
+            if owner not in ("self", "cls") and not owner.startswith(("self.", "super(")):
+                uses.add(f"{owner}.{node.attr}")
+    return uses
+
+
+def test_no_private_names_across_modules():
+    found = {f"{name}: {use}" for name in _modules() for use in _private_uses(name)}
+    assert not found - ALLOWED_PRIVATE, f"private names used outside their module: {sorted(found - ALLOWED_PRIVATE)}"
+    stale = ALLOWED_PRIVATE - found
+    assert not stale, f"stale ALLOWED_PRIVATE entries (the use is gone: delete them): {sorted(stale)}"
 
 
 def test_every_module_has_a_docstring():
