@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 
-.PHONY: run test bench lint fuzz sysdeps clean help
+.PHONY: run test bench lint docs fuzz sysdeps clean help
 
 help:
 	@echo "make run    - set up (.venv) and run the main job on the built-in phantom (outputs in $(OUT)/)"
 	@echo "make test   - set up (.venv with all extras, Chromium) and run the whole test suite"
 	@echo "make bench  - run every benchmark in benchmarks/ (prints ratio tables)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and mypy (the rules are in pyproject.toml); make test runs it first"
+	@echo "make docs   - API reference from the docstrings (pdoc) in docs/api/"
 	@echo "make fuzz   - the long seeded mutation campaign over the DICOM readers (FUZZ_CASES, FUZZ_SEED)"
 
 $(BIN)/python:
@@ -40,14 +41,19 @@ sysdeps:
 run: $(VENV)/.core
 	$(BIN)/grtv-nb phantom --out $(OUT)
 
-test: $(VENV)/.all sysdeps
+# Lint first (seconds): CI (.ci/run) runs exactly `make test`, so lint is part of it.
+test: $(VENV)/.all sysdeps lint
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.bench
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 lint: $(VENV)/.all
-	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks tools
+	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks tools docs
+	$(BIN)/python -m mypy
+
+docs: $(VENV)/.all
+	$(BIN)/python docs/build_api.py docs/api
 
 FUZZ_CASES ?= 3000
 FUZZ_SEED  ?= 1
@@ -55,4 +61,4 @@ fuzz: $(VENV)/.all
 	$(BIN)/python tools/fuzz_campaign.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache test-artifacts
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache test-artifacts docs/api

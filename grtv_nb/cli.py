@@ -119,6 +119,7 @@ def _write_png(path: Path, gray) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``grtv-nb`` command line; returns the exit status."""
     p = argparse.ArgumentParser(prog="grtv-nb", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("summary", help="read a DICOM-RT folder and print its summary")

@@ -3,8 +3,11 @@ names the file or argument and says what is wrong."""
 
 from __future__ import annotations
 
+import os
 import sys
+import types
 import warnings
+from pathlib import Path
 
 
 class GRTVError(Exception):
@@ -40,9 +43,24 @@ class GRTVWarning(UserWarning):
     """Something odd in the input that grtv_nb worked around (skipped file, gap, dropped contour)."""
 
 
-def warn(message: str, stacklevel: int = 3) -> None:
-    """Emit a :class:`GRTVWarning`."""
-    warnings.warn(message, GRTVWarning, stacklevel=stacklevel)
+_LIBRARY_FILES = (str(Path(__file__).resolve().parent) + os.sep, str(Path(__file__).resolve().parents[1] / "grtv.py"))
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for a ``warnings.warn`` called in :func:`warn`: the first frame outside grtv_nb
+    (and the ``grtv`` facade module), i.e. the user's call, however deep inside the library the
+    warning was raised."""
+    level = 2  # 1: warn(); 2: the library function calling warn()
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_FILES):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn(message: str, stacklevel: int | None = None) -> None:
+    """Emit a :class:`GRTVWarning` attributed to the user's call (the first caller outside
+    grtv_nb), or ``stacklevel`` frames up when given."""
+    warnings.warn(message, GRTVWarning, stacklevel=stacklevel if stacklevel is not None else _user_stacklevel())
 
 
 class GRTVCallFailed(GRTVWarning):

@@ -46,6 +46,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 from .errors import FolderBusyError, GRTVError, ValidationError, WriteError
 
@@ -133,7 +134,7 @@ def _stale(name: str) -> bool:
     """Whether ``name`` is a temporary or staging folder of this module whose process is gone."""
     m = _TMP_RE.search(name) if name.startswith(".") else None
     m = m or _STAGE_RE.match(name)
-    return bool(m) and m.group(1) == _HOST and not _pid_alive(int(m.group(2)))
+    return m is not None and m.group(1) == _HOST and not _pid_alive(int(m.group(2)))
 
 
 def is_temporary_name(name: str) -> bool:
@@ -221,7 +222,7 @@ def protect_folders(owner: object, paths: Iterable[str | os.PathLike | None]) ->
 
 def protected_folders() -> list[tuple[Path, tuple[int, int] | None]]:
     """``(folder, (st_dev, st_ino))`` of every folder a live study was read from."""
-    out = []
+    out: list[tuple[Path, tuple[int, int] | None]] = []
     for folders in list(_PROTECTED.values()):
         out.extend(f for f in folders if f not in out)
     return out
@@ -337,12 +338,12 @@ def atomic_paths(paths: list[str | os.PathLike], what: str = "path", *,
     :func:`check_file_target`); when the block ends without error each is renamed onto its path
     (in order), otherwise all are removed, and so are the folders created for them. The caller
     writes and closes the temporaries inside the block (a failed close must raise there)."""
-    paths = [check_file_target(p, what, create_parent=create_parent) for p in paths]
+    targets = [check_file_target(p, what, create_parent=create_parent) for p in paths]
     created: list[Path] = []
     tmps: list[Path] = []
-    current = paths[0] if paths else Path(".")
+    current = targets[0] if targets else Path(".")
     try:
-        for p in paths:
+        for p in targets:
             current = p
             if create_parent:
                 created += _make_dirs(p.parent)
@@ -351,7 +352,7 @@ def atomic_paths(paths: list[str | os.PathLike], what: str = "path", *,
             _new_file(t)
             tmps.append(t)
         yield tmps
-        for t, p in zip(tmps, paths):
+        for t, p in zip(tmps, targets):
             current = p
             os.replace(t, p)
     except BaseException as exc:
@@ -496,9 +497,8 @@ class FolderTransaction:
             raise err from exc
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._leave(failed=exc_type is not None)
-        return False
 
     def _leave(self, failed: bool) -> None:
         try:
@@ -636,7 +636,7 @@ def replace_folder(target: str | os.PathLike, what: str = "folder", *, overwrite
         raise ValidationError(f"{what} '{path}' is a symbolic link to a missing folder; give a real folder")
     resolved = check_outside_sources(path, what, contains=True, extra=sources)
     if path.is_dir() and not (path / JOURNAL_NAME).exists():  # refuse early, before the lock file is made
-        _classify(_Peek(resolved, what), overwrite)
+        _classify(cast(FolderTransaction, _Peek(resolved, what)), overwrite)  # _Peek: read-only stand-in
     try:
         with FolderTransaction(resolved, what) as tx:
             old = _classify(tx, overwrite)

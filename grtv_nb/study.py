@@ -13,8 +13,11 @@
   what is asked for.
 - ROI coordinates: ``roi`` (name), ``roi_number``, ``roi_type``, ``roi_color`` (roi, rgb).
 
-Metadata (patient, study, series, geometry, notes) is in ``ds.attrs``. The study object is the
-only place that holds state; everything else in grtv_nb is functions of its arrays and grid.
+Metadata (patient, study, series, geometry, notes) is in ``ds.attrs``; ``direction`` is the 3x3
+orientation, row-major (see :mod:`grtv_nb.geometry`). ``ds.rt`` (:mod:`grtv_nb.accessor`) gives the
+grid, masks, volumes and DVHs from the Dataset alone, also once written with ``to_zarr()`` or
+``to_netcdf()`` and reopened with xarray. The study object is the only place that holds state;
+everything else in grtv_nb is functions of its arrays and grid.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from . import _xarray_nodask
+from .accessor import DIRECTION_ATTR, roi_position  # also registers ds.rt
 from .dicom.rtstruct import ROI
 from .display import default_color
 from .errors import GRTVError, ValidationError, warn
@@ -228,21 +232,23 @@ class Study:
             "roi_color": (("roi", "rgb"), np.array([r.color for r in self.rois], dtype=np.uint8).reshape(-1, 3)),
         }
         data = {}
+        direction = tuple(float(v) for v in np.asarray(g.direction).ravel())
+        # oblique: x, y, z run along the image axes (columns of direction); the arrays carry it (da.rt.grid)
+        oriented = {} if g.axis_aligned else {DIRECTION_ATTR: direction}
         if self._image is not None:
             modality = str(self.attrs.get("modality", "") or "")
             units = "HU" if modality == "CT" else ""
             # the modality travels with the image (study.image alone says whether it is CT)
-            iattrs = {"units": units, "modality": modality}
-            if not g.axis_aligned:  # oblique: x, y, z run along the image axes (columns of direction)
-                iattrs["direction"] = tuple(float(v) for v in np.asarray(g.direction).ravel())
+            iattrs = {"units": units, "modality": modality, **oriented}
             data["image"] = xr.Variable(("z", "y", "x"), self._image, iattrs)
         if self._dose is not None:
-            data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy"})
+            data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy", **oriented})
         lazy = indexing.LazilyIndexedArray(_LazyMasks(self.store, len(self.rois)))
         data["masks"] = xr.Variable(("roi", "z", "y", "x"), lazy, {"description": "ROI masks (lazy)"})
         attrs = dict(self.attrs)
         attrs["notes"] = list(self.notes)
         attrs["spacing"] = tuple(float(s) for s in g.spacing)
+        attrs[DIRECTION_ATTR] = direction  # read by ds.rt
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     @property
@@ -267,18 +273,7 @@ class Study:
 
     def roi_index(self, roi: int | str) -> int:
         """Index of an ROI given its index or name (exact, then case-insensitive)."""
-        if isinstance(roi, int | np.integer):
-            i = int(roi)
-            if not 0 <= i < len(self.rois):
-                raise ValidationError(f"ROI index {i} is out of range (0..{len(self.rois) - 1})")
-            return i
-        names = self.roi_names
-        if roi in names:
-            return names.index(roi)
-        low = [n.lower() for n in names]
-        if str(roi).lower() in low:
-            return low.index(str(roi).lower())
-        raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
+        return roi_position(self.roi_names, roi)
 
     def mask(self, roi: int | str) -> np.ndarray:
         """Full-size boolean mask (z, y, x) of an ROI (rasterised on first use)."""

@@ -122,7 +122,7 @@ def warn_clipped(count: int, total: int, dtype, call: str) -> None:
         what = f"outside {dt.name}'s range {info.min}..{info.max} (or NaN) and were clipped to it (NaN to 0)"
     else:
         what = f"beyond {dt.name}'s range and became infinite"
-    warn(f"{call}: {count} of {total} values lie {what}", stacklevel=4)
+    warn(f"{call}: {count} of {total} values lie {what}")
 
 
 #: longest ROI name an RTSTRUCT holds (ROIName is a DICOM LO: 64 characters)

@@ -151,6 +151,7 @@ def ds_str(value: float, decimals: int = 3) -> str:
 
 
 def ds_list(values, decimals: int = 3) -> list[str]:
+    """Numbers as DICOM DS strings (:func:`ds_str`), flattened."""
     return [ds_str(v, decimals) for v in np.asarray(values, dtype=np.float64).ravel()]
 
 

@@ -239,11 +239,13 @@ def _referenced_series(rtstruct: pydicom.Dataset):
 
 
 def referenced_series_uids(rtstruct: pydicom.Dataset) -> set[str]:
+    """SeriesInstanceUIDs of the image series an RTSTRUCT refers to."""
     uids = (_text(se, "SeriesInstanceUID") for se in _referenced_series(rtstruct))
     return {u for u in uids if u}
 
 
 def referenced_image_uids(rtstruct: pydicom.Dataset) -> set[str]:
+    """SOPInstanceUIDs of the image slices an RTSTRUCT's contours refer to."""
     uids = (_text(im, "ReferencedSOPInstanceUID") for se in _referenced_series(rtstruct)
             for im in se.get("ContourImageSequence", []))
     return {u for u in uids if u}

@@ -1,0 +1,216 @@
+"""``ds.rt``: the RT operations on a plain xarray study Dataset (the model of grtv_nb).
+
+A study's Dataset (:attr:`grtv_nb.study.Study.ds`, layout in :mod:`grtv_nb.study`) carries all it
+needs in its coordinates and attributes: the voxel centres ``z, y, x`` (mm), the orientation
+(``attrs["direction"]``, the 3x3 matrix whose columns are the x, y, z axes in patient space,
+row-major), the frame of reference, the slice thickness, the modality, and per ROI its name
+(``roi``), number, type and colour. So the same Dataset written with ``to_zarr()`` or
+``to_netcdf()`` and reopened with xarray alone (``xr.open_zarr``, ``xr.open_dataset``, Dask-backed
+or not) still answers ``ds.rt.grid``, ``ds.rt.mask("Heart")``, ``ds.rt.volume_cc("Heart")`` and
+``ds.rt.dvh()`` with the numbers the study gives::
+
+    import grtv_nb.accessor  # registers ds.rt (grtv_nb.open_study registers it too)
+    ds = xr.open_zarr("patient.zarr")
+    ds.rt.dvh(["PTV"]).stats
+
+``da.rt.grid`` does the same for one DataArray on the study coordinates (``study.image``,
+``study.dose``), from its coordinates and its ``direction`` attribute.
+
+Writers and readers convert attribute containers (a tuple comes back as a list or an array, a
+one-element list of strings from netCDF as a string); the accessor reads them whatever their
+container (:attr:`RTAccessor.notes`, :attr:`RTAccessor.direction`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .errors import ValidationError
+from .geometry import Grid
+
+__all__ = ["RTAccessor", "RTArrayAccessor", "grid_of", "roi_position"]
+
+#: Dataset/DataArray attribute holding the orientation: 9 floats, the 3x3 direction row-major
+DIRECTION_ATTR = "direction"
+
+
+def roi_position(names: Sequence[str], roi: int | str) -> int:
+    """Index of an ROI among ``names`` given its index or name (exact match first, then
+    case-insensitive); a :class:`~grtv_nb.errors.ValidationError` naming the ROIs otherwise."""
+    names = [str(n) for n in names]
+    if isinstance(roi, int | np.integer):
+        i = int(roi)
+        if not 0 <= i < len(names):
+            raise ValidationError(f"ROI index {i} is out of range (0..{len(names) - 1})")
+        return i
+    if roi in names:
+        return names.index(roi)
+    low = [n.lower() for n in names]
+    if str(roi).lower() in low:
+        return low.index(str(roi).lower())
+    raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
+
+
+def _direction(*attr_sources: dict) -> np.ndarray:
+    """The 3x3 direction from the first ``direction`` attribute found (identity when none)."""
+    for attrs in attr_sources:
+        value = attrs.get(DIRECTION_ATTR)
+        if value is not None:
+            d = np.asarray(value, dtype=np.float64).reshape(-1)
+            if d.size != 9 or not np.isfinite(d).all():
+                raise ValidationError(f"attribute '{DIRECTION_ATTR}' must hold 9 finite numbers, got {value!r}")
+            return d.reshape(3, 3)
+    return np.eye(3)
+
+
+def grid_of(obj: xr.Dataset | xr.DataArray) -> Grid:
+    """The :class:`~grtv_nb.geometry.Grid` of a study Dataset or of a DataArray on its coordinates.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        Must have 1-D coordinates ``z``, ``y``, ``x`` (mm, strictly increasing). The orientation is
+        the ``direction`` attribute of ``obj`` (then of ``obj["image"]`` for a Dataset), identity
+        when absent; ``frame_of_reference_uid`` and ``slice_thickness`` come from the attributes.
+    """
+    missing = [a for a in ("z", "y", "x") if a not in obj.coords]
+    if missing:
+        raise ValidationError(f"a study Dataset needs coordinates z, y, x (mm); missing: {', '.join(missing)}")
+    axes = [np.asarray(obj.coords[a].values, dtype=np.float64) for a in ("x", "y", "z")]
+    for name, c in zip("xyz", axes):
+        if c.ndim != 1 or c.size == 0 or not np.isfinite(c).all() or (c.size > 1 and not (np.diff(c) > 0).all()):
+            raise ValidationError(f"coordinate '{name}' must be 1-D, finite and strictly increasing (mm)")
+    sources = [obj.attrs]
+    if isinstance(obj, xr.Dataset) and "image" in obj:
+        sources.append(obj["image"].attrs)
+    thickness = obj.attrs.get("slice_thickness", 0.0)
+    return Grid(
+        x=axes[0], y=axes[1], z=axes[2],
+        direction=_direction(*sources),
+        frame_of_reference_uid=str(obj.attrs.get("frame_of_reference_uid", "") or ""),
+        slice_thickness=float(thickness) if thickness is not None else 0.0,
+    )
+
+
+class _GridAccessor:
+    """The geometry part of ``.rt``, shared by Datasets and DataArrays."""
+
+    def __init__(self, obj: xr.Dataset | xr.DataArray):
+        self._obj = obj
+
+    @property
+    def grid(self) -> Grid:
+        """The voxel grid (coordinates, orientation, frame of reference), see :func:`grid_of`."""
+        return grid_of(self._obj)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """``(dz, dy, dx)`` in mm; dz is the median slice spacing (:attr:`Grid.spacing`)."""
+        return self.grid.spacing
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 matrix whose columns are the x, y, z axes in patient space (identity when axis-aligned)."""
+        return self.grid.direction
+
+
+@xr.register_dataset_accessor("rt")
+class RTAccessor(_GridAccessor):
+    """RT operations on a study Dataset: ``ds.rt`` (see the module docstring).
+
+    Masks are DataArrays on the study coordinates, volumes are in cc weighted by each slice's own
+    thickness (non-uniform z), DVHs come from :func:`grtv_nb.dvh.compute_dvh` (the one DVH engine).
+    """
+
+    def __init__(self, ds: xr.Dataset):
+        super().__init__(ds)
+        self._ds = ds
+
+    @property
+    def modality(self) -> str:
+        """The image modality (``"CT"``, ``"MR"``; ``""`` without an image)."""
+        return str(self._ds.attrs.get("modality", "") or "")
+
+    @property
+    def notes(self) -> list[str]:
+        """The study's notes as a list of strings, whatever container a file format gave back."""
+        value = self._ds.attrs.get("notes", [])
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in np.asarray(value, dtype=object).reshape(-1)]
+
+    # -------------------------------------------------------------- variables
+    @property
+    def image(self) -> xr.DataArray | None:
+        """The image (z, y, x), or None without one."""
+        return self._ds["image"] if "image" in self._ds else None
+
+    @property
+    def dose(self) -> xr.DataArray | None:
+        """The dose (z, y, x) in Gy, or None without one."""
+        return self._ds["dose"] if "dose" in self._ds else None
+
+    # -------------------------------------------------------------- ROIs
+    @property
+    def roi_names(self) -> list[str]:
+        """ROI names in the order of the ``roi`` dimension."""
+        if "roi" not in self._ds.coords:
+            return []
+        return [str(v) for v in self._ds.coords["roi"].values]
+
+    def roi_index(self, roi: int | str) -> int:
+        """Position of an ROI given its index or name (exact, then case-insensitive)."""
+        return roi_position(self.roi_names, roi)
+
+    @property
+    def masks(self) -> xr.DataArray:
+        """All ROI masks, bool (roi, z, y, x) (lazy where the Dataset is)."""
+        if "masks" not in self._ds:
+            raise ValidationError("the Dataset has no 'masks' variable (roi, z, y, x)")
+        return self._ds["masks"]
+
+    def mask(self, roi: int | str) -> xr.DataArray:
+        """Boolean mask (z, y, x) of one ROI on the study coordinates, with its name, number, type
+        and colour as scalar coordinates."""
+        return self.masks.isel(roi=self.roi_index(roi)).astype(bool)
+
+    def volume_cc(self, roi: int | str) -> float:
+        """ROI volume in cc: voxel count per slice weighted by each slice's thickness."""
+        per_slice = np.asarray(self.mask(roi).sum(dim=("y", "x")).values, dtype=np.float64)
+        return float((per_slice * self.grid.voxel_volumes_cc()).sum())
+
+    def dvh(self, rois: Sequence[int | str] | None = None, **kwargs: Any) -> Any:
+        """DVHs of ROIs (default: every ROI with a non-empty mask) from the Dataset's dose.
+
+        Parameters
+        ----------
+        rois : sequence of names or indices, optional
+        **kwargs
+            Passed to :func:`grtv_nb.dvh.compute_dvh` (``bin_width``, ``supersample``, statistics...).
+
+        Returns
+        -------
+        grtv_nb.dvh.DVHResult
+        """
+        from .dvh import compute_dvh
+
+        if "dose" not in self._ds:
+            raise ValidationError("the Dataset has no 'dose' variable: no DVH can be computed")
+        if rois is None:
+            idx = [i for i in range(len(self.roi_names)) if bool(self.masks.isel(roi=i).any())]
+        else:
+            idx = [self.roi_index(r) for r in rois]
+        names = [self.roi_names[i] for i in idx]
+        masks, position = self.masks, dict(zip(names, idx))
+        return compute_dvh(np.asarray(self._ds["dose"].values), self.grid,
+                           lambda n: np.asarray(masks.isel(roi=position[n]).values), roi_names=names, **kwargs)
+
+
+@xr.register_dataarray_accessor("rt")
+class RTArrayAccessor(_GridAccessor):
+    """``da.rt`` on one volume (z, y, x) on the study coordinates (``study.image``, ``study.dose``):
+    its ``grid``, ``spacing`` and ``direction`` from its coordinates and ``direction`` attribute."""

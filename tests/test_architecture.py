@@ -1,0 +1,351 @@
+"""The package's architecture, read from the source with :mod:`ast` (nothing is imported):
+
+- layers import downward only (the table ``LAYERS`` below: DICOM I/O, geometry, raster, DVH,
+  mesh, transforms never import the study, the facade, the widgets, segmentation or batch);
+- no import cycles (module-level and function-level imports alike);
+- every module has a docstring; no private name is used outside the module that defines it;
+- library code does not ``print()``, loggers are module loggers (``logging.getLogger(__name__)``),
+  and ``warnings.warn`` is only called with a :class:`grtv_nb.errors.GRTVWarning` category.
+
+A new module must be placed in ``LAYERS``; the test says so when it is missing.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "grtv_nb"
+
+# Layers, lowest first. A module may import modules of its own layer or of the layers below it.
+# Entries are module names or package prefixes (the longest matching entry wins).
+LAYERS: list[tuple[str, list[str]]] = [
+    ("foundation: errors, input checks, the atomic writer, colours, tag names, numba kernels", [
+        "grtv_nb.errors", "grtv_nb.validate", "grtv_nb.fileio", "grtv_nb.display", "grtv_nb.dicom.tags",
+        "grtv_nb._kernels",
+    ]),
+    ("geometry and array transforms", ["grtv_nb.geometry", "grtv_nb.transforms"]),
+    ("pure RT computations and file I/O (functions of arrays and grids)", [
+        "grtv_nb.dicom", "grtv_nb.raster", "grtv_nb.contours", "grtv_nb.mesh", "grtv_nb.dvh", "grtv_nb.rawio",
+        "grtv_nb.augment", "grtv_nb.export", "grtv_nb.phantom",
+    ]),
+    ("the model: the study Dataset and its ds.rt accessor", ["grtv_nb.study", "grtv_nb.accessor"]),
+    ("applications on a study", ["grtv_nb.segment", "grtv_nb.widgets", "grtv_nb.batch"]),
+    ("entry points", ["grtv_nb", "grtv_nb.facade", "grtv_nb.cli"]),
+]
+
+# Known cycles and upward imports that other work is removing (issue 13: the package root's
+# __version__ read by dicom/common and segment/unet, segment/_common <-> segment/body,
+# segment/__init__ <-> segment/unet, widgets/_render3d <-> widgets/view3d). Each entry is one
+# import edge (importer, imported). Remove an entry when its import is gone: the test then fails
+# with "stale allow-list entry" until the entry is deleted here.
+ALLOWED_EDGES: set[tuple[str, str]] = {
+    ("grtv_nb.dicom.common", "grtv_nb"),  # __version__ from the package root (lazy __init__ fix)
+    ("grtv_nb.segment.unet", "grtv_nb"),  # __version__ from the package root (lazy __init__ fix)
+    ("grtv_nb.segment.body", "grtv_nb.segment._common"),  # segment cycle (segment fix)
+    ("grtv_nb.segment.unet", "grtv_nb.segment"),  # segment/__init__ <-> unet (segment fix)
+    ("grtv_nb.widgets._render3d", "grtv_nb.widgets.view3d"),  # widgets cycle (widgets fix)
+}
+
+# Private names used outside the module that defines them, as "module: expression" (remove an
+# entry when its use is gone: the test then says it is stale). sys._getframe is CPython's documented
+# way to find the caller (grtv_nb.errors.warn).
+ALLOWED_PRIVATE: set[str] = {
+    "grtv_nb.errors: sys._getframe",
+    "grtv_nb.rawio: from grtv_nb.transforms import _cast",
+    "grtv_nb.segment.unet: _common._image_key",  # segment reorganisation (issue 13)
+    "grtv_nb.widgets.dvhchart: arrays._study",  # widgets reach into StudyArrays (issue 13)
+    "grtv_nb.widgets.view3d: arrays._study",
+    "grtv_nb.widgets.slices: R._PLANE_AXES",
+    "grtv_nb.widgets.view3d: from grtv_nb.mesh import _index_to_coord",
+}
+
+# Library modules allowed to print: command-line entry points.
+PRINTING_MODULES = {
+    "grtv_nb.cli",
+    "grtv_nb.segment.unet",  # its train-seg command line (grtv-nb train-seg)
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+@cache
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+@cache
+def _tree(name: str) -> ast.Module:
+    return ast.parse(_modules()[name].read_text(encoding="utf-8"), filename=str(_modules()[name]))
+
+
+def _type_checking_nodes(tree: ast.Module) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks (not imported at run time)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skip.update(id(n) for n in ast.walk(child))
+    return skip
+
+
+@cache
+def _imports(name: str) -> frozenset[str]:
+    """The grtv_nb modules ``name`` imports (at module level or inside functions)."""
+    mods = _modules()
+    tree = _tree(name)
+    package = name if mods[name].name == "__init__.py" else name.rpartition(".")[0]
+    skip = _type_checking_nodes(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "grtv_nb":
+                continue
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in mods else target)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "grtv_nb")
+    found.discard(name)
+    return frozenset(found)
+
+
+def _layer(name: str) -> int:
+    best, rank = -1, None
+    for i, (_, entries) in enumerate(LAYERS):
+        for entry in entries:
+            if (name == entry or name.startswith(entry + ".")) and len(entry) > best:
+                best, rank = len(entry), i
+    if rank is None:
+        raise AssertionError(f"module {name} has no layer: add it to LAYERS in {__file__}")
+    return rank
+
+
+def test_every_module_has_a_layer():
+    missing = []
+    for name in _modules():
+        try:
+            _layer(name)
+        except AssertionError:
+            missing.append(name)
+    assert not missing, f"modules missing from LAYERS: {missing}"
+
+
+def test_layers_import_downward_only():
+    upward = []
+    for name in _modules():
+        for dep in _imports(name):
+            if (name, dep) in ALLOWED_EDGES:
+                continue
+            if _layer(dep) > _layer(name):
+                upward.append(f"{name} ({LAYERS[_layer(name)][0]}) imports {dep} ({LAYERS[_layer(dep)][0]})")
+    assert not upward, "upward imports:\n" + "\n".join(upward)
+
+
+def test_core_never_imports_the_applications():
+    """The rule of the project guide, spelled out (the layer table implies it)."""
+    core = ("grtv_nb.dicom", "grtv_nb.geometry", "grtv_nb.raster", "grtv_nb.dvh", "grtv_nb.fileio",
+            "grtv_nb.mesh", "grtv_nb.transforms", "grtv_nb.contours")
+    high = ("grtv_nb.study", "grtv_nb.facade", "grtv_nb.widgets", "grtv_nb.segment", "grtv_nb.batch", "grtv_nb.cli")
+    bad = [(m, d) for m in _modules() if m.startswith(core) for d in _imports(m)
+           if d.startswith(high) and (m, d) not in ALLOWED_EDGES]
+    assert not bad
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    graph = {m: {d for d in _imports(m) if (m, d) not in ALLOWED_EDGES} for m in _modules()}
+    assert not _cycles(graph), f"import cycles: {_cycles(graph)}"
+
+
+def test_import_reader_sees_imports():
+    """The AST reader finds module-level, relative, function-level and ``from pkg import module`` imports."""
+    assert {"grtv_nb.geometry", "grtv_nb.errors"} <= _imports("grtv_nb.study")
+    assert "grtv_nb.raster" in _imports("grtv_nb.study")  # inside Study._append_roi
+    assert "grtv_nb.dvh" in _imports("grtv_nb.study")  # "from . import dvh as _dvh"
+    assert "grtv_nb.errors" in _imports("grtv_nb.dicom.image")  # "from ..errors import ..."
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_allow_list_has_no_stale_entries():
+    stale = [e for e in ALLOWED_EDGES if e[0] not in _modules() or e[1] not in _imports(e[0])]
+    assert not stale, f"stale allow-list entries (the import is gone: delete them from ALLOWED_EDGES): {stale}"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_uses(name: str) -> set[str]:
+    """Private names ``name`` takes from elsewhere: ``from module import _x`` (a private module of
+    the same package is fine) and ``something._x`` where ``_x`` is not defined in this module."""
+    tree = _tree(name)
+    mods = _modules()
+    package = name if mods[name].name == "__init__.py" else name.rpartition(".")[0]
+    own: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            own.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            own.add(node.target.id)
+    uses: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:
+                if not _private(alias.name):
+                    continue
+                if f"{target}.{alias.name}" in mods and target == package:
+                    continue  # a private module of the same package
+                uses.add(f"from {target} import {alias.name}")
+        elif isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own:
+            owner = ast.unparse(node.value)
+            if owner not in ("self", "cls") and not owner.startswith(("self.", "super(")):
+                uses.add(f"{owner}.{node.attr}")
+    return uses
+
+
+def test_no_private_names_across_modules():
+    found = {f"{name}: {use}" for name in _modules() for use in _private_uses(name)}
+    assert not found - ALLOWED_PRIVATE, f"private names used outside their module: {sorted(found - ALLOWED_PRIVATE)}"
+    stale = ALLOWED_PRIVATE - found
+    assert not stale, f"stale ALLOWED_PRIVATE entries (the use is gone: delete them): {sorted(stale)}"
+
+
+def test_every_module_has_a_docstring():
+    missing = [name for name in _modules() if not (ast.get_docstring(_tree(name)) or "").strip()]
+    assert not missing, f"modules without a docstring saying what they own: {missing}"
+
+
+def _calls(tree: ast.Module):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node, ast.unparse(node.func)
+
+
+def test_no_print_in_library_code():
+    printing = [f"{name}:{node.lineno}" for name in _modules() if name not in PRINTING_MODULES
+                for node, func in _calls(_tree(name)) if func == "print"]
+    assert not printing, f"print() in library code (use logging or return the text): {printing}"
+
+
+def test_loggers_are_module_loggers():
+    bad = [f"{name}:{node.lineno}" for name in _modules() for node, func in _calls(_tree(name))
+           if func in ("logging.getLogger", "getLogger")
+           and not (len(node.args) == 1 and ast.unparse(node.args[0]) == "__name__")]
+    assert not bad, f"loggers must be logging.getLogger(__name__): {bad}"
+
+
+def test_warnings_are_grtv_warnings():
+    """``warnings.warn`` only with a GRTVWarning category (use grtv_nb.errors.warn, which also
+    points the warning at the user's call)."""
+    from grtv_nb import errors
+
+    ours = {n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, errors.GRTVWarning)}
+    bad = []
+    for name in _modules():
+        for node, func in _calls(_tree(name)):
+            if func != "warnings.warn":
+                continue  # grtv_nb.errors.warn always emits a GRTVWarning
+            cats = node.args[1:2] + [k.value for k in node.keywords if k.arg == "category"]
+            if not cats or ast.unparse(cats[0]).rpartition(".")[2] not in ours:
+                bad.append(f"{name}:{node.lineno}")
+    assert not bad, f"warnings.warn without a GRTVWarning category: {bad}"
+
+
+def test_one_version_source():
+    """pyproject.toml reads the version from grtv_nb.__version__ (no second copy)."""
+    import tomllib
+
+    import grtv_nb
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "grtv_nb.__version__"}
+    try:
+        installed = importlib.metadata.version("grtv_nb")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("grtv_nb is not installed (no metadata to compare)")
+    assert installed == grtv_nb.__version__
+
+
+def test_warnings_point_at_the_users_call(tmp_path):
+    """A GRTVWarning raised several calls deep inside grtv_nb names this file and line (the user's
+    call), not a line of the library."""
+    import sys
+    import warnings
+
+    import numpy as np
+
+    from grtv_nb.errors import GRTVWarning
+    from grtv_nb.rawio import write_raw
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1  # the next line
+        write_raw(tmp_path / "v.raw", np.array([[[1e6, 0.0]]]), np.int16)
+    ours = [w for w in caught if issubclass(w.category, GRTVWarning)]
+    assert len(ours) == 1 and "clipped" in str(ours[0].message)
+    assert Path(ours[0].filename) == Path(__file__)
+    assert ours[0].lineno == line
+
