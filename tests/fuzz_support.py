@@ -344,7 +344,7 @@ class _Hang(BaseException):
 
 
 def _alarm(signum, frame):
-    raise _Hang()
+    raise _Hang
 
 
 def run_case(base: Path, reference: dict, rng: random.Random, workdir: Path,
