@@ -183,6 +183,18 @@ class RTAccessor(_GridAccessor):
         per_slice = np.asarray(self.mask(roi).sum(dim=("y", "x")).values, dtype=np.float64)
         return float((per_slice * self.grid.voxel_volumes_cc()).sum())
 
+    def to_zarr(self, store: Any, **kwargs: Any) -> Any:
+        """Write the Dataset with ``Dataset.to_zarr`` computing one ROI's mask at a time (with Dask
+        installed: the masks are chunked per ROI, one zarr chunk each), so a study's masks never
+        sit in memory all at once. ``kwargs`` go to :meth:`xarray.Dataset.to_zarr`."""
+        ds = self._ds
+        if "masks" in ds:
+            try:
+                ds = ds.assign(masks=ds["masks"].chunk({"roi": 1}))
+            except ImportError:  # no Dask: xarray writes the masks in one piece
+                pass
+        return ds.to_zarr(store, **kwargs)
+
     def dvh(self, rois: Sequence[int | str] | None = None, **kwargs: Any) -> Any:
         """DVHs of ROIs (default: every ROI with a non-empty mask) from the Dataset's dose.
 
