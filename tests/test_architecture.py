@@ -4,6 +4,7 @@
   mesh, transforms never import the study, the facade, the widgets, segmentation or batch);
 - no import cycles (module-level and function-level imports alike);
 - every module has a docstring; no private name is used outside the module that defines it;
+- optional heavy packages (TensorFlow, Dask, VTK, matplotlib...) are imported lazily;
 - library code does not ``print()``, loggers are module loggers (``logging.getLogger(__name__)``),
   and ``warnings.warn`` is only called with a :class:`grtv_nb.errors.GRTVWarning` category.
 
@@ -269,6 +270,43 @@ def test_no_private_names_across_modules():
     assert not found - ALLOWED_PRIVATE, f"private names used outside their module: {sorted(found - ALLOWED_PRIVATE)}"
     stale = ALLOWED_PRIVATE - found
     assert not stale, f"stale ALLOWED_PRIVATE entries (the use is gone: delete them): {sorted(stale)}"
+
+
+# Optional heavy packages: imported inside the functions that need them, never at module level
+# (the project guide), except the widget toolkits inside grtv_nb.widgets (the widgets extra).
+HEAVY = {"tensorflow", "keras", "torch", "dask", "distributed", "papermill", "matplotlib", "vtk", "pyvista",
+         "trame", "trame_vtk", "ipywidgets", "anywidget"}
+HEAVY_AT_MODULE_LEVEL_OK = {"grtv_nb.widgets": {"ipywidgets", "anywidget"}}
+
+
+def _module_level_imports(tree: ast.Module) -> set[str]:
+    """Top-level package names imported when the module is imported (not inside functions)."""
+    found: set[str] = set()
+    skip = _type_checking_nodes(tree)
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if id(node) in skip or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def test_heavy_packages_are_imported_lazily():
+    eager = []
+    for name in _modules():
+        allowed = next((ok for prefix, ok in HEAVY_AT_MODULE_LEVEL_OK.items()
+                        if name == prefix or name.startswith(prefix + ".")), set())
+        bad = (_module_level_imports(_tree(name)) & HEAVY) - allowed
+        if bad:
+            eager.append(f"{name}: {sorted(bad)}")
+    assert not eager, f"heavy optional packages imported at module level: {eager}"
+    assert "ipywidgets" in _module_level_imports(_tree("grtv_nb.widgets.slices"))  # the reader sees them
 
 
 def test_every_module_has_a_docstring():
