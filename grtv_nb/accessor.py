@@ -179,7 +179,9 @@ class RTAccessor(_GridAccessor):
         return self.masks.isel(roi=self.roi_index(roi)).astype(bool)
 
     def volume_cc(self, roi: int | str) -> float:
-        """ROI volume in cc: voxel count per slice weighted by each slice's thickness."""
+        """Volume in cc of the ROI's mask: voxel count per slice weighted by each slice's thickness
+        (the Dataset holds masks, not contours: for an ROI read from contours this is the rasterised
+        volume, close to but not the exact enclosed volume a :class:`~grtv_nb.study.Study` may give)."""
         per_slice = np.asarray(self.mask(roi).sum(dim=("y", "x")).values, dtype=np.float64)
         return float((per_slice * self.grid.voxel_volumes_cc()).sum())
 
@@ -196,7 +198,8 @@ class RTAccessor(_GridAccessor):
         return ds.to_zarr(store, **kwargs)
 
     def dvh(self, rois: Sequence[int | str] | None = None, **kwargs: Any) -> Any:
-        """DVHs of ROIs (default: every ROI with a non-empty mask) from the Dataset's dose.
+        """DVHs of ROIs (default: every ROI with a non-empty mask) from the Dataset's dose and masks
+        (voxel-centre inclusion on the study grid, :func:`grtv_nb.dvh.compute_dvh`).
 
         Parameters
         ----------
