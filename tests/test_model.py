@@ -166,6 +166,48 @@ def test_dose_only_oblique_non_uniform_study_round_trip(tmp_path, fmt):
                                   compute_dvh(dose, grid, {"Box": box}).cumulative.values)
 
 
+def test_add_roi_and_mesh_on_a_reopened_dataset(phantom_study, tmp_path):
+    """ds.rt.add_roi returns a new Dataset with one more ROI (numbered, typed, coloured) and leaves
+    the Dataset as it was; the new ROI survives a round trip; ds.rt.mesh is mask_to_mesh's mesh."""
+    st = phantom_study
+    back = _write_and_reopen(st.ds, tmp_path, "netcdf")
+    lungs = back.rt.mask("Lung_L") | back.rt.mask("Lung_R")
+    new = back.rt.add_roi("Lungs", lungs, (255, 255, 0))
+    assert back.rt.roi_names == st.roi_names  # unchanged
+    assert new.rt.roi_names == [*st.roi_names, "Lungs"]
+    assert int(new["roi_number"].values[-1]) == max(r.number for r in st.rois) + 1
+    assert str(new["roi_type"].values[-1]) == "ORGAN" and new["roi_color"].values[-1].tolist() == [255, 255, 0]
+    assert np.array_equal(new.rt.mask("Lungs").values, st.mask("Lung_L") | st.mask("Lung_R"))
+    for i, name in enumerate(st.roi_names):  # the others untouched
+        assert np.array_equal(new.rt.mask(name).values, st.mask(i))
+    assert new.rt.volume_cc("Lungs") == pytest.approx(back.rt.volume_cc("Lung_L") + back.rt.volume_cc("Lung_R"))
+    assert new.rt.grid.same_as(st.grid, tol=0.0) and new.attrs == back.attrs
+    again = _write_and_reopen(new, tmp_path / "again", "zarr")
+    assert np.array_equal(again.rt.mask("Lungs").values, new.rt.mask("Lungs").values)
+    assert str(new.rt.add_roi("Body2", lungs)["roi_type"].values[-1]) == "ORGAN"
+    assert str(new.rt.add_roi("External", lungs)["roi_type"].values[-1]) == "EXTERNAL"
+    with pytest.raises(ValidationError, match="already used"):
+        new.rt.add_roi("Lungs", lungs)
+    with pytest.raises(ValidationError, match="has shape"):
+        new.rt.add_roi("Small", lungs.values[:, :10])
+    with pytest.raises(ValidationError):
+        new.rt.add_roi("Bad colour", lungs, (300, 0, 0))
+    with pytest.raises(ValidationError):
+        new.rt.add_roi("", lungs)
+
+
+def test_mesh_of_a_dataset_roi():
+    from grtv_nb.mesh import mask_to_mesh
+
+    grid = _oblique_grid(np.array([0.0, 2.5, 5.0, 10.0, 12.5, 20.0]))
+    zz, yy, xx = np.meshgrid(np.arange(6), np.arange(10), np.arange(12), indexing="ij")
+    box = (zz >= 1) & (zz <= 4) & (yy >= 2) & (yy < 7) & (xx >= 3) & (xx < 9)
+    ds = Study(grid, dose=np.zeros(grid.shape, np.float32)).ds.rt.add_roi("Box", box)
+    mesh, want = ds.rt.mesh("Box"), mask_to_mesh(box, grid)
+    assert len(mesh.faces) > 0
+    assert np.array_equal(mesh.vertices, want.vertices) and np.array_equal(mesh.faces, want.faces)
+
+
 @pytest.mark.parametrize("notes", [[], ["one"], ["one", "two"]])
 def test_notes_survive_every_container(tmp_path, notes):
     """netCDF gives back an empty list as an empty float array and a one-string list as a string;
