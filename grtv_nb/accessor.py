@@ -33,7 +33,7 @@ import xarray as xr
 from .errors import ValidationError
 from .geometry import Grid
 
-__all__ = ["RTAccessor", "RTArrayAccessor", "grid_of", "roi_position"]
+__all__ = ["RTAccessor", "RTArrayAccessor", "check_new_roi", "grid_of", "roi_position"]
 
 #: Dataset/DataArray attribute holding the orientation: 9 floats, the 3x3 direction row-major
 DIRECTION_ATTR = "direction"
@@ -54,6 +54,21 @@ def roi_position(names: Sequence[str], roi: int | str) -> int:
     if str(roi).lower() in low:
         return low.index(str(roi).lower())
     raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
+
+
+def check_new_roi(names: Sequence[str], name: Any, color: Any = None) -> tuple[str, tuple[int, int, int]]:
+    """``(name, colour)`` of an ROI to add after ``names``: the name checked as an RTSTRUCT holds it
+    (:func:`grtv_nb.validate.check_roi_name`) and not taken, the colour checked (default: the next of
+    :func:`grtv_nb.display.default_color`); a :class:`~grtv_nb.errors.ValidationError` otherwise."""
+    from .display import default_color
+    from .validate import check_roi_name, validate_color
+
+    name = check_roi_name(name)
+    names = [str(n) for n in names]
+    if name in names:
+        raise ValidationError(f"ROI name '{name}' is already used by ROI index {names.index(name)}; "
+                              "choose another name")
+    return name, validate_color(color if color is not None else default_color(len(names)))
 
 
 def _direction(*attr_sources: dict) -> np.ndarray:
@@ -213,13 +228,10 @@ class RTAccessor(_GridAccessor):
         """
         from .dicom.rtstruct import interpreted_type
         from .display import default_color
-        from .validate import as_bool_mask, check_roi_name, validate_color
+        from .validate import as_bool_mask
 
-        name = check_roi_name(name)
         names = self.roi_names
-        if name in names:
-            raise ValidationError(f"ROI name '{name}' is already used by ROI index {names.index(name)}; choose another")
-        color = validate_color(color if color is not None else default_color(len(names)))
+        name, color = check_new_roi(names, name, color)
         grid = self.grid
         m = as_bool_mask(mask.values if isinstance(mask, xr.DataArray) else mask, grid.shape, name=f"mask of '{name}'")
         ds = self._ds
