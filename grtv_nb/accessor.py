@@ -6,8 +6,9 @@ needs in its coordinates and attributes: the voxel centres ``z, y, x`` (mm), the
 row-major), the frame of reference, the slice thickness, the modality, and per ROI its name
 (``roi``), number, type and colour. So the same Dataset written with ``to_zarr()`` or
 ``to_netcdf()`` and reopened with xarray alone (``xr.open_zarr``, ``xr.open_dataset``, Dask-backed
-or not) still answers ``ds.rt.grid``, ``ds.rt.mask("Heart")``, ``ds.rt.volume_cc("Heart")`` and
-``ds.rt.dvh()`` with the numbers the study gives::
+or not) still answers ``ds.rt.grid``, ``ds.rt.mask("Heart")``, ``ds.rt.volume_cc("Heart")``,
+``ds.rt.mesh("Heart")`` and ``ds.rt.dvh()`` from its masks, and ``ds.rt.add_roi(name, mask)`` gives a
+new Dataset with one more ROI::
 
     import grtv_nb.accessor  # registers ds.rt (grtv_nb.open_study registers it too)
     ds = xr.open_zarr("patient.zarr")
@@ -32,7 +33,7 @@ import xarray as xr
 from .errors import ValidationError
 from .geometry import Grid
 
-__all__ = ["RTAccessor", "RTArrayAccessor", "grid_of", "roi_position"]
+__all__ = ["RTAccessor", "RTArrayAccessor", "check_new_roi", "grid_of", "roi_position"]
 
 #: Dataset/DataArray attribute holding the orientation: 9 floats, the 3x3 direction row-major
 DIRECTION_ATTR = "direction"
@@ -53,6 +54,21 @@ def roi_position(names: Sequence[str], roi: int | str) -> int:
     if str(roi).lower() in low:
         return low.index(str(roi).lower())
     raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
+
+
+def check_new_roi(names: Sequence[str], name: Any, color: Any = None) -> tuple[str, tuple[int, int, int]]:
+    """``(name, colour)`` of an ROI to add after ``names``: the name checked as an RTSTRUCT holds it
+    (:func:`grtv_nb.validate.check_roi_name`) and not taken, the colour checked (default: the next of
+    :func:`grtv_nb.display.default_color`); a :class:`~grtv_nb.errors.ValidationError` otherwise."""
+    from .display import default_color
+    from .validate import check_roi_name, validate_color
+
+    name = check_roi_name(name)
+    names = [str(n) for n in names]
+    if name in names:
+        raise ValidationError(f"ROI name '{name}' is already used by ROI index {names.index(name)}; "
+                              "choose another name")
+    return name, validate_color(color if color is not None else default_color(len(names)))
 
 
 def _direction(*attr_sources: dict) -> np.ndarray:
@@ -179,12 +195,83 @@ class RTAccessor(_GridAccessor):
         return self.masks.isel(roi=self.roi_index(roi)).astype(bool)
 
     def volume_cc(self, roi: int | str) -> float:
-        """ROI volume in cc: voxel count per slice weighted by each slice's thickness."""
+        """Volume in cc of the ROI's mask: voxel count per slice weighted by each slice's thickness
+        (the Dataset holds masks, not contours: for an ROI read from contours this is the rasterised
+        volume, close to but not the exact enclosed volume a :class:`~grtv_nb.study.Study` may give)."""
         per_slice = np.asarray(self.mask(roi).sum(dim=("y", "x")).values, dtype=np.float64)
         return float((per_slice * self.grid.voxel_volumes_cc()).sum())
 
+    def mesh(self, roi: int | str) -> Any:
+        """Closed surface mesh (patient mm) of an ROI's mask (:func:`grtv_nb.mesh.mask_to_mesh`)."""
+        from .mesh import mask_to_mesh
+
+        i = self.roi_index(roi)
+        return mask_to_mesh(np.asarray(self.mask(i).values), self.grid, name=f"ROI '{self.roi_names[i]}'")
+
+    def add_roi(self, name: str, mask: Any, color: Any = None, *, roi_type: str | None = None) -> xr.Dataset:
+        """A new Dataset with one more ROI (the Dataset itself is not changed, as in xarray).
+
+        Parameters
+        ----------
+        name : str
+            ROI name: non-empty, not taken, writable to an RTSTRUCT (:func:`grtv_nb.validate.check_roi_name`).
+        mask : bool array or DataArray (z, y, x) on the Dataset's grid
+        color : (r, g, b), optional
+            0..255; default the next of :func:`grtv_nb.display.default_color`.
+        roi_type : str, optional
+            RTROIInterpretedType; default EXTERNAL for a body outline's usual names, else ORGAN.
+
+        Notes
+        -----
+        The masks are concatenated in memory (lazy masks are read): for a study held by a
+        :class:`~grtv_nb.study.Study`, ``Study.add_roi`` is the way (it also keeps contours and meshes).
+        """
+        from .dicom.rtstruct import interpreted_type
+        from .display import default_color
+        from .validate import as_bool_mask
+
+        names = self.roi_names
+        name, color = check_new_roi(names, name, color)
+        grid = self.grid
+        m = as_bool_mask(mask.values if isinstance(mask, xr.DataArray) else mask, grid.shape, name=f"mask of '{name}'")
+        ds = self._ds
+        n = len(names)
+
+        def column(coord: str, value: Any, dtype: Any) -> np.ndarray:
+            old = np.asarray(ds[coord].values, dtype=dtype) if coord in ds.coords else None
+            if old is None or old.shape[0] != n:
+                old = np.array([default_color(i) for i in range(n)] if coord == "roi_color" else
+                               ([i + 1 for i in range(n)] if coord == "roi_number" else [""] * n), dtype=dtype)
+            return np.concatenate([old.reshape(n, *np.shape(value)), np.array([value], dtype=dtype)])
+
+        numbers = column("roi_number", 0, np.int32)
+        numbers[-1] = int(numbers[:-1].max(initial=0)) + 1
+        old_masks = np.asarray(ds["masks"].values, dtype=bool) if n else np.zeros((0, *grid.shape), bool)
+        attrs = dict(ds["masks"].attrs) if "masks" in ds else {}
+        out = ds.drop_dims("roi") if "roi" in ds.dims else ds
+        out = out.assign_coords(
+            roi=("roi", np.array([*names, name], dtype=object)),
+            roi_number=("roi", numbers),
+            roi_type=("roi", column("roi_type", interpreted_type(name, roi_type or ""), object)),
+            roi_color=(("roi", "rgb"), column("roi_color", color, np.uint8)),
+        )
+        return out.assign(masks=(("roi", "z", "y", "x"), np.concatenate([old_masks, m[None]]), attrs))
+
+    def to_zarr(self, store: Any, **kwargs: Any) -> Any:
+        """Write the Dataset with ``Dataset.to_zarr`` computing one ROI's mask at a time (with Dask
+        installed: the masks are chunked per ROI, one zarr chunk each), so a study's masks never
+        sit in memory all at once. ``kwargs`` go to :meth:`xarray.Dataset.to_zarr`."""
+        ds = self._ds
+        if "masks" in ds:
+            try:
+                ds = ds.assign(masks=ds["masks"].chunk({"roi": 1}))
+            except ImportError:  # no Dask: xarray writes the masks in one piece
+                pass
+        return ds.to_zarr(store, **kwargs)
+
     def dvh(self, rois: Sequence[int | str] | None = None, **kwargs: Any) -> Any:
-        """DVHs of ROIs (default: every ROI with a non-empty mask) from the Dataset's dose.
+        """DVHs of ROIs (default: every ROI with a non-empty mask) from the Dataset's dose and masks
+        (voxel-centre inclusion on the study grid, :func:`grtv_nb.dvh.compute_dvh`).
 
         Parameters
         ----------

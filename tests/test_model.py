@@ -12,6 +12,7 @@ import xarray as xr
 
 import grtv_nb.accessor  # noqa: F401  (registers ds.rt)
 from grtv_nb.accessor import grid_of, roi_position
+from grtv_nb.dvh import compute_dvh
 from grtv_nb.errors import ValidationError
 from grtv_nb.geometry import Grid
 from grtv_nb.study import Study
@@ -22,12 +23,18 @@ pytest.importorskip("netCDF4", reason="netCDF4 is needed for the netCDF round tr
 
 def _write_and_reopen(ds: xr.Dataset, tmp_path, fmt: str) -> xr.Dataset:
     """Write with xarray's own writer and reopen with xarray alone (nothing of grtv_nb involved)."""
-    if fmt == "zarr":
+    if fmt.startswith("zarr"):
         path = tmp_path / "study.zarr"
         with warnings.catch_warnings():  # zarr 3: consolidated metadata is not in the v3 spec yet
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            ds.to_zarr(path)
-        return xr.open_zarr(path)  # Dask-backed
+            if fmt == "zarr-per-roi":  # one ROI's mask in memory at a time (Dask), one zarr chunk per ROI
+                ds.rt.to_zarr(path)
+            else:
+                ds.to_zarr(path)
+        back = xr.open_zarr(path)  # Dask-backed
+        if fmt == "zarr-per-roi":
+            assert back["masks"].encoding["chunks"][0] == 1
+        return back
     path = tmp_path / "study.nc"
     ds.to_netcdf(path, engine="netcdf4")
     return xr.load_dataset(path, engine="netcdf4")
@@ -70,7 +77,7 @@ def _assert_same_dataset(before: xr.Dataset, after: xr.Dataset) -> None:
     assert after.rt.notes == before.rt.notes
 
 
-@pytest.mark.parametrize("fmt", ["zarr", "netcdf"])
+@pytest.mark.parametrize("fmt", ["zarr", "zarr-per-roi", "netcdf"])
 def test_phantom_study_round_trip(phantom_study, tmp_path, fmt):
     st = phantom_study
     ds = st.ds
@@ -89,10 +96,11 @@ def test_phantom_study_round_trip(phantom_study, tmp_path, fmt):
     assert back.rt.roi_names == st.roi_names
     assert back["roi_color"].values.tolist() == [list(r.color) for r in st.rois]
     assert back["roi_number"].values.tolist() == [r.number for r in st.rois]
-    for name in st.roi_names:
-        assert back.rt.volume_cc(name) == pytest.approx(st.volume_cc(name), rel=1e-12, abs=1e-12)
-    names = [n for n in st.roi_names if st.volume_cc(n) > 0][:3]
-    mine, theirs = back.rt.dvh(names), st.dvh(names)
+    for name in st.roi_names:  # the mask's volume: voxels weighted by their slice's thickness
+        assert back.rt.volume_cc(name) == pytest.approx(_mask_volume_cc(st.mask(name), st.grid), rel=1e-12, abs=1e-12)
+    names = [n for n in st.roi_names if st.mask(n).any()][:3]
+    mine = back.rt.dvh(names)
+    theirs = compute_dvh(st.ds["dose"].values, st.grid, {n: st.mask(n) for n in names}, roi_names=names)
     assert mine.roi_names == theirs.roi_names == names
     assert np.array_equal(mine.cumulative.values, theirs.cumulative.values)
     for stat in ("volume_cc", "mean", "max", "D95"):
@@ -114,6 +122,10 @@ def test_accessor_on_the_live_study(phantom_study):
     assert ds.rt.image.dims == ("z", "y", "x") and ds.rt.dose.attrs["units"] == "Gy"
     assert ds["image"].rt.grid.same_as(st.grid, tol=0.0)
     assert ds["dose"].rt.spacing == st.grid.spacing
+
+
+def _mask_volume_cc(mask: np.ndarray, grid: Grid) -> float:
+    return float((mask.sum(axis=(1, 2)) * grid.voxel_volumes_cc()).sum())
 
 
 def _oblique_grid(z: np.ndarray) -> Grid:
@@ -150,7 +162,50 @@ def test_dose_only_oblique_non_uniform_study_round_trip(tmp_path, fmt):
     # analytical: 4 slices of 5 x 6 voxels of 1.5 x 2 mm; slice weights (half-gaps) 2.5, 3.75, 3.75, 5 mm
     assert back.rt.volume_cc("Box") == pytest.approx(30 * 1.5 * 2.0 * (2.5 + 3.75 + 3.75 + 5.0) / 1000.0, rel=1e-12)
     assert np.array_equal(back.rt.mask("Box").values, box)
-    np.testing.assert_array_equal(back.rt.dvh().cumulative.values, st.dvh().cumulative.values)
+    np.testing.assert_array_equal(back.rt.dvh().cumulative.values,
+                                  compute_dvh(dose, grid, {"Box": box}).cumulative.values)
+
+
+def test_add_roi_and_mesh_on_a_reopened_dataset(phantom_study, tmp_path):
+    """ds.rt.add_roi returns a new Dataset with one more ROI (numbered, typed, coloured) and leaves
+    the Dataset as it was; the new ROI survives a round trip; ds.rt.mesh is mask_to_mesh's mesh."""
+    st = phantom_study
+    back = _write_and_reopen(st.ds, tmp_path, "netcdf")
+    lungs = back.rt.mask("Lung_L") | back.rt.mask("Lung_R")
+    new = back.rt.add_roi("Lungs", lungs, (255, 255, 0))
+    assert back.rt.roi_names == st.roi_names  # unchanged
+    assert new.rt.roi_names == [*st.roi_names, "Lungs"]
+    assert int(new["roi_number"].values[-1]) == max(r.number for r in st.rois) + 1
+    assert str(new["roi_type"].values[-1]) == "ORGAN" and new["roi_color"].values[-1].tolist() == [255, 255, 0]
+    assert np.array_equal(new.rt.mask("Lungs").values, st.mask("Lung_L") | st.mask("Lung_R"))
+    for i, name in enumerate(st.roi_names):  # the others untouched
+        assert np.array_equal(new.rt.mask(name).values, st.mask(i))
+    assert new.rt.volume_cc("Lungs") == pytest.approx(back.rt.volume_cc("Lung_L") + back.rt.volume_cc("Lung_R"))
+    assert new.rt.grid.same_as(st.grid, tol=0.0) and new.attrs == back.attrs
+    again = _write_and_reopen(new, tmp_path / "again", "zarr")
+    assert np.array_equal(again.rt.mask("Lungs").values, new.rt.mask("Lungs").values)
+    assert str(new.rt.add_roi("Body2", lungs)["roi_type"].values[-1]) == "ORGAN"
+    assert str(new.rt.add_roi("External", lungs)["roi_type"].values[-1]) == "EXTERNAL"
+    with pytest.raises(ValidationError, match="already used"):
+        new.rt.add_roi("Lungs", lungs)
+    with pytest.raises(ValidationError, match="has shape"):
+        new.rt.add_roi("Small", lungs.values[:, :10])
+    with pytest.raises(ValidationError):
+        new.rt.add_roi("Bad colour", lungs, (300, 0, 0))
+    with pytest.raises(ValidationError):
+        new.rt.add_roi("", lungs)
+
+
+def test_mesh_of_a_dataset_roi():
+    from grtv_nb.mesh import mask_to_mesh
+
+    grid = _oblique_grid(np.array([0.0, 2.5, 5.0, 10.0, 12.5, 20.0]))
+    zz, yy, xx = np.meshgrid(np.arange(6), np.arange(10), np.arange(12), indexing="ij")
+    box = (zz >= 1) & (zz <= 4) & (yy >= 2) & (yy < 7) & (xx >= 3) & (xx < 9)
+    ds = Study(grid, dose=np.zeros(grid.shape, np.float32)).ds.rt.add_roi("Box", box)
+    mesh, want = ds.rt.mesh("Box"), mask_to_mesh(box, grid)
+    assert len(mesh.faces) > 0
+    assert np.array_equal(mesh.vertices, want.vertices) and np.array_equal(mesh.faces, want.faces)
 
 
 @pytest.mark.parametrize("notes", [[], ["one"], ["one", "two"]])
