@@ -241,8 +241,8 @@ def big_study() -> None:
     print("-" * 72)
     ref = {0: t_mpl_first, 1: t_mpl_first, 2: float("nan"), 3: t_mpl_first, 4: t_mpl_step, 5: t_mpl_step}
     for k, (name, ms) in enumerate(rows):
-        r = ms / ref[k] if np.isfinite(ref[k]) else float("nan")
-        print(f"{name:52s} {ms:9.1f} {r:8.1f}x")
+        ratio = f"{ms / ref[k]:8.1f}x" if np.isfinite(ref[k]) else f"{'-':>9s}"
+        print(f"{name:52s} {ms:9.1f} {ratio}")
     print("-" * 72)
     verdict = "OK" if t_dash < GOAL_FIRST_S else "ABOVE GOAL"
     print(f"goal: dashboard first picture < {GOAL_FIRST_S:.0f} s -> {t_dash:.2f} s ({verdict}); "

@@ -43,7 +43,8 @@ class Dashboard(StaticPNGMixin, W.VBox):
         top = [self.slices] + ([self.legend] if self.legend is not None else [])
         bottom = [w for w in (self.dvh, self.view3d) if w is not None]
         title = W.HTML(f"<b>{_title(study)}</b> &nbsp; <small>{_describe(a)}</small>")
-        super().__init__([title, W.HBox(top), W.HBox(bottom, layout=W.Layout(flex_flow="row wrap"))])
+        wrap = W.Layout(flex_flow="row wrap", align_items="flex-start")  # adapts to the cell width
+        super().__init__([title, W.HBox(top, layout=wrap), W.HBox(bottom, layout=wrap)])
         self.add_class("grtv-dashboard")
         if self.view3d is not None:
             self.view3d.on_ready(self.update_static)  # the static picture gets the 3D screenshot

@@ -30,7 +30,7 @@ from . import render as R
 from ._base import RoiLegend, RoiState, StaticPNGMixin, hex_color, make_chart_canvas, on_canvas_event
 
 _STAT_LABELS = {"volume_cc": "Volume (cc)", "min": "Min (Gy)", "mean": "Mean (Gy)", "max": "Max (Gy)"}
-DEFAULT_QUERY = "D98, D95, D50, D2, D2cc, V20Gy, V95%"
+DEFAULT_QUERY = "D2cc, V20Gy, V20Gy_cc, V95%"  # D98, D95, D50, D2 are in the statistics table
 _QUERY = re.compile(r"^(D)(\d+(?:\.\d+)?)(cc)?$|^(V)(\d+(?:\.\d+)?)(Gy|%)?(_cc)?$", re.IGNORECASE)
 
 
