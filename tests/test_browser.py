@@ -357,7 +357,14 @@ def test_dashboard_in_jupyterlab(lab):
             dvh_src = page.locator(".grtv-dvh-image").get_attribute("src")
             body = page.locator(".grtv-roi-BODY input[type=checkbox]")
             body.uncheck()
-            page.wait_for_timeout(1500)
+            try:  # the DVH chart redraws without BODY (a new picture)
+                page.wait_for_function(
+                    f"() => document.querySelector('.grtv-dvh-image').getAttribute('src') !== {dvh_src!r}",
+                    timeout=20_000,
+                )
+            except Exception:
+                pass  # reported by the assertion below
+            page.wait_for_timeout(500)
             n_off = _count_color(_png(axial.screenshot(path=str(ARTIFACTS / "05_axial_body_off.png"))), BODY_GREEN)
             assert page.locator(".grtv-dvh-image").get_attribute("src") != dvh_src, "DVH chart not linked to legend"
             page.locator(".grtv-dvh-image").screenshot(path=str(ARTIFACTS / "06_dvh_body_off.png"))
