@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -117,6 +118,17 @@ def lab(tmp_path_factory):
         shutil.copy(root / "lab.log", ARTIFACTS / "lab.log")
 
 
+def _end_sessions(url: str) -> None:
+    """Shut down every kernel session of the server (REST API)."""
+    import json
+
+    with urllib.request.urlopen(f"{url}/api/sessions?token={TOKEN}", timeout=10) as r:
+        sessions = json.loads(r.read())
+    for s in sessions:
+        req = urllib.request.Request(f"{url}/api/sessions/{s['id']}?token={TOKEN}", method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
+
+
 def _png(data: bytes) -> np.ndarray:
     from PIL import Image
 
@@ -168,7 +180,10 @@ def _check_3d(page, name: str) -> np.ndarray:
     canvas = page.locator("canvas.grtv-3d-canvas")
     canvas.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
-    s3 = _png(canvas.screenshot(path=str(ARTIFACTS / name)))
+    canvas.screenshot(path=str(ARTIFACTS / name))
+    # the canvas's own pixels (exact, unlike a screenshot of its sub-pixel-placed box)
+    url = page.evaluate("() => document.querySelector('canvas.grtv-3d-canvas').toDataURL('image/png')")
+    s3 = _png(base64.b64decode(url.split(",", 1)[1]))
     distinct = len(np.unique((s3 // 16).reshape(-1, 3), axis=0))
     nonbg = (np.abs(s3 - s3[5, 5]).max(axis=2) > 40).mean()
     assert distinct > 20 and nonbg > 0.02, f"3D canvas looks blank ({distinct} colours, {nonbg:.3f} non-background)"
@@ -342,7 +357,14 @@ def test_dashboard_in_jupyterlab(lab):
             dvh_src = page.locator(".grtv-dvh-image").get_attribute("src")
             body = page.locator(".grtv-roi-BODY input[type=checkbox]")
             body.uncheck()
-            page.wait_for_timeout(1500)
+            try:  # the DVH chart redraws without BODY (a new picture)
+                page.wait_for_function(
+                    f"() => document.querySelector('.grtv-dvh-image').getAttribute('src') !== {dvh_src!r}",
+                    timeout=20_000,
+                )
+            except Exception:
+                pass  # reported by the assertion below
+            page.wait_for_timeout(500)
             n_off = _count_color(_png(axial.screenshot(path=str(ARTIFACTS / "05_axial_body_off.png"))), BODY_GREEN)
             assert page.locator(".grtv-dvh-image").get_attribute("src") != dvh_src, "DVH chart not linked to legend"
             page.locator(".grtv-dvh-image").screenshot(path=str(ARTIFACTS / "06_dvh_body_off.png"))
@@ -356,8 +378,8 @@ def test_dashboard_in_jupyterlab(lab):
             # --- the 3D view: same camera after the toggles, no mesh sent again ----------------
             after = _check_3d(page, "08_view3d_after.png")
             assert page.evaluate("() => document.querySelector('.grtv-3d').dataset.uploads") == uploads
-            same = (np.abs(after - rot).max(axis=2) <= 24).mean()
-            assert same > 0.97, f"3D view changed after toggling BODY off and on ({same:.3f} of pixels kept)"
+            same = (np.abs(after - rot).max(axis=2) <= 8).mean()
+            assert same > 0.99, f"3D view changed after toggling BODY off and on ({same:.3f} of pixels kept)"
             page.screenshot(path=str(ARTIFACTS / "09_final.png"), full_page=True)
             assert "Error displaying widget" not in page.inner_text("body")
             assert not external, f"the page tried to reach the network: {external[:5]}"
@@ -365,15 +387,16 @@ def test_dashboard_in_jupyterlab(lab):
             assert not errors, f"JavaScript console errors: {errors[:5]}"
 
             # --- saved and reopened with a fresh kernel: the static pictures, no widget error ---
-            page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
-            page.wait_for_timeout(2000)
-            page.evaluate("window.jupyterapp.commands.execute('notebook:restart-kernel')")  # dialog
-            page.wait_for_timeout(1000)
-            page.keyboard.press("Enter")
-            page.wait_for_timeout(3000)
-            page.reload()
+            page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:save'); }")
+            page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000)
+            page.close()
+            _end_sessions(url)  # the kernel (and every widget model) is gone
+            page = browser.new_page(viewport={"width": 1600, "height": 1500})
+            page.on("console", lambda m: console.append(f"reopened {m.type}: {m.text}"))
+            page.goto(f"{url}/lab/tree/dashboard.ipynb?token={TOKEN}", timeout=60_000)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            page.wait_for_timeout(6000)
+            page.wait_for_function(_KERNEL_READY, timeout=60_000)
+            page.wait_for_timeout(3000)
             page.screenshot(path=str(ARTIFACTS / "10_reopened.png"), full_page=True)
             static = page.locator(".grtv-static img").first
             static.scroll_into_view_if_needed()

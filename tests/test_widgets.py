@@ -216,7 +216,7 @@ def test_viewer_without_dose_rois_or_image(ds):
     assert d2.dvh.result is None and d2.legend is not None
     # a clear panel, not a silently missing chart; the static picture says it too
     assert "grtv-dvh-empty" in d2.dvh.children[0].value and "no dose" in d2.dvh.children[0].value
-    assert "no dose" in DVHChart(no_dose).children[0].value
+    assert "no dose" in DVHChart(no_dose, background=True).children[0].value  # nothing to wait for
     assert len(np.unique(_png_rgb(d2.dvh.to_png_bytes()))) > 1
     assert Dashboard(no_dose, show_3d=False, show_dvh=False).dvh is None
     no_image = ds.drop_vars("image")
@@ -589,4 +589,28 @@ def test_static_picture_is_its_own_output_and_follows_the_3d_view(ds, monkeypatc
     assert "grtv-live" in d._dom_classes
     gate.set()
     assert d.wait(120)
-    assert len(updates) == 1 and updates[0]["image/png"] != static["image/png"]
+    assert updates and updates[-1]["image/png"] != static["image/png"]  # now with the 3D screenshot
+
+
+def test_dvh_chart_in_background(ds):
+    """The dashboard's DVH chart: a 'computing' panel first, the chart once the DVHs are in."""
+    pytest.importorskip("matplotlib")
+    from grtv_nb.widgets import DVHChart
+
+    gate = __import__("threading").Event()
+    from grtv_nb.widgets import dvhchart as D
+
+    real = D.study_dvh
+    D.study_dvh = lambda a: (gate.wait(60), real(a))[1]
+    try:
+        c = DVHChart(ds, background=True)
+        assert "computing the DVHs of 6 ROIs" in c.children[0].value and c.result is None
+        assert len(np.unique(_png_rgb(c.to_png_bytes()))) > 1  # a picture saying so
+        done = []
+        c.on_ready(lambda: done.append(True))
+        gate.set()
+        assert c.wait(60) and done == [True]
+    finally:
+        D.study_dvh = real
+    assert c.result is not None and c.image in c.children[1].children
+    assert [ln.get_label() for ln in c.figure().axes[0].get_lines()] == c.arrays.roi_names

@@ -39,6 +39,9 @@ def test_papermill_leaves_static_images(tmp_path, monkeypatch):
         # a real picture: many colours, and the phantom's BODY outline green is in it
         assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 50
         assert (np.abs(img.astype(int) - (0, 200, 0)).max(axis=2) < 10).sum() > 100
+        # the background DVHs made it into the recorded picture: the PTV's red curve in the lower row
+        lower = img[int(img.shape[0] * 0.6):]
+        assert (np.abs(lower.astype(int) - (255, 0, 0)).max(axis=2) < 30).sum() > 100, "DVH missing"
 
     # an HTML report (nbconvert) of the executed notebook shows that picture, with the live-widget
     # state papermill stored left as it is

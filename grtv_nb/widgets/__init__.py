@@ -1,10 +1,12 @@
 """Inline Jupyter widgets for a study: slice viewer with ROI and dose overlays, DVH chart, 3D mesh
-view and a dashboard linking them. Pixels are rendered on the kernel side (numpy, see
-:mod:`grtv_nb.widgets.render`); the browser only shows images and a vtk.js scene, so the widgets
-work offline and on Binder. Each widget also carries a static PNG for headless execution.
+view and a dashboard linking them. Slice pixels are rendered on the kernel side (numpy, see
+:mod:`grtv_nb.widgets.render`); the browser shows them with zoom/pan, orientation letters and a
+readout, and draws the 3D meshes with its own WebGL (:mod:`grtv_nb.widgets._webgl`), so the widgets
+work offline and on Binder. Each widget is displayed after its static PNG (its own output), so
+papermill, nbconvert and reopened notebooks keep a picture.
 
-Needs the ``widgets`` extra (ipywidgets, anywidget, matplotlib, pyvista, trame-vtk, trame-pyvista);
-``import grtv_nb`` does not import this package.
+Needs the ``widgets`` extra (ipywidgets, anywidget, matplotlib; pyvista for the static 3D
+picture); ``import grtv_nb`` does not import this package.
 """
 
 from __future__ import annotations

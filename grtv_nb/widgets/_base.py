@@ -498,6 +498,7 @@ class RoiLegend(W.VBox):
 #: rendered, and hides that widget's output while it cannot render (loading, or "model not found"
 #: in a reopened notebook whose kernel is gone), so a saved notebook shows the picture instead.
 #: (Needs a trusted notebook: untrusted HTML loses its <style>, and then both are shown.)
+SETTLE_S = 120.0  # longest a cell's end waits for a widget's background work (see _settle_after_cell)
 STATIC_CSS = (
     "<style>"
     ".jp-OutputArea-child:has(.grtv-static):has(+ .jp-OutputArea-child .grtv-live){display:none}"
@@ -535,6 +536,28 @@ class StaticPNGMixin:
         except Exception as exc:  # a broken picture must not hide the live widget
             display({"text/plain": f"(static picture failed: {exc})"}, raw=True)
         display(super()._repr_mimebundle_(), raw=True)  # type: ignore[misc]
+        self._settle_after_cell()
+
+    def _settle_after_cell(self) -> None:
+        """When the widget computes parts in the background (``wait()``), hold the end of the cell
+        until they are done (at most ``SETTLE_S``): the front end already shows the slices, and a
+        headless run (papermill, nbclient) then records the complete static picture before it
+        moves on or shuts the kernel down."""
+        wait = getattr(self, "wait", None)
+        try:
+            from IPython import get_ipython
+
+            ip = get_ipython()
+        except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+            ip = None
+        if wait is None or ip is None:
+            return
+
+        def settle(*_args: Any) -> None:
+            ip.events.unregister("post_run_cell", settle)
+            wait(SETTLE_S)
+
+        ip.events.register("post_run_cell", settle)
 
     def update_static(self) -> None:
         """Redraw the static picture shown before the widget (e.g. once its 3D view is built)."""

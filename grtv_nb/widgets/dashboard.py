@@ -37,20 +37,24 @@ class Dashboard(StaticPNGMixin, W.VBox):
         self.slices = SliceViewer(a, roi_state=self.roi_state, legend=False, size=slice_size)
         has_dvh = show_dvh  # without dose or ROIs the chart is a panel saying so
         has_3d = show_3d and (bool(a.roi_names) or a.dose is not None)
-        self.dvh = DVHChart(a, roi_state=self.roi_state, legend=False) if has_dvh else None
+        self.dvh = DVHChart(a, roi_state=self.roi_state, legend=False, background=True) if has_dvh else None
         # the 3D meshes are built in the background: slices show first, the 3D view fills in
         self.view3d = View3D(a, roi_state=self.roi_state, background=True) if has_3d else None
         top = [self.slices] + ([self.legend] if self.legend is not None else [])
         bottom = [w for w in (self.dvh, self.view3d) if w is not None]
         title = W.HTML(f"<b>{_title(study)}</b> &nbsp; <small>{_describe(a)}</small>")
-        super().__init__([title, W.HBox(top), W.HBox(bottom, layout=W.Layout(flex_flow="row wrap"))])
+        wrap = W.Layout(flex_flow="row wrap", align_items="flex-start")  # adapts to the cell width
+        super().__init__([title, W.HBox(top, layout=wrap), W.HBox(bottom, layout=wrap)])
         self.add_class("grtv-dashboard")
-        if self.view3d is not None:
-            self.view3d.on_ready(self.update_static)  # the static picture gets the 3D screenshot
+        # DVHs and 3D meshes are computed in the background; the static picture is redrawn as
+        # each one arrives
+        for w in (self.dvh, self.view3d):
+            if w is not None:
+                w.on_ready(self.update_static)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the background 3D meshes are built; True when they are."""
-        return self.view3d is None or self.view3d.wait(timeout)
+        """Wait until the background DVHs and 3D meshes are done; True when they are."""
+        return all(w is None or w.wait(timeout) for w in (self.dvh, self.view3d))
 
     def to_png_bytes(self) -> bytes:
         """Slices on top, DVH and 3D pictures below, as one PNG."""

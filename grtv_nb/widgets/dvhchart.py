@@ -20,17 +20,19 @@ import math
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
 
+from ..errors import warn
 from . import render as R
 from ._base import RoiLegend, RoiState, StaticPNGMixin, hex_color, make_chart_canvas, on_canvas_event
 
 _STAT_LABELS = {"volume_cc": "Volume (cc)", "min": "Min (Gy)", "mean": "Mean (Gy)", "max": "Max (Gy)"}
-DEFAULT_QUERY = "D98, D95, D50, D2, D2cc, V20Gy, V95%"
+DEFAULT_QUERY = "D2cc, V20Gy, V20Gy_cc, V95%"  # D98, D95, D50, D2 are in the statistics table
 _QUERY = re.compile(r"^(D)(\d+(?:\.\d+)?)(cc)?$|^(V)(\d+(?:\.\d+)?)(Gy|%)?(_cc)?$", re.IGNORECASE)
 
 
@@ -97,12 +99,18 @@ class DVHChart(StaticPNGMixin, W.VBox):
         legend: bool = True,
         relative: bool = True,
         figsize: tuple[float, float] = (6.0, 3.8),
+        background: bool = False,
     ):
         self.arrays = study if isinstance(study, R.StudyArrays) else R.StudyArrays(study)
         a = self.arrays
         self.roi_state = roi_state or RoiState(a.roi_names, a.roi_colors)
         self.figsize = figsize
-        self.result = study_dvh(a)
+        self.result = None
+        self.empty_reason = ""
+        self.ready = threading.Event()
+        self._on_ready: list = []
+        self._lock = threading.Lock()
+        self._built = False
         self.mode = W.ToggleButtons(
             options=[("%", "relative"), ("cc", "absolute")],
             value="relative" if relative else "absolute",
@@ -126,6 +134,58 @@ class DVHChart(StaticPNGMixin, W.VBox):
             tooltip="make download links for the DVH table (CSV) and chart (PNG)",
         )
         self.export_button.on_click(lambda _b: self.make_export_links())
+        super().__init__([])
+        self.add_class("grtv-dvh")
+        if background and a.dose is not None and a.roi_names:
+            w, h = int(figsize[0] * 100), int(figsize[1] * 100)
+            busy = W.IntProgress(value=1, min=0, max=1, bar_style="info", layout=W.Layout(width="200px"))
+            self.children = [
+                W.HTML(
+                    f'<div class="grtv-dvh-busy" style="width:{w}px;height:{h - 30}px;display:flex;'
+                    'align-items:center;justify-content:center;border:1px dashed #999;color:#555">'
+                    f"computing the DVHs of {len(a.roi_names)} ROIs&hellip;</div>"
+                ),
+                busy,
+            ]
+            threading.Thread(target=self._compute, args=(legend,), name="grtv-dvh", daemon=True).start()
+        else:
+            self._compute(legend)
+
+    def _compute(self, legend: bool) -> None:
+        try:
+            self.result = study_dvh(self.arrays)
+            self._build_ui(legend)
+        except Exception as exc:  # say why in the panel; the rest of the dashboard stays alive
+            self.result = None
+            self.empty_reason = f"failed ({exc})"
+            self.children = [W.HTML(f"<i>DVH failed: {html.escape(str(exc))}</i>")]
+            warn(f"DVH chart: {exc}")
+        finally:
+            with self._lock:
+                self._built = True
+                callbacks, self._on_ready = self._on_ready, []
+            try:
+                for cb in callbacks:
+                    cb()
+            finally:
+                self.ready.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the DVHs are computed (background mode); True when they are."""
+        return self.ready.wait(timeout)
+
+    def on_ready(self, callback) -> None:
+        """Call ``callback()`` once the DVHs are computed (at once if they already are)."""
+        with self._lock:
+            now = self._built
+            if not now:
+                self._on_ready.append(callback)
+        if now:
+            callback()
+
+    def _build_ui(self, legend: bool) -> None:
+        a = self.arrays
+        figsize = self.figsize
         if self.result is None:
             why = "no dose in this study" if a.dose is None else "no ROIs in this study"
             hint = (
@@ -140,10 +200,8 @@ class DVHChart(StaticPNGMixin, W.VBox):
                 f"<b>DVH: {why}</b><small>{hint}</small></div>"
             )
             self.empty_reason = why
-            super().__init__([panel])
-            self.add_class("grtv-dvh")
+            self.children = [panel]
             return
-        self.empty_reason = ""
         dmax = float(self.result.dose[-1]) if len(self.result.dose) else 1.0
         self.dose_range = W.FloatRangeSlider(
             value=(0.0, dmax), min=0.0, max=dmax, step=round(dmax / 200, 3) or 0.01,
@@ -156,7 +214,8 @@ class DVHChart(StaticPNGMixin, W.VBox):
         on_canvas_event(self.image, self._on_chart)
         self.legend = RoiLegend(self.roi_state) if legend else None
         top = W.HBox([self.image] + ([self.legend] if self.legend is not None else []))
-        super().__init__(
+        self.refresh()
+        self.children = (
             [
                 W.HBox([self.mode, self.dose_range], layout=W.Layout(flex_flow="row wrap")),
                 top,
@@ -167,8 +226,6 @@ class DVHChart(StaticPNGMixin, W.VBox):
                 W.HBox([self.export_button, self.export]),
             ]
         )
-        self.add_class("grtv-dvh")
-        self.refresh()
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -299,7 +356,8 @@ class DVHChart(StaticPNGMixin, W.VBox):
 
             fig = Figure(figsize=self.figsize, dpi=100)
             FigureCanvasAgg(fig)
-            fig.text(0.5, 0.5, f"DVH: {self.empty_reason}", ha="center", va="center", color="#555", fontsize=14)
+            why = self.empty_reason or "computing..."
+            fig.text(0.5, 0.5, f"DVH: {why}", ha="center", va="center", color="#555", fontsize=14)
             fig.savefig(buf, format="png")
             return buf.getvalue()
         self.figure().savefig(buf, format="png")

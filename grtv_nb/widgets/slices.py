@@ -203,8 +203,10 @@ class SliceViewer(StaticPNGMixin, W.VBox):
             )
         controls = W.HBox(groups, layout=W.Layout(flex_flow="row wrap"))
         self.legend = RoiLegend(self.roi_state) if legend and a.roi_names else None
-        top = [W.HBox(cols)] + ([self.legend] if self.legend is not None else [])
-        super().__init__([W.HBox(top), controls, self.readout])
+        # planes wrap onto the next line in a narrow cell instead of overlapping
+        wrap = W.Layout(flex_flow="row wrap", align_items="flex-start")
+        top = [W.HBox(cols, layout=wrap)] + ([self.legend] if self.legend is not None else [])
+        super().__init__([W.HBox(top, layout=wrap), controls, self.readout])
         self.add_class("grtv-slice-viewer")
         self.refresh()
 
