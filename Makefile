@@ -22,7 +22,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[test,widgets,batch,browser,tf]"
+	$(PIP) install -q -e ".[test,widgets,batch,browser,tf,notebooks]"
 	touch $@
 
 $(VENV)/.bench: $(VENV)/.all

@@ -1,5 +1,6 @@
 """Command line: ``grtv-nb summary FOLDER`` (read and summarise a DICOM-RT folder), ``grtv-nb phantom``
-(the main job on the built-in phantom: write it, read it, summarise and check it, write outputs)."""
+(the main job on the built-in phantom: write it, read it, summarise and check it, write outputs),
+``grtv-nb data list|fetch`` (the notebooks' example datasets)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,20 @@ def _batch(folders: list[Path], out: Path, scheduler: str | None, workers: int |
     return 1 if failed and len(failed) == len(rows) else 0
 
 
+def _data(action: str, names: list[str]) -> int:
+    from .datasets import DATASETS, fetch, list_datasets
+
+    if action == "list":
+        for r in list_datasets():
+            state = "available" if r["available"] else "not fetched"
+            print(f"{r['name']:<26} {r['files']:>4} files  {state:<12} {r['title']}")
+            print(f"{'':<26} licence: {r['licence']}; source: {r['source']}")
+        return 0
+    for name in names or [n for n in DATASETS if n != "phantom"]:
+        print(f"{name}: {fetch(name)}")
+    return 0
+
+
 def _write_png(path: Path, gray) -> None:
     import struct
     import zlib
@@ -131,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", type=Path, default=Path("out/batch_summary.csv"), help="CSV table to write")
     b.add_argument("--scheduler", default=None, help="address of a Dask scheduler (default: local cluster)")
     b.add_argument("--workers", type=int, default=None, help="workers of the local cluster")
+    d = sub.add_parser("data", help="example datasets: list them, or fetch (download + verify) into the data folder")
+    d.add_argument("action", choices=["list", "fetch"])
+    d.add_argument("names", nargs="*", help="datasets to fetch (default: all)")
     tr = sub.add_parser("train", help="train an auto-segmentation U-Net (needs grtv_nb[tf])")
     tr.add_argument("args", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
@@ -143,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             return _phantom(a.out)
         if a.cmd == "batch":
             return _batch(a.folders, a.out, a.scheduler, a.workers)
+        if a.cmd == "data":
+            return _data(a.action, a.names)
         if a.cmd == "train":
             from .segment.unet import main_train
 
