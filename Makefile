@@ -5,13 +5,20 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 
-.PHONY: run test bench lint sysdeps clean help
+.PHONY: run test bench lint sysdeps clean help lock
+
+# The tested set of versions (binder/constraints.txt, `make lock`) applies where the Python version is the
+# lock's (elsewhere pip resolves freely).
+LOCK   := binder/constraints.txt
+PINS   := $(shell $(PYTHON) -c "import re,sys; t=open('$(LOCK)').read(); m=re.search(r'Python (\d+\.\d+)', t); \
+            print('-c $(LOCK)' if m and m[1] == '%d.%d' % sys.version_info[:2] else '')" 2>/dev/null)
 
 help:
 	@echo "make run    - set up (.venv) and run the main job on the built-in phantom (outputs in $(OUT)/)"
 	@echo "make test   - set up (.venv with all extras, Chromium) and run the whole test suite"
 	@echo "make bench  - run every benchmark in benchmarks/ (prints ratio tables)"
 	@echo "make lint   - ruff"
+	@echo "make lock   - pin the tested environment's versions into $(LOCK) (Binder and make test use it)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +28,8 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
 	touch $@
 
-$(VENV)/.all: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[test,widgets,batch,browser,tf,notebooks]"
+$(VENV)/.all: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) install -q $(PINS) -e ".[test,widgets,batch,browser,tf,notebooks]"
 	touch $@
 
 $(VENV)/.bench: $(VENV)/.all
@@ -47,6 +54,9 @@ bench: $(VENV)/.bench
 
 lint: $(VENV)/.all
 	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks
+
+lock: $(VENV)/.all
+	$(BIN)/python binder/lock.py > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache test-artifacts
