@@ -42,6 +42,8 @@ def _run(name, tmp_path, **params):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     noise = [o.get("text", "")[:300] for o in outputs if o.get("name") == "stderr"]
     assert not noise, f"{name} wrote to stderr: {noise}"
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not widgets, f"{name} shows a widget (a progress bar?): saved, it reopens as 'model not found'"
     return nb
 
 
