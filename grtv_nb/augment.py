@@ -599,9 +599,7 @@ def augment_volumes(
 
         commits: list = []
         try:
-            # progress=True leaves `disable` to tqdm's default, so TQDM_DISABLE=1 silences it in saved notebooks
-            bar = tqdm(transforms, desc="augment", unit="round", **({} if progress else {"disable": True}))
-            for r, t in enumerate(bar, start=1):
+            for r, t in enumerate(tqdm(transforms, desc="augment", unit="round", disable=not progress), start=1):
                 for c in commits:
                     if c.done():
                         c.result()
