@@ -117,7 +117,7 @@ def _download(name: str, entry: _Entry, target: Path, url: str) -> None:
                         "holding the data") from exc
     import logging
 
-    logging.getLogger("pooch").setLevel(logging.WARNING)
+    pooch.get_logger().setLevel(logging.WARNING)  # no "Downloading..." lines on stderr (notebook outputs)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         pooch.retrieve(url, known_hash=f"sha256:{entry.sha256}", fname=target.name, path=target.parent,
