@@ -84,7 +84,8 @@ def test_every_gallery_notebook_prints_its_papermill_command():
         text = "\n".join(c.source for c in nbformat.read(NB / name, as_version=4).cells if c.cell_type == "markdown")
         cmds = COMMAND.findall(text)
         assert cmds and all(c == name for c in cmds), f"{name}: no papermill command naming itself"
-        assert "-p folders '[" not in text.replace("(`-p folders '[...]'`", ""), name
+        for cmd in COMMAND.finditer(text):  # lists go as YAML (-y); -p would pass a string
+            assert not re.search(r"-p \w+ ['\"]?\[", cmd[0]), f"{name}: {cmd[0]}"
 
 
 # ------------------------------------------------------------------------------- executed notebooks
