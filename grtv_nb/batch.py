@@ -170,21 +170,16 @@ def _png(fig) -> str:
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=REPORT_DPI, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def report_figures(study) -> dict[str, Any]:
     """The report's matplotlib figures: ``slice`` (axial CT through the dose maximum, or the middle
     slice, with dose wash and ROI outlines, anterior at the top, patient's left on the right) and
-    ``dvh`` (cumulative DVHs; absent without dose)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    ``dvh`` (cumulative DVHs; absent without dose). Plain :class:`matplotlib.figure.Figure` objects:
+    pyplot and its backend (a notebook's inline one) are left alone, nothing is displayed."""
     import numpy as np
+    from matplotlib.figure import Figure
 
     from .display import window_level
 
@@ -196,7 +191,8 @@ def report_figures(study) -> dict[str, Any]:
     x, y = np.asarray(g.x), np.asarray(g.y)
     ext = (x[0], x[-1], y[-1], y[0])  # row 0 (anterior) at the top
     figs: dict[str, Any] = {}
-    fig, ax = plt.subplots(figsize=REPORT_FIGSIZE)
+    fig = Figure(figsize=REPORT_FIGSIZE)
+    ax = fig.subplots()
     if study.has_image:
         ax.imshow(window_level(study.ds["image"].values[k], *REPORT_WINDOW), cmap="gray", extent=ext)
     if study.has_dose:
@@ -210,7 +206,8 @@ def report_figures(study) -> dict[str, Any]:
     ax.set(title=f"axial z = {g.z[k]:.1f} mm", xlabel="x (mm, patient left →)", ylabel="y (mm, posterior ↓)")
     figs["slice"] = fig
     if study.has_dose and any(r.fillable for r in study.rois):
-        fig, ax = plt.subplots(figsize=REPORT_FIGSIZE)
+        fig = Figure(figsize=REPORT_FIGSIZE)
+        ax = fig.subplots()
         study.dvh().plot(ax=ax)
         figs["dvh"] = fig
     return figs

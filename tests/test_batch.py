@@ -69,7 +69,17 @@ def _pngs(page):
 
 
 def test_patient_report_with_and_without_dose(phantom_study, shared_data):
-    page = patient_report_html(phantom_study)
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")  # stands in for a notebook's inline backend: the report must leave it alone
+    try:
+        figures = plt.get_fignums()
+        page = patient_report_html(phantom_study)
+        assert (matplotlib.get_backend(), plt.get_fignums()) == ("svg", figures)
+    finally:
+        plt.switch_backend(before)
     assert "<h1>Patient GRTVPHANTOM</h1>" in page and "<td>PTV</td>" in page and "D95 Gy" in page
     imgs = _pngs(page)
     assert len(imgs) == 2 and all(im.shape[0] > 150 and im.std() > 0.05 for im in imgs)
