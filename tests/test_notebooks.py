@@ -95,6 +95,11 @@ def test_quickstart(kernel_env, tmp_path):
     assert "ROIs      : 10" in text and "Dose      : max 62.881 Gy" in text
     assert re.search(r"PTV\s+33\.58\s+60\.18\s+62\.37\s+58\.73", text)  # volume, mean, max, D95
     assert _pngs(nb) == 2  # the axial slice and the DVH
+    # the executed notebook, saved and turned into HTML, shows its pictures
+    from nbconvert import HTMLExporter
+
+    page, _ = HTMLExporter().from_notebook_node(nb)
+    assert page.count('src="data:image/png;base64,') == 2 and "PTV" in page
 
 
 def test_explore_names_the_roi_and_shows_the_dose_slice(kernel_env, tmp_path, phantom_dir):
