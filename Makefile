@@ -5,7 +5,13 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 
-.PHONY: run test bench lint docs fuzz sysdeps clean help
+.PHONY: run test bench lint docs fuzz lock sysdeps clean help
+
+# The tested set of versions (binder/constraints.txt, `make lock`) applies where the Python version is the
+# lock's (elsewhere pip resolves freely).
+LOCK   := binder/constraints.txt
+PINS   := $(shell $(PYTHON) -c "import re,sys; t=open('$(LOCK)').read(); m=re.search(r'Python (\d+\.\d+)', t); \
+            print('-c $(LOCK)' if m and m[1] == '%d.%d' % sys.version_info[:2] else '')" 2>/dev/null)
 
 help:
 	@echo "make run    - set up (.venv) and run the main job on the built-in phantom (outputs in $(OUT)/)"
@@ -14,6 +20,7 @@ help:
 	@echo "make lint   - ruff and mypy (the rules are in pyproject.toml); make test runs it first"
 	@echo "make docs   - API reference from the docstrings (pdoc) in docs/api/"
 	@echo "make fuzz   - the long seeded mutation campaign over the DICOM readers (FUZZ_CASES, FUZZ_SEED)"
+	@echo "make lock   - pin the tested environment's versions into $(LOCK) (Binder and make test use it)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +30,8 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
 	touch $@
 
-$(VENV)/.all: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[test,widgets,batch,browser,tf]"
+$(VENV)/.all: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) install -q $(PINS) -e ".[test,widgets,batch,browser,tf,notebooks]"
 	touch $@
 
 $(VENV)/.bench: $(VENV)/.all
@@ -59,6 +66,9 @@ FUZZ_CASES ?= 3000
 FUZZ_SEED  ?= 1
 fuzz: $(VENV)/.all
 	$(BIN)/python tools/fuzz_campaign.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
+
+lock: $(VENV)/.all
+	$(BIN)/python binder/lock.py > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache test-artifacts docs/api

@@ -1,5 +1,6 @@
 """Command line: ``grtv-nb summary FOLDER`` (read and summarise a DICOM-RT folder), ``grtv-nb phantom``
-(the main job on the built-in phantom: write it, read it, summarise and check it, write outputs)."""
+(the main job on the built-in phantom: write it, read it, summarise and check it, write outputs),
+``grtv-nb data list|fetch`` (the notebooks' example datasets)."""
 
 from __future__ import annotations
 
@@ -84,18 +85,32 @@ def _phantom(out: Path) -> int:
     return 0
 
 
-def _batch(folders: list[Path], out: Path, scheduler: str | None, workers: int | None) -> int:
-    from .batch import run_batch, write_rows_csv
+def _batch(folders: list[Path], out: Path, scheduler: str | None, workers: int | None, reports: bool) -> int:
+    from .batch import run_patients
 
     if len(folders) == 1 and folders[0].is_dir() and not any(p.is_file() for p in folders[0].iterdir()):
         folders = sorted(p for p in folders[0].iterdir() if p.is_dir())
-    rows = run_batch(folders, client=scheduler, n_workers=workers)
-    write_rows_csv(rows, out)
-    failed = [r for r in rows if "error" in r]
+    tables = run_patients(folders, out, reports=reports, client=scheduler, n_workers=workers)
+    failed = [r for r in tables["patients"] if r["status"] == "failed"]
     for r in failed:
         print(f"failed: {r['folder']}: {r['error']}")
-    print(f"{len(rows)} patient(s), {len(failed)} failed; table written to {out}")
-    return 1 if failed and len(failed) == len(rows) else 0
+    print(f"{len(tables['patients'])} patient(s), {len(failed)} failed; tables (patients.csv, rois.csv, "
+          f"warnings.csv){' and reports/' if reports else ''} written to {out}/")
+    return 1 if failed and len(failed) == len(tables["patients"]) else 0
+
+
+def _data(action: str, names: list[str]) -> int:
+    from .datasets import DATASETS, fetch, list_datasets
+
+    if action == "list":
+        for r in list_datasets():
+            state = "available" if r["available"] else "not fetched"
+            print(f"{r['name']:<26} {r['files']:>4} files  {state:<12} {r['title']}")
+            print(f"{'':<26} licence: {r['licence']}; source: {r['source']}")
+        return 0
+    for name in names or [n for n in DATASETS if n != "phantom"]:
+        print(f"{name}: {fetch(name)}")
+    return 0
 
 
 def _write_png(path: Path, gray) -> None:
@@ -129,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
     b = sub.add_parser("batch", help="summarise many patient folders on Dask (a local cluster by default)")
     b.add_argument("folders", nargs="+", type=Path, help="patient folders (or one folder of patient folders)")
-    b.add_argument("--out", type=Path, default=Path("out/batch_summary.csv"), help="CSV table to write")
+    b.add_argument("--out", type=Path, default=Path("out/batch"),
+                   help="output folder: patients.csv, rois.csv, warnings.csv, reports/<patient>.html")
+    b.add_argument("--no-reports", action="store_true", help="skip the per-patient HTML reports")
     b.add_argument("--scheduler", default=None, help="address of a Dask scheduler (default: local cluster)")
     b.add_argument("--workers", type=int, default=None, help="workers of the local cluster")
+    d = sub.add_parser("data", help="example datasets: list them, or fetch (download + verify) into the data folder")
+    d.add_argument("action", choices=["list", "fetch"])
+    d.add_argument("names", nargs="*", help="datasets to fetch (default: all)")
     tr = sub.add_parser("train", help="train an auto-segmentation U-Net (needs grtv_nb[tf])")
     tr.add_argument("args", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
@@ -143,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "phantom":
             return _phantom(a.out)
         if a.cmd == "batch":
-            return _batch(a.folders, a.out, a.scheduler, a.workers)
+            return _batch(a.folders, a.out, a.scheduler, a.workers, not a.no_reports)
+        if a.cmd == "data":
+            return _data(a.action, a.names)
         if a.cmd == "train":
             from .segment.unet import main_train
 

@@ -93,3 +93,8 @@ class WriteError(GRTVError, OSError):
 
 class FolderBusyError(WriteError):
     """Another grtv_nb run is writing into the same folder (it holds the folder's lock)."""
+
+
+class DataError(GRTVError):
+    """An example dataset (:mod:`grtv_nb.datasets`) is unknown, missing and not downloadable, or fails
+    its checksum."""
