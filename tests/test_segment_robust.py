@@ -13,6 +13,7 @@ import xarray as xr
 from nifti_ref import TS, dice, ts_ct, ts_labels
 from scipy import ndimage as ndi
 
+from grtv_nb.errors import SegmentationError
 from grtv_nb.segment import close_session, segment_organ
 
 
@@ -64,4 +65,26 @@ def test_colon_gas_under_the_diaphragm_is_not_lung(ts):
     assert (left & colon).sum() * vox_cc < 20.0
     right = segment_organ(img, "rlung")
     assert dice(right, np.isin(lab.values, [12, 13, 14])) >= 0.97
+    close_session()
+
+
+def test_pelvis_landmark_and_pelvis_only_ct(ts):
+    """The pelvis landmark is the top of the iliac crests (TotalSegmentator's hip labels 77/78
+    end at z = 274.3 mm on this CT); a CT cut below the kidneys shows the pelvis only: the
+    abdominal organs are refused with that reason (before issue 15 a liver and a left kidney
+    were drawn there, Dice 0)."""
+    from grtv_nb.segment import _common
+    from grtv_nb.segment.landmarks import pelvis_top_z
+
+    img, lab = ts
+    hips = np.isin(lab.values, [77, 78]).any(axis=(1, 2))
+    crest = float(img.z.values[np.nonzero(hips)[0].max()])
+    close_session()
+    ctx = _common.get_context(img.values, img.x.values, img.y.values, img.z.values)
+    assert abs(pelvis_top_z(ctx) - crest) <= 6.0
+    pelvis = img.sel(z=slice(None, 250.0))
+    close_session()
+    for organ in ("liver", "lkidney", "stomach"):
+        with pytest.raises(SegmentationError, match="pelvis only"):
+            segment_organ(pelvis, organ)
     close_session()

@@ -92,6 +92,7 @@ class SegmentParams:
     pelvis_wing_cm2: float = 4.0  # least cross-section of an iliac wing on one slice
     pelvis_lateral_mm: tuple = (50.0, 170.0)  # distance of a wing's centre from the midline
     pelvis_min_slices_mm: float = 20.0  # least craniocaudal run of slices with two wings
+    pelvis_crest_hu: float = 150.0  # the thin upper iliac wing, followed up to the crests
     pelvis_margin_mm: float = 20.0  # abdominal organs are looked for down to this below the crests
 
     # ---- abdomen (abdomen.py)
