@@ -105,7 +105,7 @@ def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.nda
     """(lungs, z of the lung bases or None, per-slice bool: abdominal trunk slices).
 
     Trunk slices: body cross-section of at least 250 cm2 and 200 mm wide (a head or neck is
-    smaller); when lungs are in the image, below the highest point of the lung bases + 30 mm
+XX
     (:func:`.landmarks.lung_dome_z`: the liver dome lies under it, so a CT that ends a little
     below the domes still has abdominal slices); 30 mm below the lowest slice of the trachea
     (see :func:`_lowest_airway_z`); when the pelvis is in the image, above its top (the iliac
@@ -125,7 +125,11 @@ def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.nda
     area_cm2 = body.sum(axis=(1, 2)) * dy * dx / 100.0
     cols = body.any(axis=1)
     width = np.array([(np.ptp(np.nonzero(c)[0]) + 1) * dx if c.any() else 0.0 for c in cols])
-    trunk = (area_cm2 >= P.trunk_min_cm2) & (width >= P.trunk_min_width_mm)
+    # a body cut by the left or right edge of the image (a field of view cropped to one side)
+    # shows about half of its width and area
+    cut = body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1)
+    frac = np.where(cut, P.trunk_cut_frac, 1.0)
+    trunk = (area_cm2 >= frac * P.trunk_min_cm2) & (width >= frac * P.trunk_min_width_mm)
     lung = _lung_any(ctx)
     z_pelvis = pelvis_top_z(ctx)
     if z_pelvis is not None and lung.any():
