@@ -88,3 +88,56 @@ def test_pelvis_landmark_and_pelvis_only_ct(ts):
         with pytest.raises(SegmentationError, match="pelvis only"):
             segment_organ(pelvis, organ)
     close_session()
+
+
+def test_matrix_subset_decubitus_and_crops(ts, tmp_path):
+    """A subset of benchmarks/bench_segment_matrix.py: the CT written as head-first and
+    feet-first decubitus series (rows along the patient's y) gives the same contours in
+    physical space; on the right half of the trunk (image cut 20 mm left of the midline) the
+    liver and right kidney are found (before issue 15 both were refused) and the left organs are
+    refused; on the abdomen-only crop nothing is drawn where it is not."""
+    from seg_matrix import PRESENT_FRAC, position_cell
+
+    img, lab = ts
+    close_session()
+    direct = {o: segment_organ(img, o) for o in ("rlung", "liver", "spinal_cord")}
+    for pos in ("FFDR",):  # rows along -y, columns along -x (the other positions: bench_segment_matrix)
+        cell = position_cell(img, lab, pos, tmp_path)
+        assert np.array_equal(cell.image.values, img.values)
+        close_session()
+        for organ, m in direct.items():
+            assert dice(segment_organ(cell.image, organ), m) >= 0.999, (pos, organ)
+    right = img.x.values < 20.0
+    half, hlab = img.isel(x=right), lab.isel(x=right)
+    close_session()
+    assert dice(segment_organ(half, "liver"), hlab.values == 5) >= 0.72
+    assert dice(segment_organ(half, "rkidney"), hlab.values == 2) >= 0.78
+    for organ in ("llung", "lkidney", "stomach"):
+        with pytest.raises(SegmentationError, match="could not find"):
+            segment_organ(half, organ)
+    assert PRESENT_FRAC > 0
+    close_session()
+
+
+def test_no_patient_and_one_slice_are_refused():
+    """Air only: no body, no organ. A water cylinder: a body (the phantom), no organ. One slice:
+    refused for every organ with the reason."""
+    c = np.arange(-150.0, 150.0, 2.0)
+    coords = {"z": np.arange(20) * 3.0, "y": c, "x": c}
+    air = xr.DataArray(np.full((20, len(c), len(c)), -1000, np.int16), dims=("z", "y", "x"), coords=coords,
+                       attrs={"modality": "CT"})
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    water = air.copy(data=np.repeat(np.where(xx**2 + yy**2 <= 100.0**2, 0, -1000)[None], 20, axis=0).astype(np.int16))
+    close_session()
+    with pytest.raises(SegmentationError, match="no patient"):
+        segment_organ(air, "body")
+    close_session()
+    body = segment_organ(water, "body")
+    assert body.sum() == pytest.approx((xx**2 + yy**2 <= 100.0**2).sum() * 20, rel=0.02)
+    for organ in ("llung", "rlung", "spinal_cord", "liver", "lkidney", "stomach"):
+        with pytest.raises(SegmentationError, match="could not find"):
+            segment_organ(water, organ)
+    one = air.isel(z=[0])
+    with pytest.raises(SegmentationError, match="1 slice"):
+        segment_organ(one, "liver")
+    close_session()
