@@ -120,14 +120,24 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 #: Row and column direction signs (along x and y) of axial images per patient position.
 POSITION_AXES = {"HFS": (1, 1), "FFS": (-1, 1), "HFP": (-1, -1), "FFP": (1, -1)}
+#: ImageOrientationPatient of the decubitus positions (DICOM PS3.3 C.7.6.2.1.1): the image rows
+#: run along the patient's y and the columns along x (HFDL: rows to the anterior, columns to the
+#: patient's left; the others by symmetry).
+DECUBITUS_IOP = {
+    "HFDL": (0, -1, 0, 1, 0, 0),
+    "HFDR": (0, 1, 0, -1, 0, 0),
+    "FFDL": (0, 1, 0, 1, 0, 0),
+    "FFDR": (0, -1, 0, -1, 0, 0),
+}
 
 
 def write_image_series(img: xr.DataArray, folder: Path | str, position: str = "HFS", modality: str = "CT") -> Path:
     """Write a canonical CT DataArray as an axial DICOM CT series (one file per slice, signed
     16-bit HU, explicit VR little endian) with pydicom alone: a real CT in DICOM form for the
     facade's sample scripts, written independently of grtv_nb's writers. ``position`` (HFS, FFS,
-    HFP, FFP) sets PatientPosition and the image orientation as a scanner would store it: the
-    rows and columns run along -x / -y where that position's image axes are reversed.
+    HFP, FFP, HFDL, HFDR, FFDL, FFDR) sets PatientPosition and the image orientation as a scanner
+    would store it: the rows and columns run along -x / -y where that position's image axes are
+    reversed, and a decubitus image's rows run along y, its columns along x.
     ``modality="MR"`` writes an MR Image Storage series instead (same geometry)."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -138,8 +148,16 @@ def write_image_series(img: xr.DataArray, folder: Path | str, position: str = "H
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
     x, y, z = (np.asarray(img[a].values, float) for a in "xyz")
     vol = np.asarray(img.values).astype(np.int16)
-    fx, fy = POSITION_AXES[position]
-    vol = vol[:, ::fy, ::fx]
+    if position in DECUBITUS_IOP:
+        iop = DECUBITUS_IOP[position]
+        fy, fx = iop[1], iop[3]  # rows run along y (sign fy), columns along x (sign fx)
+        vol = np.transpose(vol, (0, 2, 1))[:, ::fx, ::fy]
+        spacing = [f"{x[1] - x[0]:.6f}", f"{y[1] - y[0]:.6f}"]
+    else:
+        fx, fy = POSITION_AXES[position]
+        vol = vol[:, ::fy, ::fx]
+        iop = (fx, 0, 0, 0, fy, 0)
+        spacing = [f"{y[1] - y[0]:.6f}", f"{x[1] - x[0]:.6f}"]
     x0, y0 = (x[0] if fx > 0 else x[-1]), (y[0] if fy > 0 else y[-1])
     for k in range(len(z)):
         meta = FileMetaDataset()
@@ -153,8 +171,8 @@ def write_image_series(img: xr.DataArray, folder: Path | str, position: str = "H
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.PatientPosition, ds.InstanceNumber = position, k + 1
         ds.ImagePositionPatient = [f"{x0:.4f}", f"{y0:.4f}", f"{z[k]:.4f}"]
-        ds.ImageOrientationPatient = [str(fx), "0", "0", "0", str(fy), "0"]
-        ds.PixelSpacing = [f"{y[1] - y[0]:.6f}", f"{x[1] - x[0]:.6f}"]
+        ds.ImageOrientationPatient = [str(v) for v in iop]
+        ds.PixelSpacing = spacing
         ds.SliceThickness = f"{np.median(np.diff(z)):.4f}"
         ds.Rows, ds.Columns = vol.shape[1], vol.shape[2]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"

@@ -13,6 +13,7 @@ import xarray as xr
 from nifti_ref import TS, dice, ts_ct, ts_labels
 from scipy import ndimage as ndi
 
+from grtv_nb.errors import SegmentationError
 from grtv_nb.segment import close_session, segment_organ
 
 
@@ -64,4 +65,77 @@ def test_colon_gas_under_the_diaphragm_is_not_lung(ts):
     assert (left & colon).sum() * vox_cc < 20.0
     right = segment_organ(img, "rlung")
     assert dice(right, np.isin(lab.values, [12, 13, 14])) >= 0.97
+    close_session()
+
+
+def test_pelvis_landmark_and_pelvis_only_ct(ts):
+    """The pelvis landmark is the top of the iliac crests (TotalSegmentator's hip labels 77/78
+    end at z = 274.3 mm on this CT); a CT cut below the kidneys shows the pelvis only: the
+    abdominal organs are refused with that reason (before issue 15 a liver and a left kidney
+    were drawn there, Dice 0)."""
+    from grtv_nb.segment import _common
+    from grtv_nb.segment.landmarks import pelvis_top_z
+
+    img, lab = ts
+    hips = np.isin(lab.values, [77, 78]).any(axis=(1, 2))
+    crest = float(img.z.values[np.nonzero(hips)[0].max()])
+    close_session()
+    ctx = _common.get_context(img.values, img.x.values, img.y.values, img.z.values)
+    assert abs(pelvis_top_z(ctx) - crest) <= 6.0
+    pelvis = img.sel(z=slice(None, 250.0))
+    close_session()
+    for organ in ("liver", "lkidney", "stomach"):
+        with pytest.raises(SegmentationError, match="pelvis only"):
+            segment_organ(pelvis, organ)
+    close_session()
+
+
+def test_matrix_subset_decubitus_and_crops(ts, tmp_path):
+    """A subset of benchmarks/bench_segment_matrix.py: the CT written as a feet-first decubitus
+    right series (rows along the patient's y) gives the same contours in physical space; on the
+    right half of the trunk (image cut 20 mm left of the midline) the liver and right kidney are
+    found (before issue 15 both were refused) and the left organs are refused."""
+    from seg_matrix import position_cell
+
+    img, lab = ts
+    close_session()
+    direct = {o: segment_organ(img, o) for o in ("rlung", "liver", "spinal_cord")}
+    for pos in ("FFDR",):  # rows along -y, columns along -x (the other positions: bench_segment_matrix)
+        cell = position_cell(img, lab, pos, tmp_path)
+        assert np.array_equal(cell.image.values, img.values)
+        close_session()
+        for organ, m in direct.items():
+            assert dice(segment_organ(cell.image, organ), m) >= 0.999, (pos, organ)
+    right = img.x.values < 20.0
+    half, hlab = img.isel(x=right), lab.isel(x=right)
+    close_session()
+    assert dice(segment_organ(half, "liver"), hlab.values == 5) >= 0.72
+    assert dice(segment_organ(half, "rkidney"), hlab.values == 2) >= 0.78
+    for organ in ("llung", "lkidney", "stomach"):
+        with pytest.raises(SegmentationError, match="could not find"):
+            segment_organ(half, organ)
+    close_session()
+
+
+def test_no_patient_and_one_slice_are_refused():
+    """Air only: no body, no organ. A water cylinder: a body (the phantom), no organ. One slice:
+    refused for every organ with the reason."""
+    c = np.arange(-150.0, 150.0, 2.0)
+    coords = {"z": np.arange(20) * 3.0, "y": c, "x": c}
+    air = xr.DataArray(np.full((20, len(c), len(c)), -1000, np.int16), dims=("z", "y", "x"), coords=coords,
+                       attrs={"modality": "CT"})
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    water = air.copy(data=np.repeat(np.where(xx**2 + yy**2 <= 100.0**2, 0, -1000)[None], 20, axis=0).astype(np.int16))
+    close_session()
+    with pytest.raises(SegmentationError, match="no patient"):
+        segment_organ(air, "body")
+    close_session()
+    body = segment_organ(water, "body")
+    assert body.sum() == pytest.approx((xx**2 + yy**2 <= 100.0**2).sum() * 20, rel=0.02)
+    for organ in ("llung", "rlung", "spinal_cord", "liver", "lkidney", "stomach"):
+        with pytest.raises(SegmentationError, match="could not find"):
+            segment_organ(water, organ)
+    one = air.isel(z=[0])
+    with pytest.raises(SegmentationError, match="1 slice"):
+        segment_organ(one, "liver")
     close_session()

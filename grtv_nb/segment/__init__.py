@@ -2,7 +2,8 @@
 kidneys and stomach.
 
 Each organ is found by a classical image-analysis method in physical units (mm, HU; modules
-:mod:`.body`, :mod:`.lungs`, :mod:`.spine`, :mod:`.abdomen`), unless a trained 3D U-Net for that
+:mod:`.body`, :mod:`.lungs`, :mod:`.spine`, :mod:`.landmarks`, :mod:`.abdomen`;
+every tuned number in :mod:`.params`), unless a trained 3D U-Net for that
 organ is present in the model folder (:mod:`.models`, :mod:`.unet`; TensorFlow optional). Input
 images are in grtv_nb's canonical frame (x to the patient's left, y posterior, z superior), so
 the result does not depend on the patient position of the scan.

@@ -102,33 +102,61 @@ def _lung_any(ctx: Context) -> np.ndarray:
 
 
 def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.ndarray]:
-    """(lungs, z of the lung bases or None, per-slice bool: trunk below the lungs).
+    """(lungs, z of the lung bases or None, per-slice bool: abdominal trunk slices).
 
     Trunk slices: body cross-section of at least 250 cm2 and 200 mm wide (a head or neck is
-    smaller), below the lung bases + 30 mm when lungs are in the image, and 30 mm below the
-    lowest slice of the trachea (see :func:`_lowest_airway_z`)."""
+XX
+    (:func:`.landmarks.lung_dome_z`: the liver dome lies under it, so a CT that ends a little
+    below the domes still has abdominal slices); 30 mm below the lowest slice of the trachea
+    (see :func:`_lowest_airway_z`); when the pelvis is in the image, above its top (the iliac
+    crests) - 20 mm (:func:`.landmarks.pelvis_top_z`).
+
+    The landmarks fail safe: no spinal canal, lungs that reach the bottom of the image without
+    narrowing, or a pelvis-only image give a refusal that says so; "lungs" lying no higher than
+    the pelvis (gas in the pelvis taken for lung) are not used as lungs."""
+    from .landmarks import lung_dome_z, pelvis_top_z
+
     tr = canal_track(ctx)
     if not np.isfinite(tr["x"]).any():
         raise not_found(organ, "no spinal canal was found, so this is not a CT of the trunk")
     body = body_work(ctx)
+    z = ctx.grid.z
     dz, dy, dx = ctx.spacing
     area_cm2 = body.sum(axis=(1, 2)) * dy * dx / 100.0
     cols = body.any(axis=1)
     width = np.array([(np.ptp(np.nonzero(c)[0]) + 1) * dx if c.any() else 0.0 for c in cols])
-    trunk = (area_cm2 >= P.trunk_min_cm2) & (width >= P.trunk_min_width_mm)
+    # a body cut by the left or right edge of the image (a field of view cropped to one side)
+    # shows about half of its width and area
+    cut = body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1)
+    frac = np.where(cut, P.trunk_cut_frac, 1.0)
+    trunk = (area_cm2 >= frac * P.trunk_min_cm2) & (width >= frac * P.trunk_min_width_mm)
     lung = _lung_any(ctx)
+    z_pelvis = pelvis_top_z(ctx)
+    if z_pelvis is not None and lung.any():
+        z_lung_top = float(z[np.nonzero(lung.any(axis=(1, 2)))[0].max()])
+        if z_lung_top <= z_pelvis:
+            lung = np.zeros_like(lung)  # not lungs: air in the pelvis
     area = lung.sum(axis=(1, 2)).astype(float)
     z_base = None
     if area.max() > 0:
-        if area[0] > 0.5 * area.max():
+        z_dome, reaches_bottom = lung_dome_z(ctx, lung)
+        if reaches_bottom or z_dome is None:
             raise not_found(organ, "the lungs reach the bottom of the image: it ends above the diaphragm")
         k = int(np.nonzero(area > 0.05 * area.max())[0][0])
-        z_base = float(ctx.grid.z[k])
-        trunk &= ctx.grid.z < z_base + 30.0
+        z_base = float(z[k])
+        trunk &= z < max(z_dome, z_base) + P.dome_margin_mm
     z_air = _lowest_airway_z(ctx)
     if z_air is not None:
-        trunk &= ctx.grid.z < z_air - 30.0
-    if trunk.sum() * dz < 20.0:
+        trunk &= z < z_air - P.airway_below_mm
+    if z_pelvis is not None:
+        above = z > z_pelvis - P.pelvis_margin_mm
+        # the iliac wings reaching the top slice: the image starts inside the pelvis
+        if z_pelvis >= z[-1] - 0.5 * dz or (trunk.any() and not (trunk & above).any()):
+            raise not_found(organ, f"the image shows the pelvis only: its trunk slices all lie below the "
+                            f"iliac crests (z = {z_pelvis:.0f} mm) - {P.pelvis_margin_mm:g} mm, or the iliac wings "
+                            "reach its top slice; there is no liver, kidney or stomach there")
+        trunk &= above
+    if trunk.sum() * dz < P.abdomen_min_mm:
         raise not_found(organ, "the image has no abdominal slices: none is below the lungs and the trachea "
                         "with a trunk-sized body (at least 250 cm2 and 200 mm wide); a head, neck, chest "
                         "or limb CT has no liver, kidneys or stomach")

@@ -41,6 +41,9 @@ Assumptions and failure modes
 -----------------------------
 - CT in HU; lungs aerated (a collapsed or consolidated lobe is left out; emphysematous bullae of
   pure air may be mistaken for gas pockets and dropped if they are separate components).
+- Gas under the diaphragm is cut off only below the slice where the lungs are largest: in a CT
+  that starts at the lung bases, bowel gas of lung-like HU joined to a base on its top slices
+  stays in that lung there.
 - Large gas pockets touching the lung bases (e.g. a distended stomach under a thin diaphragm at
   2 mm) could join a lung; they are cut where the connection is thinner than 12 mm.
 - With no trachea in the field of view (abdominal scans) step 2 does nothing; in a cropped field

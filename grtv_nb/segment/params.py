@@ -44,6 +44,7 @@ class SegmentParams:
     limb_median_hu: tuple = (-120.0, 100.0)  # ... range of its median HU (fat to muscle)
     trunk_min_cm2: float = 250.0  # a trunk slice (not head, neck or limb): least body area
     trunk_min_width_mm: float = 200.0  # ... and least left-right width
+    trunk_cut_frac: float = 0.5  # ... times this where the body is cut by the image's left or right edge
 
     # ---- lungs (lungs.py)
     air_hu: float = -400.0  # internal air (lung, airway, gas) is below
@@ -79,8 +80,11 @@ class SegmentParams:
     canal_area_mm2: tuple = (50.0, 450.0)  # canal cross-section (radius 4-12 mm)
     canal_median_hu: tuple = (-60.0, 50.0)  # median HU of a candidate
     canal_posterior_frac: float = 0.35  # candidate lies behind this fraction of the body's depth
-    canal_midline_mm: float = 60.0  # candidate within this of the body's left-right centre
+    canal_midline_mm: float = 40.0  # candidate within this of the body's left-right centre
+    canal_wide_fov_mm: float = 300.0  # ... also where the image cuts the body, if it is this wide
     vbody_min_hu: float = 110.0  # mean HU of the vertebral body just anterior of the canal
+    canal_sym_box_mm: tuple = (40.0, -40.0, 30.0)  # symmetry boxes: lateral extent, y range from the canal
+    canal_sym_frac: float = 0.35  # bone on the poorer side at least this fraction of the other side's
     canal_step_mm: float = 10.0  # largest move of the canal centre per 10 mm along z
     canal_min_slices: int = 3  # least slices with a closed bony ring
     canal_extend_mm: float = 10.0  # the track is not extended beyond its ends by more than this
@@ -92,6 +96,7 @@ class SegmentParams:
     pelvis_wing_cm2: float = 4.0  # least cross-section of an iliac wing on one slice
     pelvis_lateral_mm: tuple = (50.0, 170.0)  # distance of a wing's centre from the midline
     pelvis_min_slices_mm: float = 20.0  # least craniocaudal run of slices with two wings
+    pelvis_crest_hu: float = 150.0  # the thin upper iliac wing, followed up to the crests
     pelvis_margin_mm: float = 20.0  # abdominal organs are looked for down to this below the crests
 
     # ---- abdomen (abdomen.py)

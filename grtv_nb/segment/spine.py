@@ -10,7 +10,9 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
    its left-right centre (unless the body runs off the left or right edge of the image: then
    its centre is unknown and only the chain of step 3 decides), with bone-like density
    (mean > 110 HU) in the 20 x 17 mm box 8-25 mm anterior of it (the vertebral body; this
-   rejects the marrow of a vertebral body and most holes between ribs and scapula).
+   rejects the marrow of a vertebral body and most holes between ribs and scapula), and bone
+   on both sides of it in nearly equal amounts (the vertebra's symmetry; not checked where the
+   image cuts one side off).
 3. Continuity: the track is the longest chain of candidates whose centres move by less than
    10 mm per 10 mm along z; candidates off the chain are dropped.
 4. Slices of the track without a closed ring (disc levels, foramina) get the canal of the
@@ -105,8 +107,10 @@ def _candidates(ctx: Context):
         prof = b.sum(axis=0).astype(float)
         xc = float(np.sum(gx * prof) / prof.sum())
         # a body cut by the left or right edge of the image (a field of view cropped to one
-        # hemithorax) has no known left-right centre: every x is allowed, the chain decides
-        cut_lr = bool(b[:, 0].any() or b[:, -1].any())
+        # hemithorax) has no known left-right centre: every x is allowed, the chain decides; but
+        # a wide image (a patient wider than the field of view) still shows most of the patient,
+        # so its visible centre is near the midline
+        cut_lr = bool(b[:, 0].any() or b[:, -1].any()) and gx[-1] - gx[0] < P.canal_wide_fov_mm
         cand = _soft(w[k]) & (enc[k] >= 7) & b
         lab, n = ndi.label(cand)
         cands = []
@@ -131,9 +135,25 @@ def _candidates(ctx: Context):
             front = w[k][np.ix_((gy >= cy - 25.0) & (gy <= cy - 8.0), np.abs(gx - cx) <= 10.0)]
             if front.size == 0 or float(np.mean(front)) < P.vbody_min_hu:
                 continue
+            if not _symmetric(w[k] > P.spine_bone_hu, gx, gy, cx, cy):
+                continue
             cands.append((cx, cy, area, (sl, comp)))
         out.append(cands)
     return out
+
+
+def _symmetric(bone: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float) -> bool:
+    """A vertebra is nearly left-right symmetric about its canal: the bone in the box
+    ``canal_sym_box_mm`` (lateral from 5 mm, anterior-posterior extent) on one side of the
+    candidate's centre holds at least ``canal_sym_frac`` of that on the other. Only checked when
+    both boxes lie inside the image (a field of view cropped at the midline shows one side)."""
+    half, lo_y, hi_y = P.canal_sym_box_mm
+    if cx - half < gx[0] or cx + half > gx[-1]:
+        return True
+    ys = (gy >= cy + lo_y) & (gy <= cy + hi_y)
+    left = float(bone[np.ix_(ys, (gx > cx + 5.0) & (gx <= cx + half))].sum())
+    right = float(bone[np.ix_(ys, (gx < cx - 5.0) & (gx >= cx - half))].sum())
+    return min(left, right) >= P.canal_sym_frac * max(left, right, 1.0)
 
 
 def _chain(cands, z) -> list:
