@@ -162,6 +162,33 @@ def _sdl_table(data: bytes) -> list[tuple[int, str | None, int, int]] | None:
         return None
 
 
+def _final_pixel_element(fp, data: bytes, end: int, implicit: bool) -> RawDataElement | None:
+    """The usual end of an image file: one native (7FE0,0010) element of defined length that ends
+    exactly at the end of the file, recorded as deferred (read by the image reader straight into
+    its array). None for anything else (trailing elements, encapsulated or truncated pixel data...),
+    which pydicom then reads."""
+    hlen = 8 if implicit else 12
+    head = data[end:end + hlen]
+    if len(head) < hlen:
+        fp.seek(end)
+        head = fp.read(hlen)
+        if len(head) < hlen:
+            return None
+    if head[:4] != b"\xe0\x7f\x10\x00":
+        return None
+    if implicit:
+        vr, length = None, int.from_bytes(head[4:8], "little")
+    else:
+        vr = head[4:6].decode("ascii", "replace")
+        if vr not in ("OB", "OW") or head[6:8] != b"\x00\x00":
+            return None
+        length = int.from_bytes(head[8:12], "little")
+    if length == _UNDEFINED or end + hlen + length != os.fstat(fp.fileno()).st_size:
+        return None
+    tag = BaseTag(_PIXEL_DATA)
+    return RawDataElement(tag, vr, length, None, end + hlen, implicit, True)
+
+
 def _read_dicomsdl(path: Path) -> FileDataset | None:
     """The dataset assembled from dicomsdl's element table, or None when the reference must read
     the file (see the module docstring).
@@ -170,7 +197,8 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
     then read once, by the image reader, straight into the array); a larger header (an RTSTRUCT) is
     parsed from the whole file. Whatever dicomsdl did not cover (the pixel data, trailing elements,
     a header that goes on past the first bytes) is read by pydicom from the file, from where
-    dicomsdl stopped, exactly as the reference reads it.
+    dicomsdl stopped, exactly as the reference reads it (except the common case of native pixel
+    data closing the file, see :func:`_final_pixel_element`).
     """
     with open(path, "rb") as fp:
         data = fp.read(_HEAD_BYTES)
@@ -220,9 +248,14 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
         encoding = default_encoding
         if 0x00080005 in body:
             encoding = convert_encodings(convert_raw_data_element(body[BaseTag(0x00080005)]).value)
-        fp.seek(end)
-        tail = _pydicom_filereader.read_dataset(fp, implicit, True, defer_size=_DEFER_BYTES, parent_encoding=encoding)
-    body.update(tail._dict)
+        pixels = _final_pixel_element(fp, data, end, implicit)
+        if pixels is not None:
+            body[pixels.tag] = pixels
+        else:
+            fp.seek(end)
+            tail = _pydicom_filereader.read_dataset(fp, implicit, True, defer_size=_DEFER_BYTES,
+                                                    parent_encoding=encoding)
+            body.update(tail._dict)
     file_meta = FileMetaDataset(Dataset(meta))
     file_meta.set_original_encoding(False, True, default_encoding)
     dataset = Dataset(body)
