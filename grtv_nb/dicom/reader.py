@@ -12,8 +12,9 @@ Backends
     (same types, same character sets, same handling and validation of bad values); only the walk
     over the elements runs in C++ (about 4x faster for a CT slice header, the bulk of opening a
     series). Files it does not cover (no preamble, compressed, deflated or big-endian transfer
-    syntaxes, command sets, undefined-length elements other than sequences, anything dicomsdl
-    refuses) are handed to the reference backend, so the result never depends on the backend.
+    syntaxes, command sets, undefined-length elements other than sequences, headers over 64 KiB
+    such as RTSTRUCTs, which pydicom reads faster, anything dicomsdl refuses) are handed to the
+    reference backend, so the result never depends on the backend.
 
 The backend is chosen by :func:`set_backend` or the environment variable ``GRTV_NB_DICOM_READER``
 (``pydicom`` or ``dicomsdl``); by default dicomsdl when it is installed, else pydicom. Datasets from
@@ -193,10 +194,11 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
     """The dataset assembled from dicomsdl's element table, or None when the reference must read
     the file (see the module docstring).
 
-    The first ``_HEAD_BYTES`` of the file are parsed first (a CT slice header fits; its pixels are
-    then read once, by the image reader, straight into the array); a larger header (an RTSTRUCT) is
-    parsed from the whole file. Whatever dicomsdl did not cover (the pixel data, trailing elements,
-    a header that goes on past the first bytes) is read by pydicom from the file, from where
+    The first ``_HEAD_BYTES`` of the file are parsed (a CT slice header fits; its pixels are then
+    read once, by the image reader, straight into the array); a file whose header dicomsdl cannot
+    parse from them (an RTSTRUCT) is left to the reference. Whatever dicomsdl did not cover (the
+    pixel data, trailing elements, a header that goes on past the first bytes, where dicomsdl stops
+    at the last whole element) is read by pydicom from the file, from where
     dicomsdl stopped, exactly as the reference reads it (except the common case of native pixel
     data closing the file, see :func:`_final_pixel_element`).
     """
@@ -205,13 +207,10 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
         if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
         table = _sdl_table(data)
-        if table is None or not table or (table[-1][0] >> 16) == 2:
-            if len(data) < _HEAD_BYTES:
-                return None
-            data += fp.read()
-            table = _sdl_table(data)
-            if table is None:
-                return None
+        if not table or (table[-1][0] >> 16) == 2:
+            # header larger than the first bytes (an RTSTRUCT, an RTDOSE with DVHs...): pydicom reads
+            # such files faster, as it converts their sequences only when used, dicomsdl all at once
+            return None
         meta: dict = {}
         body: dict = {}
         implicit = None
