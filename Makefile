@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= out
 
-.PHONY: run test bench lint docs fuzz lock sysdeps clean help
+.PHONY: run test bench lint docs fuzz lock warmup sysdeps clean help
 
 # The tested set of versions (binder/constraints.txt, `make lock`) applies where the Python version is the
 # lock's (elsewhere pip resolves freely).
@@ -21,17 +21,22 @@ help:
 	@echo "make docs   - API reference from the docstrings (pdoc) in docs/api/"
 	@echo "make fuzz   - the long seeded mutation campaign over the DICOM readers (FUZZ_CASES, FUZZ_SEED)"
 	@echo "make lock   - pin the tested environment's versions into $(LOCK) (Binder and make test use it)"
+	@echo "make warmup - compile the numba kernels into their cache (done once by the install steps)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# grtv-nb warmup: compile the numba kernels into their on-disk cache once, at install, instead of
+# inside the first resizeImage3D/augmentImg3D of every fresh environment (see grtv_nb/warmup.py).
 $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
+	$(BIN)/grtv-nb warmup
 	touch $@
 
 $(VENV)/.all: pyproject.toml $(LOCK) | $(BIN)/python
 	$(PIP) install -q $(PINS) -e ".[test,widgets,batch,browser,tf,notebooks]"
+	$(BIN)/grtv-nb warmup
 	touch $@
 
 $(VENV)/.bench: $(VENV)/.all
@@ -54,6 +59,9 @@ test: $(VENV)/.all sysdeps lint
 
 bench: $(VENV)/.bench
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+warmup: $(VENV)/.core
+	$(BIN)/grtv-nb warmup
 
 lint: $(VENV)/.all
 	$(BIN)/ruff check grtv_nb grtv.py tests benchmarks tools docs

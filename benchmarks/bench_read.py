@@ -7,6 +7,10 @@ is the reference grid). Tools:
 
 - ``grtv_nb``: ``open_study(folder)`` (scan, image, dose, structures) + ``study.mask(roi)`` of every
   ROI (full boolean masks, as rt-utils returns);
+- ``grtv_nb open`` / ``grtv_nb open/pyd``: ``open_study(folder)`` alone, with the dicomsdl and the
+  pydicom reader backend (:mod:`grtv_nb.dicom.reader`);
+- ``dicomsdl``: every file opened with dicomsdl, CT slices decoded, rescaled, sorted and stacked,
+  RTSTRUCT contour points and RTDOSE pixels fetched;
 - ``pydicom loop``: ``dcmread`` + ``pixel_array`` of each CT slice file, sorted by position, stacked;
 - ``SimpleITK``: ``ImageSeriesReader`` of the folder's CT series (series lookup included);
 - ``rt-utils``: ``RTStructBuilder.create_from`` + ``get_roi_mask_by_name`` for every ROI (given a
@@ -55,6 +59,58 @@ def _work_grtv(args: dict):
             for i in range(len(s.rois)):
                 s.mask(i)
         return len(s.rois)
+
+    return run
+
+
+def _work_grtv_open(args: dict, backend: str | None = None):
+    """open_study only (scan, CT, RTSTRUCT parse, dose): the reading the issue-14 goal is about."""
+    import warnings
+
+    import grtv_nb.study  # noqa: F401
+    from grtv_nb import open_study
+    from grtv_nb.dicom import reader
+
+    if backend:
+        reader.set_backend(backend)
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = open_study(args["folder"])
+        return s.grid.shape
+
+    return run
+
+
+def _work_dicomsdl(args: dict):
+    """dicomsdl: every file of the folder opened; CT slices decoded, rescaled, sorted and stacked;
+    contour points of an RTSTRUCT and the pixels of an RTDOSE fetched."""
+    from pathlib import Path
+
+    import dicomsdl
+    import numpy as np
+
+    def run():
+        slices, other = [], 0
+        for p in sorted(Path(args["folder"]).iterdir()):
+            try:
+                df = dicomsdl.open_file(str(p))
+            except Exception:
+                continue
+            mod = df.Modality
+            if mod in ("CT", "MR"):
+                arr = df.pixelData()
+                slope, icpt = df.RescaleSlope or 1.0, df.RescaleIntercept or 0.0
+                slices.append((float(df.ImagePositionPatient[2]), arr * slope + icpt if slope != 1 else arr + icpt))
+            elif mod == "RTSTRUCT":
+                for roi in df.ROIContourSequence or []:
+                    for c in roi.ContourSequence or []:
+                        other += len(c.ContourData or [])
+            elif mod == "RTDOSE":
+                other += df.pixelData().size
+        slices.sort(key=lambda t: t[0])
+        return np.stack([a for _, a in slices]).shape if slices else other
 
     return run
 
@@ -109,7 +165,9 @@ def _work_rtutils(args: dict):
     return run
 
 
-WORKERS = {"grtv_nb": _work_grtv, "pydicom loop": _work_pydicom, "SimpleITK": _work_sitk, "rt-utils": _work_rtutils}
+WORKERS = {"grtv_nb": _work_grtv, "pydicom loop": _work_pydicom, "SimpleITK": _work_sitk, "rt-utils": _work_rtutils,
+           "grtv_nb open": _work_grtv_open,
+           "grtv_nb open/pyd": lambda args: _work_grtv_open(args, "pydicom"), "dicomsdl": _work_dicomsdl}
 
 
 def worker_main(tool: str, args: dict) -> None:
@@ -279,6 +337,12 @@ def main() -> None:
         have_rtu = True
     except ImportError:
         have_rtu = False
+    try:
+        import dicomsdl  # noqa: F401
+
+        have_sdl = True
+    except ImportError:
+        have_sdl = False
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_read_") as td:
         tmp = Path(td)
@@ -287,6 +351,10 @@ def main() -> None:
             ct = _image_files(folder)
             res = {"grtv_nb": run_python_tool("grtv_nb", {"folder": str(folder)}),
                    "pydicom loop": run_python_tool("pydicom loop", {"ct_files": ct})}
+            res["grtv_nb open"] = run_python_tool("grtv_nb open", {"folder": str(folder)})
+            res["grtv_nb open/pyd"] = run_python_tool("grtv_nb open/pyd", {"folder": str(folder)})
+            if have_sdl:
+                res["dicomsdl"] = run_python_tool("dicomsdl", {"folder": str(folder)})
             if have_sitk:
                 res["SimpleITK"] = run_python_tool("SimpleITK", {"folder": str(folder)})
             if have_rtu and rtss is not None and len(ct) > 1:
@@ -310,6 +378,7 @@ def main() -> None:
             for tool, r in res.items():
                 rows.append((label, tool, r, base))
     print_table(rows)
+    print_open_vs_dicomsdl(rows)
     print("Notes: grtv_nb also reads and resamples the dose (phantom, dicompyler) and parses the RTSTRUCT; the "
           "pydicom loop and SimpleITK read the CT only;\n       plastimatch also writes its NRRD outputs; on "
           "dicompyler grtv_nb and plastimatch rasterise on the dose grid. grtv_nb's first run in a process\n"
@@ -339,6 +408,33 @@ def print_table(rows) -> None:
         tm = f"{r['tracemalloc_mb']:14.1f}" if r["tracemalloc_mb"] is not None else f"{'-':>14}"
         print(f"{lab:<22} {tool:<13} {r['best']:7.3f} {r['first']:7.3f} {r['cpu']:7.3f} {ratio} {cratio} {tm} "
               f"{r['rss_mb']:9.0f}")
+
+
+def print_open_vs_dicomsdl(rows) -> None:
+    """Issue 14's reading goal: open_study (series + RTSTRUCT + RTDOSE) <= 1.2x dicomsdl reading the
+    same files, and never slower than SimpleITK reading the CT alone."""
+    by = {}
+    for label, tool, r, _ in rows:
+        if "best" in r:
+            by.setdefault(label, {})[tool] = r
+    print()
+    print("Reading only: grtv_nb open_study (dicomsdl backend; /pyd: pydicom backend) vs dicomsdl and SimpleITK "
+          "(best s; 'first' = first run in a new process). Goals: <= 1.2x dicomsdl, <= SimpleITK")
+    hdr = (f"{'case':<22} {'open':>7} {'first':>7} {'open/pyd':>8} {'dicomsdl':>8} {'SimpleITK':>9} "
+           f"{'/dicomsdl':>9} {'/SimpleITK':>10}")
+    print(hdr)
+    print("-" * len(hdr))
+    for label, t in by.items():
+        o, sdl, sitk, pyd = (t.get(k) for k in ("grtv_nb open", "dicomsdl", "SimpleITK", "grtv_nb open/pyd"))
+        if o is None:
+            continue
+
+        def f(r, w=8):
+            return f"{r['best']:{w}.3f}" if r else f"{'n/a':>{w}}"
+
+        rs = f"{o['best'] / sdl['best']:9.2f}" if sdl else f"{'n/a':>9}"
+        ri = f"{o['best'] / sitk['best']:10.2f}" if sitk else f"{'n/a':>10}"
+        print(f"{label:<22} {o['best']:7.3f} {o['first']:7.3f} {f(pyd)} {f(sdl)} {f(sitk, 9)} {rs} {ri}")
 
 
 def print_mem40(nx: int = 512, nz: int = 300, n_rois: int = 40) -> None:

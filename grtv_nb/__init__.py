@@ -13,7 +13,9 @@ __all__ = ["open_study", "Study", "Grid", "__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy imports keep ``import grtv_nb`` fast.
+    # PEP 562 lazy attributes: ``import grtv_nb`` loads neither xarray, pydicom nor numba; the
+    # study layer is imported on first use of ``open_study``/``Study``. Submodules never import
+    # names from this package root (``_version`` holds the version), so there is no import cycle.
     if name in ("open_study", "Study"):
         from . import study
 
@@ -23,3 +25,7 @@ def __getattr__(name: str):
 
         return Grid
     raise AttributeError(f"module 'grtv_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,7 @@
 """Command line: ``grtv-nb summary FOLDER`` (read and summarise a DICOM-RT folder), ``grtv-nb phantom``
 (the main job on the built-in phantom: write it, read it, summarise and check it, write outputs),
-``grtv-nb data list|fetch`` (the notebooks' example datasets)."""
+``grtv-nb data list|fetch`` (the notebooks' example datasets),
+``grtv-nb warmup`` (compile the numba kernels into their on-disk cache, once after install)."""
 
 from __future__ import annotations
 
@@ -133,6 +134,17 @@ def _write_png(path: Path, gray) -> None:
     write_bytes_atomic(path, png, "PNG path")
 
 
+def _warmup() -> int:
+    from ._kernels import cache_dir
+    from .warmup import warmup
+
+    t0 = time.perf_counter()
+    print(f"Compiling grtv_nb's kernels into {cache_dir()} ...", flush=True)
+    warmup(verbose=True)
+    print(f"Done in {time.perf_counter() - t0:.1f} s: later processes load them from the cache")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``grtv-nb`` command line; returns the exit status."""
     p = argparse.ArgumentParser(prog="grtv-nb", description=__doc__)
@@ -154,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("names", nargs="*", help="datasets to fetch (default: all)")
     tr = sub.add_parser("train", help="train an auto-segmentation U-Net (needs grtv_nb[tf])")
     tr.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("warmup", help="compile the numba kernels into their on-disk cache (run once after install)")
     a = p.parse_args(argv)
     from .errors import GRTVError
 
@@ -170,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             from .segment.unet import main_train
 
             return int(main_train(a.args) or 0)
+        if a.cmd == "warmup":
+            return _warmup()
     except GRTVError as exc:
         print(f"grtv-nb: error: {exc}", file=sys.stderr)
         return 2

@@ -22,3 +22,32 @@ def test_summary_and_clear_error(tmp_path, phantom_dir, capsys):
     assert "ROIs      : 10" in capsys.readouterr().out
     assert main(["summary", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+
+def test_warmup_command_runs_the_warmup(monkeypatch, capsys):
+    import grtv_nb.warmup
+
+    calls = []
+    monkeypatch.setattr(grtv_nb.warmup, "warmup", lambda verbose=False: calls.append(verbose) or {})
+    assert main(["warmup"]) == 0
+    assert calls == [True]
+    assert "Compiling grtv_nb's kernels into" in capsys.readouterr().out
+
+
+def test_kernels_are_cached_on_disk_for_the_next_process(tmp_path):
+    """A kernel compiled in one process lands in the on-disk cache (NUMBA_CACHE_DIR here), which
+    is what ``grtv-nb warmup`` relies on."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    code = ("import numpy as np; from grtv_nb.transforms import resize_volume; from grtv_nb import _kernels; "
+            "resize_volume(np.zeros((4, 4, 4), np.int16), (2, 2, 2)); print(_kernels.cache_dir())")
+    p = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == str(tmp_path)
+    assert any("separable" in c.name for c in tmp_path.rglob("*.nbi"))

@@ -68,7 +68,7 @@ def _decode(f: DicomFile) -> np.ndarray:
         signed = int(ds.get("PixelRepresentation", 0)) == 1
         dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
         n = rows * cols
-        elem = ds.get_item(_PIXEL_DATA)
+        elem = ds.get_item(_PIXEL_DATA, keep_deferred=True)  # deferred (reader.py): read into the array
         raw = getattr(elem, "value", None)
         if isinstance(raw, bytes | bytearray):
             if len(raw) < n * dtype.itemsize:
