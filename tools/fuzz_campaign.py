@@ -62,10 +62,11 @@ def main(argv=None) -> int:
         work.mkdir()
         tally = fz.campaign(bases, args.cases, args.seed, work, log=log)
     print(f"\n{tally.line()} in {time.time() - t0:.0f} s")
-    print(f"{'mutation':<10}" + "".join(f"{c:>9}" for c in ["same", "changed", "refused", *fz.FAILURES]))
+    columns = ["same", "changed", "refused", *fz.FAILURES, "skipped"]
+    print(f"{'mutation':<10}" + "".join(f"{c:>9}" for c in columns))
     for kind, c in sorted(by_kind.items()):
-        print(f"{kind:<10}" + "".join(f"{c.get(k, 0):>9}" for k in ["same", "changed", "refused", *fz.FAILURES]))
-    return 1 if tally.failures else 0
+        print(f"{kind:<10}" + "".join(f"{c.get(k, 0):>9}" for k in columns))
+    return 1 if tally.failures or tally.counts["skipped"] else 0
 
 
 if __name__ == "__main__":
