@@ -160,6 +160,12 @@ def open_quietly(folder: Path):
         warnings.simplefilter("ignore")
         st = open_study(folder)
         snap = snapshot(st)
+        # what else a user reads: the summary table and the first slice's tags (getImageDcmTags)
+        st.summary()
+        if st.image_headers:
+            from grtv_nb.dicom.tags import dataset_to_dict
+
+            dataset_to_dict(st.image_headers[0])
     return st, snap
 
 
