@@ -301,3 +301,24 @@ def test_mutations_are_seeded(tiny_phantom, tmp_path):
     ma = [fz.mutate(a, random.Random(7)) for _ in range(1)][0]
     mb = [fz.mutate(b, random.Random(7)) for _ in range(1)][0]
     assert ma == mb
+
+
+def test_element_with_an_invalid_vr_is_left_out_and_the_study_exports(tiny_phantom, tmp_path):
+    """A corrupted VR (here PatientID's 'LO' became 'NO') makes pydicom raise on every access to the
+    element; the reader leaves it out with a warning and the export writes a valid file."""
+    from grtv_nb.export import export_rt
+
+    folder = _copy(tiny_phantom, tmp_path / "d")
+    ct = sorted(folder.glob("CT_*.dcm"))[0]
+    data = bytearray(ct.read_bytes())
+    i = data.find(b"\x10\x00\x20\x00LO")
+    assert i > 0
+    data[i + 4:i + 6] = b"NO"
+    ct.write_bytes(bytes(data))
+    with pytest.warns(Warning, match=r"invalid value representation were left out: \(0010,0020\)"):
+        st = __import__("grtv_nb").open_study(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = export_rt(st, tmp_path / "out")
+        st2 = _open(out)
+    assert st2.grid.shape == st.grid.shape

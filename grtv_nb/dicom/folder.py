@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomReadError, warn
@@ -156,7 +157,33 @@ def read_header(path: Path) -> pydicom.Dataset:
         if "SOPClassUID" not in ds and "Modality" not in ds:
             raise
     ds.filename = str(path)
+    _drop_unknown_vrs(ds, path)
     return ds
+
+
+def drop_unknown_vrs(ds: pydicom.Dataset) -> list[int]:
+    """Remove the top-level elements whose (explicit) VR is not a DICOM VR (a corrupted file:
+    pydicom would raise on every later access to them, even to replace them); returns their tags."""
+    from pydicom.valuerep import VR
+
+    known = _KNOWN_VRS or _KNOWN_VRS.update(str(v) for v in VR) or _KNOWN_VRS
+    bad = [tag for tag, elem in ds._dict.items()
+           if isinstance(elem, RawDataElement) and elem.VR is not None and str(elem.VR) not in known]
+    for tag in bad:
+        del ds[tag]
+    return bad
+
+
+def _drop_unknown_vrs(ds: pydicom.Dataset, path: Path) -> None:
+    """:func:`drop_unknown_vrs` with a warning naming the file and the tags (a value grtv_nb
+    needs is then reported missing by the reader)."""
+    bad = drop_unknown_vrs(ds)
+    if bad:
+        warn(f"{Path(path).name}: {len(bad)} element(s) with an invalid value representation were left out: "
+             + ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in bad[:5]))
+
+
+_KNOWN_VRS: set[str] = set()
 
 
 def scan_folder(folder: str | os.PathLike) -> FolderScan:

@@ -285,12 +285,11 @@ def dose_grid_scaling(ds, file) -> float:
 
 def grid_frame_offsets(ds, file, frames: int) -> np.ndarray:
     """GridFrameOffsetVector of a multi-frame dose: ``frames`` finite values, strictly monotonic
-    (increasing or decreasing), steps of at least MIN_SPACING_MM. A single frame without the
-    attribute gives ``[0]``."""
-    off = floats(ds, "GridFrameOffsetVector", file, required=frames > 1,
-                 lo=-MAX_ABS_POSITION_MM, hi=MAX_ABS_POSITION_MM)
-    if off is None:
+    (increasing or decreasing), steps of at least MIN_SPACING_MM. A single frame gives ``[0]``
+    (its plane is at ImagePositionPatient; the vector, present or not, is not used)."""
+    if frames == 1:  # one frame lies at ImagePositionPatient whatever the vector says
         return np.zeros(1)
+    off = floats(ds, "GridFrameOffsetVector", file, lo=-MAX_ABS_POSITION_MM, hi=MAX_ABS_POSITION_MM)
     if off.size != frames:
         raise DicomValueError(file, "GridFrameOffsetVector", f"has {off.size} values for {frames} frame(s)")
     if frames > 1:
