@@ -2,8 +2,10 @@
 series, structure set and dose(s) that belong together.
 
 Files are recognised by content, not by extension (grtv_nb's own bookkeeping files, see
-:func:`grtv_nb.fileio.is_bookkeeping_name`, are ignored). Unreadable and non-DICOM files are skipped
-with a warning naming them. Series are grouped by SeriesInstanceUID, or by geometry (modality,
+:func:`grtv_nb.fileio.is_bookkeeping_name`, are ignored): a file is read only when its first bytes
+look like DICOM (:func:`grtv_nb.dicom.values.looks_like_dicom`, constant time whatever its size).
+Unreadable and non-DICOM files, broken or looping symbolic links are skipped with a warning naming
+them; elements with an invalid VR are left out with a warning. Series are grouped by SeriesInstanceUID, or by geometry (modality,
 frame of reference, orientation, matrix size, pixel spacing) when the UID is blank or missing.
 """
 

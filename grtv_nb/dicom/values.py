@@ -69,8 +69,11 @@ def _raw(ds, keyword: str, file):
         raise
     except Exception as exc:
         raise DicomValueError(file, keyword, f"can't be decoded ({type(exc).__name__}: {exc})") from exc
-    if value is None or (isinstance(value, str | bytes) and not value.strip(b"\0 " if isinstance(value, bytes)
-                                                                         else "\0 ")):
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray) and not bytes(value).strip(b"\0 "):
+        return None
+    if isinstance(value, str) and not value.strip("\0 "):
         return None
     return value
 
@@ -108,7 +111,7 @@ def floats(ds, keyword: str, file, *, count: int | None = None, required: bool =
         if required:
             raise DicomValueError(file, keyword, "is missing or empty")
         return default
-    if isinstance(value, bytes | bytearray) and keyword not in ("PixelData",):
+    if isinstance(value, bytes | bytearray):
         # a binary VR where a number is expected (corrupted VR): try it as text
         value = bytes(value).decode("latin-1", errors="replace").split("\\")
     vals = [_to_float(x, file, keyword) for x in _as_list(value)]
