@@ -401,14 +401,20 @@ def run_case(base: Path, reference: dict, rng: random.Random, workdir: Path,
         shutil.rmtree(case, ignore_errors=True)
 
 
-def campaign(bases: list[Path], n: int, seed: int, workdir: Path, *, log=None) -> Tally:
-    """``n`` cases spread over ``bases`` (round robin), seeded."""
+def campaign(bases: list[Path], n: int, seed: int, workdir: Path, *, log=None,
+             deadline: float | None = None) -> Tally:
+    """``n`` cases spread over ``bases`` (round robin), seeded; no new case starts after
+    ``deadline`` (a ``time.monotonic()`` value)."""
+    import time
+
     rng = random.Random(seed)
     refs = {}
     for b in bases:
         refs[b] = open_quietly(b)[1]
     tally = Tally()
     for i in range(n):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         b = bases[i % len(bases)]
         o = run_case(b, refs[b], random.Random(rng.getrandbits(64)), workdir)
         tally.add(o)

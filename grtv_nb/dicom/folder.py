@@ -5,8 +5,9 @@ Files are recognised by content, not by extension (grtv_nb's own bookkeeping fil
 :func:`grtv_nb.fileio.is_bookkeeping_name`, are ignored): a file is read only when its first bytes
 look like DICOM (:func:`grtv_nb.dicom.values.looks_like_dicom`, constant time whatever its size).
 Unreadable and non-DICOM files, broken or looping symbolic links are skipped with a warning naming
-them; elements with an invalid VR are left out with a warning. Series are grouped by SeriesInstanceUID, or by geometry (modality,
-frame of reference, orientation, matrix size, pixel spacing) when the UID is blank or missing.
+them; elements with an invalid VR are left out with a warning. Series are grouped by
+SeriesInstanceUID, or by geometry (modality, frame of reference, orientation, matrix size, pixel
+spacing) when the UID is blank or missing.
 """
 
 from __future__ import annotations
@@ -141,6 +142,13 @@ def _is_file(p: Path) -> bool:
         return False
 
 
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
 def read_header(path: Path) -> pydicom.Dataset:
     """Read a DICOM file from one in-memory copy (a single read call: pydicom's many small reads
     of a file cost more than the parse). Raises InvalidDicomError for non-DICOM files. The pixel
@@ -202,13 +210,15 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             raise DicomReadError(f"rtDirPath '{folder}' does not exist (or is a broken or looping symbolic link)")
         if not folder.is_dir():
             raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
-        paths = sorted(p for p in folder.iterdir() if _is_file(p) and not is_bookkeeping_name(p.name))
+        entries = sorted(p for p in folder.iterdir() if not is_bookkeeping_name(p.name))
     except OSError as exc:
         raise DicomReadError(f"rtDirPath '{folder}' can't be listed ({type(exc).__name__}: {exc.strerror or exc})") \
             from exc
+    paths = [p for p in entries if _is_file(p)]
+    skipped: list[tuple[Path, str]] = [(p, "broken or looping symbolic link") for p in entries
+                                       if p.is_symlink() and p not in paths and not _is_dir(p)]
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
-    skipped: list[tuple[Path, str]] = []
     files: list[DicomFile] = []
     for p in paths:
         try:
