@@ -322,3 +322,34 @@ def test_element_with_an_invalid_vr_is_left_out_and_the_study_exports(tiny_phant
         out = export_rt(st, tmp_path / "out")
         st2 = _open(out)
     assert st2.grid.shape == st.grid.shape
+
+
+def test_value_getters_on_plain_datasets(tmp_path):
+    """The rules of grtv_nb.dicom.values, one by one, on in-memory datasets."""
+    from grtv_nb.dicom import values
+
+    ds = pydicom.Dataset()
+    ds.ImageOrientationPatient = ["1.0001", "0", "0", "0", "0.9999", "0.001"]
+    iop = values.image_orientation(ds, "a.dcm")  # within tolerance: re-normalised
+    assert np.isclose(np.linalg.norm(iop[:3]), 1) and np.isclose(iop[:3] @ iop[3:], 0, atol=1e-12)
+    ds.PatientName = "Doe^John\0\0"
+    assert values.text(ds, "PatientName") == "Doe^John"
+    ds.NumberOfFrames = "3"
+    ds.GridFrameOffsetVector = ["0", "-2.5", "-5"]
+    np.testing.assert_array_equal(values.grid_frame_offsets(ds, "d.dcm", 3), [0, -2.5, -5])
+    ds.GridFrameOffsetVector = ["0", "2.5", "2.5"]
+    with pytest.raises(DicomValueError, match="d.dcm: GridFrameOffsetVector is not strictly monotonic"):
+        values.grid_frame_offsets(ds, "d.dcm", 3)
+    ds.ROINumber = "7"
+    assert values.roi_number(ds, "s.dcm") == 7
+    ds.ROINumber = "-1"
+    with pytest.raises(DicomValueError, match="below"):
+        values.roi_number(ds, "s.dcm")
+    with pytest.raises(DicomValueError, match="not a multiple of 3"):
+        values.contour_points([1, 2, 3, 4], "s.dcm", "GTV")
+    # a dataset without preamble (implicit VR, group 0008 first) is recognised; text is not
+    implicit = tmp_path / "implicit"
+    implicit.write_bytes(b"\x08\x00\x05\x00\x0a\x00\x00\x00ISO_IR 100")  # (0008,0005), length 10
+    assert values.looks_like_dicom(implicit)[0]
+    (tmp_path / "t.txt").write_text("hello world, not DICOM at all" * 10)
+    assert not values.looks_like_dicom(tmp_path / "t.txt")[0]
