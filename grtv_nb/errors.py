@@ -77,8 +77,7 @@ def warn_every_time(message: str, category: type[Warning] = GRTVWarning, stackle
     except ValueError:  # pragma: no cover - shallower stack than asked
         frame = sys._getframe(1)
     warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
-                           module=frame.f_globals.get("__name__"), registry=None,
-                           module_globals=frame.f_globals)
+                           module=frame.f_globals.get("__name__"), registry=None)
 
 
 class SegmentationError(GRTVError):

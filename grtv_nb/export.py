@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from .dicom.values import text
 from .errors import GRTVError, ValidationError, warn
 from .fileio import replace_folder
 from .validate import check_roi_name
@@ -61,6 +62,7 @@ def source_paths(study) -> list:
 def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, str]]]:
     """Copy (or rewrite where needed) the image slices; returns (series UID, SOP class, slices)."""
     from .dicom.common import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, new_uid, save_atomic
+    from .dicom.folder import drop_unknown_vrs
 
     files = study.source.get("image_files") or []
     if not files:
@@ -68,34 +70,34 @@ def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, st
     # from the files, not study.image_headers: those are empty when the dose grid is the reference
     # grid (e.g. 1 CT slice of 98), yet the slices are exported and the RTSTRUCT must name their series
     first = pydicom.dcmread(files[0], stop_before_pixels=True, force=True)
-    series_uid = str(first.get("SeriesInstanceUID", "") or "") or new_uid()
+    series_uid = text(first, "SeriesInstanceUID") or new_uid()
     sop_class = ""
     slices = []
     normal = np.cross(*np.asarray(first.ImageOrientationPatient, float).reshape(2, 3))
     for i, f in enumerate(files):
         ds = pydicom.dcmread(f, force=True)
-        changed = False
+        changed = bool(drop_unknown_vrs(ds))  # corrupt elements (the reader warned) are not copied
         for kw, val in (("PatientName", ps.patient_name), ("PatientID", ps.patient_id),
                         ("StudyInstanceUID", ps.study_uid), ("SeriesInstanceUID", series_uid),
                         ("FrameOfReferenceUID", ps.frame_of_reference_uid)):
-            if not str(ds.get(kw, "") or "").strip():
+            if not text(ds, kw):
                 setattr(ds, kw, val)
                 changed = True
-        if not str(ds.get("SOPClassUID", "") or "").strip():
+        if not text(ds, "SOPClassUID"):
             ds.SOPClassUID = (str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
-                              or {"MR": MR_IMAGE_STORAGE}.get(str(ds.get("Modality", "")), CT_IMAGE_STORAGE))
+                              or {"MR": MR_IMAGE_STORAGE}.get(text(ds, "Modality"), CT_IMAGE_STORAGE))
             changed = True
         if str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "")) != ds.SOPClassUID:
             ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
             changed = True
-        if not str(ds.get("SOPInstanceUID", "") or "").strip():
+        if not text(ds, "SOPInstanceUID"):
             uid = str(getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "") or new_uid()
             ds.SOPInstanceUID = uid
             changed = True
         if str(getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "")) != ds.SOPInstanceUID:
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             changed = True
-        name = f"{IMAGE_PREFIXES.get(str(ds.get('Modality', '') or ''), 'IMG')}_{i + 1:04d}.dcm"
+        name = f"{IMAGE_PREFIXES.get(text(ds, 'Modality'), 'IMG')}_{i + 1:04d}.dcm"
         if changed:
             save_atomic(ds, tmp / name)
         else:
@@ -159,7 +161,7 @@ def export_rt(
         ps = PatientStudy.from_dataset(first, for_uid)
     else:
         ps = PatientStudy(frame_of_reference_uid=for_uid)
-    if first is None or not str(first.get("PatientID", "") or "").strip():
+    if first is None or not text(first, "PatientID"):
         warn(f"the study has no PatientID; the export uses '{ps.patient_id}'")
     with replace_folder(export_dir, "exportDir", overwrite=bool(overwrite), kind="DICOM-RT",
                         sources=source_paths(study)) as tmp:

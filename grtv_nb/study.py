@@ -595,6 +595,7 @@ def open_study(
     from .dicom.image import read_series
     from .dicom.rtdose import read_dose, sum_doses
     from .dicom.rtstruct import read_rois
+    from .dicom.values import text  # undecodable or NUL-padded text never raises
 
     scan = scan_folder(folder)
     sel = select(scan, series_uid=series_uid, rtstruct=rtstruct, rtdose=rtdose)
@@ -662,14 +663,14 @@ def open_study(
                     r.geometric_type = ""
     first = headers[0] if headers else (sel.rtstruct.ds if sel.rtstruct else doses[0].files[0].ds)
     attrs = {
-        "patient_name": str(first.get("PatientName", "") or ""),
-        "patient_id": str(first.get("PatientID", "") or ""),
-        "study_uid": str(first.get("StudyInstanceUID", "") or ""),
-        "series_uid": str(first.get("SeriesInstanceUID", "") or "") if headers else "",
-        "series_description": str(first.get("SeriesDescription", "") or "") if headers else "",
+        "patient_name": text(first, "PatientName"),
+        "patient_id": text(first, "PatientID"),
+        "study_uid": text(first, "StudyInstanceUID"),
+        "series_uid": text(first, "SeriesInstanceUID") if headers else "",
+        "series_description": text(first, "SeriesDescription") if headers else "",
         "modality": image_vol.modality if (image_vol is not None and reference == "image") else "",
         "frame_of_reference_uid": grid.frame_of_reference_uid,
-        "patient_position": str(first.get("PatientPosition", "") or "") if headers else "",
+        "patient_position": text(first, "PatientPosition") if headers else "",
         "reference_grid": reference,
         "slice_thickness": float(grid.slice_thickness),
         "source_folder": str(Path(folder).resolve()),

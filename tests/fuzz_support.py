@@ -13,7 +13,8 @@ user would (image, dose, every mask, the DVH). Each case ends in one class:
 - ``refused``: one of grtv_nb's errors, naming the mutated file or the folder;
 - failures: ``crash`` (a foreign exception), ``unnamed`` (our error without the file's name),
   ``wrong`` (a neutral mutation changed a result, or a non-finite / implausible value), ``hang``
-  (over the time limit).
+  (over the time limit);
+- ``skipped``: the mutation itself could not be applied (a harness problem, not a reader outcome).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Tally:
         return sum(self.counts.values())
 
     def line(self) -> str:
-        order = ["same", "changed", "refused", *FAILURES]
+        order = ["same", "changed", "refused", *FAILURES, "skipped"]
         return f"{self.total} inputs: " + ", ".join(f"{k} {self.counts.get(k, 0)}" for k in order)
 
 
@@ -107,8 +108,7 @@ def base_folders(shared_data: Path | None, phantom_dir: Path | None, *, large: b
 
 
 def dicom_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".dcm", "") and
-                  p.name != "PROVENANCE.md")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".txt", ".tsv"))
 
 
 # ------------------------------------------------------------------ results
@@ -160,6 +160,12 @@ def open_quietly(folder: Path):
         warnings.simplefilter("ignore")
         st = open_study(folder)
         snap = snapshot(st)
+        # what else a user reads: the summary table and the first slice's tags (getImageDcmTags)
+        st.summary()
+        if st.image_headers:
+            from grtv_nb.dicom.tags import dataset_to_dict
+
+            dataset_to_dict(st.image_headers[0])
     return st, snap
 
 
@@ -361,7 +367,7 @@ def run_case(base: Path, reference: dict, rng: random.Random, workdir: Path,
         m = mutate(folder, rng)
     except Exception as exc:  # a mutation that could not be written: not a reader outcome
         shutil.rmtree(case, ignore_errors=True)
-        return Outcome("same", Mutation("none", "", f"mutation failed: {type(exc).__name__}"), "")
+        return Outcome("skipped", Mutation("none", "", f"mutation failed: {type(exc).__name__}: {exc}"), "")
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout_s)
     try:
@@ -395,14 +401,20 @@ def run_case(base: Path, reference: dict, rng: random.Random, workdir: Path,
         shutil.rmtree(case, ignore_errors=True)
 
 
-def campaign(bases: list[Path], n: int, seed: int, workdir: Path, *, log=None) -> Tally:
-    """``n`` cases spread over ``bases`` (round robin), seeded."""
+def campaign(bases: list[Path], n: int, seed: int, workdir: Path, *, log=None,
+             deadline: float | None = None) -> Tally:
+    """``n`` cases spread over ``bases`` (round robin), seeded; no new case starts after
+    ``deadline`` (a ``time.monotonic()`` value)."""
+    import time
+
     rng = random.Random(seed)
     refs = {}
     for b in bases:
         refs[b] = open_quietly(b)[1]
     tally = Tally()
     for i in range(n):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         b = bases[i % len(bases)]
         o = run_case(b, refs[b], random.Random(rng.getrandbits(64)), workdir)
         tally.add(o)

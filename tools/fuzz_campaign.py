@@ -8,7 +8,7 @@ in a crash (foreign exception), an unnamed error, a wrong result or a hang.
 
 Usage::
 
-    python tools/fuzz_campaign.py [--cases 3000] [--seed 1] [--small] [--data ../shared/data]
+    python tools/fuzz_campaign.py [--cases 3000] [--seed 1] [--small] [--minutes M] [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--small", action="store_true", help="only the small data sets (no 60-98 slice series)")
+    ap.add_argument("--minutes", type=float, default=None, help="start no case after this many minutes")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     from grtv_nb.phantom import write_phantom
@@ -60,12 +61,14 @@ def main(argv=None) -> int:
 
         work = tmp / "cases"
         work.mkdir()
-        tally = fz.campaign(bases, args.cases, args.seed, work, log=log)
+        deadline = time.monotonic() + 60 * args.minutes if args.minutes else None
+        tally = fz.campaign(bases, args.cases, args.seed, work, log=log, deadline=deadline)
     print(f"\n{tally.line()} in {time.time() - t0:.0f} s")
-    print(f"{'mutation':<10}" + "".join(f"{c:>9}" for c in ["same", "changed", "refused", *fz.FAILURES]))
+    columns = ["same", "changed", "refused", *fz.FAILURES, "skipped"]
+    print(f"{'mutation':<10}" + "".join(f"{c:>9}" for c in columns))
     for kind, c in sorted(by_kind.items()):
-        print(f"{kind:<10}" + "".join(f"{c.get(k, 0):>9}" for k in ["same", "changed", "refused", *fz.FAILURES]))
-    return 1 if tally.failures else 0
+        print(f"{kind:<10}" + "".join(f"{c.get(k, 0):>9}" for k in columns))
+    return 1 if tally.failures or tally.counts["skipped"] else 0
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ class PatientStudy:
 
     @classmethod
     def from_dataset(cls, ds: pydicom.Dataset, frame_of_reference_uid: str = "") -> PatientStudy:
+        from .values import text
+
         def t(name):
-            return str(ds.get(name, "") or "")
+            return text(ds, name)
 
         return cls(
             patient_name=t("PatientName"),

@@ -2,9 +2,12 @@
 series, structure set and dose(s) that belong together.
 
 Files are recognised by content, not by extension (grtv_nb's own bookkeeping files, see
-:func:`grtv_nb.fileio.is_bookkeeping_name`, are ignored). Unreadable and non-DICOM files are skipped
-with a warning naming them. Series are grouped by SeriesInstanceUID, or by geometry (modality,
-frame of reference, orientation, matrix size, pixel spacing) when the UID is blank or missing.
+:func:`grtv_nb.fileio.is_bookkeeping_name`, are ignored): a file is read only when its first bytes
+look like DICOM (:func:`grtv_nb.dicom.values.looks_like_dicom`, constant time whatever its size).
+Unreadable and non-DICOM files, broken or looping symbolic links are skipped with a warning naming
+them; elements with an invalid VR are left out with a warning. Series are grouped by
+SeriesInstanceUID, or by geometry (modality, frame of reference, orientation, matrix size, pixel
+spacing) when the UID is blank or missing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from ..errors import DicomReadError, warn
@@ -137,6 +141,13 @@ def _is_file(p: Path) -> bool:
         return False
 
 
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
 def read_header(path: Path) -> pydicom.Dataset:
     """Read a DICOM file through :mod:`grtv_nb.dicom.reader` (pydicom, or dicomsdl's faster parser
     giving the same dataset). Raises InvalidDicomError for non-DICOM files (decided from the first
@@ -148,7 +159,34 @@ def read_header(path: Path) -> pydicom.Dataset:
     ok, why = looks_like_dicom(path)
     if not ok:
         raise InvalidDicomError(why)
-    return read_dataset(path)
+    ds = read_dataset(path)
+    _drop_unknown_vrs(ds, path)
+    return ds
+
+
+def drop_unknown_vrs(ds: pydicom.Dataset) -> list[int]:
+    """Remove the top-level elements whose (explicit) VR is not a DICOM VR (a corrupted file:
+    pydicom would raise on every later access to them, even to replace them); returns their tags."""
+    from pydicom.valuerep import VR
+
+    known = _KNOWN_VRS or _KNOWN_VRS.update(str(v) for v in VR) or _KNOWN_VRS
+    bad = [tag for tag, elem in ds._dict.items()
+           if isinstance(elem, RawDataElement) and elem.VR is not None and str(elem.VR) not in known]
+    for tag in bad:
+        del ds[tag]
+    return bad
+
+
+def _drop_unknown_vrs(ds: pydicom.Dataset, path: Path) -> None:
+    """:func:`drop_unknown_vrs` with a warning naming the file and the tags (a value grtv_nb
+    needs is then reported missing by the reader)."""
+    bad = drop_unknown_vrs(ds)
+    if bad:
+        warn(f"{Path(path).name}: {len(bad)} element(s) with an invalid value representation were left out: "
+             + ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in bad[:5]))
+
+
+_KNOWN_VRS: set[str] = set()
 
 
 def scan_folder(folder: str | os.PathLike) -> FolderScan:
@@ -165,13 +203,15 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             raise DicomReadError(f"rtDirPath '{folder}' does not exist (or is a broken or looping symbolic link)")
         if not folder.is_dir():
             raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
-        paths = sorted(p for p in folder.iterdir() if _is_file(p) and not is_bookkeeping_name(p.name))
+        entries = sorted(p for p in folder.iterdir() if not is_bookkeeping_name(p.name))
     except OSError as exc:
         raise DicomReadError(f"rtDirPath '{folder}' can't be listed ({type(exc).__name__}: {exc.strerror or exc})") \
             from exc
+    paths = [p for p in entries if _is_file(p)]
+    skipped: list[tuple[Path, str]] = [(p, "broken or looping symbolic link") for p in entries
+                                       if p.is_symlink() and p not in paths and not _is_dir(p)]
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
-    skipped: list[tuple[Path, str]] = []
     files: list[DicomFile] = []
     for p in paths:
         try:

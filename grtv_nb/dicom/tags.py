@@ -27,12 +27,19 @@ def dataset_to_dict(ds: pydicom.Dataset, *, include_sequences: bool = True) -> d
     """Keyword -> Python value for every element with a keyword (pixel data and other bulk
     binary elements left out; sequences as lists of dicts; private tags as ``(gggg,eeee)``)."""
     out: dict = {}
-    for elem in ds:
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+        except Exception:  # an element pydicom can't decode (corrupt VR...): left out
+            continue
         if elem.VR in _BULK_VRS or elem.tag == 0x7FE00010:
             continue
         if elem.VR == "SQ":
             if include_sequences:
-                out[elem.keyword or str(elem.tag)] = [dataset_to_dict(it) for it in elem.value]
+                try:
+                    out[elem.keyword or str(elem.tag)] = [dataset_to_dict(it) for it in elem.value]
+                except Exception:  # not a sequence after all (corrupt file)
+                    pass
             continue
         key = elem.keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
         try:

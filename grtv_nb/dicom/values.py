@@ -69,8 +69,11 @@ def _raw(ds, keyword: str, file):
         raise
     except Exception as exc:
         raise DicomValueError(file, keyword, f"can't be decoded ({type(exc).__name__}: {exc})") from exc
-    if value is None or (isinstance(value, str | bytes) and not value.strip(b"\0 " if isinstance(value, bytes)
-                                                                         else "\0 ")):
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray) and not bytes(value).strip(b"\0 "):
+        return None
+    if isinstance(value, str) and not value.strip("\0 "):
         return None
     return value
 
@@ -108,7 +111,7 @@ def floats(ds, keyword: str, file, *, count: int | None = None, required: bool =
         if required:
             raise DicomValueError(file, keyword, "is missing or empty")
         return default
-    if isinstance(value, bytes | bytearray) and keyword not in ("PixelData",):
+    if isinstance(value, bytes | bytearray):
         # a binary VR where a number is expected (corrupted VR): try it as text
         value = bytes(value).decode("latin-1", errors="replace").split("\\")
     vals = [_to_float(x, file, keyword) for x in _as_list(value)]
@@ -285,12 +288,11 @@ def dose_grid_scaling(ds, file) -> float:
 
 def grid_frame_offsets(ds, file, frames: int) -> np.ndarray:
     """GridFrameOffsetVector of a multi-frame dose: ``frames`` finite values, strictly monotonic
-    (increasing or decreasing), steps of at least MIN_SPACING_MM. A single frame without the
-    attribute gives ``[0]``."""
-    off = floats(ds, "GridFrameOffsetVector", file, required=frames > 1,
-                 lo=-MAX_ABS_POSITION_MM, hi=MAX_ABS_POSITION_MM)
-    if off is None:
+    (increasing or decreasing), steps of at least MIN_SPACING_MM. A single frame gives ``[0]``
+    (its plane is at ImagePositionPatient; the vector, present or not, is not used)."""
+    if frames == 1:  # one frame lies at ImagePositionPatient whatever the vector says
         return np.zeros(1)
+    off = floats(ds, "GridFrameOffsetVector", file, lo=-MAX_ABS_POSITION_MM, hi=MAX_ABS_POSITION_MM)
     if off.size != frames:
         raise DicomValueError(file, "GridFrameOffsetVector", f"has {off.size} values for {frames} frame(s)")
     if frames > 1:
