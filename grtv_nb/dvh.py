@@ -327,6 +327,8 @@ def _check_dose(dose: Any, grid: Grid) -> np.ndarray:
 class _Voxels:
     dose: np.ndarray  # doses of the ROI's voxels (Gy)
     weight: np.ndarray | float  # volume (cc) of each voxel, or one value for all
+    hist: np.ndarray | None = None  # differential histogram already accumulated (bins of w from 0)
+    summary: tuple | None = None  # with hist: (volume cc, mean, min, max)
 
 
 def _roi_voxels(dose: np.ndarray, mask: np.ndarray, vv: np.ndarray, uniform: bool, ss: int) -> _Voxels:
@@ -449,10 +451,15 @@ def _histograms(
     bins_list: list[np.ndarray | None] = []
     for i, v in enumerate(vox):
         nvox[i] = v.dose.size
-        if v.dose.size == 0:
+        if v.dose.size == 0 and v.hist is None:
             bins_list.append(None)
             continue
         dd = v.dose
+        if v.hist is not None:  # accumulated by the exact engine
+            vol[i], dmean[i], dmin[i], dmax[i] = v.summary
+            nz_ = np.flatnonzero(v.hist > 0)
+            bins_list.append(np.array([nz_[-1] if len(nz_) else 0]))
+            continue
         dmin[i], dmax[i] = float(dd.min()), float(dd.max())
         if isinstance(v.weight, float):
             vol[i] = v.weight * dd.size
@@ -467,7 +474,10 @@ def _histograms(
     for i, (b, v) in enumerate(zip(bins_list, vox)):
         if b is None:
             continue
-        if isinstance(v.weight, float):
+        if v.hist is not None:
+            k = min(len(v.hist), nb)
+            diff[i, :k] = v.hist[:k]
+        elif isinstance(v.weight, float):
             diff[i] = np.bincount(b, minlength=nb)[:nb] * v.weight
         else:
             diff[i] = np.bincount(b, weights=v.weight, minlength=nb)[:nb]
@@ -509,6 +519,8 @@ def _histograms(
     if rx:
         ds.attrs["prescription_gy"] = float(rx)
     return DVHResult(differential, ds, w, float(rx) if rx else None)
+
+
 
 
 def compute_dvh_on_dose_grid(
@@ -647,7 +659,6 @@ def compute_roi_dvh(
     convention: str = "exact",
     end_cap: str = "auto",
     sample_mm: float | None = None,
-    sub_slab_mm: float | None = None,
     single_thickness: float | None = None,
     ref_z: np.ndarray | None = None,
     roi_names: Sequence[str] | None = None,
@@ -673,8 +684,8 @@ def compute_roi_dvh(
         inclusion, dose as stored (:func:`compute_dvh_on_dose_grid`).
     end_cap : {"auto", "half", "none"}
         How far the first and last contour planes reach (exact convention).
-    sample_mm, sub_slab_mm : float, optional
-        In-plane sample spacing and sub-slab thickness (mm); defaults in :mod:`grtv_nb.solid`.
+    sample_mm : float, optional
+        In-plane sample spacing (mm); default chosen per ROI (:mod:`grtv_nb.solid`).
     single_thickness : float, optional
         Slab thickness of a single-plane ROI (default: the dose grid's slice thickness).
     ref_z : array, optional
@@ -700,7 +711,7 @@ def compute_roi_dvh(
     if convention == "voxel":
         return compute_dvh_on_dose_grid(dose, dose_grid, {n: contours[n] for n in names}, **kwargs)
     from .planes import check_end_cap
-    from .solid import SUB_SLAB_MM, roi_samples
+    from .solid import roi_samples
 
     check_end_cap(end_cap)
     opts = _stat_options(**kwargs)
@@ -710,13 +721,12 @@ def compute_roi_dvh(
     for n in names:
         smp = roi_samples(
             d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, sample_mm=sample_mm,
-            sub_slab_mm=SUB_SLAB_MM if sub_slab_mm is None else sub_slab_mm, single_thickness=single_thickness,
-            ref_z=ref_z, label=f"ROI '{n}'",
+            single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"], label=f"ROI '{n}'",
         )
         if notes is not None:
             notes.extend(smp.notes)
         out_names.append(n)
-        vox.append(_Voxels(smp.dose, smp.weight))
+        vox.append(_Voxels(smp.dose, smp.weight, smp.hist, smp.summary))
     for n, (dd, ww) in (extra or {}).items():
         if n in out_names:
             raise ValidationError(f"ROI name {n!r} appears twice")
