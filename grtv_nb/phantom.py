@@ -486,7 +486,7 @@ def shape_loops(shape: str, z: float, centre=(0.0, 0.0, 0.0)) -> list[np.ndarray
     w = np.sqrt(np.maximum(_cone_r(xs, R, H) ** 2 - h * h, 0))
     top = np.column_stack([cx + xs, cy + w, np.full(len(xs), z)])
     bot = np.column_stack([cx + xs[::-1], cy - w[::-1], np.full(len(xs), z)])
-    return [np.concatenate([top, bot[1:-1]])]
+    return [np.concatenate([top, bot[1:-1]])[::-1]]  # counter-clockwise, like the circles
 
 
 @dataclass(frozen=True)
