@@ -36,7 +36,7 @@ import numpy as np
 from .errors import ValidationError
 from .geometry import Grid
 from .planes import PlaneSlab, group_planes
-from .raster import _crossings, fill_plane, region_area, summarised
+from .raster import _boxes_overlap, _crossings, _fill_simple_planes, fill_plane, region_area, summarised
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.
 SAMPLES_ACROSS = 64
@@ -46,6 +46,8 @@ MAX_SAMPLE_FRACTION = 1.0
 MIN_SAMPLE_MM = 0.05
 #: Largest number of in-plane samples of one plane's bounding box (coarser sampling beyond).
 MAX_PLANE_SAMPLES = 1 << 21
+#: Planes are filled and histogrammed in chunks of at most this many lattice cells.
+MAX_CHUNK_CELLS = 1 << 24
 #: dicompyler-core takes the nearest dose plane within this distance (mm), else interpolates.
 DICOMPYLER_PLANE_TOL_MM = 0.5
 #: Segments narrower than this many bins are histogrammed whole in the bin of their midpoint.
@@ -200,37 +202,53 @@ def roi_samples(
     A = np.zeros(nbins + 1)
     B = np.zeros(nbins + 1)
     P = np.zeros(nbins)
-    acc = np.array([0.0, 0.0, np.inf, -np.inf])
-    outside_cc = 0.0
+    acc = np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
     gz_cut = np.concatenate([grid.z, [grid.z[0] - 0.5 * grid.dz, grid.z[-1] + 0.5 * grid.dz]]) if nz > 1 else (
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
-    for slab, area in zip(slabs, areas):
-        if slab.thickness <= 0:
-            continue
-        idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
-        m = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
-                       report=lambda msg, z=slab.z: collect(z, msg))
-        rows, cols = np.nonzero(m)
-        if area is None:
-            area = float(len(rows)) * s * s
-        if area <= 0:
-            continue
-        if len(rows) == 0:  # a loop smaller than the sample spacing: one sample at its centre
-            c = np.concatenate(slab.loops).mean(axis=0)
-            cols = np.array([int(np.clip(round((c[0] - x0) / s), 0, nxf - 1))])
-            rows = np.array([int(np.clip(round((c[1] - y0) / s), 0, nyf - 1))])
-        # the slab's z pieces: cut at the dose planes (dose linear in z between them) and at the
-        # dose grid's outer faces; each piece is a segment of dose from its bottom to its top
-        cuts = gz_cut[(gz_cut > slab.z0 + 1e-9) & (gz_cut < slab.z1 - 1e-9)]
-        zb = np.concatenate([[slab.z0], cuts, [slab.z1]])
-        kz0, tz, _ = _axis_lookup(grid.continuous_index("z", zb), nz)
-        zmid_in = _axis_lookup(grid.continuous_index("z", 0.5 * (zb[1:] + zb[:-1])), nz)[2]
-        inplane = cin[cols] & rin[rows]
-        wseg = (area / len(rows) / 1000.0) * np.diff(zb)
-        outside_cc += float(wseg[~zmid_in].sum()) * len(rows) + float(wseg[zmid_in].sum()) * int((~inplane).sum())
-        kern.slab_segments(d, ry0[rows], rty[rows].astype(np.float64), cx0[cols], ctx[cols].astype(np.float64),
-                           inplane, kz0.astype(np.int64), tz.astype(np.float64), zmid_in, wseg, inv_w,
-                           FLAT_SEGMENT_BINS, A, B, P, acc)
+    todo = [(sl, ar) for sl, ar in zip(slabs, areas) if sl.thickness > 0 and (ar is None or ar > 0)]
+    per = max(1, MAX_CHUNK_CELLS // (nxf * nyf))
+    rin_, cin_ = rin.astype(np.bool_), cin.astype(np.bool_)
+    rty_, ctx_ = rty.astype(np.float64), ctx.astype(np.float64)
+    for c0 in range(0, len(todo), per):
+        chunk = todo[c0:c0 + per]
+        m = np.zeros((len(chunk), nyf, nxf), dtype=bool)
+        simple = []
+        for q, (slab, _) in enumerate(chunk):
+            idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
+            if len(idx_loops) > 1 and _boxes_overlap(idx_loops):
+                m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
+                                  report=lambda msg, z=slab.z: collect(z, msg))
+            else:
+                simple.append((q, idx_loops))
+        if simple:
+            _fill_simple_planes(m, simple)
+        counts = np.count_nonzero(m.reshape(len(chunk), -1), axis=1)
+        wpt = np.empty(len(chunk))
+        zbs, dzs, zins = [], [], []
+        for q, (slab, area) in enumerate(chunk):
+            n_q = int(counts[q])
+            if area is None:
+                area = n_q * s * s
+            if n_q == 0:  # a loop smaller than the sample spacing: one sample at its centre
+                cc = np.concatenate(slab.loops).mean(axis=0)
+                r_c = int(np.clip(round((cc[1] - y0) / s), 0, nyf - 1))
+                m[q, r_c, int(np.clip(round((cc[0] - x0) / s), 0, nxf - 1))] = True
+                n_q = 1
+            wpt[q] = area / n_q / 1000.0
+            # z pieces: cut at the dose planes (dose linear in z between them) and at the dose grid's
+            # outer faces; each piece is a segment of dose from its bottom to its top
+            cuts = gz_cut[(gz_cut > slab.z0 + 1e-9) & (gz_cut < slab.z1 - 1e-9)]
+            zb = np.concatenate([[slab.z0], np.sort(cuts), [slab.z1]])
+            zbs.append(zb)
+            dzs.append(np.append(np.diff(zb), 0.0))
+            zins.append(np.append(0.5 * (zb[1:] + zb[:-1]), zb[-1]))
+        zall = np.concatenate(zbs)
+        kz, tz, _ = _axis_lookup(grid.continuous_index("z", zall), nz)
+        zin = _axis_lookup(grid.continuous_index("z", np.concatenate(zins)), nz)[2]
+        zs = np.concatenate([[0], np.cumsum([len(zb) for zb in zbs])])
+        kern.roi_segments(d, m, ry0, rty_, rin_, cx0, ctx_, cin_, zs.astype(np.int64), kz.astype(np.int64),
+                          tz.astype(np.float64), np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+    outside_cc = float(acc[4])
     flush()
     if acc[0] <= 0:
         return empty
