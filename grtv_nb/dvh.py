@@ -1,31 +1,57 @@
 """Dose-volume histograms: the one DVH engine of grtv_nb (cumulative and differential DVHs and the
 statistics physicists read, for one or many ROIs).
 
-Method
-------
+Design: a structure is what its contours enclose
+------------------------------------------------
+The default, :func:`compute_roi_dvh` with ``convention="exact"`` (what :meth:`grtv_nb.Study.dvh`,
+:meth:`grtv_nb.Study.volume_cc`, the facade and the summaries use), works from the contours, not from
+a mask on some reference grid:
+
+* **Slabs.** Loops are grouped into contour planes; each plane stands for its own slab, half-way to
+  its neighbours, the end planes capped by half their spacing (``end_cap="half"``, the default
+  ``"auto"``) or not at all (``"none"``); see :mod:`grtv_nb.planes`. Loops of one plane combine
+  even-odd (holes); loops of different planes are never joined or XORed. Contour planes finer than
+  the dose grid, or no image series at all, change nothing: the reference planes are the
+  structure's own contour planes.
+* **Volume** = sum over planes of the exact polygon area (shoelace, holes subtracted) times the slab
+  thickness: exactly what the contours enclose, whatever the grids.
+* **Dose.** Each plane is sampled on an in-plane lattice (spacing at most the dose pixel, and fine
+  enough for 64 samples across the ROI); the samples share the plane's exact area. Along z the
+  trilinear dose at a sample is linear between dose planes, so each slab piece between dose planes
+  is a dose *segment* histogrammed exactly (its volume spread uniformly between the doses at its
+  ends): no sampling error along z, and the SI tails of the DVH are right for any slab thickness.
+  Dose beyond half a voxel outside the dose grid is 0 Gy, with a note. See :mod:`grtv_nb.solid`.
+* Not modelled: the shape between planes (each plane's polygon is extruded over its slab), so with
+  3 mm planes curved ends (spheres, lying cylinders) differ from the true solid by up to a few % of
+  a small volume; the contours carry no more information.
+
+Other conventions, for comparison: ``"dicompyler"`` reproduces dicompyler-core 0.5.6 (dose pixel
+centres, XOR of a plane's loops, every plane as thick as the smallest plane gap, nearest dose plane
+within 0.5 mm else interpolated); ``"voxel"`` is voxel-centre inclusion on a mask (below).
+
+Voxel method (:func:`compute_dvh`, masks; :func:`compute_dvh_on_dose_grid`, contours on dose planes)
+---------------------------------------------------------------------------------------------------
 * **Voxel-centre inclusion.** A voxel belongs to an ROI when its mask is True (masks are rasterised
   at voxel centres); there are no partial volumes. Each voxel counts with its own volume,
-  ``grid.voxel_volumes_cc()[z]``, so non-uniform slice spacing is handled.
+  ``grid.voxel_volumes_cc()[z]``, so non-uniform slice spacing is handled. ROIs defined by a mask
+  (``add_roi``, segmentation) use it in the default study DVH too.
 * **Dose.** A voxel's dose is the dose value stored at its centre (no interpolation), on whatever
-  grid the dose and masks share: the image grid (dose resampled onto it, as pyGRTV does) or the dose
-  grid (:func:`compute_dvh_on_dose_grid`, contours rasterised on the dose planes, as dicompyler-core
-  and plastimatch do).
+  grid the dose and masks share.
+* **Supersampling** (optional, ``supersample=s``, in-plane only): each voxel is split into ``s x s``
+  sub-voxels of ``1/s**2`` its volume, the dose bilinear in-plane at their centres
+  (:func:`grtv_nb.transforms.sample_separable`); their mask is the parent voxel's
+  (:func:`compute_dvh`) or the contours rasterised on the fine grid (:func:`compute_dvh_on_dose_grid`).
+
+Common to all
+-------------
 * **Bins.** Width ``bin_width`` Gy (default 0.01 Gy = 1 cGy), lower edges ``0, w, 2w, ...`` (the
-  ``dose`` coordinate). A voxel of dose ``d`` falls in bin ``floor(d / w)``. ``cumulative[k]`` is
+  ``dose`` coordinate). A sample of dose ``d`` falls in bin ``floor(d / w)``. ``cumulative[k]`` is
   the volume receiving at least ``k*w`` (exact at the edges); ``differential[k]`` the volume with
   ``k*w <= d < (k+1)*w``. All ROIs share one dose axis, from 0 to one bin past the highest dose.
-* **min / mean / max** come from the voxel doses (the mean is volume-weighted), not from the
-  histogram.
+* **min / mean / max** come from the samples (the mean is volume-weighted), not from the histogram.
 * **D(x %), D(x cc)**: the dose received by at least that volume, by linear interpolation of the
   cumulative DVH between bin edges (error below one bin). **V(x Gy)** and **V(x % of the
   prescription)**: the cumulative DVH linearly interpolated at that dose, in cc and in %.
-* **Supersampling** (optional, ``supersample=s``, in-plane only): each voxel is split into ``s x s``
-  sub-voxels of ``1/s**2`` its volume. The dose at the sub-voxel centres is bilinear in-plane
-  interpolation of the dose (:func:`grtv_nb.transforms.sample_separable`, edge-clamped, no
-  interpolation across slices). The mask of the sub-voxels is the parent voxel's value
-  (:func:`compute_dvh`) or the contours rasterised on the fine grid
-  (:func:`compute_dvh_on_dose_grid`); the same fine mask gives both the volume and the dose
-  sample. Work is done on each ROI's bounding box only.
 
 Results are :class:`DVHResult` objects holding xarray DataArrays with dims ``(roi, dose)``
 (``result.cumulative.plot.line(x="dose")`` draws them all) and a statistics Dataset (dim ``roi``).
