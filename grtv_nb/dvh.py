@@ -1,31 +1,57 @@
 """Dose-volume histograms: the one DVH engine of grtv_nb (cumulative and differential DVHs and the
 statistics physicists read, for one or many ROIs).
 
-Method
-------
+Design: a structure is what its contours enclose
+------------------------------------------------
+The default, :func:`compute_roi_dvh` with ``convention="exact"`` (what :meth:`grtv_nb.Study.dvh`,
+:meth:`grtv_nb.Study.volume_cc`, the facade and the summaries use), works from the contours, not from
+a mask on some reference grid:
+
+* **Slabs.** Loops are grouped into contour planes; each plane stands for its own slab, half-way to
+  its neighbours, the end planes capped by half their spacing (``end_cap="half"``, the default
+  ``"auto"``) or not at all (``"none"``); see :mod:`grtv_nb.planes`. Loops of one plane combine
+  even-odd (holes); loops of different planes are never joined or XORed. Contour planes finer than
+  the dose grid, or no image series at all, change nothing: the reference planes are the
+  structure's own contour planes.
+* **Volume** = sum over planes of the exact polygon area (shoelace, holes subtracted) times the slab
+  thickness: exactly what the contours enclose, whatever the grids.
+* **Dose.** Each plane is sampled on an in-plane lattice (spacing at most the dose pixel, and fine
+  enough for 64 samples across the ROI); the samples share the plane's exact area. Along z the
+  trilinear dose at a sample is linear between dose planes, so each slab piece between dose planes
+  is a dose *segment* histogrammed exactly (its volume spread uniformly between the doses at its
+  ends): no sampling error along z, and the SI tails of the DVH are right for any slab thickness.
+  Dose beyond half a voxel outside the dose grid is 0 Gy, with a note. See :mod:`grtv_nb.solid`.
+* Not modelled: the shape between planes (each plane's polygon is extruded over its slab), so with
+  3 mm planes curved ends (spheres, lying cylinders) differ from the true solid by up to a few % of
+  a small volume; the contours carry no more information.
+
+Other conventions, for comparison: ``"dicompyler"`` reproduces dicompyler-core 0.5.6 (dose pixel
+centres, XOR of a plane's loops, every plane as thick as the smallest plane gap, nearest dose plane
+within 0.5 mm else interpolated); ``"voxel"`` is voxel-centre inclusion on a mask (below).
+
+Voxel method (:func:`compute_dvh`, masks; :func:`compute_dvh_on_dose_grid`, contours on dose planes)
+---------------------------------------------------------------------------------------------------
 * **Voxel-centre inclusion.** A voxel belongs to an ROI when its mask is True (masks are rasterised
   at voxel centres); there are no partial volumes. Each voxel counts with its own volume,
-  ``grid.voxel_volumes_cc()[z]``, so non-uniform slice spacing is handled.
+  ``grid.voxel_volumes_cc()[z]``, so non-uniform slice spacing is handled. ROIs defined by a mask
+  (``add_roi``, segmentation) use it in the default study DVH too.
 * **Dose.** A voxel's dose is the dose value stored at its centre (no interpolation), on whatever
-  grid the dose and masks share: the image grid (dose resampled onto it, as pyGRTV does) or the dose
-  grid (:func:`compute_dvh_on_dose_grid`, contours rasterised on the dose planes, as dicompyler-core
-  and plastimatch do).
+  grid the dose and masks share.
+* **Supersampling** (optional, ``supersample=s``, in-plane only): each voxel is split into ``s x s``
+  sub-voxels of ``1/s**2`` its volume, the dose bilinear in-plane at their centres
+  (:func:`grtv_nb.transforms.sample_separable`); their mask is the parent voxel's
+  (:func:`compute_dvh`) or the contours rasterised on the fine grid (:func:`compute_dvh_on_dose_grid`).
+
+Common to all
+-------------
 * **Bins.** Width ``bin_width`` Gy (default 0.01 Gy = 1 cGy), lower edges ``0, w, 2w, ...`` (the
-  ``dose`` coordinate). A voxel of dose ``d`` falls in bin ``floor(d / w)``. ``cumulative[k]`` is
+  ``dose`` coordinate). A sample of dose ``d`` falls in bin ``floor(d / w)``. ``cumulative[k]`` is
   the volume receiving at least ``k*w`` (exact at the edges); ``differential[k]`` the volume with
   ``k*w <= d < (k+1)*w``. All ROIs share one dose axis, from 0 to one bin past the highest dose.
-* **min / mean / max** come from the voxel doses (the mean is volume-weighted), not from the
-  histogram.
+* **min / mean / max** come from the samples (the mean is volume-weighted), not from the histogram.
 * **D(x %), D(x cc)**: the dose received by at least that volume, by linear interpolation of the
   cumulative DVH between bin edges (error below one bin). **V(x Gy)** and **V(x % of the
   prescription)**: the cumulative DVH linearly interpolated at that dose, in cc and in %.
-* **Supersampling** (optional, ``supersample=s``, in-plane only): each voxel is split into ``s x s``
-  sub-voxels of ``1/s**2`` its volume. The dose at the sub-voxel centres is bilinear in-plane
-  interpolation of the dose (:func:`grtv_nb.transforms.sample_separable`, edge-clamped, no
-  interpolation across slices). The mask of the sub-voxels is the parent voxel's value
-  (:func:`compute_dvh`) or the contours rasterised on the fine grid
-  (:func:`compute_dvh_on_dose_grid`); the same fine mask gives both the volume and the dose
-  sample. Work is done on each ROI's bounding box only.
 
 Results are :class:`DVHResult` objects holding xarray DataArrays with dims ``(roi, dose)``
 (``result.cumulative.plot.line(x="dose")`` draws them all) and a statistics Dataset (dim ``roi``).
@@ -327,6 +353,8 @@ def _check_dose(dose: Any, grid: Grid) -> np.ndarray:
 class _Voxels:
     dose: np.ndarray  # doses of the ROI's voxels (Gy)
     weight: np.ndarray | float  # volume (cc) of each voxel, or one value for all
+    hist: np.ndarray | None = None  # differential histogram already accumulated (bins of w from 0)
+    summary: tuple | None = None  # with hist: (volume cc, mean, min, max)
 
 
 def _roi_voxels(dose: np.ndarray, mask: np.ndarray, vv: np.ndarray, uniform: bool, ss: int) -> _Voxels:
@@ -449,10 +477,15 @@ def _histograms(
     bins_list: list[np.ndarray | None] = []
     for i, v in enumerate(vox):
         nvox[i] = v.dose.size
-        if v.dose.size == 0:
+        if v.dose.size == 0 and v.hist is None:
             bins_list.append(None)
             continue
         dd = v.dose
+        if v.hist is not None:  # accumulated by the exact engine
+            vol[i], dmean[i], dmin[i], dmax[i] = v.summary
+            nz_ = np.flatnonzero(v.hist > 0)
+            bins_list.append(np.array([nz_[-1] if len(nz_) else 0]))
+            continue
         dmin[i], dmax[i] = float(dd.min()), float(dd.max())
         if isinstance(v.weight, float):
             vol[i] = v.weight * dd.size
@@ -467,7 +500,10 @@ def _histograms(
     for i, (b, v) in enumerate(zip(bins_list, vox)):
         if b is None:
             continue
-        if isinstance(v.weight, float):
+        if v.hist is not None:
+            k = min(len(v.hist), nb)
+            diff[i, :k] = v.hist[:k]
+        elif isinstance(v.weight, float):
             diff[i] = np.bincount(b, minlength=nb)[:nb] * v.weight
         else:
             diff[i] = np.bincount(b, weights=v.weight, minlength=nb)[:nb]
@@ -509,6 +545,8 @@ def _histograms(
     if rx:
         ds.attrs["prescription_gy"] = float(rx)
     return DVHResult(differential, ds, w, float(rx) if rx else None)
+
+
 
 
 def compute_dvh_on_dose_grid(
@@ -647,7 +685,6 @@ def compute_roi_dvh(
     convention: str = "exact",
     end_cap: str = "auto",
     sample_mm: float | None = None,
-    sub_slab_mm: float | None = None,
     single_thickness: float | None = None,
     ref_z: np.ndarray | None = None,
     roi_names: Sequence[str] | None = None,
@@ -673,8 +710,8 @@ def compute_roi_dvh(
         inclusion, dose as stored (:func:`compute_dvh_on_dose_grid`).
     end_cap : {"auto", "half", "none"}
         How far the first and last contour planes reach (exact convention).
-    sample_mm, sub_slab_mm : float, optional
-        In-plane sample spacing and sub-slab thickness (mm); defaults in :mod:`grtv_nb.solid`.
+    sample_mm : float, optional
+        In-plane sample spacing (mm); default chosen per ROI (:mod:`grtv_nb.solid`).
     single_thickness : float, optional
         Slab thickness of a single-plane ROI (default: the dose grid's slice thickness).
     ref_z : array, optional
@@ -700,7 +737,7 @@ def compute_roi_dvh(
     if convention == "voxel":
         return compute_dvh_on_dose_grid(dose, dose_grid, {n: contours[n] for n in names}, **kwargs)
     from .planes import check_end_cap
-    from .solid import SUB_SLAB_MM, roi_samples
+    from .solid import roi_samples
 
     check_end_cap(end_cap)
     opts = _stat_options(**kwargs)
@@ -710,13 +747,12 @@ def compute_roi_dvh(
     for n in names:
         smp = roi_samples(
             d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, sample_mm=sample_mm,
-            sub_slab_mm=SUB_SLAB_MM if sub_slab_mm is None else sub_slab_mm, single_thickness=single_thickness,
-            ref_z=ref_z, label=f"ROI '{n}'",
+            single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"], label=f"ROI '{n}'",
         )
         if notes is not None:
             notes.extend(smp.notes)
         out_names.append(n)
-        vox.append(_Voxels(smp.dose, smp.weight))
+        vox.append(_Voxels(smp.dose, smp.weight, smp.hist, smp.summary))
     for n, (dd, ww) in (extra or {}).items():
         if n in out_names:
             raise ValidationError(f"ROI name {n!r} appears twice")

@@ -32,6 +32,7 @@ Stomach, PTV — so the original's sample 4 (index 0 = body, 5 = left lung) runs
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +308,278 @@ def default_phantom_dir() -> Path:
         d.parent.mkdir(parents=True, exist_ok=True)
         write_phantom(d, overwrite=True)
     return d
+
+
+# ----------------------------------------------------------------------------------------------
+# analytic DVH cases (Nelms et al., Med. Phys. 42(8), 2015): shapes, linear dose, exact DVHs
+# ----------------------------------------------------------------------------------------------
+#: Analytic shapes: kind and size (mm). Centred at the case's centre; "lying" shapes have their
+#: axis along patient x. Cones: base radius R at the -H/2 end, apex at +H/2.
+ANALYTIC_SHAPES: dict[str, dict] = {
+    "sphere": {"kind": "sphere", "R": 12.0},
+    "sphere_small": {"kind": "sphere", "R": 4.0},
+    "cylinder": {"kind": "cylinder", "R": 10.0, "H": 24.0, "axis": "z"},
+    "cylinder_lying": {"kind": "cylinder", "R": 10.0, "H": 24.0, "axis": "x"},
+    "cone": {"kind": "cone", "R": 12.0, "H": 24.0, "axis": "z"},
+    "cone_lying": {"kind": "cone", "R": 12.0, "H": 24.0, "axis": "x"},
+    "box": {"kind": "box", "size": (20.0, 16.0, 24.0)},
+    "shell": {"kind": "shell", "R": 15.0, "r": 8.0},
+}
+#: Dose of the analytic cases: ANALYTIC_D0 Gy at the shape's centre plus gradient Gy/mm.
+ANALYTIC_D0 = 30.0
+ANALYTIC_GRADIENT = 1.0
+_LOOP_POINTS = 720
+
+
+def _cone_r(t: np.ndarray, R: float, H: float) -> np.ndarray:
+    """Radius of the cone at axial position t (centre 0, base at -H/2)."""
+    return np.where(np.abs(t) <= H / 2, R * (H / 2 - t) / H, 0.0)
+
+
+def section_area(shape: str, axis: str, s: np.ndarray) -> np.ndarray:
+    """Exact area (mm^2) of the shape's cross-section by the plane at distance ``s`` (mm) from its
+    centre, perpendicular to patient ``axis`` ("x", "y" or "z")."""
+    from scipy.integrate import quad
+
+    p = ANALYTIC_SHAPES[shape]
+    s = np.asarray(s, dtype=np.float64)
+    k = p["kind"]
+    if k == "sphere":
+        return np.pi * np.maximum(p["R"] ** 2 - s**2, 0)
+    if k == "shell":
+        return np.pi * (np.maximum(p["R"] ** 2 - s**2, 0) - np.maximum(p["r"] ** 2 - s**2, 0))
+    if k == "box":
+        i = "xyz".index(axis)
+        a = [v for j, v in enumerate(p["size"]) if j != i]
+        return np.where(np.abs(s) <= p["size"][i] / 2, a[0] * a[1], 0.0)
+    R, H = p["R"], p["H"]
+    if k == "cylinder":
+        if axis == p["axis"]:
+            return np.where(np.abs(s) <= H / 2, np.pi * R * R, 0.0)
+        return 2 * np.sqrt(np.maximum(R * R - s**2, 0)) * H
+    # cone
+    if axis == p["axis"]:
+        return np.pi * _cone_r(s, R, H) ** 2
+
+    def one(v: float) -> float:
+        if abs(v) >= R:
+            return 0.0
+        t_end = H / 2 - H * abs(v) / R  # r(t) > |v| for t < t_end
+        return quad(lambda t: 2 * np.sqrt(max(float(_cone_r(t, R, H)) ** 2 - v * v, 0.0)), -H / 2, t_end)[0]
+
+    return np.array([one(v) for v in s.ravel()]).reshape(s.shape)
+
+
+def _extent(shape: str, axis: str) -> float:
+    p = ANALYTIC_SHAPES[shape]
+    if p["kind"] in ("sphere", "shell"):
+        return p["R"]
+    if p["kind"] == "box":
+        return p["size"]["xyz".index(axis)] / 2
+    return p["H"] / 2 if axis == p["axis"] else p["R"]
+
+
+@dataclass(frozen=True)
+class AnalyticDVH:
+    """The exact DVH of a shape in a linear dose ``D0 + g * s`` (s along ``axis`` from the centre).
+
+    ``s`` and ``cum`` tabulate the volume (cc) beyond each s (fine enough for 1e-5 accuracy).
+    """
+
+    shape: str
+    axis: str
+    d0: float
+    gradient: float
+    s: np.ndarray
+    cum: np.ndarray
+
+    @property
+    def volume_cc(self) -> float:
+        return float(self.cum[0])
+
+    def _dose(self, s: float) -> float:
+        return self.d0 + self.gradient * s
+
+    @property
+    def min(self) -> float:
+        return self._dose(float(self.s[np.flatnonzero(np.diff(self.cum) < 0)[0]]))
+
+    @property
+    def max(self) -> float:
+        return self._dose(float(self.s[np.flatnonzero(np.diff(self.cum) < 0)[-1] + 1]))
+
+    @property
+    def mean(self) -> float:
+        dv = -np.diff(self.cum)
+        return self._dose(float(np.sum(0.5 * (self.s[1:] + self.s[:-1]) * dv) / np.sum(dv)))
+
+    def dose_at_cc(self, v: float) -> float:
+        """Dose (Gy) received by at least ``v`` cc."""
+        return self._dose(float(np.interp(v, self.cum[::-1], self.s[::-1])))
+
+    def dose_at_pct(self, x: float) -> float:
+        return self.dose_at_cc(self.volume_cc * x / 100.0)
+
+    def volume_at(self, dose_gy: float) -> float:
+        """Volume (cc) receiving at least ``dose_gy``."""
+        return float(np.interp((dose_gy - self.d0) / self.gradient, self.s, self.cum))
+
+
+def analytic_dvh(shape: str, axis: str = "z", *, d0: float = ANALYTIC_D0, gradient: float = ANALYTIC_GRADIENT,
+                 n: int = 40001) -> AnalyticDVH:
+    """The exact DVH of ``shape`` in the dose ``d0 + gradient * s``, s along patient ``axis``."""
+    if shape not in ANALYTIC_SHAPES:
+        raise ValidationError(f"unknown analytic shape {shape!r}; known: {', '.join(ANALYTIC_SHAPES)}")
+    e = _extent(shape, axis)
+    s = np.linspace(-e, e, n)
+    a = section_area(shape, axis, s) if ANALYTIC_SHAPES[shape]["kind"] != "cone" or axis == ANALYTIC_SHAPES[
+        shape]["axis"] else _cone_side_areas(shape, axis, s)
+    seg = 0.5 * (a[1:] + a[:-1]) * np.diff(s)
+    cum = np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]]) / 1000.0
+    return AnalyticDVH(shape, axis, float(d0), float(gradient), s, cum)
+
+
+def _cone_side_areas(shape: str, axis: str, s: np.ndarray) -> np.ndarray:
+    # the side section is smooth in s: evaluate on a coarser set and interpolate (cubic)
+    from scipy.interpolate import CubicSpline
+
+    p = ANALYTIC_SHAPES[shape]
+    u = np.linspace(-p["R"], p["R"], 801)
+    return np.maximum(CubicSpline(u, section_area(shape, axis, u))(s), 0.0)
+
+
+def shape_loops(shape: str, z: float, centre=(0.0, 0.0, 0.0)) -> list[np.ndarray]:
+    """The shape's cross-section loops (N, 3 patient mm) on the axial plane at ``z``."""
+    p = ANALYTIC_SHAPES[shape]
+    cx, cy, cz = centre
+    h = z - cz
+    t = np.linspace(0, 2 * np.pi, _LOOP_POINTS, endpoint=False)
+    k = p["kind"]
+
+    def circle(r):
+        # vertices on a circle of the same area as the true circle (polygon area correction)
+        rr = r * np.sqrt(2 * np.pi / (_LOOP_POINTS * np.sin(2 * np.pi / _LOOP_POINTS)))
+        return np.column_stack([cx + rr * np.cos(t), cy + rr * np.sin(t), np.full(len(t), z)])
+
+    def rect(hx, hy):
+        return np.array([[cx - hx, cy - hy, z], [cx + hx, cy - hy, z], [cx + hx, cy + hy, z], [cx - hx, cy + hy, z]])
+
+    if k in ("sphere", "shell"):
+        out = [circle(np.sqrt(p["R"] ** 2 - h * h))] if abs(h) < p["R"] else []
+        if k == "shell" and abs(h) < p["r"]:
+            out.append(circle(np.sqrt(p["r"] ** 2 - h * h))[::-1])
+        return out
+    if k == "box":
+        sx, sy, sz = p["size"]
+        return [rect(sx / 2, sy / 2)] if abs(h) < sz / 2 else []
+    R, H = p["R"], p["H"]
+    if p["axis"] == "z":
+        r = float(_cone_r(np.array(h), R, H)) if k == "cone" else (R if abs(h) < H / 2 else 0.0)
+        return [circle(r)] if r > 0 and abs(h) < H / 2 else []
+    if abs(h) >= R:
+        return []
+    if k == "cylinder":
+        return [rect(H / 2, np.sqrt(R * R - h * h))]
+    # lying cone, axis x: |y| <= sqrt(r(x)^2 - h^2) for x from -H/2 to where r(x) = |h|
+    x_end = H / 2 - H * abs(h) / R
+    xs = -H / 2 + (x_end + H / 2) * (1 - np.cos(np.linspace(0, np.pi, _LOOP_POINTS // 2))) / 2
+    w = np.sqrt(np.maximum(_cone_r(xs, R, H) ** 2 - h * h, 0))
+    top = np.column_stack([cx + xs, cy + w, np.full(len(xs), z)])
+    bot = np.column_stack([cx + xs[::-1], cy - w[::-1], np.full(len(xs), z)])
+    return [np.concatenate([top, bot[1:-1]])[::-1]]  # counter-clockwise, like the circles
+
+
+@dataclass(frozen=True)
+class AnalyticCase:
+    """One analytic DVH case in memory: contours on planes, a dose on its grid, the exact DVH."""
+
+    shape: str
+    axis: str  # dose gradient direction ("z": SI, "y": AP)
+    plane_mm: float
+    dose_mm: float
+    centre: tuple[float, float, float]
+    planes: np.ndarray
+    contours: list
+    dose: np.ndarray
+    dose_grid: object
+    truth: AnalyticDVH
+
+    @property
+    def name(self) -> str:
+        return f"{self.shape} {'SI' if self.axis == 'z' else 'AP'} planes {self.plane_mm:g} dose {self.dose_mm:g}"
+
+
+def analytic_case(shape: str, *, axis: str = "z", plane_mm: float = 2.0, dose_mm: float = 2.5,
+                  centre=(0.0, 0.0, 0.0), margin_mm: float = 6.0) -> AnalyticCase:
+    """An analytic case: the shape's cross-sections on axial planes ``plane_mm`` apart (plane
+    positions ``(k + 1/2) * plane_mm``, so slab boundaries fall on multiples of ``plane_mm``), a
+    linear dose (``ANALYTIC_D0`` at the centre, ``ANALYTIC_GRADIENT`` Gy/mm along ``axis``) on a grid
+    of ``dose_mm`` voxels whose origin is offset from the planes, and the exact DVH."""
+    from .geometry import Grid
+
+    if axis not in ("x", "y", "z"):
+        raise ValidationError(f"axis must be 'x', 'y' or 'z', got {axis!r}")
+    ex = max(_extent(shape, a) for a in "xyz") + margin_mm
+    cx, cy, cz = (float(c) for c in centre)
+    kz = np.arange(np.floor((cz - ex) / plane_mm), np.ceil((cz + ex) / plane_mm) + 1)
+    planes = (kz + 0.5) * plane_mm
+    contours = [lp for zp in planes for lp in shape_loops(shape, float(zp), (cx, cy, cz))]
+
+    def axis_coords(c):
+        return np.arange(c - ex - 0.37 * dose_mm, c + ex + dose_mm, dose_mm)
+
+    g = Grid(axis_coords(cx), axis_coords(cy), axis_coords(cz), slice_thickness=dose_mm)
+    coord = {"x": g.x - cx, "y": g.y - cy, "z": g.z - cz}[axis]
+    shp = {"x": (1, 1, -1), "y": (1, -1, 1), "z": (-1, 1, 1)}[axis]
+    dose = np.broadcast_to(ANALYTIC_D0 + ANALYTIC_GRADIENT * coord.reshape(shp), g.shape).astype(np.float64)
+    return AnalyticCase(shape, axis, float(plane_mm), float(dose_mm), (cx, cy, cz), planes, contours,
+                        np.ascontiguousarray(dose), g, analytic_dvh(shape, axis))
+
+
+def write_analytic_case(folder: str | os.PathLike, case: AnalyticCase, *, with_ct: bool = True,
+                        pixel_mm: float = 1.0, overwrite: bool = False) -> Path:
+    """Write an :class:`AnalyticCase` as DICOM: RTSTRUCT + RTDOSE, and (``with_ct``) CT slices on
+    the contour planes (water, ``pixel_mm`` pixels). Without CT the RTSTRUCT references no image,
+    as DVH-only exports do."""
+    from .dicom.common import PatientStudy, new_uid, save_atomic
+    from .dicom.image import build_image_slice
+    from .dicom.rtdose import build_rtdose
+    from .dicom.rtstruct import ROI, ImageReference, build_rtstruct
+
+    folder = Path(folder)
+    tag = (case.name, case.centre, with_ct)
+    ps = PatientStudy(
+        patient_name="ANALYTIC^DVH", patient_id="GRTVANALYTIC", study_uid=new_uid("study", tag),
+        frame_of_reference_uid=new_uid("for", tag), study_description=f"analytic {case.name}",
+        study_date="20260101", study_time="120000",
+    )
+    g = case.dose_grid
+    with replace_folder(folder, "folder", overwrite=overwrite, kind="phantom") as tmp:
+        ref = None
+        if with_ct:
+            series_uid = new_uid("ct", tag)
+            x0, x1 = g.x[0], g.x[-1]
+            y0, y1 = g.y[0], g.y[-1]
+            nx = int(np.ceil((x1 - x0) / pixel_mm)) + 1
+            ny = int(np.ceil((y1 - y0) / pixel_mm)) + 1
+            slices = []
+            for inst, zp in enumerate(case.planes, start=1):
+                uid = new_uid("ct-slice", tag, inst)
+                ds = build_image_slice(
+                    np.zeros((ny, nx)), ps=ps, series_uid=series_uid, sop_uid=uid, position=(x0, y0, float(zp)),
+                    orientation=np.array([1.0, 0, 0, 0, 1, 0]), pixel_spacing=(pixel_mm, pixel_mm),
+                    slice_thickness=case.plane_mm, instance_number=inst, patient_position="HFS",
+                    series_description="analytic water", body_part="CHEST",
+                )
+                save_atomic(ds, tmp / f"CT_{inst:04d}.dcm")
+                slices.append((float(zp), uid))
+            ref = ImageReference(series_uid, "1.2.840.10008.5.1.4.1.1.2", slices)
+        roi = ROI(name=case.shape, number=1, color=(255, 0, 0), roi_type="PTV", contours=case.contours,
+                  geometric_type="CLOSED_PLANAR", source="RTSTRUCT")
+        rs = build_rtstruct([roi], ps, ref, sop_uid=new_uid("rs", tag), series_uid=new_uid("rs-series", tag),
+                            label="ANALYTIC", decimals=4)
+        save_atomic(rs, tmp / "RS_analytic.dcm")
+        rd = build_rtdose(case.dose, g, ps, sop_uid=new_uid("rd", tag), series_uid=new_uid("rd-series", tag),
+                          summation_type="PLAN", comment=f"analytic {case.name}")
+        save_atomic(rd, tmp / "RD_analytic.dcm")
+    return folder

@@ -32,6 +32,9 @@ import numpy as np
 from .errors import warn
 from .geometry import Grid
 
+#: Vertices per loop used to decide how the loops of a plane nest (:func:`classify_loops`).
+_CLASSIFY_POINTS = 32
+
 
 def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]):
     """Scan-line crossings of the loops' edges: (row, first column at or right of the crossing)."""
@@ -147,12 +150,22 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
             if not dup[b] and _same_loop(loops[a], loops[b]):
                 dup[b] = True
     keep = [i for i in range(n) if not dup[i]]
+    # containment is tested on up to _CLASSIFY_POINTS vertices of each loop (loops of a valid
+    # structure do not cross, so a few vertices decide; a crossing is seen as some in, some out)
+    probe = [lp[:: max(1, len(lp) // _CLASSIFY_POINTS)] for lp in loops]
+    inside: dict[tuple[int, int], np.ndarray] = {}
+
+    def inside_of(b: int, a: int) -> np.ndarray:  # which probe vertices of loop b lie inside loop a
+        if (b, a) not in inside:
+            inside[(b, a)] = _points_in_loop(probe[b], loops[a])
+        return inside[(b, a)]
+
     contains = np.zeros((n, n), dtype=bool)  # contains[a, b]: loop b lies inside loop a
     for a in keep:
         for b in keep:
             ba, bb = boxes[a], boxes[b]
             if a != b and bb[0] >= ba[0] and bb[1] <= ba[1] and bb[2] >= ba[2] and bb[3] <= ba[3]:
-                contains[a, b] = bool(_points_in_loop(loops[b], loops[a]).all())
+                contains[a, b] = bool(inside_of(b, a).all())
     partial = 0
     for ia, a in enumerate(keep):
         for b in keep[ia + 1 :]:
@@ -160,7 +173,7 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
             disjoint = ba[1] < bb[0] or bb[1] < ba[0] or ba[3] < bb[2] or bb[3] < ba[2]
             if disjoint or contains[a, b] or contains[b, a]:
                 continue
-            if _points_in_loop(loops[b], loops[a]).any() or _points_in_loop(loops[a], loops[b]).any():
+            if inside_of(b, a).any() or inside_of(a, b).any():
                 partial += 1
     return keep, contains.sum(axis=0), int(dup.sum()), partial
 

@@ -101,3 +101,22 @@ def test_region_area_is_exact_with_holes_and_none_for_overlaps():
     assert region_area([square(1, 9), square(3, 7), square(4, 6)]) == pytest.approx(64 - 16 + 4)
     assert region_area([square(0, 2), square(5, 6)]) == pytest.approx(5)
     assert region_area([square(1, 5), square(3, 8)]) is None
+
+
+def test_plane_slabs_end_caps_gaps_and_nonuniform_runs():
+    from grtv_nb.planes import group_planes
+
+    def slabs(zs, **kw):
+        return [(s.z0, s.z1) for s in group_planes([_sq3(0, 1, z) for z in zs], **kw).slabs]
+
+    # half a plane spacing beyond the end planes ("auto" = "half"), midpoints between planes
+    assert slabs([0, 2, 4]) == [(-1, 1), (1, 3), (3, 5)]
+    assert slabs([0, 2, 4], end_cap="none") == [(0, 1), (1, 3), (3, 4)]
+    # a non-uniform series contoured on every slice is one run, whatever its gaps
+    assert slabs([0, 3, 5, 10], ref_z=[0, 3, 5, 10]) == [(-1.5, 1.5), (1.5, 4), (4, 7.5), (7.5, 12.5)]
+    # a wide gap that skips reference slices splits the ROI into pieces, each capped
+    assert slabs([0, 2, 4, 20, 22], ref_z=np.arange(0, 23, 2.0)) == [(-1, 1), (1, 3), (3, 5), (19, 21), (21, 23)]
+    # planes finer than the reference grid (1 mm contours, 3 mm dose planes): never broken
+    assert len(slabs(np.arange(0, 10.0), ref_z=np.arange(-1.5, 12, 3.0))) == 10
+    with pytest.raises(Exception, match="end_cap"):
+        group_planes([_sq3(0, 1, 0)], end_cap="round")
