@@ -169,8 +169,10 @@ def drop_unknown_vrs(ds: pydicom.Dataset) -> list[int]:
     pydicom would raise on every later access to them, even to replace them); returns their tags."""
     from pydicom.valuerep import VR
 
-    known = _KNOWN_VRS or _KNOWN_VRS.update(str(v) for v in VR) or _KNOWN_VRS
-    bad = [tag for tag, elem in ds._dict.items()
+    if not _KNOWN_VRS:
+        _KNOWN_VRS.update(str(v) for v in VR)
+    known = _KNOWN_VRS
+    bad: list[int] = [int(tag) for tag, elem in ds._dict.items()
            if isinstance(elem, RawDataElement) and elem.VR is not None and str(elem.VR) not in known]
     for tag in bad:
         del ds[tag]
