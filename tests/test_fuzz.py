@@ -237,7 +237,8 @@ def test_failed_add_roi_and_set_dose_change_nothing(tiny_phantom, monkeypatch):
     def boom(*a, **k):
         raise GRTVError("injected DVH failure")
 
-    monkeypatch.setattr(dvh, "compute_dvh", boom)
+    monkeypatch.setattr(dvh, "compute_dvh", boom)  # voxel DVHs
+    monkeypatch.setattr(dvh, "compute_roi_dvh", boom)  # the exact engine (the default)
     with pytest.raises(GRTVError, match="injected"):
         st.add_roi("NEW", mask)
     assert _state(st) == before
