@@ -555,7 +555,10 @@ class StaticPNGMixin:
 
         def settle(*_args: Any) -> None:
             ip.events.unregister("post_run_cell", settle)
-            wait(SETTLE_S)
+            if wait(SETTLE_S):
+                # redraw from the cell's own thread: an update sent by a worker thread may carry
+                # another parent message and be dropped by headless clients (nbclient, papermill)
+                self.update_static()
 
         ip.events.register("post_run_cell", settle)
 
