@@ -19,28 +19,18 @@ import numpy as np
 _OPTS = dict(cache=True, nogil=True)
 
 
-@nb.njit(inline="always")
-def _bilinear(plane, y0, ty, x0, tx, ny, nx):
-    y1 = y0 + 1 if y0 + 1 < ny else ny - 1
-    x1 = x0 + 1 if x0 + 1 < nx else nx - 1
-    a = plane[y0, x0] + (plane[y0, x1] - plane[y0, x0]) * tx
-    b = plane[y1, x0] + (plane[y1, x1] - plane[y1, x0]) * tx
-    return a + (b - a) * ty
-
-
 @nb.njit(**_OPTS)
-def roi_segments(dose, mask, ry0, rty, rin, cx0, ctx, cin, zs, kz, tz, dzb, zin, wpt, inv_w, flat, A, B, P, stats):
+def roi_segments(lat, kbase, nz, mask, rin, cin, zs, kz, tz, dzb, zin, wpt, inv_w, flat, A, B, P, stats):
     """Accumulate the segments of all planes of one ROI.
 
-    dose (nz, ny, nx). The samples of plane ``p`` are the True cells of ``mask[p]`` (lattice rows and
-    columns), whose bilinear taps are ``ry0, rty`` (rows) and ``cx0, ctx`` (columns), ``rin``/``cin``
-    saying whether they lie inside the dose grid. Plane ``p``
+    ``lat[k - kbase, r, c]`` is the dose plane ``k`` (of ``nz``) interpolated bilinearly at lattice row
+    ``r``, column ``c``. The samples of plane ``p`` are the True cells of ``mask[p]``; ``rin[r]`` and
+    ``cin[c]`` say whether a lattice row/column lies inside the dose grid. Plane ``p``
     has z boundaries ``zs[p]:zs[p + 1]`` with taps ``kz, tz``; piece ``j`` (between boundaries ``j``
     and ``j + 1``) is ``dzb[j]`` mm thick and inside the dose grid when ``zin[j]``. Each sample of
     plane ``p`` stands for ``wpt[p]`` cc per mm of thickness. ``stats`` = [volume, sum of volume x
     mean dose, min, max, volume outside the dose grid] is updated.
     """
-    nz, ny, nx = dose.shape
     nb_ = len(P)
     d = np.empty(64, np.float64)
     npl, nyf, nxf = mask.shape
@@ -58,11 +48,10 @@ def roi_segments(dose, mask, ry0, rty, rin, cx0, ctx, cin, zs, kz, tz, dzb, zin,
             for j in range(nbd):
                 k0 = kz[z0 + j]
                 k1 = k0 + 1 if k0 + 1 < nz else nz - 1
-                v0 = _bilinear(dose[k0], ry0[r], rty[r], cx0[c], ctx[c], ny, nx)
+                v0 = np.float64(lat[k0 - kbase, r, c])
                 t = tz[z0 + j]
                 if t != 0.0:
-                    v1 = _bilinear(dose[k1], ry0[r], rty[r], cx0[c], ctx[c], ny, nx)
-                    v0 = v0 + (v1 - v0) * t
+                    v0 = v0 + (np.float64(lat[k1 - kbase, r, c]) - v0) * t
                 d[j] = v0
             for j in range(nbd - 1):
                 w = wpt[p] * dzb[z0 + j]

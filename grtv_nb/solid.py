@@ -37,6 +37,7 @@ from .errors import ValidationError
 from .geometry import Grid
 from .planes import PlaneSlab, group_planes
 from .raster import _boxes_overlap, _crossings, _fill_simple_planes, fill_plane, region_area, summarised
+from .transforms import sample_separable
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.
 SAMPLES_ACROSS = 64
@@ -192,8 +193,9 @@ def roi_samples(
     y0 = 0.5 * (ymin + ymax) - 0.5 * (nyf - 1) * s
     xs = x0 + np.arange(nxf) * s
     ys = y0 + np.arange(nyf) * s
-    cx0, ctx, cin = _axis_lookup(grid.continuous_index("x", xs), nx)
-    ry0, rty, rin = _axis_lookup(grid.continuous_index("y", ys), ny)
+    fxs, fys = grid.continuous_index("x", xs), grid.continuous_index("y", ys)
+    cin = _axis_lookup(fxs, nx)[2]
+    rin = _axis_lookup(fys, ny)[2]
     collect, flush = summarised(report, label)
     from . import _dvh_kernels as kern
 
@@ -207,8 +209,6 @@ def roi_samples(
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
     todo = [(sl, ar) for sl, ar in zip(slabs, areas) if sl.thickness > 0 and (ar is None or ar > 0)]
     per = max(1, MAX_CHUNK_CELLS // (nxf * nyf))
-    rin_, cin_ = rin.astype(np.bool_), cin.astype(np.bool_)
-    rty_, ctx_ = rty.astype(np.float64), ctx.astype(np.float64)
     for c0 in range(0, len(todo), per):
         chunk = todo[c0:c0 + per]
         m = np.zeros((len(chunk), nyf, nxf), dtype=bool)
@@ -246,8 +246,11 @@ def roi_samples(
         kz, tz, _ = _axis_lookup(grid.continuous_index("z", zall), nz)
         zin = _axis_lookup(grid.continuous_index("z", np.concatenate(zins)), nz)[2]
         zs = np.concatenate([[0], np.cumsum([len(zb) for zb in zbs])])
-        kern.roi_segments(d, m, ry0, rty_, rin_, cx0, ctx_, cin_, zs.astype(np.int64), kz.astype(np.int64),
-                          tz.astype(np.float64), np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+        # the dose planes the chunk needs, interpolated once onto the lattice (edge-clamped)
+        klo, khi = int(kz.min()), min(int(kz.max()) + 1, nz - 1)
+        lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
+        kern.roi_segments(lat, klo, nz, m, rin, cin, zs.astype(np.int64), kz.astype(np.int64), tz.astype(np.float64),
+                          np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     outside_cc = float(acc[4])
     flush()
     if acc[0] <= 0:
