@@ -174,7 +174,7 @@ def case_from_arrays(
 
 def find_roi(roi_names: Sequence[str], organ: str) -> str | None:
     """The ROI of a study that holds ``organ`` (names compared through the organ aliases)."""
-    from . import normalise_organ
+    from .organs import normalise_organ
 
     for n in roi_names:
         try:
@@ -289,7 +289,7 @@ def train(
     tf = require_tf()
     import keras
 
-    from . import normalise_organ
+    from .organs import normalise_organ
 
     organs = [normalise_organ(o) for o in organs]
     if not cases:
@@ -501,7 +501,7 @@ def main_train(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(list(argv) if argv is not None else None)
     try:
         from .. import open_study
-        from . import normalise_organ
+        from .organs import normalise_organ
 
         organs = [normalise_organ(o) for o in args.organs.split(",") if o.strip()]
         spacing = _floats(args.spacing, 3)
