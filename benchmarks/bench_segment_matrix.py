@@ -2,7 +2,7 @@
 TotalSegmentator example CT (../shared/data; its labels are TotalSegmentator model outputs, the
 reference) written in the 8 patient positions (HFS, FFS, HFP, FFP, HFDL, HFDR, FFDL, FFDR; DICOM
 series opened with open_study), cropped (right half of the trunk, abdomen only, liver dome only,
-pelvis only, 3 slices, 1 slice), resliced to 6 mm slabs, with noise, and on CTs without a trunk
+pelvis only, 3 slices, 1 slice), resliced to 5 mm slabs, with noise, and on CTs without a trunk
 (head and neck, air, a water cylinder). Cells are built by tests/seg_matrix.py.
 
 Each entry: Dice against the reference on the part in the image (the canal: coverage of the

@@ -78,8 +78,8 @@ def build_cells(tmp: Path, positions=POSITIONS, extra: bool = True) -> list[Cell
                      ("pelvis only (z <= 250)", slice(None, 250.0)), ("3 slices (z 337-343)", slice(336.0, 344.0))):
         cells.append(Cell(name, img.sel(z=sl), lab.sel(z=sl)))
     cells.append(Cell("1 slice", img.isel(z=[60]), lab.isel(z=[60]), "must be refused"))
-    thick, tlab = reslice_z(img, lab, 6.0)
-    cells.append(Cell("6 mm slabs", thick, tlab, "two 3 mm slices averaged"))
+    thick, tlab = reslice_z(img, lab, 5.0)
+    cells.append(Cell("5 mm slabs", thick, tlab, "the 3 mm slices within each 5 mm slab averaged"))
     rng = np.random.default_rng(1)
     noisy = img.copy(data=np.clip(img.values + rng.normal(0, 40, img.shape), -1024, 3000).astype(np.int16))
     cells.append(Cell("noise sd 40 HU", noisy, lab))
