@@ -49,7 +49,6 @@ ROOT_PACKAGE = "grtv_nb"
 ALLOWED_EDGES: set[tuple[str, str]] = {
     ("grtv_nb.segment.unet", "grtv_nb"),  # __version__ from the package root (lazy __init__ fix)
     ("grtv_nb.segment.body", "grtv_nb.segment._common"),  # segment cycle (segment fix)
-    ("grtv_nb.segment.unet", "grtv_nb.segment"),  # segment/__init__ <-> unet (segment fix)
 }
 
 # Private names used outside the module that defines them, as "module: expression" (delete an
