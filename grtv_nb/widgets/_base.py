@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import threading
 from typing import Any
 
 import ipywidgets as W
@@ -505,6 +506,42 @@ STATIC_CSS = (
     ".jp-OutputArea-child:has(.grtv-static) + .jp-OutputArea-child:not(:has(.grtv-live)){display:none}"
     "</style>"
 )
+
+
+class BackgroundWork:
+    """Work a widget does in a background thread (DVHs, 3D meshes): ``wait()`` joins it and
+    ``on_ready(callback)`` runs a callback once it is done (at once if it already is). The widget
+    calls :meth:`_init_background` in its constructor and :meth:`_finish_background` when the work
+    has ended (also when it failed)."""
+
+    def _init_background(self) -> None:
+        self.ready = threading.Event()
+        self._on_ready: list = []
+        self._lock = threading.Lock()
+        self._built = False
+
+    def _finish_background(self) -> None:
+        with self._lock:
+            self._built = True
+            callbacks, self._on_ready = self._on_ready, []
+        try:
+            for cb in callbacks:
+                cb()
+        finally:
+            self.ready.set()  # after the callbacks: wait() returns with them done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the background work is done; True when it is."""
+        return self.ready.wait(timeout)
+
+    def on_ready(self, callback) -> None:
+        """Call ``callback()`` once the background work is done (at once if it already is)."""
+        with self._lock:
+            now = self._built
+            if not now:
+                self._on_ready.append(callback)
+        if now:
+            callback()
 
 
 class StaticPNGMixin:
