@@ -43,3 +43,14 @@ def phantom_study(phantom_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return open_study(phantom_dir)
+
+
+@pytest.fixture(scope="module")
+def ts(shared_data):
+    """(CT, labels) of the TotalSegmentator example (tests/nifti_ref.py); skips when absent."""
+    from nifti_ref import TS, ts_ct, ts_labels
+
+    if not (TS / "example_ct.nii.gz").exists():
+        pytest.skip("totalsegmentator-example not found")
+    pytest.importorskip("nibabel")
+    return ts_ct(), ts_labels()

@@ -17,10 +17,8 @@ from nifti_ref import (
     TS,
     dice,
     read_ct_folder,
-    ts_ct,
     ts_dicom_ct,
     ts_dicom_labels,
-    ts_labels,
     ts_reference,
 )
 from scipy import ndimage as ndi
@@ -28,14 +26,6 @@ from scipy import ndimage as ndi
 from grtv_nb.errors import GRTVError, GRTVWarning, SegmentationError
 from grtv_nb.segment import SUPPORTED_ORGANS, close_session, segment_organ
 from tests_support import shared_case
-
-
-@pytest.fixture(scope="module")
-def ts(shared_data):
-    if not (TS / "example_ct.nii.gz").exists():
-        pytest.skip("totalsegmentator-example not found")
-    pytest.importorskip("nibabel")
-    return ts_ct(), ts_labels()
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from nifti_ref import TS, dice, ts_ct, ts_labels
+from nifti_ref import dice
 from scipy import ndimage as ndi
 
 from grtv_nb.errors import SegmentationError
 from grtv_nb.segment import close_session, segment_organ
-
-
-@pytest.fixture(scope="module")
-def ts(shared_data):
-    if not (TS / "example_ct.nii.gz").exists():
-        pytest.skip("totalsegmentator-example not found")
-    pytest.importorskip("nibabel")
-    return ts_ct(), ts_labels()
 
 
 def thorax_with_colon_gas(img: xr.DataArray, lab: xr.DataArray, leak: bool = True):
