@@ -88,3 +88,163 @@ def roi_segments(lat, kbase, nz, mask, rin, cin, zs, kz, tz, dzb, zin, wpt, inv_
                     A[jb] -= cw
                     B[jb] -= cw * b
 
+
+
+@nb.njit(**_OPTS)
+def _dose_at(lat, kbase, gz, r, c, z):
+    """Dose of lattice cell (r, c) at height z: linear between the dose planes ``gz`` (ascending),
+    the edge plane beyond them."""
+    nz = len(gz)
+    if nz == 1 or z <= gz[0]:
+        return np.float64(lat[0 - kbase, r, c])
+    if z >= gz[nz - 1]:
+        return np.float64(lat[nz - 1 - kbase, r, c])
+    k = np.searchsorted(gz, z, side="right") - 1
+    t = (z - gz[k]) / (gz[k + 1] - gz[k])
+    v0 = np.float64(lat[k - kbase, r, c])
+    return v0 + (np.float64(lat[k + 1 - kbase, r, c]) - v0) * t
+
+
+@nb.njit(**_OPTS)
+def _interval(phi, mode, pa, pb, glen, za, zt, r, c):
+    """The heights ``(s0, s1)`` of gap ``[za, zt]`` inside the interpolated region at cell (r, c)
+    (``s1 <= s0``: none); see :func:`roi_interpolated`."""
+    L = zt - za
+    fa = np.float64(phi[pa, r, c])
+    if mode == 0:
+        fb = np.float64(phi[pb, r, c])
+    else:
+        ext = 0.0
+        if pb >= 0:
+            ext = (fa - np.float64(phi[pb, r, c])) * L / glen
+            if ext < -L:
+                ext = -L
+        if mode == 1:
+            fb = fa + ext
+        else:
+            fb = fa
+            fa = fb + ext
+    if fa > 0.0 and fb > 0.0:
+        return za, za
+    if fa <= 0.0 and fb <= 0.0:
+        return za, zt
+    if fa <= 0.0:
+        return za, za + L * fa / (fa - fb)
+    return za + L * fa / (fa - fb), zt
+
+
+@nb.njit(**_OPTS)
+def gap_volumes(phi, gz0, gz1, gzm, gmode, gpa, gpb, glen, out):
+    """``out[g] = (cell-mm below gzm[g], cell-mm above it)``: the interpolated solid's length summed
+    over the lattice cells, in each part of gap ``g``."""
+    npl, nyf, nxf = phi.shape
+    for g in range(len(gz0)):
+        lo = 0.0
+        hi = 0.0
+        zm = gzm[g]
+        for cell in range(nyf * nxf):
+            r = cell // nxf
+            c = cell - r * nxf
+            s0, s1 = _interval(phi, gmode[g], gpa[g], gpb[g], glen[g], gz0[g], gz1[g], r, c)
+            if s1 <= s0:
+                continue
+            if s1 <= zm:
+                lo += s1 - s0
+            elif s0 >= zm:
+                hi += s1 - s0
+            else:
+                lo += zm - s0
+                hi += s1 - zm
+        out[g, 0] = lo
+        out[g, 1] = hi
+
+
+@nb.njit(**_OPTS)
+def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gzm, gmode, gpa, gpb, glen,
+                     gwlo, gwhi, inv_w, flat, A, B, P, stats):
+    """Accumulate the interpolated solid of one ROI (chunk of gaps) into a DVH.
+
+    ``phi[p]`` is the signed distance (mm, negative inside) of plane ``p``'s region on the lattice.
+    Gap ``g`` spans heights ``gz0[g] < gz1[g]``; its signed distance runs linearly between its ends:
+    mode 0, ``phi[gpa]`` at the bottom and ``phi[gpb]`` at the top; mode 1 (cap above plane
+    ``gpa``) and mode 2 (cap below it), ``phi[gpa]`` at the plane and, at the cap's far end,
+    ``phi[gpa]`` extrapolated from the neighbour plane ``gpb`` (``glen[g]`` mm away; -1: none, the
+    region kept) over the cap's length ``L``, its boundary moving out by at most ``L``. Each cell
+    stands for ``gwlo[g]`` cc per mm below ``gzm[g]`` and ``gwhi[g]`` above. Pieces are cut at
+    ``cuts`` (dose planes and the dose grid's outer faces); a piece outside ``[zin_lo, zin_hi]`` or
+    outside the grid in-plane (``rin``, ``cin``) gets 0 Gy and counts in ``stats[4]``. Other
+    arguments as :func:`roi_segments`.
+    """
+    nb_ = len(P)
+    ng = len(gz0)
+    npl, nyf, nxf = phi.shape
+    zb = np.empty(len(cuts) + 3, np.float64)
+    for g in range(ng):
+        za = gz0[g]
+        zt = gz1[g]
+        zm = gzm[g]
+        i0 = np.searchsorted(cuts, za, side="right")
+        i1 = np.searchsorted(cuts, zt, side="left")
+        for cell in range(nyf * nxf):
+            r = cell // nxf
+            c = cell - r * nxf
+            s0, s1 = _interval(phi, gmode[g], gpa[g], gpb[g], glen[g], za, zt, r, c)
+            if s1 <= s0:
+                continue
+            n = 0
+            zb[n] = s0
+            n += 1
+            mid_done = not (zm > s0 and zm < s1)
+            for i in range(i0, i1):
+                if cuts[i] > s0 and cuts[i] < s1:
+                    if not mid_done and zm <= cuts[i]:
+                        if zm < cuts[i]:
+                            zb[n] = zm
+                            n += 1
+                        mid_done = True
+                    zb[n] = cuts[i]
+                    n += 1
+            if not mid_done:
+                zb[n] = zm
+                n += 1
+            zb[n] = s1
+            n += 1
+            ok = rin[r] and cin[c]
+            dprev = _dose_at(lat, kbase, gz, r, c, zb[0])
+            for j in range(n - 1):
+                dnext = _dose_at(lat, kbase, gz, r, c, zb[j + 1])
+                zm_j = 0.5 * (zb[j] + zb[j + 1])
+                w = (gwlo[g] if zm_j < zm else gwhi[g]) * (zb[j + 1] - zb[j])
+                if ok and zm_j >= zin_lo and zm_j <= zin_hi:
+                    lo = dprev
+                    hi = dnext
+                    if hi < lo:
+                        lo, hi = hi, lo
+                else:
+                    lo = 0.0
+                    hi = 0.0
+                    stats[4] += w
+                dprev = dnext
+                stats[0] += w
+                stats[1] += w * 0.5 * (lo + hi)
+                if lo < stats[2]:
+                    stats[2] = lo
+                if hi > stats[3]:
+                    stats[3] = hi
+                a = lo * inv_w
+                b = hi * inv_w
+                if b - a < flat:
+                    k = int(0.5 * (a + b))
+                    P[k if k < nb_ else nb_ - 1] += w
+                else:
+                    cw = w / (b - a)
+                    ja = int(a) + 1
+                    jb = int(b) + 1
+                    if ja > nb_:
+                        ja = nb_
+                    if jb > nb_:
+                        jb = nb_
+                    A[ja] += cw
+                    B[ja] += cw * a
+                    A[jb] -= cw
+                    B[jb] -= cw * b

@@ -684,6 +684,7 @@ def compute_roi_dvh(
     *,
     convention: str = "exact",
     end_cap: str = "auto",
+    between: str = "extrude",
     sample_mm: float | None = None,
     single_thickness: float | None = None,
     ref_z: np.ndarray | None = None,
@@ -710,6 +711,9 @@ def compute_roi_dvh(
         inclusion, dose as stored (:func:`compute_dvh_on_dose_grid`).
     end_cap : {"auto", "half", "none"}
         How far the first and last contour planes reach (exact convention).
+    between : {"interpolate", "extrude"}
+        The shape between contour planes (exact convention): interpolated (default) or each
+        plane's region extruded over its slab (see the module docstring).
     sample_mm : float, optional
         In-plane sample spacing (mm); default chosen per ROI (:mod:`grtv_nb.solid`).
     single_thickness : float, optional
@@ -746,8 +750,9 @@ def compute_roi_dvh(
     vox: list[_Voxels] = []
     for n in names:
         smp = roi_samples(
-            d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, sample_mm=sample_mm,
-            single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"], label=f"ROI '{n}'",
+            d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, between=between,
+            sample_mm=sample_mm, single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"],
+            label=f"ROI '{n}'",
         )
         if notes is not None:
             notes.extend(smp.notes)

@@ -55,6 +55,8 @@ DICOMPYLER_PLANE_TOL_MM = 0.5
 FLAT_SEGMENT_BINS = 1e-3
 #: The conventions of :func:`roi_samples`.
 CONVENTIONS = ("exact", "dicompyler")
+#: How the exact convention fills the space between contour planes (module docstring).
+BETWEEN = ("interpolate", "extrude")
 
 
 @dataclass
@@ -113,6 +115,7 @@ def roi_samples(
     *,
     convention: str = "exact",
     end_cap: str = "auto",
+    between: str = "extrude",
     sample_mm: float | None = None,
     single_thickness: float | None = None,
     ref_z: np.ndarray | None = None,
@@ -132,6 +135,9 @@ def roi_samples(
     convention : {"exact", "dicompyler"}
     end_cap : {"auto", "half", "none"}
         How far the end planes reach (:mod:`grtv_nb.planes`).
+    between : {"interpolate", "extrude"}
+        Exact convention: the shape between planes interpolated (default) or each plane extruded
+        over its slab.
     sample_mm : float, optional
         In-plane sample spacing (mm); default chosen per ROI as described above.
     single_thickness : float, optional
@@ -147,6 +153,8 @@ def roi_samples(
     """
     if convention not in CONVENTIONS:
         raise ValidationError(f"convention must be one of {', '.join(CONVENTIONS)} or 'voxel', got {convention!r}")
+    if between not in BETWEEN:
+        raise ValidationError(f"between must be one of {', '.join(BETWEEN)}, got {between!r}")
     if sample_mm is not None and not (float(sample_mm) > 0):
         raise ValidationError(f"sample_mm must be > 0 mm, got {sample_mm!r}")
     if single_thickness is None:
@@ -182,6 +190,8 @@ def roi_samples(
         s = min(MAX_SAMPLE_FRACTION * min(grid.dx, grid.dy), max(deq / SAMPLES_ACROSS, MIN_SAMPLE_MM))
     else:
         s = float(sample_mm)
+    if between == "interpolate":
+        return _interpolated(d, grid, slabs, areas, s, (xmin, xmax, ymin, ymax), notes, label, report, bin_width)
     nxf = int(np.ceil((xmax - xmin) / s)) + 1
     nyf = int(np.ceil((ymax - ymin) / s)) + 1
     if nxf * nyf > MAX_PLANE_SAMPLES:
@@ -303,3 +313,140 @@ def _dicompyler_samples(d, grid: Grid, slabs, box, notes: list[str], label: str)
         notes.append(f"{label}: {dropped} contour plane(s) outside the dose grid dropped (dicompyler-core convention)")
     dd = np.concatenate(doses) if doses else np.zeros(0, np.float32)
     return RoiSamples(dd, np.full(len(dd), w), notes)
+
+
+def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int, float]]:
+    """The pieces of the interpolated solid: ``(z0, z1, mode, plane, other, length)`` with mode 0
+    between planes ``plane`` and ``other``, 1 (2) the cap above (below) ``plane`` extrapolated from
+    its neighbour ``other`` (-1: none) ``length`` mm away."""
+    n = len(slabs)
+    pz = [sl.z for sl in slabs]
+    joined = [abs(slabs[k].z1 - slabs[k + 1].z0) <= 1e-9 and slabs[k].z1 < slabs[k + 1].z for k in range(n - 1)]
+    out = []
+    for k, sl in enumerate(slabs):
+        if not (k > 0 and joined[k - 1]) and sl.z - sl.z0 > 0:
+            nb_ = k + 1 if k < n - 1 and joined[k] else -1
+            out.append((sl.z0, sl.z, 2, k, nb_, pz[nb_] - pz[k] if nb_ >= 0 else 1.0))
+        if k < n - 1 and joined[k]:
+            out.append((pz[k], pz[k + 1], 0, k, k + 1, pz[k + 1] - pz[k]))
+        elif sl.z1 - sl.z > 0:
+            nb_ = k - 1 if k > 0 and joined[k - 1] else -1
+            out.append((sl.z, sl.z1, 1, k, nb_, pz[k] - pz[nb_] if nb_ >= 0 else 1.0))
+    return out
+
+
+def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], label: str, report,
+                  bin_width: float) -> RoiSamples:
+    """The exact convention with the shape interpolated between planes (module docstring)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from . import _dvh_kernels as kern
+
+    nz, ny, nx = d.shape
+    xmin, xmax, ymin, ymax = box
+    gaps = _gaps(slabs)
+    cap = max((g[1] - g[0] for g in gaps if g[2] != 0), default=0.0)
+    pad = int(np.ceil(cap / s)) + 2
+    nxf = int(np.ceil((xmax - xmin) / s)) + 1 + 2 * pad
+    nyf = int(np.ceil((ymax - ymin) / s)) + 1 + 2 * pad
+    if nxf * nyf > MAX_PLANE_SAMPLES:
+        s *= np.sqrt(nxf * nyf / MAX_PLANE_SAMPLES)
+        pad = int(np.ceil(cap / s)) + 2
+        nxf = int(np.ceil((xmax - xmin) / s)) + 1 + 2 * pad
+        nyf = int(np.ceil((ymax - ymin) / s)) + 1 + 2 * pad
+    x0 = 0.5 * (xmin + xmax) - 0.5 * (nxf - 1) * s
+    y0 = 0.5 * (ymin + ymax) - 0.5 * (nyf - 1) * s
+    xs = x0 + np.arange(nxf) * s
+    ys = y0 + np.arange(nyf) * s
+    fxs, fys = grid.continuous_index("x", xs), grid.continuous_index("y", ys)
+    cin = _axis_lookup(fxs, nx)[2]
+    rin = _axis_lookup(fys, ny)[2]
+    collect, flush = summarised(report, label)
+    gzs = np.asarray(grid.z, dtype=np.float64)
+    half = 0.5 * grid.dz
+    zin_lo, zin_hi = gzs[0] - half - 1e-9, gzs[-1] + half + 1e-9
+    cuts = np.sort(np.concatenate([gzs, [gzs[0] - half, gzs[-1] + half]]))
+    inv_w = 1.0 / float(bin_width)
+    nbins = int(float(np.max(d)) * inv_w) + 2
+    A = np.zeros(nbins + 1)
+    B = np.zeros(nbins + 1)
+    P = np.zeros(nbins)
+    acc = np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
+    per = max(2, MAX_CHUNK_CELLS // (nxf * nyf))
+    g_all = gaps
+    start = 0
+    target_cc = 0.0
+    done: set[int] = set()
+    while start < len(g_all):
+        # a chunk of gaps whose planes span at most `per` planes
+        lo_p = min(g_all[start][3], g_all[start][4] if g_all[start][4] >= 0 else g_all[start][3])
+        stop = start
+        while stop < len(g_all):
+            g = g_all[stop]
+            hi_p = max(g[3], g[4])
+            if hi_p - lo_p + 1 > per and stop > start:
+                break
+            stop += 1
+        chunk = g_all[start:stop]
+        start = stop
+        p_lo = min(min(g[3], g[4] if g[4] >= 0 else g[3]) for g in chunk)
+        p_hi = max(max(g[3], g[4]) for g in chunk)
+        sl_chunk = slabs[p_lo:p_hi + 1]
+        m = np.zeros((len(sl_chunk), nyf, nxf), dtype=bool)
+        simple = []
+        for q, slab in enumerate(sl_chunk):
+            idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
+            if len(idx_loops) > 1 and _boxes_overlap(idx_loops):
+                m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
+                                  report=lambda msg, z=slab.z: collect(z, msg))
+            else:
+                simple.append((q, idx_loops))
+        if simple:
+            _fill_simple_planes(m, simple)
+        phi = np.empty(m.shape, np.float32)
+        area_q = np.empty(len(sl_chunk))
+        for q, slab in enumerate(sl_chunk):
+            n_q = int(np.count_nonzero(m[q]))
+            if n_q == 0:  # a loop smaller than the sample spacing: one sample at its centre
+                cc = np.concatenate(slab.loops).mean(axis=0)
+                m[q, int(np.clip(round((cc[1] - y0) / s), 0, nyf - 1)), int(np.clip(round((cc[0] - x0) / s), 0,
+                                                                                       nxf - 1))] = True
+                n_q = 1
+            area = areas[p_lo + q]
+            area_q[q] = n_q * s * s if area is None else area
+            inside = distance_transform_edt(m[q])
+            outside = distance_transform_edt(~m[q])
+            phi[q] = np.where(m[q], 0.5 - inside, outside - 0.5) * s
+        gz0 = np.array([g[0] for g in chunk])
+        gz1 = np.array([g[1] for g in chunk])
+        gmode = np.array([g[2] for g in chunk], np.int64)
+        gzm = np.where(gmode == 0, 0.5 * (gz0 + gz1), np.where(gmode == 1, gz1, gz0))
+        gpa = np.array([g[3] - p_lo for g in chunk], np.int64)
+        gpb = np.array([g[4] - p_lo if g[4] >= 0 else -1 for g in chunk], np.int64)
+        glen = np.array([g[5] for g in chunk])
+        gwlo = gwhi = np.full(len(chunk), s * s / 1000.0)
+        target_cc += sum(area_q[q] * (sl.z1 - sl.z0) for q, sl in enumerate(sl_chunk) if p_lo + q not in done) / 1000
+        done.update(range(p_lo, p_hi + 1))
+        zlo, zhi = float(gz0.min()), float(gz1.max())
+        klo = max(int(np.searchsorted(gzs, zlo, side="right")) - 1, 0)
+        khi = min(int(np.searchsorted(gzs, zhi, side="left")), nz - 1)
+        lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
+        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gzm, gmode, gpa, gpb,
+                              glen, gwlo, gwhi, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+    flush()
+    empty = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes)
+    if acc[0] <= 0:
+        return empty
+    # the interpolated shape distributes the volume the contours enclose
+    f = target_cc / acc[0]
+    acc[[0, 1, 4]] *= f
+    outside_cc = float(acc[4])
+    G = np.arange(nbins + 1) * np.cumsum(A) - np.cumsum(B)
+    hist = (np.diff(G) + P) * f
+    out = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes, hist=hist,
+                     summary=(float(acc[0]), float(acc[1] / acc[0]), float(acc[2]), float(acc[3])))
+    if outside_cc > 0:
+        notes.append(
+            f"{label}: {outside_cc:.3g} cc ({100 * outside_cc / acc[0]:.1f} %) of the ROI lies outside "
+            "the dose grid; its dose is taken as 0 Gy")
+    return out
