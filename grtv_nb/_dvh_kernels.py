@@ -105,7 +105,7 @@ def _dose_at(lat, kbase, gz, r, c, z):
     return v0 + (np.float64(lat[k + 1 - kbase, r, c]) - v0) * t
 
 
-@nb.njit(**_OPTS)
+@nb.njit(inline="always", **_OPTS)
 def _interval(phi, mode, pa, pb, glen, za, zt, r, c):
     """The heights ``(s0, s1)`` of gap ``[za, zt]`` inside the interpolated region at cell (r, c)
     (``s1 <= s0``: none); see :func:`roi_interpolated`."""
@@ -134,34 +134,98 @@ def _interval(phi, mode, pa, pb, glen, za, zt, r, c):
 
 
 @nb.njit(**_OPTS)
-def gap_volumes(phi, gz0, gz1, gzm, gmode, gpa, gpb, glen, out):
-    """``out[g] = (cell-mm below gzm[g], cell-mm above it)``: the interpolated solid's length summed
-    over the lattice cells, in each part of gap ``g``."""
-    npl, nyf, nxf = phi.shape
-    for g in range(len(gz0)):
-        lo = 0.0
-        hi = 0.0
-        zm = gzm[g]
-        for cell in range(nyf * nxf):
-            r = cell // nxf
-            c = cell - r * nxf
-            s0, s1 = _interval(phi, gmode[g], gpa[g], gpb[g], glen[g], gz0[g], gz1[g], r, c)
-            if s1 <= s0:
-                continue
-            if s1 <= zm:
-                lo += s1 - s0
-            elif s0 >= zm:
-                hi += s1 - s0
-            else:
-                lo += zm - s0
-                hi += s1 - zm
-        out[g, 0] = lo
-        out[g, 1] = hi
+def _edt_1d(f, n, d, v, zz):
+    """Squared distance transform of the samples ``f[:n]`` (Felzenszwalb & Huttenlocher) into ``d``."""
+    k = 0
+    v[0] = 0
+    zz[0] = -1e300
+    zz[1] = 1e300
+    for q in range(1, n):
+        s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * q - 2.0 * v[k])
+        while s <= zz[k]:
+            k -= 1
+            s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * q - 2.0 * v[k])
+        k += 1
+        v[k] = q
+        zz[k] = s
+        zz[k + 1] = 1e300
+    k = 0
+    for q in range(n):
+        while zz[k + 1] < q:
+            k += 1
+        d[q] = (q - v[k]) * (q - v[k]) + f[v[k]]
 
 
 @nb.njit(**_OPTS)
-def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gzm, gmode, gpa, gpb, glen,
-                     gwlo, gwhi, inv_w, flat, A, B, P, stats):
+def signed_distance(mask, s, phi):
+    """``phi[p]`` = signed distance (mm, negative inside) of each cell of ``mask[p]`` to the region's
+    boundary: the Euclidean distance to the nearest cell of the other kind less half a cell, times
+    the cell size ``s`` (exact Euclidean distance transform, two passes per plane)."""
+    npl, ny, nx = mask.shape
+    m = max(ny, nx)
+    f = np.empty(m, np.float64)
+    d = np.empty(m, np.float64)
+    v = np.empty(m, np.int64)
+    zz = np.empty(m + 1, np.float64)
+    big = 1e20
+    g = np.empty((2, ny, nx), np.float64)
+    for p in range(npl):
+        for side in range(2):
+            want = side == 0  # side 0: distance of outside cells to the region; 1: of inside cells to outside
+            for c in range(nx):
+                for r in range(ny):
+                    f[r] = 0.0 if mask[p, r, c] == want else big
+                _edt_1d(f, ny, d, v, zz)
+                for r in range(ny):
+                    g[side, r, c] = d[r]
+            for r in range(ny):
+                for c in range(nx):
+                    f[c] = g[side, r, c]
+                _edt_1d(f, nx, d, v, zz)
+                for c in range(nx):
+                    g[side, r, c] = d[c]
+        for r in range(ny):
+            for c in range(nx):
+                if mask[p, r, c]:
+                    phi[p, r, c] = (0.5 - np.sqrt(g[1, r, c])) * s
+                else:
+                    phi[p, r, c] = (np.sqrt(g[0, r, c]) - 0.5) * s
+
+
+@nb.njit(inline="always", **_OPTS)
+def _add_segment(lo, hi, w, inv_w, flat, A, B, P, stats):
+    """Histogram a volume ``w`` whose dose runs linearly from ``lo`` to ``hi`` (see the module docstring)."""
+    nb_ = len(P)
+    if hi < lo:
+        lo, hi = hi, lo
+    stats[0] += w
+    stats[1] += w * 0.5 * (lo + hi)
+    if lo < stats[2]:
+        stats[2] = lo
+    if hi > stats[3]:
+        stats[3] = hi
+    a = lo * inv_w
+    b = hi * inv_w
+    if b - a < flat:
+        k = int(0.5 * (a + b))
+        P[k if k < nb_ else nb_ - 1] += w
+    else:
+        cw = w / (b - a)
+        ja = int(a) + 1
+        jb = int(b) + 1
+        if ja > nb_:
+            ja = nb_
+        if jb > nb_:
+            jb = nb_
+        A[ja] += cw
+        B[ja] += cw * a
+        A[jb] -= cw
+        B[jb] -= cw * b
+
+
+@nb.njit(**_OPTS)
+def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gmode, gpa, gpb, glen, w0,
+                     inv_w, flat, A, B, P, stats):
     """Accumulate the interpolated solid of one ROI (chunk of gaps) into a DVH.
 
     ``phi[p]`` is the signed distance (mm, negative inside) of plane ``p``'s region on the lattice.
@@ -170,81 +234,93 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, g
     ``gpa``) and mode 2 (cap below it), ``phi[gpa]`` at the plane and, at the cap's far end,
     ``phi[gpa]`` extrapolated from the neighbour plane ``gpb`` (``glen[g]`` mm away; -1: none, the
     region kept) over the cap's length ``L``, its boundary moving out by at most ``L``. Each cell
-    stands for ``gwlo[g]`` cc per mm below ``gzm[g]`` and ``gwhi[g]`` above. Pieces are cut at
-    ``cuts`` (dose planes and the dose grid's outer faces); a piece outside ``[zin_lo, zin_hi]`` or
-    outside the grid in-plane (``rin``, ``cin``) gets 0 Gy and counts in ``stats[4]``. Other
-    arguments as :func:`roi_segments`.
+    stands for ``w0`` cc per mm. Pieces are cut at ``cuts`` (dose planes and the dose grid's outer
+    faces); a piece outside ``[zin_lo, zin_hi]`` or outside the grid in-plane (``rin``, ``cin``)
+    gets 0 Gy and counts in ``stats[4]``. ``lat[k - kbase, r, c]`` is dose plane ``k`` (at height
+    ``gz[k]``, ascending) on the lattice. Histogram arguments as :func:`roi_segments`.
     """
-    nb_ = len(P)
-    ng = len(gz0)
     npl, nyf, nxf = phi.shape
-    zb = np.empty(len(cuts) + 3, np.float64)
-    for g in range(ng):
+    nzb = len(cuts) + 2
+    zb = np.empty(nzb, np.float64)
+    fz = np.empty(nzb, np.float64)
+    fk = np.empty(nzb, np.int64)
+    fin = np.empty(nzb, np.bool_)
+    ngz = len(gz)
+    for g in range(len(gz0)):
         za = gz0[g]
         zt = gz1[g]
-        zm = gzm[g]
         i0 = np.searchsorted(cuts, za, side="right")
         i1 = np.searchsorted(cuts, zt, side="left")
+        # the boundaries of a cell inside over the whole gap, with their dose-plane taps
+        nf = 0
+        fz[nf] = za
+        nf += 1
+        for i in range(i0, i1):
+            fz[nf] = cuts[i]
+            nf += 1
+        fz[nf] = zt
+        nf += 1
+        for j in range(nf):
+            z = fz[j]
+            if ngz == 1 or z <= gz[0]:
+                fk[j] = 0
+                fz[j] = 0.0
+            elif z >= gz[ngz - 1]:
+                fk[j] = ngz - 2
+                fz[j] = 1.0
+            else:
+                k = np.searchsorted(gz, z, side="right") - 1
+                fk[j] = k
+                fz[j] = (z - gz[k]) / (gz[k + 1] - gz[k])
+        fzb = np.empty(nf, np.float64)
+        fzb[0] = za
+        for i in range(i0, i1):
+            fzb[i - i0 + 1] = cuts[i]
+        fzb[nf - 1] = zt
+        for j in range(nf - 1):
+            zm = 0.5 * (fzb[j] + fzb[j + 1])
+            fin[j] = zm >= zin_lo and zm <= zin_hi
         for cell in range(nyf * nxf):
             r = cell // nxf
             c = cell - r * nxf
             s0, s1 = _interval(phi, gmode[g], gpa[g], gpb[g], glen[g], za, zt, r, c)
             if s1 <= s0:
                 continue
+            ok = rin[r] and cin[c]
+            if s0 == za and s1 == zt:
+                dprev = 0.0
+                for j in range(nf):
+                    k = fk[j]
+                    v0 = np.float64(lat[k - kbase, r, c])
+                    t = fz[j]
+                    if t != 0.0:
+                        v0 = v0 + (np.float64(lat[k + 1 - kbase, r, c]) - v0) * t
+                    if j > 0:
+                        w = w0 * (fzb[j] - fzb[j - 1])
+                        if ok and fin[j - 1]:
+                            _add_segment(dprev, v0, w, inv_w, flat, A, B, P, stats)
+                        else:
+                            stats[4] += w
+                            _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
+                    dprev = v0
+                continue
             n = 0
             zb[n] = s0
             n += 1
-            mid_done = not (zm > s0 and zm < s1)
             for i in range(i0, i1):
                 if cuts[i] > s0 and cuts[i] < s1:
-                    if not mid_done and zm <= cuts[i]:
-                        if zm < cuts[i]:
-                            zb[n] = zm
-                            n += 1
-                        mid_done = True
                     zb[n] = cuts[i]
                     n += 1
-            if not mid_done:
-                zb[n] = zm
-                n += 1
             zb[n] = s1
             n += 1
-            ok = rin[r] and cin[c]
             dprev = _dose_at(lat, kbase, gz, r, c, zb[0])
             for j in range(n - 1):
                 dnext = _dose_at(lat, kbase, gz, r, c, zb[j + 1])
-                zm_j = 0.5 * (zb[j] + zb[j + 1])
-                w = (gwlo[g] if zm_j < zm else gwhi[g]) * (zb[j + 1] - zb[j])
-                if ok and zm_j >= zin_lo and zm_j <= zin_hi:
-                    lo = dprev
-                    hi = dnext
-                    if hi < lo:
-                        lo, hi = hi, lo
+                w = w0 * (zb[j + 1] - zb[j])
+                zm = 0.5 * (zb[j] + zb[j + 1])
+                if ok and zm >= zin_lo and zm <= zin_hi:
+                    _add_segment(dprev, dnext, w, inv_w, flat, A, B, P, stats)
                 else:
-                    lo = 0.0
-                    hi = 0.0
                     stats[4] += w
+                    _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
                 dprev = dnext
-                stats[0] += w
-                stats[1] += w * 0.5 * (lo + hi)
-                if lo < stats[2]:
-                    stats[2] = lo
-                if hi > stats[3]:
-                    stats[3] = hi
-                a = lo * inv_w
-                b = hi * inv_w
-                if b - a < flat:
-                    k = int(0.5 * (a + b))
-                    P[k if k < nb_ else nb_ - 1] += w
-                else:
-                    cw = w / (b - a)
-                    ja = int(a) + 1
-                    jb = int(b) + 1
-                    if ja > nb_:
-                        ja = nb_
-                    if jb > nb_:
-                        jb = nb_
-                    A[ja] += cw
-                    B[ja] += cw * a
-                    A[jb] -= cw
-                    B[jb] -= cw * b

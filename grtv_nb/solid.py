@@ -338,8 +338,6 @@ def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int,
 def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], label: str, report,
                   bin_width: float) -> RoiSamples:
     """The exact convention with the shape interpolated between planes (module docstring)."""
-    from scipy.ndimage import distance_transform_edt
-
     from . import _dvh_kernels as kern
 
     nz, ny, nx = d.shape
@@ -403,7 +401,6 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
                 simple.append((q, idx_loops))
         if simple:
             _fill_simple_planes(m, simple)
-        phi = np.empty(m.shape, np.float32)
         area_q = np.empty(len(sl_chunk))
         for q, slab in enumerate(sl_chunk):
             n_q = int(np.count_nonzero(m[q]))
@@ -414,25 +411,22 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
                 n_q = 1
             area = areas[p_lo + q]
             area_q[q] = n_q * s * s if area is None else area
-            inside = distance_transform_edt(m[q])
-            outside = distance_transform_edt(~m[q])
-            phi[q] = np.where(m[q], 0.5 - inside, outside - 0.5) * s
+        phi = np.empty(m.shape, np.float32)
+        kern.signed_distance(m, s, phi)
         gz0 = np.array([g[0] for g in chunk])
         gz1 = np.array([g[1] for g in chunk])
         gmode = np.array([g[2] for g in chunk], np.int64)
-        gzm = np.where(gmode == 0, 0.5 * (gz0 + gz1), np.where(gmode == 1, gz1, gz0))
         gpa = np.array([g[3] - p_lo for g in chunk], np.int64)
         gpb = np.array([g[4] - p_lo if g[4] >= 0 else -1 for g in chunk], np.int64)
         glen = np.array([g[5] for g in chunk])
-        gwlo = gwhi = np.full(len(chunk), s * s / 1000.0)
         target_cc += sum(area_q[q] * (sl.z1 - sl.z0) for q, sl in enumerate(sl_chunk) if p_lo + q not in done) / 1000
         done.update(range(p_lo, p_hi + 1))
         zlo, zhi = float(gz0.min()), float(gz1.max())
         klo = max(int(np.searchsorted(gzs, zlo, side="right")) - 1, 0)
         khi = min(int(np.searchsorted(gzs, zhi, side="left")), nz - 1)
         lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
-        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gzm, gmode, gpa, gpb,
-                              glen, gwlo, gwhi, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gmode, gpa, gpb,
+                              glen, s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
     empty = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes)
     if acc[0] <= 0:
