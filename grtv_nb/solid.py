@@ -55,6 +55,8 @@ DICOMPYLER_PLANE_TOL_MM = 0.5
 FLAT_SEGMENT_BINS = 1e-3
 #: The conventions of :func:`roi_samples`.
 CONVENTIONS = ("exact", "dicompyler")
+#: Steps along an end cap at which its cross-section's area is extrapolated.
+CAP_STEPS = 65
 #: How the exact convention fills the space between contour planes (module docstring).
 BETWEEN = ("interpolate", "extrude")
 
@@ -315,10 +317,11 @@ def _dicompyler_samples(d, grid: Grid, slabs, box, notes: list[str], label: str)
     return RoiSamples(dd, np.full(len(dd), w), notes)
 
 
-def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int, float]]:
-    """The pieces of the interpolated solid: ``(z0, z1, mode, plane, other, length)`` with mode 0
-    between planes ``plane`` and ``other``, 1 (2) the cap above (below) ``plane`` extrapolated from
-    its neighbour ``other`` (-1: none) ``length`` mm away."""
+def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int, float, int]]:
+    """The pieces of the interpolated solid: ``(z0, z1, mode, plane, other, length, second)`` with
+    mode 0 between planes ``plane`` and ``other``, 1 (2) the cap above (below) ``plane``
+    extrapolated from its neighbour ``other`` (-1: none) ``length`` mm away and the next plane
+    inward ``second`` (-1: none)."""
     n = len(slabs)
     pz = [sl.z for sl in slabs]
     joined = [abs(slabs[k].z1 - slabs[k + 1].z0) <= 1e-9 and slabs[k].z1 < slabs[k + 1].z for k in range(n - 1)]
@@ -326,12 +329,14 @@ def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int,
     for k, sl in enumerate(slabs):
         if not (k > 0 and joined[k - 1]) and sl.z - sl.z0 > 0:
             nb_ = k + 1 if k < n - 1 and joined[k] else -1
-            out.append((sl.z0, sl.z, 2, k, nb_, pz[nb_] - pz[k] if nb_ >= 0 else 1.0))
+            nb2 = k + 2 if nb_ >= 0 and k < n - 2 and joined[k + 1] else -1
+            out.append((sl.z0, sl.z, 2, k, nb_, pz[nb_] - pz[k] if nb_ >= 0 else 1.0, nb2))
         if k < n - 1 and joined[k]:
-            out.append((pz[k], pz[k + 1], 0, k, k + 1, pz[k + 1] - pz[k]))
+            out.append((pz[k], pz[k + 1], 0, k, k + 1, pz[k + 1] - pz[k], -1))
         elif sl.z1 - sl.z > 0:
             nb_ = k - 1 if k > 0 and joined[k - 1] else -1
-            out.append((sl.z, sl.z1, 1, k, nb_, pz[k] - pz[nb_] if nb_ >= 0 else 1.0))
+            nb2 = k - 2 if nb_ >= 1 and joined[k - 2] else -1
+            out.append((sl.z, sl.z1, 1, k, nb_, pz[k] - pz[nb_] if nb_ >= 0 else 1.0, nb2))
     return out
 
 
@@ -411,13 +416,32 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
                 n_q = 1
             area = areas[p_lo + q]
             area_q[q] = n_q * s * s if area is None else area
-        phi = np.empty(m.shape, np.float32)
-        kern.signed_distance(m, s, phi)
+        caps = [i for i, g in enumerate(chunk) if g[2] != 0 and g[4] >= 0]
+        phi = np.empty((len(sl_chunk) + len(caps), nyf, nxf), np.float32)
+        kern.signed_distance(m, s, phi[:len(sl_chunk)])
         gz0 = np.array([g[0] for g in chunk])
         gz1 = np.array([g[1] for g in chunk])
         gmode = np.array([g[2] for g in chunk], np.int64)
         gpa = np.array([g[3] - p_lo for g in chunk], np.int64)
         gpb = np.array([g[4] - p_lo if g[4] >= 0 else -1 for g in chunk], np.int64)
+        # a cap with a neighbour plane: its far end is an extra signed-distance plane (gap mode 0)
+        for j, i in enumerate(caps):
+            g = chunk[i]
+            k = g[3]
+            a1 = areas[g[4]]
+            a2 = areas[g[6]] if g[6] >= 0 else None
+            d2 = abs(slabs[g[6]].z - slabs[k].z) if a2 is not None else 0.0
+            far = _cap_far(phi[k - p_lo], area_q[k - p_lo], s, g[1] - g[0], a1, g[5], a2, d2)
+            if far is None:
+                gpb[i] = -1
+                continue
+            q = len(sl_chunk) + j
+            phi[q] = far
+            if g[2] == 1:  # above the plane: the plane at the bottom
+                gpa[i], gpb[i] = k - p_lo, q
+            else:
+                gpa[i], gpb[i] = q, k - p_lo
+            gmode[i] = 0
         glen = np.array([g[5] for g in chunk])
         target_cc += sum(area_q[q] * (sl.z1 - sl.z0) for q, sl in enumerate(sl_chunk) if p_lo + q not in done) / 1000
         done.update(range(p_lo, p_hi + 1))
@@ -444,3 +468,49 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
             f"{label}: {outside_cc:.3g} cc ({100 * outside_cc / acc[0]:.1f} %) of the ROI lies outside "
             "the dose grid; its dose is taken as 0 Gy")
     return out
+
+
+def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float | None, d1: float,
+             a2: float | None, d2: float) -> np.ndarray | None:
+    """The signed distance at the far end of an end plane's cap (see the module docstring): the
+    cap's cross-section at distance ``u`` beyond the plane is the end region inset (or outset) so
+    that its area follows the area of the end planes extrapolated to ``u`` (quadratic through the
+    last three planes, else linear through the last two), never below 0, shrinking monotonically
+    or growing at most linearly, the boundary moving out at most ``u``. ``None``: keep the end
+    region (extrusion)."""
+    if a1 is None or not (area_end > 0) or abs(a1 - area_end) <= 1e-9 * max(area_end, 1.0):
+        return None
+    u = np.linspace(0.0, L, CAP_STEPS)
+    lin = area_end + (area_end - a1) * u / d1
+    if a2 is not None and d2 > d1:
+        # Lagrange through (0, area_end), (-d1, a1), (-d2, a2)
+        quad = (area_end * (u + d1) * (u + d2) / (d1 * d2) + a1 * u * (u + d2) / (-d1 * (d2 - d1))
+                + a2 * u * (u + d1) / (d2 * (d2 - d1)))
+    else:
+        quad = lin
+    flat = phi_end.ravel()
+    srt = np.sort(flat)
+    cells = np.searchsorted(srt, flat, side="right").astype(np.float64)
+    n_end = float(np.count_nonzero(flat <= 0))
+    a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
+    shrink = a1 > area_end
+    if shrink:
+        a_u = np.minimum.accumulate(np.clip(quad, 0.0, area_end))
+        # a cell inside the end region stays in the cap while a(u) >= its a_c: up to u*
+        ustar = np.interp(a_c, a_u[::-1], u[::-1], left=L, right=0.0)
+        ustar = np.where(a_c <= a_u[-1], np.inf, ustar)
+        inside = flat <= 0
+    else:
+        a_u = np.maximum.accumulate(np.clip(np.minimum(quad, lin), area_end, None))
+        # a cell outside joins the cap from u* on (and never farther out than u)
+        ustar = np.interp(a_c, a_u, u, left=0.0, right=np.inf)
+        ustar = np.maximum(ustar, flat)
+        inside = flat > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        far = np.where(inside & (ustar > 0), flat * (1.0 - L / ustar), flat)
+    if shrink:
+        far = np.where(inside & (ustar <= 0), np.float32(s), far)  # gone at once
+        far = np.where(inside & ~np.isfinite(ustar), flat, far)
+    else:
+        far = np.where(inside & (ustar > L), flat, far)
+    return far.reshape(phi_end.shape).astype(np.float32)
