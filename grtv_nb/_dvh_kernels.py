@@ -105,34 +105,6 @@ def _dose_at(lat, kbase, gz, r, c, z):
     return v0 + (np.float64(lat[k + 1 - kbase, r, c]) - v0) * t
 
 
-@nb.njit(inline="always", **_OPTS)
-def _interval(phi, mode, pa, pb, glen, za, zt, r, c):
-    """The heights ``(s0, s1)`` of gap ``[za, zt]`` inside the interpolated region at cell (r, c)
-    (``s1 <= s0``: none); see :func:`roi_interpolated`."""
-    L = zt - za
-    fa = np.float64(phi[pa, r, c])
-    if mode == 0:
-        fb = np.float64(phi[pb, r, c])
-    else:
-        ext = 0.0
-        if pb >= 0:
-            ext = (fa - np.float64(phi[pb, r, c])) * L / glen
-            if ext < -L:
-                ext = -L
-        if mode == 1:
-            fb = fa + ext
-        else:
-            fb = fa
-            fa = fb + ext
-    if fa > 0.0 and fb > 0.0:
-        return za, za
-    if fa <= 0.0 and fb <= 0.0:
-        return za, zt
-    if fa <= 0.0:
-        return za, za + L * fa / (fa - fb)
-    return za + L * fa / (fa - fb), zt
-
-
 @nb.njit(**_OPTS)
 def _edt_1d(f, n, d, v, zz):
     """Squared distance transform of the samples ``f[:n]`` (Felzenszwalb & Huttenlocher) into ``d``."""
@@ -224,103 +196,117 @@ def _add_segment(lo, hi, w, inv_w, flat, A, B, P, stats):
 
 
 @nb.njit(**_OPTS)
-def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gmode, gpa, gpb, glen, w0,
+def _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin):
+    """The boundaries ``fzb`` of a cell inside over the whole gap ``[za, zt]`` (cut at ``cuts[i0:i1]``),
+    their dose-plane taps (lower plane ``fk``, weight of the upper ``fz``) and whether each piece is
+    inside the dose grid (``fin``); returns their number."""
+    ngz = len(gz)
+    nf = 0
+    fzb[nf] = za
+    nf += 1
+    for i in range(i0, i1):
+        fzb[nf] = cuts[i]
+        nf += 1
+    fzb[nf] = zt
+    nf += 1
+    for j in range(nf):
+        z = fzb[j]
+        if ngz == 1 or z <= gz[0]:
+            fk[j] = 0
+            fz[j] = 0.0
+        elif z >= gz[ngz - 1]:
+            fk[j] = ngz - 2
+            fz[j] = 1.0
+        else:
+            k = np.searchsorted(gz, z, side="right") - 1
+            fk[j] = k
+            fz[j] = (z - gz[k]) / (gz[k + 1] - gz[k])
+        if j < nf - 1:
+            zm = 0.5 * (fzb[j] + fzb[j + 1])
+            fin[j] = zm >= zin_lo and zm <= zin_hi
+    return nf
+
+
+@nb.njit(**_OPTS)
+def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gpa, gpb, w0,
                      inv_w, flat, A, B, P, stats):
     """Accumulate the interpolated solid of one ROI (chunk of gaps) into a DVH.
 
-    ``phi[p]`` is the signed distance (mm, negative inside) of plane ``p``'s region on the lattice.
-    Gap ``g`` spans heights ``gz0[g] < gz1[g]``; its signed distance runs linearly between its ends:
-    mode 0, ``phi[gpa]`` at the bottom and ``phi[gpb]`` at the top; mode 1 (cap above plane
-    ``gpa``) and mode 2 (cap below it), ``phi[gpa]`` at the plane and, at the cap's far end,
-    ``phi[gpa]`` extrapolated from the neighbour plane ``gpb`` (``glen[g]`` mm away; -1: none, the
-    region kept) over the cap's length ``L``, its boundary moving out by at most ``L``. Each cell
-    stands for ``w0`` cc per mm. Pieces are cut at ``cuts`` (dose planes and the dose grid's outer
-    faces); a piece outside ``[zin_lo, zin_hi]`` or outside the grid in-plane (``rin``, ``cin``)
-    gets 0 Gy and counts in ``stats[4]``. ``lat[k - kbase, r, c]`` is dose plane ``k`` (at height
-    ``gz[k]``, ascending) on the lattice. Histogram arguments as :func:`roi_segments`.
+    ``phi[p]`` is a signed distance (mm, negative inside) on the lattice. Gap ``g`` spans heights
+    ``gz0[g] < gz1[g]``; its signed distance runs linearly from ``phi[gpa[g]]`` at the bottom to
+    ``phi[gpb[g]]`` at the top (the same plane: the region extruded), so at each cell the solid is
+    one z interval. Each cell stands for ``w0`` cc per mm. Pieces are cut at ``cuts`` (dose planes
+    and the dose grid's outer faces); a piece outside ``[zin_lo, zin_hi]`` or outside the grid
+    in-plane (``rin``, ``cin``) gets 0 Gy and counts in ``stats[4]``. ``lat[k - kbase, r, c]`` is
+    dose plane ``k`` (at height ``gz[k]``, ascending) on the lattice. Histogram arguments as
+    :func:`roi_segments`.
     """
     npl, nyf, nxf = phi.shape
     nzb = len(cuts) + 2
     zb = np.empty(nzb, np.float64)
     fz = np.empty(nzb, np.float64)
+    fzb = np.empty(nzb, np.float64)
     fk = np.empty(nzb, np.int64)
     fin = np.empty(nzb, np.bool_)
-    ngz = len(gz)
     for g in range(len(gz0)):
         za = gz0[g]
         zt = gz1[g]
+        L = zt - za
         i0 = np.searchsorted(cuts, za, side="right")
         i1 = np.searchsorted(cuts, zt, side="left")
-        # the boundaries of a cell inside over the whole gap, with their dose-plane taps
-        nf = 0
-        fz[nf] = za
-        nf += 1
-        for i in range(i0, i1):
-            fz[nf] = cuts[i]
-            nf += 1
-        fz[nf] = zt
-        nf += 1
-        for j in range(nf):
-            z = fz[j]
-            if ngz == 1 or z <= gz[0]:
-                fk[j] = 0
-                fz[j] = 0.0
-            elif z >= gz[ngz - 1]:
-                fk[j] = ngz - 2
-                fz[j] = 1.0
-            else:
-                k = np.searchsorted(gz, z, side="right") - 1
-                fk[j] = k
-                fz[j] = (z - gz[k]) / (gz[k + 1] - gz[k])
-        fzb = np.empty(nf, np.float64)
-        fzb[0] = za
-        for i in range(i0, i1):
-            fzb[i - i0 + 1] = cuts[i]
-        fzb[nf - 1] = zt
-        for j in range(nf - 1):
-            zm = 0.5 * (fzb[j] + fzb[j + 1])
-            fin[j] = zm >= zin_lo and zm <= zin_hi
-        for cell in range(nyf * nxf):
-            r = cell // nxf
-            c = cell - r * nxf
-            s0, s1 = _interval(phi, gmode[g], gpa[g], gpb[g], glen[g], za, zt, r, c)
-            if s1 <= s0:
-                continue
-            ok = rin[r] and cin[c]
-            if s0 == za and s1 == zt:
-                dprev = 0.0
-                for j in range(nf):
-                    k = fk[j]
-                    v0 = np.float64(lat[k - kbase, r, c])
-                    t = fz[j]
-                    if t != 0.0:
-                        v0 = v0 + (np.float64(lat[k + 1 - kbase, r, c]) - v0) * t
-                    if j > 0:
-                        w = w0 * (fzb[j] - fzb[j - 1])
-                        if ok and fin[j - 1]:
-                            _add_segment(dprev, v0, w, inv_w, flat, A, B, P, stats)
-                        else:
-                            stats[4] += w
-                            _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
-                    dprev = v0
-                continue
-            n = 0
-            zb[n] = s0
-            n += 1
-            for i in range(i0, i1):
-                if cuts[i] > s0 and cuts[i] < s1:
-                    zb[n] = cuts[i]
-                    n += 1
-            zb[n] = s1
-            n += 1
-            dprev = _dose_at(lat, kbase, gz, r, c, zb[0])
-            for j in range(n - 1):
-                dnext = _dose_at(lat, kbase, gz, r, c, zb[j + 1])
-                w = w0 * (zb[j + 1] - zb[j])
-                zm = 0.5 * (zb[j] + zb[j + 1])
-                if ok and zm >= zin_lo and zm <= zin_hi:
-                    _add_segment(dprev, dnext, w, inv_w, flat, A, B, P, stats)
+        nf = _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin)
+        pa = phi[gpa[g]]
+        pb = phi[gpb[g]]
+        for r in range(nyf):
+            rok = rin[r]
+            for c in range(nxf):
+                fa = np.float64(pa[r, c])
+                fb = np.float64(pb[r, c])
+                if fa > 0.0 and fb > 0.0:
+                    continue
+                ok = rok and cin[c]
+                if fa <= 0.0 and fb <= 0.0:
+                    dprev = 0.0
+                    for j in range(nf):
+                        k = fk[j] - kbase
+                        v0 = np.float64(lat[k, r, c])
+                        t = fz[j]
+                        if t != 0.0:
+                            v0 = v0 + (np.float64(lat[k + 1, r, c]) - v0) * t
+                        if j > 0:
+                            w = w0 * (fzb[j] - fzb[j - 1])
+                            if ok and fin[j - 1]:
+                                _add_segment(dprev, v0, w, inv_w, flat, A, B, P, stats)
+                            else:
+                                stats[4] += w
+                                _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
+                        dprev = v0
+                    continue
+                if fa <= 0.0:
+                    s0 = za
+                    s1 = za + L * fa / (fa - fb)
                 else:
-                    stats[4] += w
-                    _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
-                dprev = dnext
+                    s0 = za + L * fa / (fa - fb)
+                    s1 = zt
+                if s1 <= s0:
+                    continue
+                n = 0
+                zb[n] = s0
+                n += 1
+                for i in range(i0, i1):
+                    if cuts[i] > s0 and cuts[i] < s1:
+                        zb[n] = cuts[i]
+                        n += 1
+                zb[n] = s1
+                n += 1
+                dprev = _dose_at(lat, kbase, gz, r, c, zb[0])
+                for j in range(n - 1):
+                    dnext = _dose_at(lat, kbase, gz, r, c, zb[j + 1])
+                    w = w0 * (zb[j + 1] - zb[j])
+                    zm = 0.5 * (zb[j] + zb[j + 1])
+                    if ok and zm >= zin_lo and zm <= zin_hi:
+                        _add_segment(dprev, dnext, w, inv_w, flat, A, B, P, stats)
+                    else:
+                        stats[4] += w
+                        _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
+                    dprev = dnext

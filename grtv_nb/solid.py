@@ -421,9 +421,9 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
         kern.signed_distance(m, s, phi[:len(sl_chunk)])
         gz0 = np.array([g[0] for g in chunk])
         gz1 = np.array([g[1] for g in chunk])
-        gmode = np.array([g[2] for g in chunk], np.int64)
         gpa = np.array([g[3] - p_lo for g in chunk], np.int64)
-        gpb = np.array([g[4] - p_lo if g[4] >= 0 else -1 for g in chunk], np.int64)
+        # gaps: bottom and top signed-distance planes (a cap without a neighbour: the plane itself)
+        gpb = np.array([g[4] - p_lo if g[2] == 0 else g[3] - p_lo for g in chunk], np.int64)
         # a cap with a neighbour plane: its far end is an extra signed-distance plane (gap mode 0)
         for j, i in enumerate(caps):
             g = chunk[i]
@@ -433,7 +433,7 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
             d2 = abs(slabs[g[6]].z - slabs[k].z) if a2 is not None else 0.0
             far = _cap_far(phi[k - p_lo], area_q[k - p_lo], s, g[1] - g[0], a1, g[5], a2, d2)
             if far is None:
-                gpb[i] = -1
+                gpb[i] = gpa[i]
                 continue
             q = len(sl_chunk) + j
             phi[q] = far
@@ -441,16 +441,14 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
                 gpa[i], gpb[i] = k - p_lo, q
             else:
                 gpa[i], gpb[i] = q, k - p_lo
-            gmode[i] = 0
-        glen = np.array([g[5] for g in chunk])
         target_cc += sum(area_q[q] * (sl.z1 - sl.z0) for q, sl in enumerate(sl_chunk) if p_lo + q not in done) / 1000
         done.update(range(p_lo, p_hi + 1))
         zlo, zhi = float(gz0.min()), float(gz1.max())
-        klo = max(int(np.searchsorted(gzs, zlo, side="right")) - 1, 0)
+        klo = min(max(int(np.searchsorted(gzs, zlo, side="right")) - 1, 0), max(nz - 2, 0))
         khi = min(int(np.searchsorted(gzs, zhi, side="left")), nz - 1)
         lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
-        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gmode, gpa, gpb,
-                              glen, s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gpa, gpb,
+                              s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
     empty = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes)
     if acc[0] <= 0:
