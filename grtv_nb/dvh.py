@@ -684,7 +684,7 @@ def compute_roi_dvh(
     *,
     convention: str = "exact",
     end_cap: str = "auto",
-    between: str = "extrude",
+    between: str = "auto",
     sample_mm: float | None = None,
     single_thickness: float | None = None,
     ref_z: np.ndarray | None = None,
@@ -711,9 +711,10 @@ def compute_roi_dvh(
         inclusion, dose as stored (:func:`compute_dvh_on_dose_grid`).
     end_cap : {"auto", "half", "none"}
         How far the first and last contour planes reach (exact convention).
-    between : {"interpolate", "extrude"}
-        The shape between contour planes (exact convention): interpolated (default) or each
-        plane's region extruded over its slab (see the module docstring).
+    between : {"auto", "interpolate", "extrude"}
+        The shape between contour planes (exact convention): interpolated, or each plane's region
+        extruded over its slab; ``"auto"`` (default) interpolates ROIs that span few planes (see
+        the module docstring).
     sample_mm : float, optional
         In-plane sample spacing (mm); default chosen per ROI (:mod:`grtv_nb.solid`).
     single_thickness : float, optional

@@ -58,7 +58,10 @@ CONVENTIONS = ("exact", "dicompyler")
 #: Steps along an end cap at which its cross-section's area is extrapolated.
 CAP_STEPS = 65
 #: How the exact convention fills the space between contour planes (module docstring).
-BETWEEN = ("interpolate", "extrude")
+BETWEEN = ("auto", "interpolate", "extrude")
+#: ``between="auto"`` interpolates an ROI whose equivalent diameter (of its largest plane) spans
+#: fewer than this many plane spacings, and extrudes the others (where both agree closely).
+AUTO_INTERPOLATE_PLANES = 16
 
 
 @dataclass
@@ -117,7 +120,7 @@ def roi_samples(
     *,
     convention: str = "exact",
     end_cap: str = "auto",
-    between: str = "extrude",
+    between: str = "auto",
     sample_mm: float | None = None,
     single_thickness: float | None = None,
     ref_z: np.ndarray | None = None,
@@ -137,9 +140,10 @@ def roi_samples(
     convention : {"exact", "dicompyler"}
     end_cap : {"auto", "half", "none"}
         How far the end planes reach (:mod:`grtv_nb.planes`).
-    between : {"interpolate", "extrude"}
-        Exact convention: the shape between planes interpolated (default) or each plane extruded
-        over its slab.
+    between : {"auto", "interpolate", "extrude"}
+        Exact convention: the shape between planes interpolated, or each plane extruded over its
+        slab; ``"auto"`` (default) interpolates ROIs spanning fewer than
+        :data:`AUTO_INTERPOLATE_PLANES` plane spacings.
     sample_mm : float, optional
         In-plane sample spacing (mm); default chosen per ROI as described above.
     single_thickness : float, optional
@@ -192,6 +196,9 @@ def roi_samples(
         s = min(MAX_SAMPLE_FRACTION * min(grid.dx, grid.dy), max(deq / SAMPLES_ACROSS, MIN_SAMPLE_MM))
     else:
         s = float(sample_mm)
+    if between == "auto":
+        deq = 2.0 * np.sqrt(max((a for a in areas if a is not None), default=0.0) / np.pi)
+        between = "interpolate" if groups.spacing * AUTO_INTERPOLATE_PLANES > deq else "extrude"
     if between == "interpolate":
         return _interpolated(d, grid, slabs, areas, s, (xmin, xmax, ymin, ymax), notes, label, report, bin_width)
     nxf = int(np.ceil((xmax - xmin) / s)) + 1
@@ -431,16 +438,19 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
             a1 = areas[g[4]]
             a2 = areas[g[6]] if g[6] >= 0 else None
             d2 = abs(slabs[g[6]].z - slabs[k].z) if a2 is not None else 0.0
-            far = _cap_far(phi[k - p_lo], area_q[k - p_lo], s, g[1] - g[0], a1, g[5], a2, d2)
-            if far is None:
+            got = _cap_far(phi[k - p_lo], area_q[k - p_lo], s, g[1] - g[0], a1, g[5], a2, d2)
+            if got is None:
                 gpb[i] = gpa[i]
                 continue
+            far, length = got
             q = len(sl_chunk) + j
             phi[q] = far
             if g[2] == 1:  # above the plane: the plane at the bottom
                 gpa[i], gpb[i] = k - p_lo, q
+                gz1[i] = gz0[i] + length
             else:
                 gpa[i], gpb[i] = q, k - p_lo
+                gz0[i] = gz1[i] - length
         target_cc += sum(area_q[q] * (sl.z1 - sl.z0) for q, sl in enumerate(sl_chunk) if p_lo + q not in done) / 1000
         done.update(range(p_lo, p_hi + 1))
         zlo, zhi = float(gz0.min()), float(gz1.max())
@@ -468,24 +478,39 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
     return out
 
 
+def _extrapolated_area(u: np.ndarray, area_end: float, a1: float, d1: float, a2: float | None,
+                       d2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Plane area extrapolated to ``u`` mm beyond an end plane: (quadratic through the last three
+    planes, or linear through the last two; linear)."""
+    lin = area_end + (area_end - a1) * u / d1
+    if a2 is None or not d2 > d1:
+        return lin, lin
+    # Lagrange through (0, area_end), (-d1, a1), (-d2, a2)
+    quad = (area_end * (u + d1) * (u + d2) / (d1 * d2) + a1 * u * (u + d2) / (-d1 * (d2 - d1))
+            + a2 * u * (u + d1) / (d2 * (d2 - d1)))
+    return quad, lin
+
+
 def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float | None, d1: float,
-             a2: float | None, d2: float) -> np.ndarray | None:
-    """The signed distance at the far end of an end plane's cap (see the module docstring): the
-    cap's cross-section at distance ``u`` beyond the plane is the end region inset (or outset) so
-    that its area follows the area of the end planes extrapolated to ``u`` (quadratic through the
-    last three planes, else linear through the last two), never below 0, shrinking monotonically
-    or growing at most linearly, the boundary moving out at most ``u``. ``None``: keep the end
-    region (extrusion)."""
+             a2: float | None, d2: float) -> tuple[np.ndarray, float] | None:
+    """The signed distance at the far end of an end plane's cap and the cap's length (see the
+    module docstring): the cap's cross-section at distance ``u`` beyond the plane is the end
+    region inset (or outset) so that its area follows the area of the end planes extrapolated to
+    ``u`` (quadratic through the last three planes, else linear through the last two), never below
+    0, shrinking monotonically or growing at most linearly, the boundary moving out at most ``u``.
+    A shrinking cap reaches to where that area vanishes when this lies between ``L`` and the
+    neighbour's distance ``d1`` (no farther: a plane there would have held a contour), else ``L``.
+    ``None``: keep the end region (extrusion)."""
     if a1 is None or not (area_end > 0) or abs(a1 - area_end) <= 1e-9 * max(area_end, 1.0):
         return None
+    if a1 > area_end:
+        uu = np.linspace(0.0, d1, 4 * CAP_STEPS)
+        q_full = _extrapolated_area(uu, area_end, a1, d1, a2, d2)[0]
+        zero = np.flatnonzero(q_full <= 0)
+        if len(zero) and uu[zero[0]] > L:
+            L = float(uu[zero[0]])
     u = np.linspace(0.0, L, CAP_STEPS)
-    lin = area_end + (area_end - a1) * u / d1
-    if a2 is not None and d2 > d1:
-        # Lagrange through (0, area_end), (-d1, a1), (-d2, a2)
-        quad = (area_end * (u + d1) * (u + d2) / (d1 * d2) + a1 * u * (u + d2) / (-d1 * (d2 - d1))
-                + a2 * u * (u + d1) / (d2 * (d2 - d1)))
-    else:
-        quad = lin
+    quad, lin = _extrapolated_area(u, area_end, a1, d1, a2, d2)
     flat = phi_end.ravel()
     srt = np.sort(flat)
     cells = np.searchsorted(srt, flat, side="right").astype(np.float64)
@@ -511,4 +536,4 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
         far = np.where(inside & ~np.isfinite(ustar), flat, far)
     else:
         far = np.where(inside & (ustar > L), flat, far)
-    return far.reshape(phi_end.shape).astype(np.float32)
+    return far.reshape(phi_end.shape).astype(np.float32), L
