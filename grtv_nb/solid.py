@@ -15,6 +15,14 @@ conventions:
     that dose range), so there is no sampling error along z. The samples of a plane share its exact
     area (shoelace, holes subtracted, :func:`grtv_nb.raster.region_area`) times the slab thickness,
     so the volume is exactly what the contours enclose, whatever the sampling.
+    That is ``between="extrude"``. With ``between="interpolate"`` the lattice is padded, each
+    plane's region gets a signed distance (exact Euclidean distance transform of the filled
+    lattice, less half a cell, negative inside) and the solid between two planes is where the
+    linearly interpolated signed distance is <= 0: one z interval per cell and gap, cut at the
+    dose planes as above. An end plane's cap is a gap to an extra signed-distance plane: cells join
+    or leave it in order of their signed distance so that the cross-section's area follows the
+    extrapolated plane area (:func:`_cap_far`). The histogram is scaled to the volume the contours
+    enclose. ``between="auto"`` chooses per ROI (:data:`AUTO_INTERPOLATE_PLANES`).
 ``"dicompyler"``
     dicompyler-core 0.5.6's method, to compare with it: samples at the dose pixel centres, loops of a
     plane XORed, every plane one thickness thick (the smallest gap between the ROI's planes; 0 for
