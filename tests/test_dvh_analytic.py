@@ -215,3 +215,11 @@ def test_dicompyler_convention_reproduces_dicompyler_core(dicompyler_study):
     for name, (vol, _) in DICOMPYLER_CORE.items():
         if vol > 10:
             assert float(ex.stats["volume_cc"].sel(roi=name)) == pytest.approx(vol, rel=0.01), name
+
+
+def test_between_option_is_checked():
+    case = analytic_case("box", plane_mm=2.0, dose_mm=2.0)
+    from grtv_nb.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="between"):
+        compute_roi_dvh(case.dose, case.dose_grid, {"box": case.contours}, between="spline")
