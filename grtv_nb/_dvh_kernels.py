@@ -228,7 +228,7 @@ def _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin):
 
 
 @nb.njit(**_OPTS)
-def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gpa, gpb, w0,
+def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb, w0,
                      inv_w, flat, A, B, P, stats):
     """Accumulate the interpolated solid of one ROI (chunk of gaps) into a DVH.
 
@@ -238,8 +238,8 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, g
     one z interval. Each cell stands for ``w0`` cc per mm. Pieces are cut at ``cuts`` (dose planes
     and the dose grid's outer faces); a piece outside ``[zin_lo, zin_hi]`` or outside the grid
     in-plane (``rin``, ``cin``) gets 0 Gy and counts in ``stats[4]``. ``lat[k - kbase, r, c]`` is
-    dose plane ``k`` (at height ``gz[k]``, ascending) on the lattice. Histogram arguments as
-    :func:`roi_segments`.
+    dose plane ``k`` (at height ``gz[k]``, ascending) on the lattice. ``box[p]`` = (row0, row1,
+    col0, col1) bounds the cells where ``phi[p] <= 0``. Histogram arguments as :func:`roi_segments`.
     """
     npl, nyf, nxf = phi.shape
     nzb = len(cuts) + 2
@@ -257,9 +257,11 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, g
         nf = _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin)
         pa = phi[gpa[g]]
         pb = phi[gpb[g]]
-        for r in range(nyf):
+        ba = box[gpa[g]]
+        bb = box[gpb[g]]
+        for r in range(min(ba[0], bb[0]), max(ba[1], bb[1])):
             rok = rin[r]
-            for c in range(nxf):
+            for c in range(min(ba[2], bb[2]), max(ba[3], bb[3])):
                 fa = np.float64(pa[r, c])
                 fb = np.float64(pb[r, c])
                 if fa > 0.0 and fb > 0.0:

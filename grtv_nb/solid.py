@@ -465,7 +465,14 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
         klo = min(max(int(np.searchsorted(gzs, zlo, side="right")) - 1, 0), max(nz - 2, 0))
         khi = min(int(np.searchsorted(gzs, zhi, side="left")), nz - 1)
         lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
-        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, rin, cin, gz0, gz1, gpa, gpb,
+        box = np.zeros((len(phi), 4), np.int64)
+        for q in range(len(phi)):
+            inside = phi[q] <= 0
+            rows = np.flatnonzero(inside.any(axis=1))
+            cols = np.flatnonzero(inside.any(axis=0))
+            if len(rows):
+                box[q] = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb,
                               s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
     empty = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes)
