@@ -143,14 +143,19 @@ def analytic_table(quick: bool) -> None:
         t_dc_total = time.perf_counter() - t0
         pm = [run_plastimatch(rs, rd, float(np.prod(c.dose_grid.spacing)) / 1000, float(c.dose.max()))
               for (rs, rd), c in zip(pairs, cases)]
-    tools = {"ours": [], "dicompyler-core": [], "plastimatch": []}
+    tools = {"ours": [], "ours extrude": [], "dicompyler-core": [], "plastimatch": []}
     t_ours = []
+    t_ext = []
+    for between in ("auto", "extrude"):  # warm-up (imports, compiled kernels)
+        compute_roi_dvh(cases[0].dose, cases[0].dose_grid, {"w": cases[0].contours}, between=between)
     for i, c in enumerate(cases):
-        t0 = time.perf_counter()
-        r = compute_roi_dvh(c.dose, c.dose_grid, {c.shape: c.contours}, dose_pct=(99, 95, 5, 1), dose_cc=(0.03,))
-        t_ours.append(time.perf_counter() - t0)
-        st = r.stats
-        tools["ours"].append({"volume": float(st["volume_cc"][0]), **{k: float(st[k][0]) for k in KEYS[1:]}})
+        for between, key, times in (("auto", "ours", t_ours), ("extrude", "ours extrude", t_ext)):
+            t0 = time.perf_counter()
+            r = compute_roi_dvh(c.dose, c.dose_grid, {c.shape: c.contours}, between=between,
+                                dose_pct=(99, 95, 5, 1), dose_cc=(0.03,))
+            times.append(time.perf_counter() - t0)
+            st = r.stats
+            tools[key].append({"volume": float(st["volume_cc"][0]), **{k: float(st[k][0]) for k in KEYS[1:]}})
         tools["dicompyler-core"].append(dc[i]["rois"].get(c.shape) if dc else None)
         tools["plastimatch"].append(pm[i])
     print(f"\nAnalytic cases: {len(cases)} (errors: volume/mean in %, D-points in Gy; * = outside the goal)")
@@ -171,8 +176,11 @@ def analytic_table(quick: bool) -> None:
     print("\ncases meeting every goal: " + ", ".join(f"{k} {v}/{len(cases)}" for k, v in npass.items()))
     if dc:
         t_dc = sum(d["s"] for d in dc)
-        print(f"time for all cases: ours {sum(t_ours):.2f} s, dicompyler-core {t_dc:.2f} s "
-              f"(ratio {t_dc / max(sum(t_ours), 1e-9):.1f}x; its process incl. reading {t_dc_total:.1f} s)")
+        print(f"time for all cases: ours {sum(t_ours):.2f} s (extruded {sum(t_ext):.2f} s), dicompyler-core "
+              f"{t_dc:.2f} s (ratio {t_dc / max(sum(t_ours), 1e-9):.1f}x, extruded "
+              f"{t_dc / max(sum(t_ext), 1e-9):.1f}x; its process incl. reading {t_dc_total:.1f} s)")
+        per = np.array([d["s"] for d in dc]) / np.maximum(np.array(t_ours), 1e-9)
+        print(f"per case ratio dicompyler-core / ours: median {np.median(per):.1f}x, min {per.min():.1f}x")
 
 
 def _ellipse(cx, cy, a, b, z, n=120):
@@ -208,15 +216,23 @@ def speed_table() -> None:
     from grtv_nb.dicom.rtstruct import ROI, build_rtstruct
 
     rois, dose, g = speed_case()
-    compute_roi_dvh(dose, g, {"ROI_00": rois["ROI_00"]})  # warm-up (imports, compiled kernel)
+    for between in ("auto", "interpolate", "extrude"):  # warm-up (imports, compiled kernels)
+        compute_roi_dvh(dose, g, {"ROI_00": rois["ROI_00"]}, between=between)
     t0 = time.perf_counter()
     ours = compute_roi_dvh(dose, g, rois, convention="exact")
     t_ours = time.perf_counter() - t0
+    t_b = {}
+    for between in ("interpolate", "extrude"):
+        t0 = time.perf_counter()
+        compute_roi_dvh(dose, g, rois, between=between)
+        t_b[between] = time.perf_counter() - t0
     t0 = time.perf_counter()
     compute_roi_dvh(dose, g, rois, convention="dicompyler")
     t_dcconv = time.perf_counter() - t0
     print(f"\nSpeed: 20 ROIs on a 512 x 512 x 200 CT's 2 mm planes, dose grid {dose.shape} of 2.5 mm")
-    print(f"  ours exact (default)      {t_ours:7.2f} s")
+    print(f"  ours exact (default auto) {t_ours:7.2f} s")
+    print(f"  ours exact, interpolated  {t_b['interpolate']:7.2f} s")
+    print(f"  ours exact, extruded      {t_b['extrude']:7.2f} s")
     print(f"  ours dicompyler convention{t_dcconv:7.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         ps = PatientStudy(patient_name="SPEED", patient_id="SPEED")

@@ -16,14 +16,28 @@ a mask on some reference grid:
 * **Volume** = sum over planes of the exact polygon area (shoelace, holes subtracted) times the slab
   thickness: exactly what the contours enclose, whatever the grids.
 * **Dose.** Each plane is sampled on an in-plane lattice (spacing at most the dose pixel, and fine
-  enough for 64 samples across the ROI); the samples share the plane's exact area. Along z the
-  trilinear dose at a sample is linear between dose planes, so each slab piece between dose planes
-  is a dose *segment* histogrammed exactly (its volume spread uniformly between the doses at its
-  ends): no sampling error along z, and the SI tails of the DVH are right for any slab thickness.
-  Dose beyond half a voxel outside the dose grid is 0 Gy, with a note. See :mod:`grtv_nb.solid`.
-* Not modelled: the shape between planes (each plane's polygon is extruded over its slab), so with
-  3 mm planes curved ends (spheres, lying cylinders) differ from the true solid by up to a few % of
-  a small volume; the contours carry no more information.
+  enough for 64 samples across the ROI). Along z the trilinear dose at a sample is linear between
+  dose planes, so each piece of a sample's z extent between dose planes is a dose *segment*
+  histogrammed exactly (its volume spread uniformly between the doses at its ends): no sampling
+  error along z, and the SI tails of the DVH are right for any slab thickness. Dose beyond half a
+  voxel outside the dose grid is 0 Gy, with a note. See :mod:`grtv_nb.solid`.
+* **Shape between planes** (``between``). ``"extrude"``: each plane's region is extruded over its
+  slab (its samples share the plane's exact area). ``"interpolate"``: the solid between two
+  neighbouring planes is the zero level set of their regions' signed distances (on the lattice)
+  interpolated linearly in z, so at each lattice cell the solid is one exact z interval; the end
+  caps follow the end plane's region inset (or outset) so that its area follows the plane areas
+  extrapolated beyond it (quadratic through the last three planes, else linear; a shrinking cap
+  ends where that area vanishes, at least half and at most one plane spacing out; a growing one
+  reaches half a spacing, its boundary moving out at most as far as it goes; an end plane whose
+  neighbour has the same area is extruded). The histogram is then scaled so the ROI's volume stays
+  what the contours enclose (shoelace area x slab, above): the interpolation places the volume,
+  the contours decide how much. ``"auto"`` (default) interpolates ROIs whose equivalent diameter
+  spans fewer than 16 plane spacings (small ROIs, coarse planes: where extrusion misplaces the
+  ends' volume; spheres on 3 mm planes: D99/D1 within 0.1 Gy in 1 Gy/mm instead of 0.8 Gy off)
+  and extrudes the others (where both agree; the interpolation costs about 3x the time).
+* Not modelled: where the contours say nothing. A surface beyond the end planes is only
+  extrapolated (a small sphere with two 3 mm planes, or a cone base between planes, differ from
+  the true solid by a few % of its volume).
 
 Other conventions, for comparison: ``"dicompyler"`` reproduces dicompyler-core 0.5.6 (dose pixel
 centres, XOR of a plane's loops, every plane as thick as the smallest plane gap, nearest dose plane
@@ -684,6 +698,7 @@ def compute_roi_dvh(
     *,
     convention: str = "exact",
     end_cap: str = "auto",
+    between: str = "auto",
     sample_mm: float | None = None,
     single_thickness: float | None = None,
     ref_z: np.ndarray | None = None,
@@ -710,6 +725,10 @@ def compute_roi_dvh(
         inclusion, dose as stored (:func:`compute_dvh_on_dose_grid`).
     end_cap : {"auto", "half", "none"}
         How far the first and last contour planes reach (exact convention).
+    between : {"auto", "interpolate", "extrude"}
+        The shape between contour planes (exact convention): interpolated, or each plane's region
+        extruded over its slab; ``"auto"`` (default) interpolates ROIs that span few planes (see
+        the module docstring).
     sample_mm : float, optional
         In-plane sample spacing (mm); default chosen per ROI (:mod:`grtv_nb.solid`).
     single_thickness : float, optional
@@ -746,8 +765,9 @@ def compute_roi_dvh(
     vox: list[_Voxels] = []
     for n in names:
         smp = roi_samples(
-            d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, sample_mm=sample_mm,
-            single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"], label=f"ROI '{n}'",
+            d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, between=between,
+            sample_mm=sample_mm, single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"],
+            label=f"ROI '{n}'",
         )
         if notes is not None:
             notes.extend(smp.notes)

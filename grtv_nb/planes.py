@@ -124,10 +124,12 @@ def group_planes(
             few += 1
             continue
         q = pts @ rot
-        if np.ptp(q[:, 2]) > PLANAR_TOL_MM:
+        qz = q[:, 2]
+        zlo, zhi = qz.min(), qz.max()
+        if zhi - zlo > PLANAR_TOL_MM:
             skew += 1
             continue
-        zs.append(float(q[:, 2].mean()))
+        zs.append(float(qz.mean()) if zhi > zlo else float(zlo))
         loops.append(np.ascontiguousarray(q[:, :2]))
     if not zs:
         return PlaneGroups([], few, skew)
@@ -183,4 +185,4 @@ def group_planes(
 def loop_area(loop: np.ndarray) -> float:
     """Unsigned area of one closed loop (N, 2) by the shoelace formula."""
     x, y = loop[:, 0], loop[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return 0.5 * abs(float(np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:]) + x[-1] * y[0] - y[-1] * x[0]))
