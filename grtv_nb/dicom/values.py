@@ -78,6 +78,55 @@ def _raw(ds, keyword: str, file):
     return value
 
 
+_MISSING = object()
+_NUMBER_VRS = frozenset({"DS"})
+_TEXT_VRS = frozenset({"CS", "UI"})
+_KEYWORD_TAGS: dict[str, tuple[int | None, str | None]] = {}
+
+
+def _unconverted_text(ds, keyword: str, vrs: frozenset, split_ok: bool):
+    """The text of a still-raw element ``keyword`` of VR in ``vrs`` (explicit, or the dictionary's
+    for implicit-VR files), decoded as pydicom decodes these ASCII VRs (default character set) and
+    with pydicom's trailing-padding strip, without pydicom's per-value conversion objects (the bulk
+    of reading a CT slice header). ``_MISSING`` when absent; None when pydicom must convert it (an
+    element already converted, deferred, of another VR, multi-valued where ``split_ok`` is False,
+    or ``ds`` not a pydicom dataset). The caller applies the same checks either way."""
+    d = getattr(ds, "_dict", None)
+    if not isinstance(d, dict):
+        return None
+    entry = _KEYWORD_TAGS.get(keyword)
+    if entry is None:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+        tag = tag_for_keyword(keyword)
+        try:
+            dvr = dictionary_VR(tag) if tag is not None else None
+        except KeyError:
+            dvr = None
+        entry = _KEYWORD_TAGS[keyword] = (tag, dvr)
+    tag, dvr = entry
+    if tag is None:
+        return None
+    elem = d.get(tag)
+    if elem is None:
+        return _MISSING
+    if type(elem) is not _raw_element_type():
+        return None
+    vr = elem.VR if elem.VR is not None else dvr
+    value = elem.value
+    if vr not in vrs or not isinstance(value, bytes):
+        return None
+    if not split_ok and b"\\" in value:
+        return None
+    return value.decode("latin-1").rstrip(" \0")
+
+
+def _raw_element_type():
+    from pydicom.dataelem import RawDataElement
+
+    return RawDataElement
+
+
 def _as_list(value) -> list:
     if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
         return [value]
@@ -106,7 +155,13 @@ def floats(ds, keyword: str, file, *, count: int | None = None, required: bool =
     ``count``, or a value that is not a finite number within ``[lo, hi]``. Returns ``default`` when
     absent and not required.
     """
-    value = _raw(ds, keyword, file)
+    fast = _unconverted_text(ds, keyword, _NUMBER_VRS, True)
+    if fast is None:
+        value = _raw(ds, keyword, file)
+    elif fast is _MISSING or not fast.strip("\0 "):
+        value = None
+    else:
+        value = fast.split("\\")
     if value is None:
         if required:
             raise DicomValueError(file, keyword, "is missing or empty")
@@ -146,6 +201,11 @@ def integer(ds, keyword: str, file, *, required: bool = True, default: int | Non
 def text(ds, keyword: str, file=None, default: str = "") -> str:
     """A text attribute as a stripped str without NUL bytes ("" when absent); never raises
     (undecodable text is kept with replacement characters)."""
+    fast = _unconverted_text(ds, keyword, _TEXT_VRS, False)
+    if fast is _MISSING:
+        return default
+    if fast is not None:
+        return fast.replace("\0", "").strip()
     try:
         if keyword not in ds:
             return default
