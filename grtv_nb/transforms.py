@@ -23,9 +23,7 @@ is used when numba is unavailable.
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -36,17 +34,17 @@ from .errors import ValidationError
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-log = logging.getLogger(__name__)
-
 _SUPPORTED = (np.uint8, np.int16, np.uint16, np.float32)
-# Output voxels up to which a call takes the NumPy path while the compiled kernel for its dtypes
-# is not loaded in the process (it loads in a background thread meanwhile). NumPy needs ~25 ns a
-# voxel here; loading the kernel ~1 s from the cache, 5-15 s when it compiles.
-_NUMPY_MAX_VOXELS = 32_000_000
-_BACKGROUND_LOAD = True  # False: no background loading (the compiled kernel loads on a large job)
+# Output voxels a process resamples with NumPy before it loads the compiled kernel of a dtype
+# pair: loading it costs ~1 s even from numba's on-disk cache (its registries, its BLAS check
+# importing scipy.linalg) and 5-15 s when it compiles, while NumPy needs ~15-25 ns a voxel more
+# than the kernel. Within this budget the first calls of a process (a 512 x 512 CT resized: 6-13 M
+# voxels) do not wait for the load; past it, the load is paid once and the kernel's speed kept
+# (at most about twice the cost of knowing the future, as in rent-or-buy). No background thread:
+# imports in a thread race with the caller's ``warnings.catch_warnings``.
+_NUMPY_BUDGET_VOXELS = 64_000_000
+_numpy_voxels = 0  # output voxels resampled by the NumPy path in this process so far
 _LOADED: set = set()  # (input dtype, output dtype) pairs whose kernel is loaded in this process
-_LOADING: set = set()
-_LOAD_LOCK = threading.Lock()
 _SPATIAL = ("z", "y", "x")
 
 
@@ -122,12 +120,10 @@ def sample_separable(
         return np.zeros(tuple(len(t[0]) for t in tables), dtype=out_dtype)
     n_out = int(np.prod([len(t[0]) for t in tables]))
     key = (vol.dtype, out_dtype if out_dtype != np.bool_ else np.dtype(np.uint8))
-    if key not in _LOADED and n_out <= _NUMPY_MAX_VOXELS:
-        # The compiled kernel is not loaded in this process yet: loading it (numba's registries,
-        # its BLAS check importing scipy.linalg) costs ~1 s even from the on-disk cache, and
-        # compiling it 5-15 s. NumPy gives the same values now; the kernel loads meanwhile in a
-        # background thread for the next calls.
-        _load_in_background(*key)
+    global _numpy_voxels
+    if key not in _LOADED and _numpy_voxels + n_out <= _NUMPY_BUDGET_VOXELS:
+        # the compiled kernel is not loaded in this process: NumPy gives the same values now
+        _numpy_voxels += n_out
         return _sample_separable_numpy(vol, tables, fill, out_dtype)
     k = _kernels()
     if k is None:  # pragma: no cover
@@ -158,7 +154,7 @@ def load_kernel(in_dtype: np.dtype | type, out_dtype: np.dtype | type) -> None:
     """Load (or compile) the compiled resampling kernel for ``in_dtype -> out_dtype`` in this process.
 
     Later :func:`sample_separable` / :func:`resize_volume` calls of those dtypes then run compiled
-    whatever their size (before, small ones take the NumPy path; see ``_NUMPY_MAX_VOXELS``).
+    (before, the first calls of a process take the NumPy path; see ``_NUMPY_BUDGET_VOXELS``).
     """
     k = _kernels()
     if k is None:  # pragma: no cover
@@ -166,23 +162,6 @@ def load_kernel(in_dtype: np.dtype | type, out_dtype: np.dtype | type) -> None:
     vol = np.zeros((2, 2, 2), dtype=in_dtype)
     tables = [_axis_weights(np.array([0.0, 0.5]), 2, True)] * 3
     _sample_separable_compiled(k, vol, tables, None, np.dtype(out_dtype))
-
-
-def _load_in_background(in_dtype: np.dtype, out_dtype: np.dtype) -> None:
-    """Start loading the kernel for a dtype pair in a daemon thread (once per pair)."""
-    key = (np.dtype(in_dtype), np.dtype(out_dtype))
-    with _LOAD_LOCK:
-        if key in _LOADING or not _BACKGROUND_LOAD:
-            return
-        _LOADING.add(key)
-
-    def run():
-        try:
-            load_kernel(*key)
-        except Exception as exc:  # pragma: no cover - the NumPy path keeps working
-            log.info("could not load the compiled resampling kernel for %s -> %s: %s", *key, exc)
-
-    threading.Thread(target=run, name="grtv_nb-kernel-load", daemon=True).start()
 
 
 def _lerp_axis(a: np.ndarray, i0: np.ndarray, i1: np.ndarray, w: np.ndarray, axis: int,

@@ -165,6 +165,25 @@ def test_numpy_path_does_not_write_into_the_input():
     assert np.array_equal(out[:, :, :2], vol[:, :, :2])
 
 
+def test_numpy_path_until_the_budget_then_the_kernel(monkeypatch):
+    # Before the kernel of a dtype pair is loaded, calls take the NumPy path until the process has
+    # resampled _NUMPY_BUDGET_VOXELS with it; then the kernel loads and serves every later call.
+    import grtv_nb.transforms as tr
+
+    calls = []
+    monkeypatch.setattr(tr, "_LOADED", set())
+    monkeypatch.setattr(tr, "_numpy_voxels", 0)
+    monkeypatch.setattr(tr, "_NUMPY_BUDGET_VOXELS", 2 * 8 * 8 * 8)
+    real_np, real_k = tr._sample_separable_numpy, tr._sample_separable_compiled
+    monkeypatch.setattr(tr, "_sample_separable_numpy", lambda *a: calls.append("numpy") or real_np(*a))
+    monkeypatch.setattr(tr, "_sample_separable_compiled", lambda *a: calls.append("kernel") or real_k(*a))
+    vol = np.arange(4 * 16 * 16, dtype=np.int16).reshape(4, 16, 16)
+    outs = [resize_volume(vol, (8, 8, 8)) for _ in range(4)]
+    assert calls == ["numpy", "numpy", "kernel", "kernel"]
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+    assert (np.dtype(np.int16), np.dtype(np.int16)) in tr._LOADED
+
+
 def test_grid_mode_indices_convention():
     np.testing.assert_allclose(grid_mode_indices(4, 2), [0.5, 2.5])
     np.testing.assert_allclose(grid_mode_indices(2, 4), [-0.25, 0.25, 0.75, 1.25])
