@@ -10,6 +10,11 @@ header must never end in ``MemoryError``).
 
 Conventions: lengths in mm, positions in patient coordinates (mm); every array returned is
 float64 and finite.
+
+Speed: a DS, CS or UI element pydicom has not converted yet is read from its raw bytes, decoded
+and split exactly as pydicom does (these VRs use the default character set), then checked by the
+same code; pydicom's per-value objects were most of the time of reading a CT slice header. Any
+other element (converted, deferred, multi-valued CS/UI, another VR) is converted by pydicom.
 """
 
 from __future__ import annotations
