@@ -24,6 +24,7 @@ is used when numba is unavailable.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -121,14 +122,21 @@ def sample_separable(
     n_out = int(np.prod([len(t[0]) for t in tables]))
     key = (vol.dtype, out_dtype if out_dtype != np.bool_ else np.dtype(np.uint8))
     global _numpy_voxels
-    if key not in _LOADED and _numpy_voxels + n_out <= _NUMPY_BUDGET_VOXELS:
-        # the compiled kernel is not loaded in this process: NumPy gives the same values now
+    if key not in _LOADED and _numpy_voxels + n_out <= _NUMPY_BUDGET_VOXELS and not _kernels_warm():
+        # no compiled kernel has run in this process yet: NumPy gives the same values now
         _numpy_voxels += n_out
         return _sample_separable_numpy(vol, tables, fill, out_dtype)
     k = _kernels()
     if k is None:  # pragma: no cover
         return _sample_separable_numpy(vol, tables, fill, out_dtype)
     return _sample_separable_compiled(k, vol, tables, fill, out_dtype)
+
+
+def _kernels_warm() -> bool:
+    """Whether a compiled kernel (any) already ran in this process: numba's registries are then
+    loaded and another kernel or dtype pair loads from the cache in tens of milliseconds."""
+    k = sys.modules.get(__package__ + "._kernels")
+    return k is not None and any(getattr(v, "overloads", None) for v in vars(k).values())
 
 
 def _sample_separable_compiled(k, vol: np.ndarray, tables, fill: float | None, out_dtype: np.dtype) -> np.ndarray:

@@ -166,11 +166,13 @@ def test_numpy_path_does_not_write_into_the_input():
 
 
 def test_numpy_path_until_the_budget_then_the_kernel(monkeypatch):
-    # Before the kernel of a dtype pair is loaded, calls take the NumPy path until the process has
-    # resampled _NUMPY_BUDGET_VOXELS with it; then the kernel loads and serves every later call.
+    # Before any compiled kernel ran in the process, calls take the NumPy path until the process
+    # has resampled _NUMPY_BUDGET_VOXELS with it; then the kernel loads and serves every later call.
     import grtv_nb.transforms as tr
 
+    assert tr._kernels_warm() == any(getattr(v, "overloads", None) for v in vars(_kernels).values())
     calls = []
+    monkeypatch.setattr(tr, "_kernels_warm", lambda: False)
     monkeypatch.setattr(tr, "_LOADED", set())
     monkeypatch.setattr(tr, "_numpy_voxels", 0)
     monkeypatch.setattr(tr, "_NUMPY_BUDGET_VOXELS", 2 * 8 * 8 * 8)
@@ -182,6 +184,11 @@ def test_numpy_path_until_the_budget_then_the_kernel(monkeypatch):
     assert calls == ["numpy", "numpy", "kernel", "kernel"]
     assert all(np.array_equal(o, outs[0]) for o in outs)
     assert (np.dtype(np.int16), np.dtype(np.int16)) in tr._LOADED
+    # numba already warm (another kernel ran): a new dtype pair loads at once (tens of ms)
+    monkeypatch.setattr(tr, "_kernels_warm", lambda: True)
+    calls.clear()
+    resize_volume(vol.astype(np.uint16), (8, 8, 8))
+    assert calls == ["kernel"]
 
 
 def test_grid_mode_indices_convention():
