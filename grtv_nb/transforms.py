@@ -17,8 +17,12 @@ Resizing keeps a volume's physical extent: output voxel ``o`` of an axis resized
 input centres the edge value is used. This is exactly ``scipy.ndimage.zoom(order=1,
 grid_mode=True, mode='nearest')`` and ``skimage.transform.resize(order=1, anti_aliasing=False)``.
 
-The loops run compiled (numba, :mod:`grtv_nb._kernels`); a pure NumPy path with the same results
-is used when numba is unavailable.
+The loops run compiled (numba, :mod:`grtv_nb._kernels`). A NumPy path with bit-identical results
+(the same float32 operations in the same order) serves the first calls of a process, before any
+compiled kernel has run: loading one costs ~1 s even from numba's on-disk cache, more than NumPy
+needs to resize a CT. Past ``_NUMPY_BUDGET_VOXELS`` output voxels, or once numba is warm, the
+kernel is used (:func:`load_kernel` loads it ahead, as ``grtv-nb warmup`` does). NumPy also
+serves when numba is unavailable.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ cached on disk (``cache=True``; see :func:`grtv_nb._kernels.cache_dir` for where
 would otherwise pay 5-15 s of compilation inside the user's first ``resizeImage3D`` or
 ``augmentImg3D``. :func:`warmup` makes those calls once on tiny volumes, for the types the public
 functions use (see ``_RESIZE_PAIRS``; int16 images with uint8 and float32 companions in
-augmentation), so later processes only load the cached machine code.
+augmentation), so later processes only load the cached machine code. (A process's first small
+resizes run on NumPy and need no kernel: see :mod:`grtv_nb.transforms`.)
 """
 
 from __future__ import annotations
