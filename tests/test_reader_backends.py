@@ -65,7 +65,7 @@ def _open(folder, name, monkeypatch=None):
 
     with monkeypatch.context() if monkeypatch else _nothing() as m:
         if m is not None:
-            m.setattr(values, "_unconverted_text", lambda *a: None)
+            m.setattr(values, "_unconverted", lambda *a: None)
         with backend(name), warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             st = open_study(folder)
