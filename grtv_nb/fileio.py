@@ -205,11 +205,18 @@ def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
 def source_folders(paths: Iterable[str | os.PathLike | None]) -> list[Path]:
     """Resolved folders of ``paths`` (files count by their folder; ``None`` entries skipped)."""
     out: list[Path] = []
+    parents: dict[Path, Path] = {}  # resolved folder of each plain file's folder (one resolve per folder)
     for p in paths:
         if p is None:
             continue
-        p = Path(p).resolve()
-        d = p if p.is_dir() else p.parent
+        p = Path(p)
+        if p.is_symlink() or p.is_dir() or p.name in ("", ".", ".."):
+            p = p.resolve()
+            d = p if p.is_dir() else p.parent
+        else:  # a plain file (or nothing): its real folder is its folder's
+            d = parents.get(p.parent)
+            if d is None:
+                d = parents[p.parent] = p.parent.resolve()
         if d not in out:
             out.append(d)
     return out

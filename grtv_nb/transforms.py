@@ -17,12 +17,17 @@ Resizing keeps a volume's physical extent: output voxel ``o`` of an axis resized
 input centres the edge value is used. This is exactly ``scipy.ndimage.zoom(order=1,
 grid_mode=True, mode='nearest')`` and ``skimage.transform.resize(order=1, anti_aliasing=False)``.
 
-The loops run compiled (numba, :mod:`grtv_nb._kernels`); a pure NumPy path with the same results
-is used when numba is unavailable.
+The loops run compiled (numba, :mod:`grtv_nb._kernels`). A NumPy path with bit-identical results
+(the same float32 operations in the same order) serves the first calls of a process, before any
+compiled kernel has run: loading one costs ~1 s even from numba's on-disk cache, more than NumPy
+needs to resize a CT. Past ``_NUMPY_BUDGET_VOXELS`` output voxels, or once numba is warm, the
+kernel is used (:func:`load_kernel` loads it ahead, as ``grtv-nb warmup`` does). NumPy also
+serves when numba is unavailable.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -35,6 +40,16 @@ if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
 _SUPPORTED = (np.uint8, np.int16, np.uint16, np.float32)
+# Output voxels a process resamples with NumPy before it loads the compiled kernel of a dtype
+# pair: loading it costs ~1 s even from numba's on-disk cache (its registries, its BLAS check
+# importing scipy.linalg) and 5-15 s when it compiles, while NumPy needs ~15-25 ns a voxel more
+# than the kernel. Within this budget the first calls of a process (a 512 x 512 CT resized: 6-13 M
+# voxels) do not wait for the load; past it, the load is paid once and the kernel's speed kept
+# (at most about twice the cost of knowing the future, as in rent-or-buy). No background thread:
+# imports in a thread race with the caller's ``warnings.catch_warnings``.
+_NUMPY_BUDGET_VOXELS = 64_000_000
+_numpy_voxels = 0  # output voxels resampled by the NumPy path in this process so far
+_LOADED: set = set()  # (input dtype, output dtype) pairs whose kernel is loaded in this process
 _SPATIAL = ("z", "y", "x")
 
 
@@ -108,15 +123,29 @@ def sample_separable(
     tables = [_axis_weights(f, n, clamp) for f, n in zip((iz, iy, ix), vol.shape)]
     if min(vol.shape) == 0 or any(len(t[0]) == 0 for t in tables):
         return np.zeros(tuple(len(t[0]) for t in tables), dtype=out_dtype)
-    is_int = bool(np.issubdtype(out_dtype, np.integer))
     n_out = int(np.prod([len(t[0]) for t in tables]))
-    if not is_int and n_out < 4_000_000 and "grtv_nb._kernels" not in sys.modules:
-        # Small float job and numba not loaded yet: loading the compiled kernel costs ~1 s, more
-        # than NumPy needs here (e.g. a dose onto a phantom-sized image in ~40 ms).
+    key = (vol.dtype, out_dtype if out_dtype != np.bool_ else np.dtype(np.uint8))
+    global _numpy_voxels
+    if key not in _LOADED and _numpy_voxels + n_out <= _NUMPY_BUDGET_VOXELS and not _kernels_warm():
+        # no compiled kernel has run in this process yet: NumPy gives the same values now
+        _numpy_voxels += n_out
         return _sample_separable_numpy(vol, tables, fill, out_dtype)
     k = _kernels()
     if k is None:  # pragma: no cover
         return _sample_separable_numpy(vol, tables, fill, out_dtype)
+    return _sample_separable_compiled(k, vol, tables, fill, out_dtype)
+
+
+def _kernels_warm() -> bool:
+    """Whether a compiled kernel (any) already ran in this process: numba's registries are then
+    loaded and another kernel or dtype pair loads from the cache in tens of milliseconds."""
+    k = sys.modules.get(__package__ + "._kernels")
+    return k is not None and any(getattr(v, "overloads", None) for v in vars(k).values())
+
+
+def _sample_separable_compiled(k, vol: np.ndarray, tables, fill: float | None, out_dtype: np.dtype) -> np.ndarray:
+    """:func:`sample_separable` by the compiled kernel ``k.separable``."""
+    is_int = bool(np.issubdtype(out_dtype, np.integer))
     if is_int:
         info = np.iinfo(out_dtype)
         lo, hi = float(info.min), float(info.max)
@@ -129,31 +158,101 @@ def sample_separable(
     (z0, z1, wz, vz), (y0, y1, wy, vy), (x0, x1, wx, vx) = tables
     k.separable(vol, out.view(kdtype), z0, z1, wz, vz, y0, y1, wy, vy, x0, x1, wx, vx,
                 float(0.0 if fill is None else fill), is_int, lo, hi)
+    _LOADED.add((vol.dtype, kdtype))
+    return out
+
+
+def load_kernel(in_dtype: np.dtype | type, out_dtype: np.dtype | type) -> None:
+    """Load (or compile) the compiled resampling kernel for ``in_dtype -> out_dtype`` in this process.
+
+    Later :func:`sample_separable` / :func:`resize_volume` calls of those dtypes then run compiled
+    (before, the first calls of a process take the NumPy path; see ``_NUMPY_BUDGET_VOXELS``).
+    """
+    k = _kernels()
+    if k is None:  # pragma: no cover
+        return
+    vol = np.zeros((2, 2, 2), dtype=in_dtype)
+    tables = [_axis_weights(np.array([0.0, 0.5]), 2, True)] * 3
+    _sample_separable_compiled(k, vol, tables, None, np.dtype(out_dtype))
+
+
+def _lerp_axis(a: np.ndarray, i0: np.ndarray, i1: np.ndarray, w: np.ndarray, axis: int,
+               skip_zero: bool) -> np.ndarray:
+    """``a0 + (a1 - a0) * w`` along ``axis`` in float32 (``a0``, ``a1`` the taps ``i0``, ``i1``);
+    with ``skip_zero`` a weight of 0 gives ``a0`` itself (as the kernel, which skips such taps)."""
+    n = a.shape[axis]
+    if not w.any():
+        if len(i0) == n and np.array_equal(i0, np.arange(n)):
+            return a.astype(np.float32, copy=False)
+        return np.take(a, i0, axis=axis).astype(np.float32, copy=False)
+    shape = [1] * a.ndim
+    shape[axis] = -1
+    lo = np.take(a, i0, axis=axis).astype(np.float32, copy=False)
+    out = np.take(a, i1, axis=axis).astype(np.float32, copy=False)
+    out -= lo
+    out *= w.reshape(shape)
+    out += lo
+    if skip_zero:
+        zero = (w == 0).reshape(shape)
+        if zero.any():
+            out = np.where(zero, lo, out)
     return out
 
 
 def _sample_separable_numpy(vol: np.ndarray, tables, fill: float | None, dtype: np.dtype) -> np.ndarray:
-    """NumPy implementation of :func:`sample_separable` (fallback and test cross-check)."""
-    out = vol.astype(np.float32, copy=False)
-    for axis, (i0, i1, w, _valid) in enumerate(tables):
-        a = np.take(out, i0, axis=axis)
-        b = np.take(out, i1, axis=axis)
-        shape = [1, 1, 1]
-        shape[axis] = -1
-        out = a + (b - a) * w.reshape(shape)
-    if fill is not None:
-        vz, vy, vx = (t[3] for t in tables)
-        if not (vz.all() and vy.all() and vx.all()):
-            mask = vz[:, None, None] & vy[None, :, None] & vx[None, None, :]
-            out = np.where(mask, out, np.float32(fill))
+    """NumPy implementation of :func:`sample_separable`, value for value the compiled kernel's.
+
+    Same float32 operations in the same order as ``_kernels.separable``: rows blended along y,
+    then z (taps of weight 0 skipped), then x (kept, halved as the pair mean, or interpolated);
+    integer outputs rounded with the same alternating ties; fill rounded half away from zero.
+    """
+    (z0, z1, wz, vz), (y0, y1, wy, vy), (x0, x1, wx, vx) = tables
+    nxi = vol.shape[2]
+    nxo = len(x0)
+    out = _lerp_axis(vol, y0, y1, wy, 1, True)
+    out = _lerp_axis(out, z0, z1, wz, 0, True)
+    ox = np.arange(nxo)
+    if np.array_equal(x0, ox) and not wx.any() and nxo == nxi:
+        pass  # x kept
+    elif nxi == 2 * nxo and np.array_equal(x0, 2 * ox) and np.array_equal(x1, 2 * ox + 1) and np.all(wx == 0.5):
+        out = (out[:, :, 0::2] + out[:, :, 1::2]) * np.float32(0.5)
+    else:
+        lo = np.take(out, x0, axis=2)
+        out = np.take(out, x1, axis=2)
+        out -= lo
+        out *= wx
+        out += lo
+    if np.may_share_memory(out, vol):  # every axis kept: do not write into the input
+        out = out.copy()
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        out = np.clip(np.nan_to_num(out), info.min, info.max)
+        np.nan_to_num(out, copy=False, nan=0.0)
+        np.clip(out, np.float32(info.min), np.float32(info.max), out=out)
         f = np.floor(out)
-        d = out - f
-        parity = np.indices(out.shape).sum(axis=0) % 2 == 0
-        out = f + ((d > 0.5) | ((d == 0.5) & parity))
-    return out.astype(dtype)
+        out -= f  # the fraction d
+        # up where d > 0.5, or d == 0.5 and z + y + x even
+        par = ((np.arange(len(z0)) & 1).astype(np.uint8)[:, None, None]
+               + (np.arange(len(y0)) & 1).astype(np.uint8)[None, :, None]
+               + (ox & 1).astype(np.uint8)[None, None, :]) & 1
+        up = (out > 0.5) | ((out == 0.5) & (par == 0))
+        f += up
+        out = f
+    if fill is not None and not (vz.all() and vy.all() and vx.all()):
+        mask = vz[:, None, None] & vy[None, :, None] & vx[None, None, :]
+        out[~mask] = _stored_fill(fill, dtype)
+    return np.ascontiguousarray(out.astype(dtype, copy=False))
+
+
+def _stored_fill(fill: float, dtype: np.dtype) -> np.float32:
+    """The value ``fill`` takes in an output of ``dtype`` (the kernel's ``_store``): integers
+    rounded half away from zero and clipped, NaN as 0."""
+    if not np.issubdtype(dtype, np.integer):
+        return np.float32(fill)
+    if fill != fill:
+        return np.float32(0.0)
+    info = np.iinfo(dtype)
+    v = math.floor(fill + 0.5) if fill >= 0 else math.ceil(fill - 0.5)
+    return np.float32(min(max(v, float(info.min)), float(info.max)))
 
 
 def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

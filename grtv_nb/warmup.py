@@ -6,7 +6,8 @@ cached on disk (``cache=True``; see :func:`grtv_nb._kernels.cache_dir` for where
 would otherwise pay 5-15 s of compilation inside the user's first ``resizeImage3D`` or
 ``augmentImg3D``. :func:`warmup` makes those calls once on tiny volumes, for the types the public
 functions use (see ``_RESIZE_PAIRS``; int16 images with uint8 and float32 companions in
-augmentation), so later processes only load the cached machine code.
+augmentation), so later processes only load the cached machine code. (A process's first small
+resizes run on NumPy and need no kernel: see :mod:`grtv_nb.transforms`.)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def warmup(verbose: bool = False) -> dict[str, float]:
     """
     from . import _kernels
     from .augment import augment_volumes
-    from .transforms import resize_volume
+    from .transforms import load_kernel
 
     times: dict[str, float] = {}
 
@@ -54,7 +55,7 @@ def warmup(verbose: bool = False) -> dict[str, float]:
 
     def resize():
         for din, dout in _RESIZE_PAIRS:
-            resize_volume(vols[np.dtype(din)], (3, 7, 5), dout)
+            load_kernel(din, dout)
 
     def augment():
         ct = (vols[np.dtype(np.int16)] - 1000).astype(np.int16)

@@ -44,8 +44,8 @@ def test_kernels_are_cached_on_disk_for_the_next_process(tmp_path):
     from pathlib import Path
 
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    code = ("import numpy as np; from grtv_nb.transforms import resize_volume; from grtv_nb import _kernels; "
-            "resize_volume(np.zeros((4, 4, 4), np.int16), (2, 2, 2)); print(_kernels.cache_dir())")
+    code = ("import numpy as np; from grtv_nb.transforms import load_kernel; from grtv_nb import _kernels; "
+            "load_kernel(np.int16, np.int16); print(_kernels.cache_dir())")
     p = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]

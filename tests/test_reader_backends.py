@@ -57,22 +57,37 @@ def test_same_dataset_from_both_backends_on_every_real_file(shared_data):
     assert fast >= 90
 
 
-def _open(folder, name):
+def _open(folder, name, monkeypatch=None):
+    """open_study with reader backend ``name``; with ``monkeypatch``, every value is converted by
+    pydicom (values.py's raw-bytes reading of unconverted DS/CS/UI elements switched off)."""
     from grtv_nb import open_study
+    from grtv_nb.dicom import values
 
-    with backend(name), warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        st = open_study(folder)
+    with monkeypatch.context() if monkeypatch else _nothing() as m:
+        if m is not None:
+            m.setattr(values, "_unconverted", lambda *a: None)
+        with backend(name), warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            st = open_study(folder)
     return st, sorted(str(x.message) for x in w)
 
 
+@contextmanager
+def _nothing():
+    yield None
+
+
 @pytest.mark.parametrize("case", ["pycerr-headneck-ct/head_and_neck/pt_1", "cerr-radiomics-phantom/pat_1",
-                                  "dicompyler-example/example_data"])
-def test_same_study_from_both_backends(shared_data, case):
+                                  "cerr-radiomics-phantom/pat_2", "cerr-radiomics-phantom/pat_3",
+                                  "cerr-radiomics-phantom/pat_4", "dicompyler-example/example_data",
+                                  "rt-utils-testdata/tests/mock_data", "rt-utils-testdata/tests/oriented_data"])
+def test_same_study_from_both_backends(shared_data, case, monkeypatch):
+    # reference: pydicom reads the files and converts every value; tested: dicomsdl's parser and
+    # the values read from the raw bytes (grtv_nb.dicom.values)
     folder = shared_data / case
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent")
-    ref, ref_w = _open(folder, "pydicom")
+    ref, ref_w = _open(folder, "pydicom", monkeypatch)
     got, got_w = _open(folder, "dicomsdl")
     assert got_w == ref_w
     assert ("image" in got.ds) == ("image" in ref.ds)

@@ -9,9 +9,11 @@ import scipy.ndimage as ndi
 import xarray as xr
 from skimage.transform import resize as sk_resize
 
+from grtv_nb import _kernels
 from grtv_nb.errors import ValidationError
 from grtv_nb.transforms import (
     _axis_weights,
+    _sample_separable_compiled,
     _sample_separable_numpy,
     grid_mode_indices,
     resample_to_spacing,
@@ -92,8 +94,9 @@ def test_sample_separable_compiled_matches_numpy_path():
     iy = np.linspace(0, 8, 5)
     ix = np.array([-0.2, 0.0, 3.3, 9.0, 9.4])
     for fill in (0.0, -7.0, None):
-        ours = sample_separable(vol, iz, iy, ix, fill=fill)
         tables = [_axis_weights(f, n, fill is None) for f, n in zip((iz, iy, ix), vol.shape)]
+        ours = _sample_separable_compiled(_kernels, vol, tables, fill, np.dtype(np.float32))
+        assert np.array_equal(ours, sample_separable(vol, iz, iy, ix, fill=fill))
         ref = _sample_separable_numpy(vol, tables, fill, np.dtype(np.float32))
         np.testing.assert_allclose(ours, ref, atol=1e-5)
         ref_mc = ndi.map_coordinates(vol.astype(np.float64), np.meshgrid(iz, iy, ix, indexing="ij"), order=1,
@@ -104,6 +107,88 @@ def test_sample_separable_compiled_matches_numpy_path():
             inside = vz[:, None, None] & vy[None, :, None] & vx[None, None, :]
             assert np.all(ours[~inside] == np.float32(fill))
         np.testing.assert_allclose(ours[inside], ref_mc[inside], atol=1e-5)
+
+
+def _random_volume(rng, dtype, shape):
+    if dtype == np.float32:
+        return rng.normal(0, 300, shape).astype(np.float32)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+
+
+@pytest.mark.parametrize("din", [np.int16, np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("dout", [np.int16, np.uint8, np.uint16, np.float32])
+def test_numpy_path_is_bit_identical_to_compiled(din, dout):
+    # The NumPy path serves calls made before the compiled kernel is loaded in a process: every
+    # value (integer roundings, ties, clipping, fill) must be the kernel's, bit for bit.
+    rng = np.random.default_rng(np.dtype(din).num * 31 + np.dtype(dout).num)
+    dout = np.dtype(dout)
+    for trial in range(12):
+        shape = tuple(int(n) for n in rng.integers(1, 16, 3))
+        vol = _random_volume(rng, din, shape)
+        if trial % 3 == 0:  # a resize (edge clamped), all three axes changed
+            idx = [grid_mode_indices(n, int(m)) for n, m in zip(shape, rng.integers(1, 20, 3))]
+            fill = None
+        elif trial % 3 == 1:  # slices kept, rows and columns halved (the kernel's special cases)
+            idx = [grid_mode_indices(n, m) for n, m in zip(shape, (shape[0], max(shape[1] // 2, 1),
+                                                                   max(shape[2] // 2, 1)))]
+            fill = None
+        else:  # arbitrary indices, some outside: fill, rounded half away from zero for integers
+            idx = [rng.uniform(-2, n + 1, int(rng.integers(1, 12))) for n in shape]
+            fill = float(rng.choice([0.0, -7.5, 2.5, 1e6]))
+        tables = [_axis_weights(f, n, fill is None) for f, n in zip(idx, shape)]
+        ref = _sample_separable_compiled(_kernels, vol, tables, fill, dout)
+        got = _sample_separable_numpy(vol, tables, fill, dout)
+        assert got.dtype == ref.dtype and got.shape == ref.shape and got.flags.c_contiguous
+        assert np.array_equal(got.view(np.uint8), ref.view(np.uint8)), (trial, shape, fill)
+
+
+def test_numpy_path_exact_ties_and_ct_resize():
+    # A 0/255 mask halved (exact .5 ties everywhere) and a CT-like int16 resize: bit-identical.
+    mask = np.zeros((6, 20, 20), np.uint8)
+    mask[1:5, 3:14, 5:16] = 255
+    ct = np.random.default_rng(5).integers(-1024, 3000, (7, 64, 64)).astype(np.int16)
+    for vol, shape in ((mask, (6, 10, 10)), (mask, (3, 7, 13)), (ct, (7, 32, 32)), (ct, (5, 48, 40))):
+        tables = [_axis_weights(grid_mode_indices(n, m), n, True) for n, m in zip(vol.shape, shape)]
+        ref = _sample_separable_compiled(_kernels, vol, tables, None, vol.dtype)
+        assert np.array_equal(_sample_separable_numpy(vol, tables, None, vol.dtype), ref)
+        assert np.array_equal(resize_volume(vol, shape), ref)
+
+
+def test_numpy_path_does_not_write_into_the_input():
+    vol = np.random.default_rng(6).normal(size=(3, 4, 5)).astype(np.float32)
+    keep = vol.copy()
+    tables = [_axis_weights(np.arange(n, dtype=float), n, False) for n in vol.shape]
+    tables[2] = _axis_weights(np.array([0.0, 1.0, 9.0]), 5, False)  # one column outside: filled
+    out = _sample_separable_numpy(vol, tables, -1.0, np.dtype(np.float32))
+    assert np.array_equal(vol, keep) and np.all(out[:, :, 2] == -1.0)
+    assert np.array_equal(out[:, :, :2], vol[:, :, :2])
+
+
+def test_numpy_path_until_the_budget_then_the_kernel(monkeypatch):
+    # Before any compiled kernel ran in the process, calls take the NumPy path until the process
+    # has resampled _NUMPY_BUDGET_VOXELS with it; then the kernel loads and serves every later call.
+    import grtv_nb.transforms as tr
+
+    assert tr._kernels_warm() == any(getattr(v, "overloads", None) for v in vars(_kernels).values())
+    calls = []
+    monkeypatch.setattr(tr, "_kernels_warm", lambda: False)
+    monkeypatch.setattr(tr, "_LOADED", set())
+    monkeypatch.setattr(tr, "_numpy_voxels", 0)
+    monkeypatch.setattr(tr, "_NUMPY_BUDGET_VOXELS", 2 * 8 * 8 * 8)
+    real_np, real_k = tr._sample_separable_numpy, tr._sample_separable_compiled
+    monkeypatch.setattr(tr, "_sample_separable_numpy", lambda *a: calls.append("numpy") or real_np(*a))
+    monkeypatch.setattr(tr, "_sample_separable_compiled", lambda *a: calls.append("kernel") or real_k(*a))
+    vol = np.arange(4 * 16 * 16, dtype=np.int16).reshape(4, 16, 16)
+    outs = [resize_volume(vol, (8, 8, 8)) for _ in range(4)]
+    assert calls == ["numpy", "numpy", "kernel", "kernel"]
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+    assert (np.dtype(np.int16), np.dtype(np.int16)) in tr._LOADED
+    # numba already warm (another kernel ran): a new dtype pair loads at once (tens of ms)
+    monkeypatch.setattr(tr, "_kernels_warm", lambda: True)
+    calls.clear()
+    resize_volume(vol.astype(np.uint16), (8, 8, 8))
+    assert calls == ["kernel"]
 
 
 def test_grid_mode_indices_convention():

@@ -460,3 +460,25 @@ def test_export_repairs_names_dicom_cannot_hold(patient):
 def test_write_errors_are_grtv_and_os_errors():
     assert issubclass(WriteError, GRTVError) and issubclass(WriteError, OSError)
     assert issubclass(FolderBusyError, WriteError)
+
+
+def test_source_folders_resolve_every_file_like_realpath(tmp_path):
+    # plain files share one resolve of their folder; a symlinked file counts by its target's folder
+    from grtv_nb.fileio import source_folders
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "1.dcm").write_bytes(b"x")
+    (b / "2.dcm").write_bytes(b"x")
+    (a / "link.dcm").symlink_to(b / "2.dcm")
+    (tmp_path / "alias").symlink_to(a, target_is_directory=True)
+    paths = [tmp_path / "alias" / "1.dcm", a / "link.dcm", a / "missing.dcm", tmp_path / "alias", None, a / ".."]
+    want: list = []
+    for p in paths:
+        if p is not None:
+            r = p.resolve()
+            d = r if r.is_dir() else r.parent
+            if d not in want:
+                want.append(d)
+    assert source_folders(paths) == want == [a.resolve(), b.resolve(), tmp_path.resolve()]

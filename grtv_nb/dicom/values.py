@@ -10,6 +10,12 @@ header must never end in ``MemoryError``).
 
 Conventions: lengths in mm, positions in patient coordinates (mm); every array returned is
 float64 and finite.
+
+Speed: a DS, IS, US, CS or UI element pydicom has not converted yet is read from its raw bytes,
+decoded and split exactly as pydicom does (these VRs use the default character set), then checked
+by the same code; pydicom's per-value objects were most of the time of reading a CT slice header.
+Anything else (converted or deferred elements, other VRs, multi-valued CS/UI, an IS that is not a
+plain integer, big-endian data) is converted by pydicom.
 """
 
 from __future__ import annotations
@@ -78,6 +84,94 @@ def _raw(ds, keyword: str, file):
     return value
 
 
+_MISSING = object()
+_FAST_VRS = frozenset({"DS", "IS", "US", "CS", "UI"})
+_KEYWORD_TAGS: dict[str, tuple[int | None, str | None]] = {}
+
+
+def _unconverted(ds, keyword: str):
+    """``(VR, raw bytes, little endian)`` of element ``keyword`` while pydicom has not converted it
+    and its VR (explicit, or the dictionary's for implicit-VR files) is one read here from the raw
+    bytes (DS, IS, US, CS, UI: default character set, no per-value pydicom objects, which were the
+    bulk of reading a CT slice header). ``_MISSING`` when absent; None when pydicom must convert it
+    (already converted, deferred, another VR, ``ds`` not a pydicom dataset). Callers decode as
+    pydicom does, hand anything unusual to pydicom, and apply the same checks either way."""
+    d = getattr(ds, "_dict", None)
+    if not isinstance(d, dict):
+        return None
+    entry = _KEYWORD_TAGS.get(keyword)
+    if entry is None:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+        tag = tag_for_keyword(keyword)
+        try:
+            dvr = dictionary_VR(tag) if tag is not None else None
+        except KeyError:
+            dvr = None
+        entry = _KEYWORD_TAGS[keyword] = (tag, dvr)
+    tag, dvr = entry
+    if tag is None:
+        return None
+    elem = d.get(tag)
+    if elem is None:
+        return _MISSING
+    if type(elem) is not _raw_element_type():
+        return None
+    vr = elem.VR if elem.VR is not None else dvr
+    value = elem.value
+    if vr not in _FAST_VRS or not isinstance(value, bytes):
+        return None
+    return vr, value, elem.is_little_endian
+
+
+def _fast_numbers(ds, keyword: str):
+    """The values of a raw DS/IS/US element as pydicom would give them (strings for DS, ints for
+    IS and US), ``_MISSING`` when absent or empty, None when pydicom must convert it (an IS value
+    that is not a plain integer, an odd US length, big endian, another VR)."""
+    raw = _unconverted(ds, keyword)
+    if raw is None or raw is _MISSING:
+        return raw
+    vr, value, little = raw
+    if vr == "US":
+        if not value:
+            return _MISSING
+        if not little or len(value) % 2:
+            return None
+        return list(struct.unpack(f"<{len(value) // 2}H", value))
+    if vr not in ("DS", "IS"):
+        return None
+    text = value.decode("latin-1").rstrip(" \0")  # pydicom's padding strip
+    if not text.strip("\0 "):
+        return _MISSING
+    parts = text.split("\\")
+    if vr == "IS":
+        try:
+            ints = [int(x) for x in parts]
+        except ValueError:
+            return None  # pydicom decides (a float-valued IS, an empty value...)
+        if any(v != float(x) for v, x in zip(ints, parts)):
+            return None  # beyond float precision: pydicom refuses it
+        return ints
+    return parts
+
+
+def _fast_text(ds, keyword: str):
+    """A raw single-valued CS/UI element's text (see :func:`_unconverted`)."""
+    raw = _unconverted(ds, keyword)
+    if raw is None or raw is _MISSING:
+        return raw
+    vr, value, _ = raw
+    if vr not in ("CS", "UI") or b"\\" in value:
+        return None
+    return value.decode("latin-1").rstrip(" \0")
+
+
+def _raw_element_type():
+    from pydicom.dataelem import RawDataElement
+
+    return RawDataElement
+
+
 def _as_list(value) -> list:
     if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
         return [value]
@@ -106,7 +200,11 @@ def floats(ds, keyword: str, file, *, count: int | None = None, required: bool =
     ``count``, or a value that is not a finite number within ``[lo, hi]``. Returns ``default`` when
     absent and not required.
     """
-    value = _raw(ds, keyword, file)
+    fast = _fast_numbers(ds, keyword)
+    if fast is None:
+        value = _raw(ds, keyword, file)
+    else:
+        value = None if fast is _MISSING else fast
     if value is None:
         if required:
             raise DicomValueError(file, keyword, "is missing or empty")
@@ -146,6 +244,11 @@ def integer(ds, keyword: str, file, *, required: bool = True, default: int | Non
 def text(ds, keyword: str, file=None, default: str = "") -> str:
     """A text attribute as a stripped str without NUL bytes ("" when absent); never raises
     (undecodable text is kept with replacement characters)."""
+    fast = _fast_text(ds, keyword)
+    if fast is _MISSING:
+        return default
+    if fast is not None:
+        return fast.replace("\0", "").strip()
     try:
         if keyword not in ds:
             return default

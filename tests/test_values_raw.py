@@ -1,0 +1,149 @@
+"""grtv_nb.dicom.values reads unconverted DS, IS, US, CS and UI elements from their raw bytes: the values
+and the diagnostics must be exactly those of pydicom's conversion (the reference), on every real
+file of ../shared/data and on damaged values."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+from grtv_nb.dicom import values
+from grtv_nb.dicom.reader import read_dataset
+from grtv_nb.errors import DicomValueError
+
+
+def _outcome(fn):
+    try:
+        r = fn()
+    except DicomValueError as exc:
+        return ("error", str(exc))
+    if isinstance(r, np.ndarray):
+        return ("array", r.dtype.str, r.tobytes())
+    return ("value", r)
+
+
+def _both(ds_raw, ds_ref, fn):
+    """(outcome read from the raw bytes, outcome with every value converted by pydicom)."""
+    got = _outcome(lambda: fn(ds_raw))
+    keep = values._unconverted
+    values._unconverted = lambda *a: None  # values.py then takes pydicom's values
+    try:
+        ref = _outcome(lambda: fn(ds_ref))
+    finally:
+        values._unconverted = keep
+    return got, ref
+
+
+def _keywords(ds) -> list[tuple[str, str]]:
+    out = []
+    for tag, elem in ds._dict.items():
+        kw = keyword_for_tag(tag)
+        if not kw:
+            continue
+        try:
+            vr = elem.VR if elem.VR is not None else dictionary_VR(tag)
+        except KeyError:
+            continue
+        if vr in ("DS", "IS", "US", "CS", "UI"):
+            out.append((kw, vr))
+    return out
+
+
+def _read_value(ds, kw: str, vr: str, p: Path):
+    if vr in ("DS", "IS", "US"):
+        return _outcome(lambda: values.floats(ds, kw, p, required=False))
+    return _outcome(lambda: values.text(ds, kw, p, default="<absent>"))
+
+
+def test_raw_values_equal_pydicom_on_every_real_file(shared_data):
+    files = [p for p in sorted(Path(shared_data).rglob("*")) if p.is_file() and p.suffix.lower() == ".dcm"]
+    assert len(files) > 100
+    from_raw = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in files:
+            ref = read_dataset(p, backend="pydicom")
+            for _ in ref:  # iterating converts every element: values.py then takes pydicom's values
+                pass
+            for _ in ref.file_meta:
+                pass
+            for backend in ("pydicom", "dicomsdl"):
+                raw = read_dataset(p, backend=backend)
+                for part, part_ref in ((raw, ref), (raw.file_meta, ref.file_meta)):
+                    for kw, vr in _keywords(part):
+                        from_raw += values._unconverted(part, kw) not in (None, values._MISSING)
+                        assert _read_value(part, kw, vr, p) == _read_value(part_ref, kw, vr, p), (p, backend, kw)
+    assert from_raw > 5000
+
+
+def _ds(value: bytes, vr: str | None = "DS", tag: int = 0x00280030) -> Dataset:
+    return Dataset({BaseTag(tag): RawDataElement(BaseTag(tag), vr, len(value), value, 0, vr is None, True)})
+
+
+@pytest.mark.parametrize("value", [b"0.5\\0.5 ", b"0.5\\0.5\0", b" 0.5\\0.5", b"abc\\1", b"1e999\\1",
+                                   b"nan\\1", b"1\\\\2", b"", b"  ", b"\0\0", b"0.5", b"1\\2\\3", b"1,5\\2",
+                                   b"0.5\\0.5\\", b"\\", b"1e-5\\1e5", b"5e4\\1", b"0.5\xe9\\1"])
+@pytest.mark.parametrize("vr", ["DS", None])
+def test_raw_numbers_give_pydicom_values_and_diagnostics(value, vr):
+    def fn(d):
+        return values.pixel_spacing(d, "f.dcm", required=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got, ref = _both(_ds(value, vr), _ds(value, vr), fn)
+    assert got[0] == ref[0]  # same value, or an error in both
+    if got[0] == "array":
+        assert got == ref
+
+
+@pytest.mark.parametrize("value", [b"12", b"12 ", b" 12", b"1\\2", b"1.0", b"1.5", b"", b"  ", b"1e3", b"abc",
+                                   b"1\\\\2", b"99999999999999999999", b"-3", b"+4", b"1_0", b"7\0"])
+@pytest.mark.parametrize("vr", ["IS", None])
+def test_raw_integer_strings_give_pydicom_values_and_diagnostics(value, vr):
+    def fn(d):
+        return values.floats(d, "ROINumber", "f.dcm", required=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got, ref = _both(_ds(value, vr, 0x30060022), _ds(value, vr, 0x30060022), fn)
+    assert got[0] == ref[0]
+    if got[0] == "array":
+        assert got == ref
+
+
+@pytest.mark.parametrize("value", [b"\x00\x02", b"\x00\x02\x01\x00", b"\x00", b"", b"\xff\xff"])
+def test_raw_unsigned_shorts_give_pydicom_values(value):
+    def fn(d):
+        return values.floats(d, "Rows", "f.dcm", required=False)
+
+    got, ref = _both(_ds(value, "US", 0x00280010), _ds(value, "US", 0x00280010), fn)
+    assert got[0] == ref[0]
+    if got[0] == "array":
+        assert got == ref
+
+
+@pytest.mark.parametrize("value", [b"CT", b"CT ", b"CT\0", b" CT", b"", b"RT\\CT", b"1.2.840.10008.5.1.4.1.1.2\0",
+                                   b"\xe9A"])
+@pytest.mark.parametrize("vr", ["CS", None])
+def test_raw_text_gives_pydicom_text(value, vr):
+    def fn(d):
+        return values.text(d, "Modality", default="<absent>")
+
+    got, ref = _both(_ds(value, vr, 0x00080060), _ds(value, vr, 0x00080060), fn)
+    assert got == ref
+
+
+def test_absent_and_converted_elements():
+    ds = pydicom.Dataset()
+    assert values.text(ds, "Modality", default="x") == "x"
+    assert values.floats(ds, "PixelSpacing", "f", required=False) is None
+    ds.PixelSpacing = [0.5, 0.25]  # a converted element: pydicom's value is used
+    assert values.floats(ds, "PixelSpacing", "f").tolist() == [0.5, 0.25]
+    with pytest.raises(DicomValueError, match="missing"):
+        values.floats(_ds(b"  "), "PixelSpacing", "f")
