@@ -214,9 +214,8 @@ def source_folders(paths: Iterable[str | os.PathLike | None]) -> list[Path]:
             p = p.resolve()
             d = p if p.is_dir() else p.parent
         else:  # a plain file (or nothing): its real folder is its folder's
-            d = parents.get(p.parent)
-            if d is None:
-                d = parents[p.parent] = p.parent.resolve()
+            known = parents.get(p.parent)
+            d = known if known is not None else parents.setdefault(p.parent, p.parent.resolve())
         if d not in out:
             out.append(d)
     return out
