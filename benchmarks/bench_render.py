@@ -326,7 +326,8 @@ def memory_child(folder: str, trace: bool) -> None:
     res["worker_peak"] = _children_peak()
     if trace:
         stats = tracemalloc.take_snapshot().compare_to(snap0, "traceback")[:TRACE_TOP]
-        res["trace"] = [[s.size_diff, s.traceback.format()[-4:]] for s in stats]
+        res["trace"] = [[s.size_diff, [f"{fr.filename.rsplit('/', 1)[-1]}:{fr.lineno}" for fr in s.traceback][-3:]]
+                        for s in stats]
         res["traced_peak"] = tracemalloc.get_traced_memory()[1]
     print("MEMORY " + json.dumps(res))
 
@@ -375,7 +376,7 @@ def dashboard_memory(trace: bool = False) -> None:
     if trace and r.get("trace"):
         print(f"largest allocations of the dashboard (tracemalloc, traced peak {r['traced_peak'] / 1e6:.0f} MB):")
         for size, tb in r["trace"]:
-            print(f"  {size / 1e6:7.1f} MB  " + " <- ".join(ln.strip() for ln in tb if ln.strip().startswith("File")))
+            print(f"  {size / 1e6:7.1f} MB  " + " <- ".join(reversed(tb)))
 
 
 if __name__ == "__main__":
