@@ -22,15 +22,28 @@ Second table, a 512 x 512 x 177 study (the size of a head CT) with 6 ROIs and a 
 - ``per-slice update``: one ``set_index`` step of the viewer (render, encode, crosshair moves on the
   other planes) beside ``mpl imshow set_data``: the same figure with ``set_data`` and a PNG save.
 
-Goal: ``grtv total`` under 50 ms; dashboard first picture under 5 s.
-Run: ``.venv/bin/python benchmarks/bench_render.py``.
+Third table, peak memory of the dashboard on a 512 x 512 x 177 CT with 10 ROIs and a dose (the
+phantom patient written as DICOM at that size, opened with ``open_study`` as a user does), measured in
+a fresh process (Linux ``/proc``: ``VmHWM``, the peak resident set, reset after the study is opened):
+the kernel while opening the study, the kernel while the dashboard is built and shown (slices, DVHs,
+3D meshes, and the static picture with its 3D screenshot), and the 3D render worker process; beside
+the study's own arrays (image int16 + dose float32), the floor any viewer holding them starts from.
+``--memory-trace`` also lists the largest allocation sites of the dashboard (tracemalloc).
+
+Goal: ``grtv total`` under 50 ms; dashboard first picture under 5 s; kernel + 3D worker under 1.5 GB
+(a Binder pod has 2 GB).
+Run: ``.venv/bin/python benchmarks/bench_render.py`` (``--memory`` for the memory table only).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +57,10 @@ from grtv_nb.widgets._synthetic import synthetic_dataset  # noqa: E402
 GOAL_MS = 50.0
 GOAL_FIRST_S = 5.0
 BIG_SHAPE = (177, 512, 512)
+GOAL_MEMORY_GB = 1.5  # kernel + 3D render worker, peak resident memory
+MEM_PIXEL_MM = 0.75  # 512 x 0.75 mm = 384 mm field of view: the whole phantom
+MEM_SLICE_MM = 2.0
+TRACE_TOP = 8  # allocation sites listed by --memory-trace
 
 
 def timed(fn, repeat: int = 15, warmup: int = 2) -> float:
@@ -249,6 +266,125 @@ def big_study() -> None:
           f"per-slice update {t_step:.1f} ms vs matplotlib set_data {t_mpl_step:.1f} ms")
 
 
+def _proc_status(pid: int | str = "self") -> dict[str, int]:
+    """VmRSS / VmHWM (bytes) of a process, from /proc."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, val = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "PPid"):
+                num = int(val.split()[0])
+                out[key] = num * 1024 if key != "PPid" else num
+    return out
+
+
+def _children_peak() -> int:
+    """Sum of the peak resident memory (bytes) of this process's children (the 3D render worker and
+    multiprocessing's resource tracker)."""
+    total = 0
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = _proc_status(entry)
+            except OSError:
+                continue
+            if st.get("PPid") == me:
+                total += st.get("VmHWM", 0)
+    return total
+
+
+def memory_child(folder: str, trace: bool) -> None:
+    """Run in a fresh process: open the study, build and show the dashboard, print the numbers as JSON."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from grtv_nb import open_study
+    from grtv_nb.widgets import Dashboard
+
+    res: dict[str, float | list] = {"imports": _proc_status()["VmRSS"]}
+    st = open_study(folder)
+    after = _proc_status()
+    res.update(open_peak=after["VmHWM"], after_open=after["VmRSS"],
+               arrays=st.image.nbytes + (st.dose.nbytes if st.has_dose else 0), n_rois=len(st.rois),
+               shape=list(st.grid.shape))
+    try:  # reset the peak so the next one is the dashboard's own (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        res["reset"] = True
+    except OSError:
+        res["reset"] = False
+    if trace:
+        import tracemalloc
+
+        tracemalloc.start(6)
+        snap0 = tracemalloc.take_snapshot()
+    d = Dashboard(st)
+    d.wait(900)
+    d.static_bundle()  # the picture a notebook shows (and the 3D screenshot in the worker)
+    res["dash_peak"] = _proc_status()["VmHWM"]
+    res["worker_peak"] = _children_peak()
+    if trace:
+        stats = tracemalloc.take_snapshot().compare_to(snap0, "traceback")[:TRACE_TOP]
+        res["trace"] = [[s.size_diff, [f"{fr.filename.rsplit('/', 1)[-1]}:{fr.lineno}" for fr in s.traceback][-3:]]
+                        for s in stats]
+        res["traced_peak"] = tracemalloc.get_traced_memory()[1]
+    print("MEMORY " + json.dumps(res))
+
+
+def dashboard_memory(trace: bool = False) -> None:
+    """Peak memory of the dashboard (kernel and 3D worker) on a 512 x 512 x 177 CT with 10 ROIs and a dose."""
+    from grtv_nb.phantom import default_slices, write_phantom
+
+    if not os.path.exists("/proc/self/status"):
+        print("\nmemory: needs Linux /proc, skipped")
+        return
+    nz, ny, nx = BIG_SHAPE
+    with tempfile.TemporaryDirectory(prefix="grtv_mem_") as tmp:
+        t0 = time.perf_counter()
+        folder = write_phantom(Path(tmp) / "ct512", nx=nx, ny=ny, pixel_mm=MEM_PIXEL_MM,
+                               z_positions=default_slices(nz, MEM_SLICE_MM))
+        t_write = time.perf_counter() - t0
+        cmd = [sys.executable, __file__, "--memory-child", str(folder)] + (["--memory-trace"] if trace else [])
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("MEMORY ")]
+    if run.returncode or not lines:
+        print(f"\nmemory: the measuring process failed (exit {run.returncode}):\n{run.stderr[-2000:]}")
+        return
+    r = json.loads(lines[-1][len("MEMORY "):])
+    gb = 1e9
+    total = r["dash_peak"] + r["worker_peak"]
+    z, y, x = r["shape"]
+    print(f"\nscene: {x}x{y}x{z} CT, {r['n_rois']} ROIs + dose (phantom as DICOM, written in {t_write:.1f} s)")
+    print(f"{'peak resident memory':52s} {'GB':>9s} {'vs arrays':>10s}")
+    print("-" * 72)
+    since = "" if r["reset"] else " (peak since start: no /proc reset)"
+    rows = [
+        ("study arrays (image int16 + dose float32)", r["arrays"]),
+        ("kernel after imports", r["imports"]),
+        ("kernel peak while opening the study", r["open_peak"]),
+        ("kernel after opening the study", r["after_open"]),
+        ("kernel peak with the dashboard shown" + since, r["dash_peak"]),
+        ("3D render worker peak (+ resource tracker)", r["worker_peak"]),
+        ("kernel + worker", total),
+    ]
+    for name, b in rows:
+        print(f"{name:52s} {b / gb:9.2f} {b / r['arrays']:9.1f}x")
+    print("-" * 72)
+    verdict = "OK" if total < GOAL_MEMORY_GB * gb else "ABOVE GOAL"
+    print(f"goal: dashboard kernel + 3D worker < {GOAL_MEMORY_GB:.1f} GB -> {total / gb:.2f} GB ({verdict})")
+    if trace and r.get("trace"):
+        print(f"largest allocations of the dashboard (tracemalloc, traced peak {r['traced_peak'] / 1e6:.0f} MB):")
+        for size, tb in r["trace"]:
+            print(f"  {size / 1e6:7.1f} MB  " + " <- ".join(reversed(tb)))
+
+
 if __name__ == "__main__":
-    main()
-    big_study()
+    if "--memory-child" in sys.argv:
+        memory_child(sys.argv[sys.argv.index("--memory-child") + 1], "--memory-trace" in sys.argv)
+    elif "--memory" in sys.argv or "--memory-trace" in sys.argv:
+        dashboard_memory(trace="--memory-trace" in sys.argv)
+    else:
+        main()
+        big_study()
+        dashboard_memory()

@@ -97,3 +97,8 @@ class FolderBusyError(WriteError):
 class DataError(GRTVError):
     """An example dataset (:mod:`grtv_nb.datasets`) is unknown, missing and not downloadable, or fails
     its checksum."""
+
+
+class ViewerUnavailableError(GRTVError):
+    """An optional viewer (itkwidgets, :mod:`grtv_nb.widgets.itk`) is not installed or its front end
+    cannot load here; the message says why and what to use instead."""

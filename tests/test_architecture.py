@@ -291,7 +291,7 @@ def test_no_private_names_across_modules():
 # Optional heavy packages: imported inside the functions that need them, never at module level
 # (the project guide), except the widget toolkits inside grtv_nb.widgets (the widgets extra).
 HEAVY = {"tensorflow", "keras", "torch", "dask", "distributed", "papermill", "matplotlib", "vtk", "pyvista",
-         "trame", "trame_vtk", "ipywidgets", "anywidget"}
+         "trame", "trame_vtk", "ipywidgets", "anywidget", "itkwidgets", "itkwasm", "itk"}
 HEAVY_AT_MODULE_LEVEL_OK = {"grtv_nb.widgets": {"ipywidgets", "anywidget"}}
 
 

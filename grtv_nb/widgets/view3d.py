@@ -13,11 +13,8 @@ The static picture (saved notebooks, nbconvert) is an off-screen pyvista screens
 worker process (:mod:`._render3d`), or, where VTK cannot render off-screen, a numpy projection of
 the ROI masks.
 
-itkwidgets is left out: its last release on PyPI (0.32.6, 2023) ships only a classic-notebook
-extension (no JupyterLab 4 prebuilt extension) and pins ``ipywidgets<8``, ``traitlets<5.7`` and
-``notebook<6.5``; ``pip install itkwidgets==0.32.6 "ipywidgets>=8.1" "jupyterlab>=4.2"`` fails with
-"ResolutionImpossible: Cannot install ipywidgets>=8.1 and itkwidgets==0.32.6 because these package
-versions have conflicting dependencies".
+itkwidgets is not used here: 0.32.6 pins ``ipywidgets<8`` and the 1.0 alphas load their viewer from
+the internet; :func:`grtv_nb.widgets.itk.show_in_itkwidgets` is the optional adapter where it can load.
 """
 
 from __future__ import annotations
