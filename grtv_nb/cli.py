@@ -68,7 +68,8 @@ def _phantom(out: Path) -> int:
     dvh.stats_to_csv(out / "dvh_stats.csv")
     dvh.to_csv(out / "dvh_cumulative.csv")
     st = dvh.stats
-    print("\nDVH (image grid, 1 cGy bins):")
+    where = "RTDOSE grid" if len(study.native_doses) == 1 else "image grid"
+    print(f"\nDVH (exact engine on the {where}, {100 * dvh.bin_width:.0f} cGy bins):")
     print(f"  {'ROI':<12} {'mean Gy':>8} {'max Gy':>8} {'D95 Gy':>8}")
     for name in dvh.roi_names:
         print(f"  {name:<12} {float(st['mean'].sel(roi=name)):8.2f} {float(st['max'].sel(roi=name)):8.2f} "
