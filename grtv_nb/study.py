@@ -34,13 +34,12 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from . import _xarray_nodask
-from .accessor import DIRECTION_ATTR, roi_position  # also registers ds.rt
+from .accessor import DIRECTION_ATTR, check_new_roi, roi_position  # also registers ds.rt
 from .dicom.rtstruct import ROI
-from .display import default_color
 from .errors import GRTVError, ValidationError, warn
 from .fileio import protect_folders
 from .geometry import Grid
-from .validate import check_roi_name, validate_color
+from .validate import check_roi_name
 
 _xarray_nodask.install()  # building st.ds must not import dask (see grtv_nb._xarray_nodask)
 
@@ -380,11 +379,7 @@ class Study:
         """``(name, colour)`` as :meth:`add_roi` will use them, or a ValidationError for a name that
         is empty, taken or not writable to an RTSTRUCT, or a bad colour (so a caller can refuse
         before computing the mask)."""
-        name = check_roi_name(name)
-        if name in self.roi_names:
-            raise ValidationError(
-                f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
-        return name, validate_color(color if color is not None else default_color(len(self.rois)))
+        return check_new_roi(self.roi_names, name, color)
 
     def remove_roi(self, roi: int | str) -> ROI:
         """Remove an ROI (index or name) with its mask, mesh and DVH; returns it. The study is

@@ -45,11 +45,10 @@ ROOT_PACKAGE = "grtv_nb"
 # __version__ read by dicom/common and segment/unet, segment/_common <-> segment/body,
 # segment/__init__ <-> segment/unet, widgets/_render3d <-> widgets/view3d). Each entry is one
 # import edge (importer, imported). Delete an entry when its import is gone
-# (test_allow_lists_list_live_entries names the unused ones).
+# (test_allow_lists_list_live_entries fails on an unused one).
 ALLOWED_EDGES: set[tuple[str, str]] = {
     ("grtv_nb.segment.unet", "grtv_nb"),  # __version__ from the package root (lazy __init__ fix)
     ("grtv_nb.segment.body", "grtv_nb.segment._common"),  # segment cycle (segment fix)
-    ("grtv_nb.segment.unet", "grtv_nb.segment"),  # segment/__init__ <-> unet (segment fix)
 }
 
 # Private names used outside the module that defines them, as "module: expression" (delete an
@@ -58,12 +57,9 @@ ALLOWED_EDGES: set[tuple[str, str]] = {
 ALLOWED_PRIVATE: set[str] = {
     "grtv_nb.errors: sys._getframe",
     "grtv_nb.segment.body: from grtv_nb.segment._common import _sampling",
-    "grtv_nb.solid: from grtv_nb.raster import _crossings",
     "grtv_nb.dicom.reader: dataset._character_set",  # pydicom's private attribute
     "grtv_nb.dicom.reader: tail._dict",  # pydicom's private attribute
     "grtv_nb.dicom.folder: ds._dict",  # pydicom's private attribute (raw elements, unconverted)
-    "grtv_nb.solid: from grtv_nb.raster import _boxes_overlap",
-    "grtv_nb.solid: from grtv_nb.raster import _fill_simple_planes",
     "grtv_nb._xarray_nodask: pycompat._cached_duck_array_modules",  # xarray's private cache
     "grtv_nb.rawio: from grtv_nb.transforms import _cast",
     "grtv_nb.segment.unet: _common._image_key",  # segment reorganisation (issue 13)
@@ -233,16 +229,15 @@ def test_cycle_finder_finds_a_cycle():
 
 
 def test_allow_lists_list_live_entries():
-    """The allow-lists hold debt other branches are paying: an entry whose import or use is gone is
-    not an error here (branches merge in any order) but is named in the test report (``-ra``)."""
+    """The allow-lists hold only live debt: an entry whose import or use is gone fails the test (a
+    stale entry would let the debt come back unnoticed); the branch that pays a debt deletes its entry."""
     stale = sorted(f"{a} -> {b}" for a, b in ALLOWED_EDGES if a not in _modules() or b not in _imports(a))
     found = {f"{name}: {use}" for name in _modules() for use in _private_uses(name)}
     stale += sorted(ALLOWED_PRIVATE - found)
     for a, b in ALLOWED_EDGES:  # well-formed: two module names that have a layer
         _layer(a), _layer(b)
     assert all(": " in e and e.startswith("grtv_nb") for e in ALLOWED_PRIVATE)
-    if stale:
-        pytest.skip(f"allow-list entries no longer used, delete them from {Path(__file__).name}: {stale}")
+    assert not stale, f"allow-list entries no longer used, delete them from {Path(__file__).name}: {stale}"
 
 
 def _private(name: str) -> bool:
