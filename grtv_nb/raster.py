@@ -389,7 +389,8 @@ def rasterize_roi(
     mask = np.zeros(grid.shape, dtype=bool)
     planes = contours_to_planes(contours, grid, label=label, report=report, end_cap=end_cap)
     ny, nx = grid.shape[1:]
-    simple, nested = [], []
+    simple: list[tuple[int, list[np.ndarray]]] = []
+    nested: list[tuple[int, list[np.ndarray]]] = []
     for k, loops in sorted(planes.items()):
         loops = [lp for lp in loops if len(lp) >= 3]
         if loops:
