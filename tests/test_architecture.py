@@ -63,10 +63,6 @@ ALLOWED_PRIVATE: set[str] = {
     "grtv_nb._xarray_nodask: pycompat._cached_duck_array_modules",  # xarray's private cache
     "grtv_nb.rawio: from grtv_nb.transforms import _cast",
     "grtv_nb.segment.unet: _common._image_key",  # segment reorganisation (issue 13)
-    "grtv_nb.widgets.dvhchart: arrays._study",  # widgets reach into StudyArrays (issue 13)
-    "grtv_nb.widgets.view3d: arrays._study",
-    "grtv_nb.widgets.slices: R._PLANE_AXES",
-    "grtv_nb.widgets.view3d: from grtv_nb.mesh import _index_to_coord",
 }
 
 # Library modules allowed to print: command-line entry points.
