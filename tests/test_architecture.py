@@ -407,3 +407,21 @@ def test_warnings_point_at_the_users_call(tmp_path):
     assert Path(ours[0].filename) == Path(__file__)
     assert ours[0].lineno == line
 
+
+
+def test_grtv_warns_fails_on_a_missing_or_an_unexpected_warning():
+    """tests_support.grtv_warns, the suite's way to expect several GRTVWarnings, can fail."""
+    import warnings
+
+    from grtv_nb.errors import GRTVWarning
+    from tests_support import grtv_warns
+
+    with grtv_warns("first", "second") as rec:
+        warnings.warn("the first", GRTVWarning, stacklevel=1)
+        warnings.warn("the second", GRTVWarning, stacklevel=1)
+    assert [str(w.message) for w in rec] == ["the first", "the second"]
+    with pytest.raises(AssertionError, match="no GRTVWarning matching"), grtv_warns("first", "second"):
+        warnings.warn("the first", GRTVWarning, stacklevel=1)
+    with pytest.raises(AssertionError, match="unexpected GRTVWarnings"), grtv_warns("first"):
+        warnings.warn("the first", GRTVWarning, stacklevel=1)
+        warnings.warn("another", GRTVWarning, stacklevel=1)
