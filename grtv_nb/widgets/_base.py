@@ -1,7 +1,6 @@
 """Building blocks shared by the widgets: the slice canvas (an anywidget showing server-rendered
 PNG bytes and sending clicks, hover, wheel and key steps back), the ROI selection state shared
-across views, the ROI legend, the ready state of work done in a background thread, and the
-static-PNG fallback that puts an ``image/png`` next to the
+across views, the ROI legend, and the static-PNG fallback that puts an ``image/png`` next to the
 widget view so notebooks executed headless (papermill, nbconvert) keep a picture."""
 
 from __future__ import annotations
@@ -9,8 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import re
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
@@ -508,43 +505,6 @@ STATIC_CSS = (
     ".jp-OutputArea-child:has(.grtv-static) + .jp-OutputArea-child:not(:has(.grtv-live)){display:none}"
     "</style>"
 )
-
-
-class BackgroundReadyMixin:
-    """The ready state of a widget whose parts are built in a background thread: ``ready`` (a
-    :class:`threading.Event`), :meth:`wait`, :meth:`on_ready`. The widget calls
-    :meth:`_init_ready` in its ``__init__`` and :meth:`_mark_ready` when the work is done (or failed)."""
-
-    def _init_ready(self) -> None:
-        self.ready = threading.Event()
-        self._on_ready: list[Callable[[], Any]] = []
-        self._lock = threading.Lock()
-        self._built = False
-
-    def _mark_ready(self) -> None:
-        """Record the work as done, run the waiting callbacks, then set ``ready`` (so ``wait()``
-        returns with the callbacks done)."""
-        with self._lock:
-            self._built = True
-            callbacks, self._on_ready = self._on_ready, []
-        try:
-            for cb in callbacks:
-                cb()
-        finally:
-            self.ready.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the background work is done; True when it is."""
-        return self.ready.wait(timeout)
-
-    def on_ready(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` once the background work is done (at once if it already is)."""
-        with self._lock:
-            now = self._built
-            if not now:
-                self._on_ready.append(callback)
-        if now:
-            callback()
 
 
 class StaticPNGMixin:

@@ -29,15 +29,7 @@ import numpy as np
 
 from ..errors import warn
 from . import render as R
-from ._base import (
-    BackgroundReadyMixin,
-    RoiLegend,
-    RoiState,
-    StaticPNGMixin,
-    hex_color,
-    make_chart_canvas,
-    on_canvas_event,
-)
+from ._base import RoiLegend, RoiState, StaticPNGMixin, hex_color, make_chart_canvas, on_canvas_event
 
 _STAT_LABELS = {"volume_cc": "Volume (cc)", "min": "Min (Gy)", "mean": "Mean (Gy)", "max": "Max (Gy)"}
 DEFAULT_QUERY = "D2cc, V20Gy, V20Gy_cc, V95%"  # D98, D95, D50, D2 are in the statistics table
@@ -85,7 +77,7 @@ def _atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     return write_bytes_atomic(path, data)
 
 
-class DVHChart(BackgroundReadyMixin, StaticPNGMixin, W.VBox):
+class DVHChart(StaticPNGMixin, W.VBox):
     """Cumulative DVHs of a study's ROIs.
 
     Parameters
@@ -115,7 +107,10 @@ class DVHChart(BackgroundReadyMixin, StaticPNGMixin, W.VBox):
         self.figsize = figsize
         self.result = None
         self.empty_reason = ""
-        self._init_ready()
+        self.ready = threading.Event()
+        self._on_ready: list = []
+        self._lock = threading.Lock()
+        self._built = False
         self.mode = W.ToggleButtons(
             options=[("%", "relative"), ("cc", "absolute")],
             value="relative" if relative else "absolute",
@@ -166,7 +161,27 @@ class DVHChart(BackgroundReadyMixin, StaticPNGMixin, W.VBox):
             self.children = [W.HTML(f"<i>DVH failed: {html.escape(str(exc))}</i>")]
             warn(f"DVH chart: {exc}")
         finally:
-            self._mark_ready()
+            with self._lock:
+                self._built = True
+                callbacks, self._on_ready = self._on_ready, []
+            try:
+                for cb in callbacks:
+                    cb()
+            finally:
+                self.ready.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the DVHs are computed (background mode); True when they are."""
+        return self.ready.wait(timeout)
+
+    def on_ready(self, callback) -> None:
+        """Call ``callback()`` once the DVHs are computed (at once if they already are)."""
+        with self._lock:
+            now = self._built
+            if not now:
+                self._on_ready.append(callback)
+        if now:
+            callback()
 
     def _build_ui(self, legend: bool) -> None:
         a = self.arrays

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import warn
 from . import render as R
-from ._base import BackgroundReadyMixin, RoiState, StaticPNGMixin
+from ._base import RoiState, StaticPNGMixin
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _vtk_faces(tri: np.ndarray) -> np.ndarray:
     return np.hstack([np.full((len(tri), 1), 3, np.int64), np.asarray(tri, np.int64)]).ravel()
 
 
-class View3D(BackgroundReadyMixin, StaticPNGMixin, W.VBox):
+class View3D(StaticPNGMixin, W.VBox):
     """ROI meshes (and optionally a dose isosurface) drawn with WebGL in the browser.
 
     Parameters
@@ -197,13 +197,17 @@ class View3D(BackgroundReadyMixin, StaticPNGMixin, W.VBox):
         controls = [self.roi_pick, self.opacity] if a.roi_names else []
         if has_dose:
             controls += [self.show_dose, self.dose_level]
-        self._init_ready()
+        self.ready = threading.Event()
+        self._on_ready: list = []
+        self._lock = threading.Lock()
+        self._built = False
         self.build_seconds = float("nan")
         super().__init__([self.scene, self.progress, W.HBox(controls[:2]), W.HBox(controls[2:]), self.status])
         self.add_class("grtv-view3d")
         if not a.roi_names and a.dose is None:
             self.status.value = '<div class="grtv-3d-empty"><i>3D: no ROIs or dose to show</i></div>'
-            self._mark_ready()
+            self._built = True
+            self.ready.set()
             return
         if background:
             self.progress.layout.display = None
@@ -237,7 +241,27 @@ class View3D(BackgroundReadyMixin, StaticPNGMixin, W.VBox):
         finally:
             self.build_seconds = time.perf_counter() - t0
             self.progress.layout.display = "none"
-            self._mark_ready()
+            with self._lock:
+                self._built = True
+                callbacks, self._on_ready = self._on_ready, []
+            try:
+                for cb in callbacks:
+                    cb()
+            finally:
+                self.ready.set()  # after the callbacks: wait() returns with them done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the meshes are built (background mode); True when they are."""
+        return self.ready.wait(timeout)
+
+    def on_ready(self, callback) -> None:
+        """Call ``callback()`` once the meshes are built (at once if they already are)."""
+        with self._lock:
+            now = self._built
+            if not now:
+                self._on_ready.append(callback)
+        if now:
+            callback()
 
     def mesh(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(points mm, triangles) of ROI ``i`` (cached), or None when the ROI is empty."""
