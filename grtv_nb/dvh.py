@@ -308,13 +308,13 @@ def _iter_masks(masks: MaskSource, roi_names: Sequence[str] | None) -> Iterable[
             return
         if "roi" not in masks.dims:
             raise ValidationError(f"masks DataArray must have a 'roi' dim, has {masks.dims}")
-        names = [str(v) for v in masks.coords["roi"].values] if "roi" in masks.coords else None
+        labels = [str(v) for v in masks.coords["roi"].values] if "roi" in masks.coords else None
         if roi_names is not None:
             for n in roi_names:
                 yield str(n), masks.sel(roi=n).values
             return
         for i in range(masks.sizes["roi"]):
-            yield (names[i] if names else f"roi{i}"), masks.isel(roi=i).values
+            yield (labels[i] if labels else f"roi{i}"), masks.isel(roi=i).values
         return
     if isinstance(masks, np.ndarray):
         if masks.ndim == 3:
@@ -378,7 +378,7 @@ def _roi_voxels(dose: np.ndarray, mask: np.ndarray, vv: np.ndarray, uniform: boo
         return _Voxels(np.zeros(0, np.float32), 0.0)
     z0, z1 = int(zs[0]), int(zs[-1]) + 1
     m = mask[z0:z1]
-    proj = m.any(axis=0)
+    proj = np.any(m, axis=0)
     ys, xs = np.flatnonzero(proj.any(axis=1)), np.flatnonzero(proj.any(axis=0))
     y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
     m = m[:, y0:y1, x0:x1]
@@ -496,6 +496,7 @@ def _histograms(
             continue
         dd = v.dose
         if v.hist is not None:  # accumulated by the exact engine
+            assert v.summary is not None  # set with hist
             vol[i], dmean[i], dmin[i], dmax[i] = v.summary
             nz_ = np.flatnonzero(v.hist > 0)
             bins_list.append(np.array([nz_[-1] if len(nz_) else 0]))
@@ -532,11 +533,11 @@ def _histograms(
         "max": (("roi",), dmax, {"units": "Gy"}),
     }
     for x in dose_pct:
-        vals = [_dose_at(cum[i], edges, vol[i] * x / 100.0, vol[i]) for i in range(n)]
-        stats[f"D{x:g}"] = (("roi",), np.array(vals), {"units": "Gy", "long_name": f"dose to {x:g}% of volume"})
+        vals = np.array([_dose_at(cum[i], edges, vol[i] * x / 100.0, vol[i]) for i in range(n)])
+        stats[f"D{x:g}"] = (("roi",), vals, {"units": "Gy", "long_name": f"dose to {x:g}% of volume"})
     for x in dose_cc:
-        vals = [_dose_at(cum[i], edges, float(x), vol[i]) for i in range(n)]
-        stats[f"D{x:g}cc"] = (("roi",), np.array(vals), {"units": "Gy", "long_name": f"dose to {x:g} cc"})
+        vals = np.array([_dose_at(cum[i], edges, float(x), vol[i]) for i in range(n)])
+        stats[f"D{x:g}cc"] = (("roi",), vals, {"units": "Gy", "long_name": f"dose to {x:g} cc"})
     rel = np.where(vol > 0, 100.0 / np.where(vol > 0, vol, 1.0), np.nan)
     for x in volume_gy:
         vals = np.array([_volume_at(cum[i], edges, float(x)) for i in range(n)])
@@ -594,6 +595,7 @@ def compute_dvh_on_dose_grid(
             from .raster import rasterize_roi as rasterize
         except ImportError as exc:  # pragma: no cover - depends on the tree
             raise GRTVError("compute_dvh_on_dose_grid needs grtv_nb.raster.rasterize_roi or a rasterize=") from exc
+    assert rasterize is not None
     ss = int(supersample)
     if ss < 1 or ss != supersample:
         raise ValidationError(f"supersample must be a positive integer, got {supersample!r}")

@@ -96,7 +96,7 @@ def mesh_volume_mm3(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
-def _index_to_coord(coords: np.ndarray, f: np.ndarray) -> np.ndarray:
+def index_to_coord(coords: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Map fractional indices to coordinates: linear between centres, extrapolated outside."""
     c = np.asarray(coords, dtype=np.float64)
     f = np.asarray(f, dtype=np.float64)
@@ -238,7 +238,7 @@ def mask_to_mesh(mask: np.ndarray, grid: Grid, *, backend: str = "auto", name: s
     if len(faces) == 0:
         return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
     if not even_z:
-        xyz[:, 2] = _index_to_coord(grid.z, xyz[:, 2])
+        xyz[:, 2] = index_to_coord(grid.z, xyz[:, 2])
     if not grid.axis_aligned:
         xyz = grid.to_patient_points(xyz).astype(np.float32)
     # The contouring backends emit a fixed winding for "inside = high values" in index space; the

@@ -61,7 +61,7 @@ def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[i
     return j - r0, start
 
 
-def _crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+def crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Parity fill of loops (each (N, 2) array of fractional (col, row) indices) in a window.
 
     Returns a bool array of shape (rows[1]-rows[0], cols[1]-cols[0]): even-odd over all loops.
@@ -74,7 +74,7 @@ def _crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[i
     return (np.cumsum(toggles[:, :w], axis=1, dtype=np.int32) & 1).astype(bool)
 
 
-def _fill_simple_planes(
+def fill_simple_planes(
     mask: np.ndarray, planes: list[tuple[int, list[np.ndarray]]], *, max_cells: int = 1 << 22
 ) -> None:
     """Even-odd fill of many planes at once (planes whose loops' boxes don't overlap), in chunks of
@@ -102,7 +102,9 @@ def _fill_simple_planes(
         mask[ks, r0:r1, c0:c1] = inside
 
 
-def _boxes_overlap(loops: Sequence[np.ndarray]) -> bool:
+def boxes_overlap(loops: Sequence[np.ndarray]) -> bool:
+    """Whether the bounding boxes of any two of ``loops`` (each (N, 2) array of (col, row)
+    points) overlap: only then can one loop lie inside another (nested fill needed)."""
     if len(loops) < 2:
         return False
     b = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
@@ -188,7 +190,7 @@ def region_area(loops: Sequence[np.ndarray]) -> float | None:
     if not loops:
         return 0.0
     areas = [loop_area(lp) for lp in loops]
-    if not _boxes_overlap(loops):
+    if not boxes_overlap(loops):
         return float(sum(areas))
     keep, depth, _, partial = classify_loops(loops)
     if partial:
@@ -218,7 +220,7 @@ def fill_plane(
     if not loops:
         return mask
     boxes = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
-    overlap = _boxes_overlap(loops)
+    overlap = boxes_overlap(loops)
     r0 = max(int(np.floor(boxes[:, 2].min())), 0)
     r1 = min(int(np.ceil(boxes[:, 3].max())) + 1, ny)
     c0 = max(int(np.floor(boxes[:, 0].min())), 0)
@@ -226,7 +228,7 @@ def fill_plane(
     if r1 <= r0 or c1 <= c0:
         return mask
     if not overlap:
-        mask[r0:r1, c0:c1] = _crossings(loops, (r0, r1), (c0, c1))
+        mask[r0:r1, c0:c1] = crossings(loops, (r0, r1), (c0, c1))
         return mask
     # Nested / overlapping loops: classify by geometry.
     keep, depth, n_dup, partial = classify_loops(loops, boxes)
@@ -244,7 +246,7 @@ def fill_plane(
     for _, lvl in sorted(levels.items()):
         union = np.zeros_like(acc)
         for lp in lvl:
-            union |= _crossings([lp], (r0, r1), (c0, c1))
+            union |= crossings([lp], (r0, r1), (c0, c1))
         acc ^= union
     mask[r0:r1, c0:c1] = acc
     return mask
@@ -387,13 +389,14 @@ def rasterize_roi(
     mask = np.zeros(grid.shape, dtype=bool)
     planes = contours_to_planes(contours, grid, label=label, report=report, end_cap=end_cap)
     ny, nx = grid.shape[1:]
-    simple, nested = [], []
+    simple: list[tuple[int, list[np.ndarray]]] = []
+    nested: list[tuple[int, list[np.ndarray]]] = []
     for k, loops in sorted(planes.items()):
         loops = [lp for lp in loops if len(lp) >= 3]
         if loops:
-            (nested if _boxes_overlap(loops) else simple).append((k, loops))
+            (nested if boxes_overlap(loops) else simple).append((k, loops))
     if simple:
-        _fill_simple_planes(mask, simple)
+        fill_simple_planes(mask, simple)
     collect, flush = summarised(report, label)
     for k, loops in nested:
         zk = float(grid.z[k])

@@ -44,7 +44,10 @@ import numpy as np
 from .errors import ValidationError
 from .geometry import Grid
 from .planes import PlaneSlab, group_planes
-from .raster import _boxes_overlap, _crossings, _fill_simple_planes, fill_plane, region_area, summarised
+from .raster import boxes_overlap as _boxes_overlap
+from .raster import crossings as _crossings
+from .raster import fill_plane, region_area, summarised
+from .raster import fill_simple_planes as _fill_simple_planes
 from .transforms import sample_separable
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.

@@ -27,6 +27,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -34,13 +35,15 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from . import _xarray_nodask
-from .accessor import DIRECTION_ATTR, roi_position  # also registers ds.rt
+from .accessor import DIRECTION_ATTR, check_new_roi, roi_position  # also registers ds.rt
 from .dicom.rtstruct import ROI
-from .display import default_color
 from .errors import GRTVError, ValidationError, warn
 from .fileio import protect_folders
 from .geometry import Grid
-from .validate import check_roi_name, validate_color
+from .validate import check_roi_name
+
+if TYPE_CHECKING:
+    from .dvh import DVHResult
 
 _xarray_nodask.install()  # building st.ds must not import dask (see grtv_nb._xarray_nodask)
 
@@ -66,7 +69,8 @@ class PackedMask:
             lo.append(int(idx[0]))
             hi.append(int(idx[-1]) + 1)
         crop = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        return cls(mask.shape, tuple(lo), tuple(h - l for h, l in zip(hi, lo)), np.packbits(crop, axis=2))
+        return cls(mask.shape, (lo[0], lo[1], lo[2]), (hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]),
+                   np.packbits(crop, axis=2))
 
     @property
     def nbytes(self) -> int:
@@ -192,7 +196,7 @@ class Study:
         self.notes: list[str] = list(self.attrs.get("notes", []))
         self._ds: xr.Dataset | None = None
         self._meshes: dict[int, object] = {}
-        self._dvh = None
+        self._dvh: DVHResult | None = None
         self._volumes: dict[int, float] = {}  # contour volumes (cc) by ROI index
         self.native_doses: list = []  # DoseVolume objects as read (their own grids), for dose-grid DVHs
         for r in rois or []:
@@ -380,11 +384,7 @@ class Study:
         """``(name, colour)`` as :meth:`add_roi` will use them, or a ValidationError for a name that
         is empty, taken or not writable to an RTSTRUCT, or a bad colour (so a caller can refuse
         before computing the mask)."""
-        name = check_roi_name(name)
-        if name in self.roi_names:
-            raise ValidationError(
-                f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; choose another name")
-        return name, validate_color(color if color is not None else default_color(len(self.rois)))
+        return check_new_roi(self.roi_names, name, color)
 
     def remove_roi(self, roi: int | str) -> ROI:
         """Remove an ROI (index or name) with its mask, mesh and DVH; returns it. The study is
@@ -502,15 +502,22 @@ class Study:
                 res = _dvh.compute_dvh_on_dose_grid(
                     dv.array, dv.grid, {n: self.rois[i].contours for n, i in zip(names, idx)}, **kwargs)
             else:
+                assert self._dose is not None  # refused above when on != "dose"
                 res = _dvh.compute_dvh(self._dose, self.grid, lambda n: self.mask(n), roi_names=names, **kwargs)
         else:
             use_native = on == "dose" or (on is None and native)
             dose, grid = (self.native_doses[0].array, self.native_doses[0].grid) if use_native else (
                 self._dose, self.grid)
+            assert dose is not None  # refused above when on != "dose"
             by_contour = {self.rois[i].name: self.rois[i].contours for i in idx
                           if self.rois[i].geometric_type != "MASK" and self.rois[i].contours}
-            extra = {self.rois[i].name: _dvh.mask_samples(self._dose, self.grid, self.mask(i), self.rois[i].name)
-                     for i in idx if self.rois[i].name not in by_contour}
+            by_mask = [i for i in idx if self.rois[i].name not in by_contour]
+            study_dose = self._dose
+            if by_mask and study_dose is None:
+                raise GRTVError("the study has no dose on its grid: the DVH of an ROI without contours (a mask) "
+                                "cannot be computed")
+            extra = {self.rois[i].name: _dvh.mask_samples(study_dose, self.grid, self.mask(i), self.rois[i].name)
+                     for i in by_mask} if study_dose is not None else {}
             notes: list[str] = []
             kwargs.setdefault("single_thickness", float(self.grid.slice_thickness or self.grid.dz))
             kwargs.setdefault("ref_z", self.grid.z)
@@ -607,7 +614,7 @@ def open_study(
         notes += image_vol.notes
     # Is the image series complete enough to be the reference grid?
     reference = "image"
-    if image_vol is not None and sel.rtstruct is not None:
+    if image_vol is not None and sel.series is not None and sel.rtstruct is not None:
         refs = referenced_image_uids(sel.rtstruct.ds)
         present = sel.series.sop_uids & refs
         if present and len(present) < len(refs):
@@ -619,7 +626,8 @@ def open_study(
                 reference = "dose"
             else:
                 warn(msg + "; contours on missing slices are dropped")
-    if image_vol is not None and image_vol.grid.shape[0] == 1 and doses and reference == "image":
+    if image_vol is not None and sel.series is not None and image_vol.grid.shape[0] == 1 and doses \
+            and reference == "image":
         warn(f"the image series has a single slice ({sel.series.describe()}); the dose grid is used as the "
              "reference grid (no image volume)")
         reference = "dose"
@@ -631,7 +639,7 @@ def open_study(
             raise GRTVError(f"'{folder}' holds no image series and no RTDOSE")
         warn(f"no image series in '{folder}': the RTDOSE grid is used as the reference grid")
         reference = "dose"
-    if reference == "dose":
+    if reference == "dose" or image_vol is None:  # no image volume: reference is "dose"
         grid = doses[0].grid
         image = None
         headers = []
@@ -678,7 +686,7 @@ def open_study(
         "dose_units": "/".join(sorted({d.units for d in doses})),
     }
     attrs["notes"] = notes
-    source = {
+    source: dict[str, Any] = {
         "folder": Path(folder).resolve(),
         "image_files": [f.path for f in image_vol.files] if image_vol is not None else [],
         "rtstruct": sel.rtstruct.path if sel.rtstruct else None,

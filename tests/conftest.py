@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def pytest_configure(config):
-    """``GRTV_STRICT_WARNINGS=1``: an unexpected GRTVWarning, or a DeprecationWarning attributed to
-    grtv_nb's code, fails the test (a test that expects a warning asserts it with ``pytest.warns``).
-    Opt-in until the whole suite passes with it; then these two lines move to pyproject.toml."""
-    if os.environ.get("GRTV_STRICT_WARNINGS"):
-        config.addinivalue_line("filterwarnings", "error::grtv_nb.errors.GRTVWarning")
-        config.addinivalue_line("filterwarnings", "error::DeprecationWarning:grtv_nb")
 
 
 @pytest.fixture(scope="session")

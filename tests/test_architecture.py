@@ -45,7 +45,7 @@ ROOT_PACKAGE = "grtv_nb"
 # __version__ read by dicom/common and segment/unet, segment/_common <-> segment/body,
 # segment/__init__ <-> segment/unet, widgets/_render3d <-> widgets/view3d). Each entry is one
 # import edge (importer, imported). Delete an entry when its import is gone
-# (test_allow_lists_list_live_entries names the unused ones).
+# (test_allow_lists_list_live_entries fails on an unused one).
 ALLOWED_EDGES: set[tuple[str, str]] = {
     ("grtv_nb.segment.unet", "grtv_nb"),  # __version__ from the package root (lazy __init__ fix)
     ("grtv_nb.segment.body", "grtv_nb.segment._common"),  # segment cycle (segment fix)
@@ -57,19 +57,12 @@ ALLOWED_EDGES: set[tuple[str, str]] = {
 ALLOWED_PRIVATE: set[str] = {
     "grtv_nb.errors: sys._getframe",
     "grtv_nb.segment.body: from grtv_nb.segment._common import _sampling",
-    "grtv_nb.solid: from grtv_nb.raster import _crossings",
     "grtv_nb.dicom.reader: dataset._character_set",  # pydicom's private attribute
     "grtv_nb.dicom.reader: tail._dict",  # pydicom's private attribute
     "grtv_nb.dicom.folder: ds._dict",  # pydicom's private attribute (raw elements, unconverted)
-    "grtv_nb.solid: from grtv_nb.raster import _boxes_overlap",
-    "grtv_nb.solid: from grtv_nb.raster import _fill_simple_planes",
     "grtv_nb._xarray_nodask: pycompat._cached_duck_array_modules",  # xarray's private cache
     "grtv_nb.rawio: from grtv_nb.transforms import _cast",
     "grtv_nb.segment.unet: _common._image_key",  # segment reorganisation (issue 13)
-    "grtv_nb.widgets.dvhchart: arrays._study",  # widgets reach into StudyArrays (issue 13)
-    "grtv_nb.widgets.view3d: arrays._study",
-    "grtv_nb.widgets.slices: R._PLANE_AXES",
-    "grtv_nb.widgets.view3d: from grtv_nb.mesh import _index_to_coord",
 }
 
 # Library modules allowed to print: command-line entry points.
@@ -232,16 +225,15 @@ def test_cycle_finder_finds_a_cycle():
 
 
 def test_allow_lists_list_live_entries():
-    """The allow-lists hold debt other branches are paying: an entry whose import or use is gone is
-    not an error here (branches merge in any order) but is named in the test report (``-ra``)."""
+    """The allow-lists hold only live debt: an entry whose import or use is gone fails the test (a
+    stale entry would let the debt come back unnoticed); the branch that pays a debt deletes its entry."""
     stale = sorted(f"{a} -> {b}" for a, b in ALLOWED_EDGES if a not in _modules() or b not in _imports(a))
     found = {f"{name}: {use}" for name in _modules() for use in _private_uses(name)}
     stale += sorted(ALLOWED_PRIVATE - found)
     for a, b in ALLOWED_EDGES:  # well-formed: two module names that have a layer
         _layer(a), _layer(b)
     assert all(": " in e and e.startswith("grtv_nb") for e in ALLOWED_PRIVATE)
-    if stale:
-        pytest.skip(f"allow-list entries no longer used, delete them from {Path(__file__).name}: {stale}")
+    assert not stale, f"allow-list entries no longer used, delete them from {Path(__file__).name}: {stale}"
 
 
 def _private(name: str) -> bool:
@@ -415,3 +407,21 @@ def test_warnings_point_at_the_users_call(tmp_path):
     assert Path(ours[0].filename) == Path(__file__)
     assert ours[0].lineno == line
 
+
+
+def test_grtv_warns_fails_on_a_missing_or_an_unexpected_warning():
+    """tests_support.grtv_warns, the suite's way to expect several GRTVWarnings, can fail."""
+    import warnings
+
+    from grtv_nb.errors import GRTVWarning
+    from tests_support import grtv_warns
+
+    with grtv_warns("first", "second") as rec:
+        warnings.warn("the first", GRTVWarning, stacklevel=1)
+        warnings.warn("the second", GRTVWarning, stacklevel=1)
+    assert [str(w.message) for w in rec] == ["the first", "the second"]
+    with pytest.raises(AssertionError, match="no GRTVWarning matching"), grtv_warns("first", "second"):
+        warnings.warn("the first", GRTVWarning, stacklevel=1)
+    with pytest.raises(AssertionError, match="unexpected GRTVWarnings"), grtv_warns("first"):
+        warnings.warn("the first", GRTVWarning, stacklevel=1)
+        warnings.warn("another", GRTVWarning, stacklevel=1)

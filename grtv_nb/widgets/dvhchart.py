@@ -63,7 +63,7 @@ def study_dvh(arrays: R.StudyArrays, bin_width: float = 0.01):
     :func:`grtv_nb.dvh.compute_dvh` for a Dataset."""
     if arrays.dose is None or not arrays.roi_names:
         return None
-    study = arrays._study
+    study = arrays.study
     if study is not None and hasattr(study, "dvh"):
         return study.dvh()  # computed once and kept by the Study
     from ..dvh import compute_dvh

@@ -41,7 +41,7 @@ PRESETS: dict[str, tuple[float, float]] = {name: (w, lev) for name, (lev, w) in 
 _MAX_DISPLAY = 1536  # cap on display image rows/columns
 
 # plane -> (row axis, column axis, axis of the slice index); axes: 0=z, 1=y, 2=x
-_PLANE_AXES = {"axial": (1, 2, 0), "coronal": (0, 2, 1), "sagittal": (0, 1, 2)}
+PLANE_AXES = {"axial": (1, 2, 0), "coronal": (0, 2, 1), "sagittal": (0, 1, 2)}
 _AXIS_NAMES = ("z", "y", "x")
 
 
@@ -134,6 +134,12 @@ class StudyArrays:
             arr = arr.astype(dtype)
         return arr
 
+    @property
+    def study(self) -> Any:
+        """The :class:`grtv_nb.Study` the arrays read (its cached masks, DVHs and meshes), or None
+        for a plain Dataset."""
+        return self._study
+
     # -- geometry --------------------------------------------------------------------------
     @property
     def grid(self):
@@ -200,7 +206,7 @@ class StudyArrays:
 
     def voxel_at(self, plane: str, index: int, row: int, col: int, geom: PlaneGeometry) -> tuple[int, int, int]:
         """Voxel (iz, iy, ix) under display pixel (row, col) of ``plane`` at slice ``index``."""
-        ra, ca, sa = _PLANE_AXES[plane]
+        ra, ca, sa = PLANE_AXES[plane]
         ijk = [0, 0, 0]
         ijk[sa] = int(index)
         ijk[ra] = int(geom.rmap[int(np.clip(row, 0, geom.height - 1))])
@@ -357,7 +363,7 @@ def plane_geometry(arrays: StudyArrays, plane: str, pixel_mm: float | None = Non
         raise ValidationError(f"plane must be one of {PLANES}, got {plane!r}")
     if pixel_mm is None:
         pixel_mm = min(arrays.spacing(1), arrays.spacing(2))
-    ra, ca, _ = _PLANE_AXES[plane]
+    ra, ca, _ = PLANE_AXES[plane]
     rmap, rpx = _axis_map(arrays.coords(ra), arrays.spacing(ra), pixel_mm, _MAX_DISPLAY)
     cmap, cpx = _axis_map(arrays.coords(ca), arrays.spacing(ca), pixel_mm, _MAX_DISPLAY)
     if ra == 0:
@@ -373,7 +379,7 @@ def plane_geometry(arrays: StudyArrays, plane: str, pixel_mm: float | None = Non
 
 
 def native_plane(vol: np.ndarray, plane: str, index: int) -> np.ndarray:
-    """The 2D plane of ``vol`` at ``index`` with (row axis, column axis) as in ``_PLANE_AXES``."""
+    """The 2D plane of ``vol`` at ``index`` with (row axis, column axis) as in ``PLANE_AXES``."""
     if plane == "axial":
         return vol[index]
     if plane == "coronal":
@@ -522,7 +528,7 @@ def render_slice(arrays: StudyArrays, geom: PlaneGeometry, index: int, opts: Ren
     ndarray, shape (height, width, 3), uint8
     """
     opts = opts or RenderOptions()
-    _, _, sa = _PLANE_AXES[geom.plane]
+    _, _, sa = PLANE_AXES[geom.plane]
     n = arrays.shape[sa]
     if not 0 <= index < n:
         raise ValidationError(f"{geom.plane} slice index {index} out of range 0..{n - 1}")
@@ -549,7 +555,7 @@ def render_slice(arrays: StudyArrays, geom: PlaneGeometry, index: int, opts: Ren
                 rgb[line] = dose_color(lvl, arrays.dose_max)
 
     rois = range(len(arrays.roi_names)) if opts.rois is None else opts.rois
-    ra, ca, _ = _PLANE_AXES[geom.plane]
+    ra, ca, _ = PLANE_AXES[geom.plane]
     for i in rois:
         sub = _roi_display(arrays.crop(i), geom, index, ra, ca, sa)
         if sub is None:

@@ -246,7 +246,7 @@ class SliceViewer(StaticPNGMixin, W.VBox):
         if not self.crosshair.value:
             return None
         g = self.geoms[plane]
-        ra, ca, _ = R._PLANE_AXES[plane]
+        ra, ca, _ = R.PLANE_AXES[plane]
         axis_plane = {0: "axial", 1: "coronal", 2: "sagittal"}
         return (g.display_row(self.index[axis_plane[ra]]), g.display_col(self.index[axis_plane[ca]]))
 

@@ -43,13 +43,13 @@ DOSE_OPACITY = 0.35
 
 def _to_mm(arrays: R.StudyArrays, verts_zyx: np.ndarray) -> np.ndarray:
     """Fractional voxel indices (z, y, x) -> points (x, y, z) in mm (as :mod:`grtv_nb.mesh` maps them)."""
-    from ..mesh import _index_to_coord
+    from ..mesh import index_to_coord
 
     out = np.empty((len(verts_zyx), 3), np.float64)
     for k, ax in enumerate((2, 1, 0)):
         c = arrays.coords(ax)
         f = verts_zyx[:, ax]
-        out[:, k] = _index_to_coord(c, f) if len(c) > 1 else c[0] + f * arrays.spacing(ax)
+        out[:, k] = index_to_coord(c, f) if len(c) > 1 else c[0] + f * arrays.spacing(ax)
     return out
 
 
@@ -82,7 +82,7 @@ def roi_mesh(arrays: R.StudyArrays, roi: int | str) -> tuple[np.ndarray, np.ndar
         return None
     name = arrays.roi_names[i]
     step = max(1, math.ceil((crop.mask.size / MAX_MESH_VOXELS) ** (1 / 3)))
-    study = arrays._study
+    study = arrays.study
     if step == 1 and study is not None and hasattr(study, "mesh"):
         m = study.mesh(name)
     elif step == 1:
