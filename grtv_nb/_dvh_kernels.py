@@ -31,7 +31,6 @@ def roi_segments(lat, kbase, nz, mask, rin, cin, zs, kz, tz, dzb, zin, wpt, inv_
     plane ``p`` stands for ``wpt[p]`` cc per mm of thickness. ``stats`` = [volume, sum of volume x
     mean dose, min, max, volume outside the dose grid] is updated.
     """
-    nb_ = len(P)
     d = np.empty(64, np.float64)
     npl, nyf, nxf = mask.shape
     for p in range(npl):
@@ -56,37 +55,10 @@ def roi_segments(lat, kbase, nz, mask, rin, cin, zs, kz, tz, dzb, zin, wpt, inv_
             for j in range(nbd - 1):
                 w = wpt[p] * dzb[z0 + j]
                 if ok and zin[z0 + j]:
-                    lo = d[j]
-                    hi = d[j + 1]
-                    if hi < lo:
-                        lo, hi = hi, lo
-                else:
-                    lo = 0.0
-                    hi = 0.0
+                    _add_segment(d[j], d[j + 1], w, inv_w, flat, A, B, P, stats)
+                else:  # outside the dose grid: counted as 0 Gy and as volume outside
                     stats[4] += w
-                stats[0] += w
-                stats[1] += w * 0.5 * (lo + hi)
-                if lo < stats[2]:
-                    stats[2] = lo
-                if hi > stats[3]:
-                    stats[3] = hi
-                a = lo * inv_w
-                b = hi * inv_w
-                if b - a < flat:
-                    k = int(0.5 * (a + b))
-                    P[k if k < nb_ else nb_ - 1] += w
-                else:
-                    cw = w / (b - a)
-                    ja = int(a) + 1
-                    jb = int(b) + 1
-                    if ja > nb_:
-                        ja = nb_
-                    if jb > nb_:
-                        jb = nb_
-                    A[ja] += cw
-                    B[ja] += cw * a
-                    A[jb] -= cw
-                    B[jb] -= cw * b
+                    _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
 
 
 
