@@ -124,6 +124,33 @@ def _sampled_area(loops: Sequence[np.ndarray], s: float) -> float:
     return float(m.sum()) * s * s
 
 
+def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_mm: float | None = None):
+    """The in-plane sample lattice over ``box`` = (xmin, xmax, ymin, ymax) with spacing ``s`` mm,
+    coarsened to at most ``MAX_PLANE_SAMPLES`` cells and centred on the box; with ``cap_mm`` a
+    margin of ``ceil(cap_mm / s) + 2`` cells on every side (room for interpolated end caps).
+
+    Returns ``(s, x0, y0, nxf, nyf, fxs, fys, rin, cin)``: the spacing used, the first sample centre
+    (sample ``i`` is at ``x0 + i * s``), the lattice size, the samples' continuous indices in the
+    dose grid and whether each lattice row/column lies inside it.
+    """
+    xmin, xmax, ymin, ymax = box
+
+    def size(s: float) -> tuple[int, int]:
+        pad = 0 if cap_mm is None else int(np.ceil(cap_mm / s)) + 2
+        return int(np.ceil((xmax - xmin) / s)) + 1 + 2 * pad, int(np.ceil((ymax - ymin) / s)) + 1 + 2 * pad
+
+    nxf, nyf = size(s)
+    if nxf * nyf > MAX_PLANE_SAMPLES:
+        s *= np.sqrt(nxf * nyf / MAX_PLANE_SAMPLES)
+        nxf, nyf = size(s)
+    x0 = 0.5 * (xmin + xmax) - 0.5 * (nxf - 1) * s
+    y0 = 0.5 * (ymin + ymax) - 0.5 * (nyf - 1) * s
+    fxs = grid.continuous_index("x", x0 + np.arange(nxf) * s)
+    fys = grid.continuous_index("y", y0 + np.arange(nyf) * s)
+    nx, ny = grid.shape[2], grid.shape[1]
+    return s, x0, y0, nxf, nyf, fxs, fys, _axis_lookup(fys, ny)[2], _axis_lookup(fxs, nx)[2]
+
+
 def roi_samples(
     dose: np.ndarray,
     grid: Grid,
@@ -212,20 +239,7 @@ def roi_samples(
         between = "interpolate" if groups.spacing * AUTO_INTERPOLATE_PLANES > deq else "extrude"
     if between == "interpolate":
         return _interpolated(d, grid, slabs, areas, s, (xmin, xmax, ymin, ymax), notes, label, report, bin_width)
-    nxf = int(np.ceil((xmax - xmin) / s)) + 1
-    nyf = int(np.ceil((ymax - ymin) / s)) + 1
-    if nxf * nyf > MAX_PLANE_SAMPLES:
-        s *= np.sqrt(nxf * nyf / MAX_PLANE_SAMPLES)
-        nxf = int(np.ceil((xmax - xmin) / s)) + 1
-        nyf = int(np.ceil((ymax - ymin) / s)) + 1
-    # sample centres: xs[i] = x0 + i * s, the lattice centred on the ROI's box
-    x0 = 0.5 * (xmin + xmax) - 0.5 * (nxf - 1) * s
-    y0 = 0.5 * (ymin + ymax) - 0.5 * (nyf - 1) * s
-    xs = x0 + np.arange(nxf) * s
-    ys = y0 + np.arange(nyf) * s
-    fxs, fys = grid.continuous_index("x", xs), grid.continuous_index("y", ys)
-    cin = _axis_lookup(fxs, nx)[2]
-    rin = _axis_lookup(fys, ny)[2]
+    s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice((xmin, xmax, ymin, ymax), s, grid)
     collect, flush = summarised(report, label)
     from . import _dvh_kernels as kern
 
@@ -367,21 +381,7 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
     xmin, xmax, ymin, ymax = box
     gaps = _gaps(slabs)
     cap = max((g[1] - g[0] for g in gaps if g[2] != 0), default=0.0)
-    pad = int(np.ceil(cap / s)) + 2
-    nxf = int(np.ceil((xmax - xmin) / s)) + 1 + 2 * pad
-    nyf = int(np.ceil((ymax - ymin) / s)) + 1 + 2 * pad
-    if nxf * nyf > MAX_PLANE_SAMPLES:
-        s *= np.sqrt(nxf * nyf / MAX_PLANE_SAMPLES)
-        pad = int(np.ceil(cap / s)) + 2
-        nxf = int(np.ceil((xmax - xmin) / s)) + 1 + 2 * pad
-        nyf = int(np.ceil((ymax - ymin) / s)) + 1 + 2 * pad
-    x0 = 0.5 * (xmin + xmax) - 0.5 * (nxf - 1) * s
-    y0 = 0.5 * (ymin + ymax) - 0.5 * (nyf - 1) * s
-    xs = x0 + np.arange(nxf) * s
-    ys = y0 + np.arange(nyf) * s
-    fxs, fys = grid.continuous_index("x", xs), grid.continuous_index("y", ys)
-    cin = _axis_lookup(fxs, nx)[2]
-    rin = _axis_lookup(fys, ny)[2]
+    s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice(box, s, grid, cap_mm=cap)
     collect, flush = summarised(report, label)
     gzs = np.asarray(grid.z, dtype=np.float64)
     half = 0.5 * grid.dz
