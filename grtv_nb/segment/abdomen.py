@@ -354,7 +354,10 @@ def _kidneys_work(ctx: Context) -> dict:
     For each HU window of ``kidney_windows`` (plain, then contrast), the smoothed image
     within the window and the side's search region is opened (4 mm ball) and cut into 3D
     components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc, is compact (at least
-    15 % of its bounding box), is not longer than 170 mm craniocaudally and not wider than 110 mm.
+    15 % of its bounding box), is not longer than 170 mm craniocaudally and not wider than 110 mm, and
+    does not run into the zone's lateral limit (120 mm from the midline) on more than
+    ``kidney_lateral_edge_frac`` of its slices (there it is part of a larger organ beyond the
+    zone: the spleen or the liver, as on a CT that ends at the liver dome, above most of the kidney).
     The best candidate is kept; its score multiplies compactness, closeness to 150 cc, closeness
     to the expected position in-plane (75 mm from the midline, 25 mm anterior of the canal) and,
     when the liver was found, along z (centre 40 mm above the liver's lower end); the opening is undone
@@ -413,6 +416,12 @@ def _kidneys_work(ctx: Context) -> dict:
                     continue
                 comp = lab[sl] == i + 1
                 if lo > 100.0 and float(np.mean(sm[box][sl][comp])) < 140.0:
+                    continue
+                # a kidney is wrapped in perirenal fat: a piece cut by the zone's lateral limit on
+                # most of its slices is a larger organ lying beyond it (the spleen, the liver)
+                edge = np.abs(gx[box[2]][sl[2]] - xm) > k1 - 1.5 * sp[2]
+                n_z = max(int(comp.any(axis=(1, 2)).sum()), 1)
+                if comp[:, :, edge].any(axis=(1, 2)).sum() > P.kidney_lateral_edge_frac * n_z:
                     continue
                 zz, yy, xx = (np.nonzero(comp.any(axis=(1, 2)))[0], np.nonzero(comp.any(axis=(0, 2)))[0],
                               np.nonzero(comp.any(axis=(0, 1)))[0])
