@@ -109,23 +109,27 @@ def test_matrix_subset_decubitus_and_crops(ts, tmp_path):
     close_session()
 
 
-def test_liver_dome_crop_draws_no_spleen_as_kidney(ts):
-    """On the CT cut at z = 370 mm (the liver dome and spleen, the upper third of the left kidney,
-    36 % of it) the left kidney search zone holds only the spleen, which runs into the zone's
-    lateral limit on nearly all its slices: before the kidney_lateral_edge_frac rule it was drawn
-    as the left kidney (Dice 0.003). Now the left kidney is refused or, if ever found, is the
-    kidney; the full CT's left kidney is still found."""
+def test_liver_dome_crop_finds_kidney_poles_not_spleen(ts):
+    """On the CT cut at z = 370 mm (the liver dome and spleen, the upper 36 % of the left kidney)
+    the spleen runs into the left kidney zone's lateral limit on nearly all its slices and was
+    drawn as the left kidney (Dice 0.003); the kidneys' upper poles, cut by the image's last slice,
+    were below the 40 cc floor. Now the spleen is no candidate (kidney_lateral_edge_frac) and a
+    pole cut by the image's edge needs kidney_cut_cc: both poles are found. On the abdomen-only
+    crop (z 280-390) a 25 cc strip of psoas cut by the last slice is not taken for the right
+    kidney (kidney_min_width_mm)."""
     img, lab = ts
     crop, clab = img.sel(z=slice(370.0, None)), lab.sel(z=slice(370.0, None))
     close_session()
-    try:
-        m = segment_organ(crop, "lkidney")
-    except SegmentationError as e:
-        assert "could not find the left kidney" in str(e)
-    else:
-        assert dice(m, clab.values == 3) >= 0.5
+    assert dice(segment_organ(crop, "lkidney"), clab.values == 3) >= 0.8
+    assert dice(segment_organ(crop, "rkidney"), clab.values == 2) >= 0.8
+    abd, alab = img.sel(z=slice(280.0, 390.0)), lab.sel(z=slice(280.0, 390.0))
     close_session()
-    assert dice(segment_organ(img, "lkidney"), lab.values == 3) >= 0.8
+    try:
+        m = segment_organ(abd, "rkidney")
+    except SegmentationError as e:
+        assert "could not find the right kidney" in str(e)
+    else:
+        assert dice(m, alab.values == 2) >= 0.5
     close_session()
 
 

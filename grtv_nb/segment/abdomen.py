@@ -353,8 +353,10 @@ def _kidneys_work(ctx: Context) -> dict:
     nearly the same HU the liver contour may have taken part of the kidney).
     For each HU window of ``kidney_windows`` (plain, then contrast), the smoothed image
     within the window and the side's search region is opened (4 mm ball) and cut into 3D
-    components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc, is compact (at least
-    15 % of its bounding box), is not longer than 170 mm craniocaudally and not wider than 110 mm, and
+    components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc (from
+    ``kidney_cut_cc`` when the image's first or last slice cuts it: a pole of a kidney the CT ends in),
+    is compact (at least 15 % of its bounding box), is not longer than 170 mm craniocaudally, not wider
+    than 110 mm and not narrower than ``kidney_min_width_mm`` in either in-plane direction (psoas, crus), and
     does not run into the zone's lateral limit (120 mm from the midline) on more than
     ``kidney_lateral_edge_frac`` of its slices (there it is part of a larger organ beyond the
     zone: the spleen or the liver, as on a CT that ends at the liver dome, above most of the kidney).
@@ -406,10 +408,12 @@ def _kidneys_work(ctx: Context) -> dict:
                 continue
             sizes = component_sizes(lab, n) * vcc
             for i, sl in enumerate(ndi.find_objects(lab)):
-                if not P.kidney_cc[0] <= sizes[i] <= P.kidney_cc[1]:
+                # a piece cut by the image's first or last slice is part of a kidney at most
+                at_end = box[0].start + sl[0].start == 0 or box[0].start + sl[0].stop == sm.shape[0]
+                if not (P.kidney_cut_cc if at_end else P.kidney_cc[0]) <= sizes[i] <= P.kidney_cc[1]:
                     continue
                 ext = [(s.stop - s.start) * d for s, d in zip(sl, sp)]
-                if ext[0] > 170.0 or max(ext[1], ext[2]) > 110.0:
+                if ext[0] > 170.0 or max(ext[1], ext[2]) > 110.0 or min(ext[1], ext[2]) < P.kidney_min_width_mm:
                     continue
                 fill = sizes[i] / (np.prod(ext) / 1000.0)
                 if fill < 0.15:

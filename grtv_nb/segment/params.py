@@ -112,6 +112,9 @@ class SegmentParams:
     kidney_windows: tuple = ((-15.0, 42.0), (120.0, 400.0))  # kidney HU: plain, contrast
     kidney_liver_rim_mm: float = 5.0  # rim of the liver that stays open to the kidneys
     kidney_cc: tuple = (40.0, 450.0)  # plausible kidney volume
+    kidney_cut_cc: float = 20.0  # least volume of a kidney candidate cut by the image's first or last slice
+    kidney_min_width_mm: float = 30.0  # least in-plane extent (both directions) of a kidney candidate
+    #                                  (a kidney is 50-70 mm across; a strip of psoas or crus is narrower)
     kidney_midline_mm: tuple = (35.0, 120.0)  # distance of the kidney search zone from the midline
     kidney_lateral_edge_frac: float = 0.75  # a candidate touching the zone's lateral limit on more
     #                                      than this fraction of its slices is spleen or liver (the
