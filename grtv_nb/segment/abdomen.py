@@ -460,7 +460,8 @@ def segment_kidney(ctx: Context, side: str) -> np.ndarray:
     if m is None:
         raise not_found(
             f"{side} kidney",
-            "no compact 40-450 cc organ of kidney density beside the spine on that side",
+            f"no compact {P.kidney_cc[0]:.0f}-{P.kidney_cc[1]:.0f} cc organ of kidney density beside "
+            f"the spine on that side ({P.kidney_cut_cc:.0f} cc where the image's end cuts it)",
         )
     return ctx.grid.to_image(m)
 
