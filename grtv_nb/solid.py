@@ -530,11 +530,8 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
     u = np.linspace(0.0, L, CAP_STEPS)
     quad, lin = _extrapolated_area(u, area_end, a1, d1, a2, d2)
     flat = phi_end.ravel()
-    # cells[i] = number of samples with phi <= flat[i]: searched in sorted order (fast, same counts)
-    order = np.argsort(flat)
-    srt = flat[order]
-    cells = np.empty(flat.size)
-    cells[order] = np.searchsorted(srt, srt, side="right")
+    srt = np.sort(flat)
+    cells = np.searchsorted(srt, flat, side="right").astype(np.float64)
     n_end = float(np.count_nonzero(flat <= 0))
     a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
     shrink = a1 > area_end
