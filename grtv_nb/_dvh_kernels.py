@@ -16,7 +16,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_OPTS = dict(cache=True, nogil=True)
+#: error_model "numpy": no zero-division checks in the loops (every divisor here is nonzero: plane and
+#: cell spacings, distinct EDT indices, a segment wider than ``flat`` bins); same numbers, faster.
+_OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @nb.njit(**_OPTS)

@@ -548,7 +548,13 @@ def _histograms(
         vals = np.array([_volume_at(cum[i], edges, dx) for i in range(n)])
         stats[f"V{x:g}%Rx_cc"] = (("roi",), vals, {"units": "cc", "dose_gy": dx})
         stats[f"V{x:g}%Rx_pct"] = (("roi",), vals * rel, {"units": "%", "dose_gy": dx})
-    coords = {"roi": np.array(names, dtype=str), "dose": ("dose", edges, {"units": "Gy"})}
+    # coordinates and their indexes built once, shared by the curves and the statistics (no copies)
+    coords = xr.Coordinates(
+        {
+            "roi": xr.Variable(("roi",), np.array(names, dtype=str)),
+            "dose": xr.Variable(("dose",), edges, {"units": "Gy"}),
+        }
+    )
     differential = xr.DataArray(
         diff,
         dims=("roi", "dose"),
@@ -556,7 +562,8 @@ def _histograms(
         name="differential_dvh",
         attrs={"units": "cc", "long_name": "volume per dose bin", "bin_width_gy": w},
     )
-    ds = xr.Dataset(stats, coords={"roi": coords["roi"]})
+    roi_coords = xr.Coordinates({"roi": coords.variables["roi"]}, indexes={"roi": coords.xindexes["roi"]})
+    ds = xr.Dataset({k: xr.Variable(*v) for k, v in stats.items()}, coords=roi_coords)
     if rx:
         ds.attrs["prescription_gy"] = float(rx)
     return DVHResult(differential, ds, w, float(rx) if rx else None)
