@@ -66,7 +66,17 @@ def warmup(verbose: bool = False) -> dict[str, float]:
                 augment_volumes([ct, mask, ct.astype(np.float32)], td, times=1, deform=deform, seed=0,
                                 write_mhd=False, progress=False, names=[f"v{i}_{int(deform)}" for i in range(3)])
 
+    def dvh():
+        from .dvh import compute_roi_dvh
+        from .phantom import analytic_case
+
+        case = analytic_case("sphere_small")
+        for dtype in (np.float32, np.float64):  # RTDOSE doses are float32, resampled ones float64
+            for between in ("interpolate", "extrude"):
+                compute_roi_dvh(case.dose.astype(dtype), case.dose_grid, {"S": case.contours}, between=between)
+
     step(f"resize ({len(_RESIZE_PAIRS)} dtype pairs)", resize)
     step("augment (int16, uint8, float32)", augment)
+    step("DVH engine (float32, float64)", dvh)
     log.info("grtv_nb kernels ready in %s", _kernels.cache_dir())
     return times
