@@ -151,6 +151,32 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
     return s, x0, y0, nxf, nyf, fxs, fys, _axis_lookup(fys, ny)[2], _axis_lookup(fxs, nx)[2]
 
 
+def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, int], label: str,
+                     collect) -> tuple[np.ndarray, np.ndarray]:
+    """The in-plane samples of each slab's region on the lattice (sample ``i`` of a row at
+    ``x0 + i * s``): a bool array ``(len(slabs), *shape)`` and each plane's count of samples inside.
+    A plane whose loops hold no sample (smaller than the spacing) gets one sample at their centre,
+    not counted in the returned counts."""
+    nyf, nxf = shape
+    m = np.zeros((len(slabs), nyf, nxf), dtype=bool)
+    simple = []
+    for q, slab in enumerate(slabs):
+        idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
+        if len(idx_loops) > 1 and _boxes_overlap(idx_loops):
+            m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
+                              report=lambda msg, z=slab.z: collect(z, msg))
+        else:
+            simple.append((q, idx_loops))
+    if simple:
+        _fill_simple_planes(m, simple)
+    counts = np.count_nonzero(m.reshape(len(slabs), -1), axis=1)
+    for q in np.flatnonzero(counts == 0):
+        cc = np.concatenate(slabs[q].loops).mean(axis=0)
+        r_c = int(np.clip(round((cc[1] - y0) / s), 0, nyf - 1))
+        m[q, r_c, int(np.clip(round((cc[0] - x0) / s), 0, nxf - 1))] = True
+    return m, counts
+
+
 def roi_samples(
     dose: np.ndarray,
     grid: Grid,
@@ -255,30 +281,14 @@ def roi_samples(
     per = max(1, MAX_CHUNK_CELLS // (nxf * nyf))
     for c0 in range(0, len(todo), per):
         chunk = todo[c0:c0 + per]
-        m = np.zeros((len(chunk), nyf, nxf), dtype=bool)
-        simple = []
-        for q, (slab, _) in enumerate(chunk):
-            idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
-            if len(idx_loops) > 1 and _boxes_overlap(idx_loops):
-                m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
-                                  report=lambda msg, z=slab.z: collect(z, msg))
-            else:
-                simple.append((q, idx_loops))
-        if simple:
-            _fill_simple_planes(m, simple)
-        counts = np.count_nonzero(m.reshape(len(chunk), -1), axis=1)
+        m, counts = _fill_on_lattice([sl for sl, _ in chunk], x0, y0, s, (nyf, nxf), label, collect)
         wpt = np.empty(len(chunk))
         zbs, dzs, zins = [], [], []
         for q, (slab, area) in enumerate(chunk):
             n_q = int(counts[q])
             if area is None:
                 area = n_q * s * s
-            if n_q == 0:  # a loop smaller than the sample spacing: one sample at its centre
-                cc = np.concatenate(slab.loops).mean(axis=0)
-                r_c = int(np.clip(round((cc[1] - y0) / s), 0, nyf - 1))
-                m[q, r_c, int(np.clip(round((cc[0] - x0) / s), 0, nxf - 1))] = True
-                n_q = 1
-            wpt[q] = area / n_q / 1000.0
+            wpt[q] = area / max(n_q, 1) / 1000.0  # an empty plane has its one centre sample
             # z pieces: cut at the dose planes (dose linear in z between them) and at the dose grid's
             # outer faces; each piece is a segment of dose from its bottom to its top
             cuts = gz_cut[(gz_cut > slab.z0 + 1e-9) & (gz_cut < slab.z1 - 1e-9)]
@@ -413,25 +423,10 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
         p_lo = min(min(g[3], g[4] if g[4] >= 0 else g[3]) for g in chunk)
         p_hi = max(max(g[3], g[4]) for g in chunk)
         sl_chunk = slabs[p_lo:p_hi + 1]
-        m = np.zeros((len(sl_chunk), nyf, nxf), dtype=bool)
-        simple = []
-        for q, slab in enumerate(sl_chunk):
-            idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
-            if len(idx_loops) > 1 and _boxes_overlap(idx_loops):
-                m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
-                                  report=lambda msg, z=slab.z: collect(z, msg))
-            else:
-                simple.append((q, idx_loops))
-        if simple:
-            _fill_simple_planes(m, simple)
+        m, counts = _fill_on_lattice(sl_chunk, x0, y0, s, (nyf, nxf), label, collect)
         area_q = np.empty(len(sl_chunk))
-        for q, slab in enumerate(sl_chunk):
-            n_q = int(np.count_nonzero(m[q]))
-            if n_q == 0:  # a loop smaller than the sample spacing: one sample at its centre
-                cc = np.concatenate(slab.loops).mean(axis=0)
-                m[q, int(np.clip(round((cc[1] - y0) / s), 0, nyf - 1)), int(np.clip(round((cc[0] - x0) / s), 0,
-                                                                                       nxf - 1))] = True
-                n_q = 1
+        for q in range(len(sl_chunk)):
+            n_q = max(int(counts[q]), 1)  # an empty plane has its one centre sample
             area = areas[p_lo + q]
             area_q[q] = n_q * s * s if area is None else area
         caps = [i for i, g in enumerate(chunk) if g[2] != 0 and g[4] >= 0]
