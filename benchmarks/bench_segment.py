@@ -214,14 +214,11 @@ def timing() -> None:
 
 
 def main() -> int:
-    data = ROOT.parent / "shared" / "data" / "totalsegmentator-example"
-    if not data.is_dir():
-        print(f"skipped: {data} not found")
-        return 0
-    try:
-        import nibabel  # noqa: F401
-    except ImportError:
-        print("skipped: nibabel not installed (pip install grtv_nb[test])")
+    from nifti_ref import ts_unavailable
+
+    why = ts_unavailable()
+    if why:
+        print(f"skipped: {why}")
         return 0
     accuracy()
     timing()

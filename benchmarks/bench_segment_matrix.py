@@ -30,14 +30,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def main(argv: list[str]) -> int:
-    data = ROOT.parent / "shared" / "data" / "totalsegmentator-example"
-    if not data.is_dir():
-        print(f"skipped: {data} not found")
-        return 0
-    try:
-        import nibabel  # noqa: F401
-    except ImportError:
-        print("skipped: nibabel not installed")
+    from nifti_ref import ts_unavailable
+
+    why = ts_unavailable()
+    if why:
+        print(f"skipped: {why}")
         return 0
     from seg_matrix import ORGANS, build_cells, outcome, reference, score
 

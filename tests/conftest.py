@@ -38,9 +38,9 @@ def phantom_study(phantom_dir):
 @pytest.fixture(scope="module")
 def ts(shared_data):
     """(CT, labels) of the TotalSegmentator example (tests/nifti_ref.py); skips when absent."""
-    from nifti_ref import TS, ts_ct, ts_labels
+    from nifti_ref import ts_ct, ts_labels, ts_unavailable
 
-    if not (TS / "example_ct.nii.gz").exists():
-        pytest.skip("totalsegmentator-example not found")
-    pytest.importorskip("nibabel")
+    why = ts_unavailable()
+    if why:
+        pytest.skip(why)
     return ts_ct(), ts_labels()

@@ -27,6 +27,18 @@ TS_LABELS = {
 }
 
 
+def ts_unavailable() -> str | None:
+    """Why the TotalSegmentator example cannot be used here (its CT absent, or nibabel not
+    installed), or None when it can."""
+    if not (TS / "example_ct.nii.gz").exists():
+        return f"totalsegmentator-example not found ({TS})"
+    try:
+        import nibabel  # noqa: F401
+    except ImportError:
+        return "nibabel not installed (pip install grtv_nb[test])"
+    return None
+
+
 def load_nifti_lps(path: Path | str, dtype=None, name: str = "image") -> xr.DataArray:
     """Read a NIfTI file into a DataArray (z, y, x) with LPS coordinates (mm) increasing."""
     import nibabel as nib
