@@ -61,14 +61,24 @@ def check_new_roi(names: Sequence[str], name: Any, color: Any = None) -> tuple[s
     (:func:`grtv_nb.validate.check_roi_name`) and not taken, the colour checked (default: the next of
     :func:`grtv_nb.display.default_color`); a :class:`~grtv_nb.errors.ValidationError` otherwise."""
     from .display import default_color
-    from .validate import check_roi_name, validate_color
+    from .validate import validate_color
+
+    name = check_free_roi_name(names, name)
+    return name, validate_color(color if color is not None else default_color(len(names)))
+
+
+def check_free_roi_name(names: Sequence[str], name: Any, *, renaming: int | None = None) -> str:
+    """``name`` checked as an RTSTRUCT holds it (:func:`grtv_nb.validate.check_roi_name`) and not used
+    by another ROI of ``names`` (ROI index ``renaming``, the one being renamed, excepted); a
+    :class:`~grtv_nb.errors.ValidationError` otherwise."""
+    from .validate import check_roi_name
 
     name = check_roi_name(name)
     names = [str(n) for n in names]
-    if name in names:
-        raise ValidationError(f"ROI name '{name}' is already used by ROI index {names.index(name)}; "
-                              "choose another name")
-    return name, validate_color(color if color is not None else default_color(len(names)))
+    taken = [k for k, n in enumerate(names) if n == name and k != renaming]
+    if taken:
+        raise ValidationError(f"ROI name '{name}' is already used by ROI index {taken[0]}; choose another name")
+    return name
 
 
 def _direction(*attr_sources: dict) -> np.ndarray:

@@ -35,12 +35,11 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from . import _xarray_nodask
-from .accessor import DIRECTION_ATTR, check_new_roi, roi_position  # also registers ds.rt
+from .accessor import DIRECTION_ATTR, check_free_roi_name, check_new_roi, roi_position  # also registers ds.rt
 from .dicom.rtstruct import ROI
 from .errors import GRTVError, ValidationError, warn
 from .fileio import protect_folders
 from .geometry import Grid
-from .validate import check_roi_name
 
 if TYPE_CHECKING:
     from .dvh import DVHResult
@@ -403,15 +402,11 @@ class Study:
 
     def rename_roi(self, roi: int | str, new_name: str) -> str:
         """Rename an ROI (index or name); the new name follows the rules of :meth:`add_roi`
-        (:func:`grtv_nb.validate.check_roi_name`, not taken by another ROI). Returns the name used.
+        (:func:`grtv_nb.accessor.check_free_roi_name`). Returns the name used.
         The study is unchanged when this fails."""
         with self._transaction():
             i = self.roi_index(roi)
-            name = check_roi_name(new_name)
-            others = [n for k, n in enumerate(self.roi_names) if k != i]
-            if name in others:
-                raise ValidationError(f"roiName '{name}' is already used by ROI index {self.roi_names.index(name)}; "
-                                      "choose another name")
+            name = check_free_roi_name(self.roi_names, new_name, renaming=i)
             self.rois[i].name = name
             self._ds = None
             if self._dvh is not None:
