@@ -305,19 +305,10 @@ def roi_samples(
         lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
         kern.roi_segments(lat, klo, nz, m, rin, cin, zs.astype(np.int64), kz.astype(np.int64), tz.astype(np.float64),
                           np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
-    outside_cc = float(acc[4])
     flush()
     if acc[0] <= 0:
         return empty
-    G = np.arange(nbins + 1) * np.cumsum(A) - np.cumsum(B)
-    hist = np.diff(G) + P
-    out = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes, hist=hist,
-                     summary=(float(acc[0]), float(acc[1] / acc[0]), float(acc[2]), float(acc[3])))
-    if outside_cc > 0:
-        notes.append(
-            f"{label}: {outside_cc:.3g} cc ({100 * outside_cc / acc[0]:.1f} %) of the ROI lies outside "
-            "the dose grid; its dose is taken as 0 Gy")
-    return out
+    return _histogram_result(A, B, P, acc, notes, label)
 
 
 def _dicompyler_samples(d, grid: Grid, slabs, box, notes: list[str], label: str) -> RoiSamples:
@@ -479,16 +470,25 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
     # the interpolated shape distributes the volume the contours enclose
     f = target_cc / acc[0]
     acc[[0, 1, 4]] *= f
+    return _histogram_result(A, B, P, acc, notes, label, scale=f)
+
+
+def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarray, notes: list[str], label: str,
+                      scale: float = 1.0) -> RoiSamples:
+    """The differential histogram from the kernels' accumulators (``A``, ``B``: linear-run ramps,
+    ``P``: point masses; the histogram times ``scale``) and ``acc`` = [volume cc, volume x mean dose,
+    min, max, volume outside the dose grid], with a note when part of the ROI lies outside the grid."""
+    G = np.arange(len(P) + 1) * np.cumsum(A) - np.cumsum(B)
+    hist = np.diff(G) + P
+    if scale != 1.0:
+        hist = hist * scale
     outside_cc = float(acc[4])
-    G = np.arange(nbins + 1) * np.cumsum(A) - np.cumsum(B)
-    hist = (np.diff(G) + P) * f
-    out = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes, hist=hist,
-                     summary=(float(acc[0]), float(acc[1] / acc[0]), float(acc[2]), float(acc[3])))
     if outside_cc > 0:
         notes.append(
             f"{label}: {outside_cc:.3g} cc ({100 * outside_cc / acc[0]:.1f} %) of the ROI lies outside "
             "the dose grid; its dose is taken as 0 Gy")
-    return out
+    return RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes, hist=hist,
+                      summary=(float(acc[0]), float(acc[1] / acc[0]), float(acc[2]), float(acc[3])))
 
 
 def _extrapolated_area(u: np.ndarray, area_end: float, a1: float, d1: float, a2: float | None,
