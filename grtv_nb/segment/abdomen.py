@@ -67,7 +67,11 @@ def _cage(ctx: Context) -> np.ndarray:
             sel = np.abs(z - z[k]) <= 40.0
             proj = bone[sel].any(axis=0)
             if proj.sum() >= 3:
-                out[k] = convex_hull_image(proj)
+                # the hull lies within the bone's bounding box (+ the half-pixel offsets of
+                # convex_hull_image): computed there
+                rows, cols = np.nonzero(proj.any(axis=1))[0], np.nonzero(proj.any(axis=0))[0]
+                box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+                out[k][box] = convex_hull_image(proj[box])
         out = erode_mm(out, 3.0, c.spacing, planar=True)
         # no ribs (a cage much smaller than the body): no constraint on that slice
         body = body_work(c)
