@@ -274,6 +274,11 @@ def _liver_work(ctx: Context) -> np.ndarray:
         footprint = lungs_work(ctx)[1].any(axis=0)
         if (seed & footprint[None]).sum() * ctx.grid.voxel_cc > 20.0:
             seed &= footprint[None]
+    elif trunk.any():
+        # no lung bases in the image (an abdomen-only CT): the liver is the organ under the right
+        # dome, so it fills the right side of the highest abdominal slices; lower down the right
+        # abdomen holds colon, kidney and bowel of other HU
+        seed &= Z > gz[np.nonzero(trunk)[0].max()] - P.liver_seed_top_mm
     region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
     region &= trunk[:, None, None]
     region &= ~_near_spine(ctx, P.liver_spine_mm)
