@@ -119,7 +119,9 @@ def test_liver_dome_crop_finds_kidney_poles_not_spleen(ts):
     kidney (kidney_min_width_mm). On that crop (no lung bases) the liver's HU was estimated over
     the whole right abdomen, whose commonest tissue (bowel, colon, kidney at 10 HU) became the
     liver: Dice 0.37, the right kidney inside it and refused; the seed zone is now the highest
-    abdominal slices (liver_seed_top_mm), where the right half is liver: both are found."""
+    abdominal slices (liver_seed_top_mm), where the right half is liver, and the rib-cage hull
+    (cut by the crop's top, above which the cage widens) no longer holds half the liver out:
+    the liver's Dice is 0.82 (0.85 on the whole CT) and the right kidney is found."""
     img, lab = ts
     crop, clab = img.sel(z=slice(370.0, None)), lab.sel(z=slice(370.0, None))
     close_session()
@@ -127,7 +129,7 @@ def test_liver_dome_crop_finds_kidney_poles_not_spleen(ts):
     assert dice(segment_organ(crop, "rkidney"), clab.values == 2) >= 0.8
     abd, alab = img.sel(z=slice(280.0, 390.0)), lab.sel(z=slice(280.0, 390.0))
     close_session()
-    assert dice(segment_organ(abd, "liver"), alab.values == 5) >= 0.6
+    assert dice(segment_organ(abd, "liver"), alab.values == 5) >= 0.78
     assert dice(segment_organ(abd, "rkidney"), alab.values == 2) >= 0.7
     close_session()
 

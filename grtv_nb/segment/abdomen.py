@@ -55,7 +55,9 @@ def _bone(ctx: Context) -> np.ndarray:
 def _cage(ctx: Context) -> np.ndarray:
     """Inside of the bony cage: per slice, the convex hull of the bone (> 200 HU) of the slices
     within 40 mm, eroded by 3 mm. Abdominal-wall muscle lies outside it in the upper abdomen.
-    Where that hull covers less than 30 % of the body (no ribs there) the whole body is used."""
+    Where that hull covers less than 30 % of the body (no ribs there) the whole body is used, and
+    so it is within 40 mm of the image's ends when no lungs are in it (the ribs beyond a cropped
+    abdominal CT are not seen, so the hull there is smaller than the cage)."""
 
     def f(c):
         from skimage.morphology import convex_hull_image
@@ -76,6 +78,12 @@ def _cage(ctx: Context) -> np.ndarray:
         # no ribs (a cage much smaller than the body): no constraint on that slice
         body = body_work(c)
         small = out.sum(axis=(1, 2)) < 0.3 * body.sum(axis=(1, 2))
+        if not _lung_any(c).any():
+            # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last
+            # slice are cut off, so within the window of its ends the hull is too small (the
+            # cage widens towards the chest) and does not constrain the organs there
+            cut = (z + 40.0 > z[-1] + 0.5 * c.spacing[0]) | (z - 40.0 < z[0] - 0.5 * c.spacing[0])
+            small |= cut
         out[small] = body[small]
         return out
 
