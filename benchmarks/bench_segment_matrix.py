@@ -12,7 +12,9 @@ refusal of an organ that is there, ``WRONG`` for an organ drawn where there is n
 Dice below 0.3. The last columns are the seconds for all organs of the cell (landmarks
 included) and the worst change of Dice against the full CT.
 
-Run: ``.venv/bin/python benchmarks/bench_segment_matrix.py [--positions-only]``.
+Run: ``.venv/bin/python benchmarks/bench_segment_matrix.py [--positions-only] [--cells WORD,WORD]``
+(``--cells``: only the cells whose name holds one of the words, after the full CT, which gives the
+reference Dice).
 """
 
 from __future__ import annotations
@@ -36,13 +38,19 @@ def main(argv: list[str]) -> int:
     if why:
         print(f"skipped: {why}")
         return 0
-    from seg_matrix import ORGANS, build_cells, outcome, reference, score
+    from seg_matrix import ORGANS, POSITIONS, build_cells, outcome, reference, score
 
     from grtv_nb.errors import SegmentationError
     from grtv_nb.segment import close_session, segment_organ
 
+    words = argv[argv.index("--cells") + 1].split(",") if "--cells" in argv else None
     with tempfile.TemporaryDirectory() as tmp:
-        cells = build_cells(Path(tmp), extra="--positions-only" not in argv)
+        # the 8 DICOM series are written only when asked for
+        positions = POSITIONS if words is None else tuple(
+            p for p in POSITIONS if any(w in f"position {p}" for w in words))
+        cells = build_cells(Path(tmp), positions=positions, extra="--positions-only" not in argv)
+    if words is not None:
+        cells = cells[:1] + [c for c in cells[1:] if any(w in c.name for w in words)]
     short = {"body": "body", "llung": "llung", "rlung": "rlung", "spinal_cord": "canal", "liver": "liver",
              "lkidney": "lkidney", "rkidney": "rkidney", "stomach": "stomach"}
     print(f"{'cell':26s} " + " ".join(f"{short[o]:>8s}" for o in ORGANS) + f" {'seconds':>8s} {'worst dD':>8s}")

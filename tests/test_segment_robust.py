@@ -116,7 +116,12 @@ def test_liver_dome_crop_finds_kidney_poles_not_spleen(ts):
     were below the 40 cc floor. Now the spleen is no candidate (kidney_lateral_edge_frac) and a
     pole cut by the image's edge needs kidney_cut_cc: both poles are found. On the abdomen-only
     crop (z 280-390) a 25 cc strip of psoas cut by the last slice is not taken for the right
-    kidney (kidney_min_width_mm)."""
+    kidney (kidney_min_width_mm). On that crop (no lung bases) the liver's HU was estimated over
+    the whole right abdomen, whose commonest tissue (bowel, colon, kidney at 10 HU) became the
+    liver: Dice 0.37, the right kidney inside it and refused; the seed zone is now the highest
+    abdominal slices (liver_seed_top_mm), where the right half is liver, and the rib-cage hull
+    (cut by the crop's top, above which the cage widens) no longer holds half the liver out:
+    the liver's Dice is 0.82 (0.85 on the whole CT) and the right kidney is found."""
     img, lab = ts
     crop, clab = img.sel(z=slice(370.0, None)), lab.sel(z=slice(370.0, None))
     close_session()
@@ -124,12 +129,8 @@ def test_liver_dome_crop_finds_kidney_poles_not_spleen(ts):
     assert dice(segment_organ(crop, "rkidney"), clab.values == 2) >= 0.8
     abd, alab = img.sel(z=slice(280.0, 390.0)), lab.sel(z=slice(280.0, 390.0))
     close_session()
-    try:
-        m = segment_organ(abd, "rkidney")
-    except SegmentationError as e:
-        assert "could not find the right kidney" in str(e)
-    else:
-        assert dice(m, alab.values == 2) >= 0.5
+    assert dice(segment_organ(abd, "liver"), alab.values == 5) >= 0.78
+    assert dice(segment_organ(abd, "rkidney"), alab.values == 2) >= 0.7
     close_session()
 
 

@@ -216,6 +216,28 @@ def component_sizes(lab: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(lab.ravel(), minlength=n + 1)[1:]
 
 
+def label_medians(values: np.ndarray, lab: np.ndarray, index) -> np.ndarray:
+    """Median of ``values`` over each label of ``index`` (``scipy.ndimage.median(values, lab,
+    index)``, same values), sorting only the voxels of those labels instead of the whole volume."""
+    index = np.atleast_1d(np.asarray(index, dtype=np.intp))
+    if len(index) == 0:
+        return np.zeros(0)
+    want = np.zeros(int(lab.max()) + 2, bool)
+    want[index] = True
+    sel = want[lab]
+    v = np.asarray(values)[sel]
+    lb = lab[sel]
+    order = np.lexsort((v, lb))
+    v, lb = v[order], lb[order]
+    lo = np.searchsorted(lb, index, side="left")
+    hi = np.searchsorted(lb, index, side="right") - 1
+    step = (hi - lo) // 2
+    lo, hi = lo + step, hi - step
+    if np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.bool_):
+        return (v[lo].astype("d") + v[hi].astype("d")) / 2.0
+    return (v[lo] + v[hi]) / 2.0
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     lab, n = label(mask)
     if n == 0:
@@ -228,21 +250,50 @@ def _sampling(spacing, planar: bool):
     return (1e6 if planar else dz, dy, dx)
 
 
-def erode_mm(mask: np.ndarray, radius_mm: float, spacing, planar: bool = False) -> np.ndarray:
-    """Erosion by a ball (or in-plane disk when ``planar``) of the given radius, via the Euclidean
-    distance transform (cost independent of the radius). The image border does not erode."""
+#: Largest structuring element (voxels) applied directly by scipy's binary morphology; larger
+#: radii go through the Euclidean distance transform, whose cost does not grow with the radius
+#: (measured on a 105 x 152 x 184 working grid: a 1,100-voxel ball is still 2x faster directly,
+#: a 2,600-voxel one is as fast, an 8,800-voxel one 4x slower). Both give the same mask.
+_SE_MAX_VOXELS = 1500
+
+
+def _morph(mask: np.ndarray, radius_mm: float, spacing, planar: bool, grow: bool) -> np.ndarray:
+    """Dilation (``grow``) or erosion (the image border does not erode) by the ball (or in-plane
+    disk) of ``radius_mm``, computed in the mask's bounding box widened by the radius: outside it
+    the result is known (dilation: beyond the radius from the mask; erosion: outside the mask).
+    A small structuring element is applied directly, a large one via the distance transform."""
     mask = np.asarray(mask, bool)
     if not mask.any():
         return mask.copy()
-    return ndi.distance_transform_edt(mask, sampling=_sampling(spacing, planar)) > radius_mm + 1e-6
+    dz, dy, dx = spacing
+    se = disk(radius_mm, dy, dx) if planar else ball(radius_mm, spacing)
+    reach = [n // 2 + 1 for n in se.shape]
+    objs = ndi.find_objects(mask.view(np.uint8))[0]
+    box = tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(objs, reach, mask.shape))
+    sub = mask[box]
+    if se.sum() <= _SE_MAX_VOXELS:
+        if grow:
+            res = ndi.binary_dilation(sub, structure=se)
+        else:
+            res = ndi.binary_erosion(sub, structure=se, border_value=1)
+    elif grow:
+        res = ndi.distance_transform_edt(~sub, sampling=_sampling(spacing, planar)) <= radius_mm + 1e-6
+    else:
+        res = ndi.distance_transform_edt(sub, sampling=_sampling(spacing, planar)) > radius_mm + 1e-6
+    out = np.zeros_like(mask)
+    out[box] = res
+    return out
+
+
+def erode_mm(mask: np.ndarray, radius_mm: float, spacing, planar: bool = False) -> np.ndarray:
+    """Erosion by a ball (or in-plane disk when ``planar``) of the given radius. The image border
+    does not erode."""
+    return _morph(mask, radius_mm, spacing, planar, grow=False)
 
 
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing, planar: bool = False) -> np.ndarray:
-    """Dilation by a ball (or in-plane disk) of the given radius, via the distance transform."""
-    mask = np.asarray(mask, bool)
-    if not mask.any():
-        return mask.copy()
-    return ndi.distance_transform_edt(~mask, sampling=_sampling(spacing, planar)) <= radius_mm + 1e-6
+    """Dilation by a ball (or in-plane disk) of the given radius."""
+    return _morph(mask, radius_mm, spacing, planar, grow=True)
 
 
 def open_mm(mask, radius_mm, spacing, planar: bool = False) -> np.ndarray:

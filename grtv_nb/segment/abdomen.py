@@ -55,7 +55,9 @@ def _bone(ctx: Context) -> np.ndarray:
 def _cage(ctx: Context) -> np.ndarray:
     """Inside of the bony cage: per slice, the convex hull of the bone (> 200 HU) of the slices
     within 40 mm, eroded by 3 mm. Abdominal-wall muscle lies outside it in the upper abdomen.
-    Where that hull covers less than 30 % of the body (no ribs there) the whole body is used."""
+    Where that hull covers less than 30 % of the body (no ribs there) the whole body is used, and
+    so it is within 40 mm of the image's ends when no lungs are in it (the ribs beyond a cropped
+    abdominal CT are not seen, so the hull there is smaller than the cage)."""
 
     def f(c):
         from skimage.morphology import convex_hull_image
@@ -67,11 +69,21 @@ def _cage(ctx: Context) -> np.ndarray:
             sel = np.abs(z - z[k]) <= 40.0
             proj = bone[sel].any(axis=0)
             if proj.sum() >= 3:
-                out[k] = convex_hull_image(proj)
+                # the hull lies within the bone's bounding box (+ the half-pixel offsets of
+                # convex_hull_image): computed there
+                rows, cols = np.nonzero(proj.any(axis=1))[0], np.nonzero(proj.any(axis=0))[0]
+                box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+                out[k][box] = convex_hull_image(proj[box])
         out = erode_mm(out, 3.0, c.spacing, planar=True)
         # no ribs (a cage much smaller than the body): no constraint on that slice
         body = body_work(c)
         small = out.sum(axis=(1, 2)) < 0.3 * body.sum(axis=(1, 2))
+        if not _lung_any(c).any():
+            # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last
+            # slice are cut off, so within the window of its ends the hull is too small (the
+            # cage widens towards the chest) and does not constrain the organs there
+            cut = (z + 40.0 > z[-1] + 0.5 * c.spacing[0]) | (z - 40.0 < z[0] - 0.5 * c.spacing[0])
+            small |= cut
         out[small] = body[small]
         return out
 
@@ -270,6 +282,11 @@ def _liver_work(ctx: Context) -> np.ndarray:
         footprint = lungs_work(ctx)[1].any(axis=0)
         if (seed & footprint[None]).sum() * ctx.grid.voxel_cc > 20.0:
             seed &= footprint[None]
+    elif trunk.any():
+        # no lung bases in the image (an abdomen-only CT): the liver is the organ under the right
+        # dome, so it fills the right side of the highest abdominal slices; lower down the right
+        # abdomen holds colon, kidney and bowel of other HU
+        seed &= Z > gz[np.nonzero(trunk)[0].max()] - P.liver_seed_top_mm
     region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
     region &= trunk[:, None, None]
     region &= ~_near_spine(ctx, P.liver_spine_mm)

@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, _sampling, component_sizes, dilate_mm, label, not_found, open_mm
+from ._common import Context, component_sizes, dilate_mm, label, label_medians, not_found, open_mm
 from .params import PARAMS as P
 
 
@@ -116,7 +116,7 @@ def _limb_pieces(lab: np.ndarray, n: int, main: int, ctx: Context) -> list[int]:
              and bone_cc[i] >= max(P.limb_bone_cc, P.limb_bone_frac * sizes[i])]
     if not limbs:
         return []
-    meds = np.atleast_1d(ndi.median(w, lab, limbs))
+    meds = label_medians(w, lab, limbs)
     return [i for i, m in zip(limbs, meds) if P.limb_median_hu[0] <= m <= P.limb_median_hu[1]]
 
 
@@ -224,8 +224,17 @@ def body_depth(ctx: Context) -> np.ndarray:
     """In-plane depth (mm) of every trunk voxel below the skin (0 outside the trunk)."""
 
     def f(c):
+        # slice by slice (in-plane distances only: half the work of a 3D transform); a slice that
+        # the body fills entirely has no skin in it: deep everywhere
         b = body_work(c)
-        return ndi.distance_transform_edt(b, sampling=_sampling(c.spacing, True)).astype(np.float32)
+        _, dy, dx = c.spacing
+        out = np.zeros(b.shape, np.float32)
+        for k in range(b.shape[0]):
+            if b[k].all():
+                out[k] = np.float32(1e6)
+            elif b[k].any():
+                out[k] = ndi.distance_transform_edt(b[k], sampling=(dy, dx))
+        return out
 
     return ctx.get("body_depth", f)
 

@@ -58,7 +58,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, not_found, same_side
+from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, label_medians, not_found, same_side
 from .body import body_work
 from .params import PARAMS as P
 from .params import min_cc
@@ -256,7 +256,7 @@ def _lung_like(ctx: Context, lab: np.ndarray, n: int, sizes: np.ndarray) -> list
     big = idx[sizes >= P.lung_min_cc]
     if len(big) == 0:
         return []
-    meds = np.atleast_1d(ndi.median(ctx.w, lab, big))
+    meds = label_medians(ctx.w, lab, big)
     return [int(i) for i, m in zip(big, meds) if P.lung_median_hu[0] < m < P.lung_median_hu[1]]
 
 

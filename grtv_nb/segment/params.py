@@ -105,6 +105,9 @@ class SegmentParams:
     abdomen_min_mm: float = 20.0  # least craniocaudal extent of abdominal slices
     liver_open_mm: float = 8.0  # opening that cuts bridges to the liver's neighbours
     liver_spine_mm: float = 35.0  # radius round the vertebral body left out (crura, aorta, IVC)
+    liver_seed_top_mm: float = 40.0  # without lung bases in the image: the liver's seed zone is the
+    #                                  abdominal slices within this of the highest one (the lung-base
+    #                                  band with lungs is 70 mm; the dome's right half is liver)
     liver_hu: tuple = (0.0, 250.0)  # range of the liver's histogram mode (plain to portal venous)
     liver_cc: tuple = (100.0, 5000.0)  # plausible liver volume
     liver_body_frac: float = 0.4  # the liver holds less than this fraction of the trunk
