@@ -220,10 +220,10 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
         meta: dict = {}
         body: dict = {}
         implicit = None
-        size = len(data)
+        head_len = len(data)
         end = _PREAMBLE + 4
         for tag, vr, length, off in table:
-            if vr is None or vr in ("NONE", "UNKNOWN", "OFFSET", "PIXSEQ") or off < 8 or off + length > size:
+            if vr is None or vr in ("NONE", "UNKNOWN", "OFFSET", "PIXSEQ") or off < 8 or off + length > head_len:
                 return None
             end = off + length
             btag = BaseTag(tag)
