@@ -91,6 +91,75 @@ def _decode(f: DicomFile) -> np.ndarray:
     return arr
 
 
+def _us(ds, keyword: str, default: int) -> int:
+    """A US value as ``int(ds.get(keyword, default))`` gives it, read from the raw bytes when it can be."""
+    fast = values._fast_numbers(ds, keyword)
+    if fast is values._MISSING:
+        return default
+    if fast is not None and len(fast) == 1:
+        return fast[0]
+    return int(ds.get(keyword, default))
+
+
+def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
+    """(file offset, pixel type) of a single-frame, single-sample native little-endian slice whose
+    pixel data the reader left in the file (deferred, see :mod:`grtv_nb.dicom.reader`): its pixels
+    can be read straight into the series' stack. None for anything else (decoded by :func:`_decode`)."""
+    ds = f.ds
+    try:
+        elem = ds.get_item(_PIXEL_DATA, keep_deferred=True) if _PIXEL_DATA in ds else None
+        if elem is None or getattr(elem, "value", b"") is not None or getattr(elem, "value_tell", None) is None:
+            return None
+        meta = getattr(ds, "file_meta", None)
+        if meta is None or values.text(meta, "TransferSyntaxUID") not in _NATIVE_TS:
+            return None
+        frames = values._fast_numbers(ds, "NumberOfFrames")
+        if frames is not values._MISSING:
+            return None  # _decode checks and names it
+        bits = _us(ds, "BitsAllocated", 16)
+        if bits not in (8, 16, 32) or _us(ds, "SamplesPerPixel", 1) != 1:
+            return None
+        signed = _us(ds, "PixelRepresentation", 0) == 1
+        if signed and _us(ds, "BitsStored", bits) < bits:
+            return None  # sign extension: _decode
+    except Exception:
+        return None
+    return int(elem.value_tell), np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+
+
+def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
+    """Read one slice's native pixels from ``f.path`` at ``offset`` straight into ``out``."""
+    need = out.nbytes
+    with open(f.path, "rb") as fh:
+        fh.seek(offset)
+        got = fh.readinto(memoryview(out).cast("B"))
+    if got < need:
+        raise DicomReadError(f"{f.path.name}: pixel data truncated ({got // out.itemsize} of {out.size} pixels)")
+
+
+def _rescale_array(raw: np.ndarray, rescale: list[tuple[float, float]], ct: bool) -> np.ndarray:
+    """:func:`_rescale_stack` on slices already stacked in one (z, rows, cols) array: the same
+    values and type, computed in whole-stack operations."""
+    slopes = np.array([sl for sl, _ in rescale], dtype=np.float64)
+    icpts = np.array([b for _, b in rescale], dtype=np.float64)
+    if np.issubdtype(raw.dtype, np.integer) and (slopes == 1).all() and (icpts == np.round(icpts)).all():
+        lo = int((raw.min(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).min())
+        hi = int((raw.max(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).max())
+        if ct or (lo >= -32768 and hi <= 32767):
+            b = icpts.astype(np.int32)[:, None, None]
+            if lo >= -32768 and hi <= 32767:
+                out = np.empty(raw.shape, dtype=np.int16)
+                np.add(raw, b, out=out, casting="unsafe")
+                return out
+            return np.clip(raw.astype(np.int32) + b, -32768, 32767).astype(np.int16)
+    vals = np.empty(raw.shape, dtype=np.float32)
+    np.multiply(raw, slopes.astype(np.float32)[:, None, None], out=vals, casting="unsafe")
+    vals += icpts.astype(np.float32)[:, None, None]
+    if ct or np.array_equal(vals, np.round(vals)) and vals.min() >= -32768 and vals.max() <= 32767:
+        return np.clip(np.rint(vals), -32768, 32767).astype(np.int16)
+    return vals
+
+
 def _rescale_stack(raws: list[np.ndarray], rescale: list[tuple[float, float]], ct: bool) -> np.ndarray:
     """Stack slices applying each slice's slope/intercept. Integer results that fit int16 (always
     the case for CT in HU, rounded) are int16; otherwise float32."""
@@ -197,19 +266,28 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         rescales.append(values.rescale(f.ds, f.path))
     # --- decode pixels
     modality = series.modality.upper() or "CT"
+    plans = [_direct_plan(f) for f in files]
+    direct = bool(files) and all(p is not None for p in plans) and len({p[1] for p in plans}) == 1
     raws, rescale, ok, bad = [], [], [], []
+    if direct:
+        # every slice native, deferred by the reader, one pixel type: read straight into the stack
+        raw_stack = np.empty((len(files), rows, cols), dtype=plans[0][1])
     for i, f in enumerate(files):
         try:
             values.check_pixel_length(f.ds, f.path, rows, cols)  # before anything is allocated
-            arr = _decode(f)
-            if arr.shape != (rows, cols):
-                raise ValueError(f"pixel matrix {arr.shape} != {(rows, cols)}")
+            if direct:
+                _read_into(f, plans[i][0], raw_stack[i])
+            else:
+                arr = _decode(f)
+                if arr.shape != (rows, cols):
+                    raise ValueError(f"pixel matrix {arr.shape} != {(rows, cols)}")
         except Exception as exc:
             bad.append(f"{f.path.name} ({type(exc).__name__}: {exc})")
             continue
         if _PIXEL_DATA in f.ds:
             del f.ds[_PIXEL_DATA]  # decoded: the header keeps no second copy of the pixels
-        raws.append(arr)
+        if not direct:
+            raws.append(arr)
         rescale.append(rescales[i])
         ok.append(i)
     if bad:
@@ -219,7 +297,11 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     ipps, s = ipps[ok], s[ok]
     if not files:
         raise DicomReadError(f"{series.describe()}: no slice could be decoded: " + "; ".join(bad[:3]))
-    stack = _rescale_stack(raws, rescale, ct=modality == "CT")
+    if direct:
+        stack = _rescale_array(raw_stack if len(ok) == len(raw_stack) else raw_stack[ok], rescale,
+                               ct=modality == "CT")
+    else:
+        stack = _rescale_stack(raws, rescale, ct=modality == "CT")
     # --- gaps
     if len(s) > 2:
         d = np.diff(s)

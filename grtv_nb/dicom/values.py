@@ -339,7 +339,7 @@ def check_pixel_length(ds, file, rows: int, cols: int, frames: int = 1) -> None:
     try:
         if 0x7FE00010 not in ds:
             raise DicomValueError(file, "PixelData", "is missing")
-        elem = ds.get_item(0x7FE00010)
+        elem = ds.get_item(0x7FE00010, keep_deferred=True)  # a deferred value is not read here
         raw = getattr(elem, "value", None)
         length = len(raw) if isinstance(raw, bytes | bytearray) else getattr(elem, "length", None)
     except DicomValueError:
