@@ -91,21 +91,11 @@ def _decode(f: DicomFile) -> np.ndarray:
     return arr
 
 
-def _us(ds, keyword: str, default: int) -> int:
-    """A US value as ``int(ds.get(keyword, default))`` gives it, read from the raw bytes when it can be."""
-    fast = values._fast_numbers(ds, keyword)
-    if fast is values._MISSING:
-        return default
-    if fast is not None and len(fast) == 1:
-        return fast[0]
-    return int(ds.get(keyword, default))
-
-
 def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
     """(file offset, pixel type) of a single-frame, single-sample native little-endian slice whose
     pixel data the reader left in the file (deferred, see :mod:`grtv_nb.dicom.reader`): its pixels
     can be read straight into the series' stack. None for anything else (decoded by :func:`_decode`)."""
-    ds = f.ds
+    ds = f.hdr
     try:
         elem = ds.get_item(_PIXEL_DATA, keep_deferred=True) if _PIXEL_DATA in ds else None
         if elem is None or getattr(elem, "value", b"") is not None or getattr(elem, "value_tell", None) is None:
@@ -113,14 +103,13 @@ def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
         meta = getattr(ds, "file_meta", None)
         if meta is None or values.text(meta, "TransferSyntaxUID") not in _NATIVE_TS:
             return None
-        frames = values._fast_numbers(ds, "NumberOfFrames")
-        if frames is not values._MISSING:
+        if "NumberOfFrames" in ds:
             return None  # _decode checks and names it
-        bits = _us(ds, "BitsAllocated", 16)
-        if bits not in (8, 16, 32) or _us(ds, "SamplesPerPixel", 1) != 1:
+        bits = values.us_value(ds, "BitsAllocated", 16)
+        if bits not in (8, 16, 32) or values.us_value(ds, "SamplesPerPixel", 1) != 1:
             return None
-        signed = _us(ds, "PixelRepresentation", 0) == 1
-        if signed and _us(ds, "BitsStored", bits) < bits:
+        signed = values.us_value(ds, "PixelRepresentation", 0) == 1
+        if signed and values.us_value(ds, "BitsStored", bits) < bits:
             return None  # sign extension: _decode
     except Exception:
         return None
@@ -203,8 +192,8 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     # --- geometry checks (every value through grtv_nb.dicom.values: a bad one names its file)
     iops, ipps = [], []
     for f in files:
-        iops.append(values.image_orientation(f.ds, f.path))
-        ipps.append(values.image_position(f.ds, f.path))
+        iops.append(values.image_orientation(f.hdr, f.path))
+        ipps.append(values.image_position(f.hdr, f.path))
     iops = np.array(iops)
     if np.abs(iops - iops[0]).max() > _ORIENT_TOL * 10:
         n_or = len({tuple(np.round(i, 3)) for i in iops})
@@ -246,24 +235,24 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             f"GantryDetectorTilt={files[0].ds.get('GantryDetectorTilt', 'n/a')}); "
             "tilted series are not supported: resample it to an orthogonal grid first"
         )
-    rows, cols = values.matrix_size(files[0].ds, files[0].path)
-    ps = values.pixel_spacing(files[0].ds, files[0].path, required=False)
+    rows, cols = values.matrix_size(files[0].hdr, files[0].path)
+    ps = values.pixel_spacing(files[0].hdr, files[0].path, required=False)
     if ps is None:
-        ps = values.pixel_spacing(files[0].ds, files[0].path, "ImagerPixelSpacing", required=False)
+        ps = values.pixel_spacing(files[0].hdr, files[0].path, "ImagerPixelSpacing", required=False)
         if ps is None:
             raise GeometryError(f"{files[0].path.name}: PixelSpacing missing")
         notes.append("PixelSpacing missing; used ImagerPixelSpacing")
     rescales = []
     for f in files:
-        r2, c2 = values.matrix_size(f.ds, f.path)
+        r2, c2 = values.matrix_size(f.hdr, f.path)
         if (r2, c2) != (rows, cols):
             raise GeometryError(f"{f.path.name}: matrix {r2}x{c2} differs from {rows}x{cols} "
                                 f"(of {files[0].path.name})")
-        p2 = values.pixel_spacing(f.ds, f.path, required=False)
+        p2 = values.pixel_spacing(f.hdr, f.path, required=False)
         if p2 is not None and np.abs(p2 - ps).max() > 1e-4:
             raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)} "
                                 f"(of {files[0].path.name})")
-        rescales.append(values.rescale(f.ds, f.path))
+        rescales.append(values.rescale(f.hdr, f.path))
     # --- decode pixels
     modality = series.modality.upper() or "CT"
     plans = [_direct_plan(f) for f in files]
@@ -274,7 +263,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         raw_stack = np.empty((len(files), rows, cols), dtype=plans[0][1])
     for i, f in enumerate(files):
         try:
-            values.check_pixel_length(f.ds, f.path, rows, cols)  # before anything is allocated
+            values.check_pixel_length(f.hdr, f.path, rows, cols)  # before anything is allocated
             if direct:
                 _read_into(f, plans[i][0], raw_stack[i])
             else:
@@ -284,8 +273,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         except Exception as exc:
             bad.append(f"{f.path.name} ({type(exc).__name__}: {exc})")
             continue
-        if _PIXEL_DATA in f.ds:
-            del f.ds[_PIXEL_DATA]  # decoded: the header keeps no second copy of the pixels
+        f.drop_pixels()
         if not direct:
             raws.append(arr)
         rescale.append(rescales[i])
@@ -315,7 +303,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             )
         elif np.abs(d - med).max() > 1e-2 * max(med, 1.0):
             notes.append(f"non-uniform slice spacing ({d.min():.3g}..{d.max():.3g} mm); every slice keeps its own z")
-    thickness = values.slice_thickness(files[0].ds, files[0].path)
+    thickness = values.slice_thickness(files[0].hdr, files[0].path)
     if not thickness and len(s) > 1:
         thickness = float(np.median(np.diff(s)))
     grid, layout = grid_from_planes(
