@@ -3,8 +3,9 @@
 Backends
 --------
 ``pydicom`` (the reference)
-    ``pydicom.dcmread`` on one in-memory copy of the file (a single read call: pydicom's many small
-    reads of a file cost more than the parse).
+    ``pydicom.dcmread`` on one in-memory copy of a file up to 256 KiB (a single read call:
+    pydicom's many small reads of a file cost more than the parse), on the file itself beyond
+    (RT objects: a whole copy costs more than it saves).
 ``dicomsdl``
     dicomsdl's C++ parser finds the data elements (tag, VR, value offset and length) and the dataset
     is assembled from pydicom ``RawDataElement`` s holding the very bytes pydicom would have read.
@@ -145,7 +146,11 @@ def read_dataset(path: str | os.PathLike, *, backend: str | None = None) -> File
         if ds is not None:
             ds.filename = str(path)
             return ds
-    ds = _read_pydicom(path.read_bytes())
+    with open(path, "rb") as fp:
+        if os.fstat(fp.fileno()).st_size <= _SMALL_FILE:
+            ds = _read_pydicom(io.BytesIO(fp.read()))
+        else:  # a large file (an RT object): parsed from the file, no whole copy in memory
+            ds = _read_pydicom(fp)
     ds.filename = str(path)
     return ds
 
@@ -153,11 +158,14 @@ def read_dataset(path: str | os.PathLike, *, backend: str | None = None) -> File
 # ----------------------------------------------------------------------------- pydicom (reference)
 
 
-def _read_pydicom(data: bytes) -> FileDataset:
+def _read_pydicom(fp) -> FileDataset:
+    """``pydicom.dcmread`` of a binary file object (an in-memory copy for small files: pydicom's
+    many small reads of a file cost more than the parse)."""
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        return pydicom.dcmread(fp)
     except InvalidDicomError:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        fp.seek(0)
+        ds = pydicom.dcmread(fp, force=True)
         # A file without the 128-byte preamble is accepted only if it looks like a real dataset.
         if "SOPClassUID" not in ds and "Modality" not in ds:
             raise
@@ -239,6 +247,10 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
             return None  # read whole in one call, pydicom is as fast (measured on 80 kB CT slices)
         data = fp.read(_HEAD_BYTES)
         if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
+            return None
+        if data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4) < 0:
+            # no pixel data after a header within the first bytes (an RT object, a huge header):
+            # the reference reads it, dicomsdl's parse of the first bytes would be wasted
             return None
         table = _sdl_table(data)
         if not table or (table[-1][0] >> 16) == 2:
