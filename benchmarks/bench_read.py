@@ -31,6 +31,7 @@ Run: ``.venv/bin/python benchmarks/bench_read.py`` (or ``make bench``). Missing 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 REPEAT = 3
 sys.path.insert(0, str(ROOT / "tests"))  # reference_tools: the test suite's helpers for the references
+sys.path.insert(0, str(ROOT))  # the grtv_nb of this checkout (workers inherit it through PYTHONPATH)
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 # ----------------------------------------------------------------------------- workers (subprocess)

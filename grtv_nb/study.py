@@ -593,7 +593,7 @@ def open_study(
     the dose grid becomes the reference grid (as dicompyler-core and plastimatch compute DVHs) and
     the study has no ``image`` variable; a warning says so.
     """
-    from .dicom.folder import referenced_image_uids, scan_folder, select
+    from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
     from .dicom.image import read_series
     from .dicom.rtdose import read_dose, sum_doses
     from .dicom.rtstruct import read_rois
@@ -641,7 +641,7 @@ def open_study(
     else:
         grid = image_vol.grid
         image = image_vol.array
-        headers = [f.ds for f in image_vol.files]
+        headers = HeaderList(image_vol.files)  # each file's full dataset read when first used
     dose = None
     if doses:
         units = {d.units for d in doses}

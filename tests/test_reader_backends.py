@@ -172,3 +172,81 @@ def test_backend_choice(monkeypatch):
         monkeypatch.delenv(reader.ENV_VAR)
         reader.set_backend(None)
     assert reader.get_backend() == "dicomsdl"  # the default where it is installed
+
+
+def test_image_header_holds_the_reference_values_on_every_real_file(shared_data):
+    """read_image_header (dicomsdl) against pydicom's full read of the same file: every wanted
+    element present in the reference is there with the very same value, nothing else is, and the
+    deferred pixel data points at the reference's pixel bytes."""
+    files = _dicom_files(shared_data)
+    used = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in files:
+            hdr = reader.read_image_header(p)
+            if hdr is None:
+                continue
+            used += 1
+            ref = pydicom.dcmread(p)
+            want = {t for t in reader.IMAGE_HEADER_TAGS if t in ref}
+            assert {int(t) for t in hdr.keys()} == want | {0x7FE00010}, p
+            for t in want:
+                assert hdr[t].value == ref[t].value, (p, hex(t))
+                assert hdr[t].VR == ref[t].VR, (p, hex(t))
+            assert hdr.file_meta.TransferSyntaxUID == ref.file_meta.TransferSyntaxUID
+            assert hdr.file_meta.MediaStorageSOPInstanceUID == ref.file_meta.MediaStorageSOPInstanceUID
+            elem = hdr.get_item(0x7FE00010, keep_deferred=True)
+            assert elem.value is None and elem.length == len(ref.PixelData)
+            with open(p, "rb") as f:
+                f.seek(elem.value_tell)
+                assert f.read() == ref.PixelData, p
+    # the 90 head-and-neck slices (512 x 512) and the CERR phantoms' small slices
+    assert used >= 90 + 4 * 40
+
+
+def test_image_header_of_cut_or_altered_files_is_refused_or_right(shared_data, tmp_path):
+    """Files cut anywhere (header or pixel data) or with a pixel-data tag inside a value: never a
+    crash (dicomsdl is never handed pixel data), and either no header (the full read decides) or
+    the reference's values."""
+    srcs = [shared_data / "pycerr-headneck-ct" / "head_and_neck" / "pt_1" / "IMG_00000.dcm",
+            shared_data / "cerr-radiomics-phantom" / "pat_1" / "DCM_IMG_00000.dcm"]
+    srcs = [s for s in srcs if s.is_file()]
+    if not srcs:
+        pytest.skip("real data absent")
+    for src in srcs:
+        data = src.read_bytes()
+        ref = pydicom.dcmread(src)
+        p = tmp_path / src.name
+        for cut in list(range(0, 1400, 37)) + [len(data) - 2, len(data) - 5000, len(data) // 2]:
+            p.write_bytes(data[:cut])
+            assert reader.read_image_header(p) is None, (src.name, cut)
+        # a pixel-data tag inside a header value (SeriesInstanceUID): the header is refused
+        i = data.find(b"\x20\x00\x0e\x00")  # SeriesInstanceUID; its value follows 8 bytes on (either VR form)
+        assert i > 0
+        off = i + 8
+        p.write_bytes(data[:off] + b"\xe0\x7f\x10\x00" + data[off + 4:])
+        hdr = reader.read_image_header(p)
+        assert hdr is None, src.name
+        # the file whole: the reference's values
+        p.write_bytes(data)
+        hdr = reader.read_image_header(p)
+        assert hdr is not None and hdr.ImagePositionPatient == ref.ImagePositionPatient
+
+
+def test_study_headers_are_the_full_datasets(shared_data):
+    """With the dicomsdl backend the image headers are read when first used: the same datasets
+    (pixel data left out) as pydicom's full read, in slice order."""
+    from grtv_nb import open_study
+
+    folder = shared_data / "cerr-radiomics-phantom" / "pat_2"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    with backend("dicomsdl"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = open_study(folder)
+        heads = list(st.image_headers)
+    assert len(heads) == st.grid.shape[0] > 1
+    for h, path in zip(heads, st.source["image_files"]):
+        ref = pydicom.dcmread(path)
+        del ref[0x7FE00010]
+        assert h == ref, path

@@ -13,6 +13,7 @@ spacing) when the UID is blank or missing.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,34 +38,87 @@ def _text(ds, name: str, default: str = "") -> str:
     return text(ds, name, default=default)
 
 
-@dataclass
 class DicomFile:
-    """One DICOM file read without its pixel data (``ds`` has deferred large elements)."""
+    """One DICOM file read without its pixel data.
 
-    path: Path
-    ds: pydicom.Dataset
-    kind: str  # "IMAGE", "RTSTRUCT", "RTDOSE", "RTPLAN" or "OTHER"
+    ``ds`` is the full dataset (deferred large elements). With the dicomsdl reader backend an
+    image slice is first read as its header only (``hdr``: the elements grtv_nb reads, see
+    :func:`grtv_nb.dicom.reader.read_image_header`); ``ds`` is then read when first used.
+    """
+
+    __slots__ = ("path", "kind", "_ds", "_hdr", "pixels_taken")
+
+    def __init__(self, path: Path, ds: pydicom.Dataset | None, kind: str, *, hdr: pydicom.Dataset | None = None):
+        self.path = path
+        self.kind = kind  # "IMAGE", "RTSTRUCT", "RTDOSE", "RTPLAN" or "OTHER"
+        self._ds = ds
+        self._hdr = hdr
+        self.pixels_taken = False  # the image reader decoded the pixels: the full dataset drops them
+
+    def __repr__(self) -> str:
+        return f"DicomFile({str(self.path)!r}, kind={self.kind!r})"
+
+    @property
+    def ds(self) -> pydicom.Dataset:
+        if self._ds is None:
+            self._ds = read_header(self.path)
+            if self.pixels_taken and 0x7FE00010 in self._ds:
+                del self._ds[0x7FE00010]
+        return self._ds
+
+    @ds.setter
+    def ds(self, value: pydicom.Dataset) -> None:
+        self._ds = value
+
+    def drop_pixels(self) -> None:
+        """The pixels were decoded: the headers keep no second copy of them (nor a full dataset
+        read later)."""
+        self.pixels_taken = True
+        for ds in (self._hdr, self._ds):
+            if ds is not None and 0x7FE00010 in ds:
+                del ds[0x7FE00010]
+
+    @property
+    def hdr(self) -> pydicom.Dataset:
+        """The header elements grtv_nb reads (the full dataset when there is no separate header)."""
+        return self._hdr if self._hdr is not None else self.ds
 
     @property
     def modality(self) -> str:
-        return _text(self.ds, "Modality")
+        return _text(self.hdr, "Modality")
 
     @property
     def sop_instance_uid(self) -> str:
-        uid = _text(self.ds, "SOPInstanceUID")
-        if not uid and hasattr(self.ds, "file_meta"):
-            uid = _text(self.ds.file_meta, "MediaStorageSOPInstanceUID")
+        hdr = self.hdr
+        uid = _text(hdr, "SOPInstanceUID")
+        if not uid and hasattr(hdr, "file_meta"):
+            uid = _text(hdr.file_meta, "MediaStorageSOPInstanceUID")
         return uid
 
     @property
     def frame_of_reference_uid(self) -> str:
-        uid = _text(self.ds, "FrameOfReferenceUID")
+        uid = _text(self.hdr, "FrameOfReferenceUID")
         if not uid and self.kind == "RTSTRUCT":
             for item in self.ds.get("ReferencedFrameOfReferenceSequence", []):
                 uid = _text(item, "FrameOfReferenceUID")
                 if uid:
                     break
         return uid
+
+
+class HeaderList(Sequence):
+    """The full datasets of some files (:attr:`DicomFile.ds`), each read when first used."""
+
+    def __init__(self, files: list[DicomFile]):
+        self._files = list(files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [f.ds for f in self._files[i]]
+        return self._files[i].ds
 
 
 @dataclass
@@ -77,7 +131,7 @@ class ImageSeries:
 
     @property
     def series_uid(self) -> str:
-        return _text(self.files[0].ds, "SeriesInstanceUID")
+        return _text(self.files[0].hdr, "SeriesInstanceUID")
 
     @property
     def frame_of_reference_uid(self) -> str:
@@ -179,6 +233,20 @@ def drop_unknown_vrs(ds: pydicom.Dataset) -> list[int]:
     return bad
 
 
+def _image_header(path: Path) -> pydicom.Dataset | None:
+    """:func:`grtv_nb.dicom.reader.read_image_header`, or None where the full read must decide
+    (not DICOM by its first bytes, unreadable, anything but the usual image slice)."""
+    from .reader import read_image_header
+    from .values import looks_like_dicom
+
+    try:
+        if not looks_like_dicom(path)[0]:
+            return None
+        return read_image_header(path)
+    except Exception:  # the full read reports it
+        return None
+
+
 def _drop_unknown_vrs(ds: pydicom.Dataset, path: Path) -> None:
     """:func:`drop_unknown_vrs` with a warning naming the file and the tags (a value grtv_nb
     needs is then reported missing by the reader)."""
@@ -214,8 +282,16 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
                                        if p.is_symlink() and p not in paths and not _is_dir(p)]
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
+    from .reader import get_backend
+
+    fast = get_backend() == "dicomsdl"
     files: list[DicomFile] = []
     for p in paths:
+        if fast:
+            hdr = _image_header(p)
+            if hdr is not None and _classify(hdr) == "IMAGE":
+                files.append(DicomFile(p, None, "IMAGE", hdr=hdr))
+                continue
         try:
             ds = read_header(p)
         except InvalidDicomError as exc:
@@ -250,16 +326,17 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     for f in files:
         if f.kind != "IMAGE":
             continue
-        uid = _text(f.ds, "SeriesInstanceUID")
+        hdr = f.hdr
+        uid = _text(hdr, "SeriesInstanceUID")
         if uid:
             key = uid
         else:
             try:
-                iop = np.round(np.asarray(f.ds.get("ImageOrientationPatient", [0] * 6), float), 3)
-                ps = tuple(np.round(np.asarray(f.ds.get("PixelSpacing", [0, 0]), float), 4))
-                geo = (tuple(iop), f.ds.Rows, f.ds.Columns, ps)
+                iop = np.round(np.asarray(hdr.get("ImageOrientationPatient", [0] * 6), float), 3)
+                ps = tuple(np.round(np.asarray(hdr.get("PixelSpacing", [0, 0]), float), 4))
+                geo = (tuple(iop), hdr.Rows, hdr.Columns, ps)
             except Exception:  # malformed values: grouped by their text; read_series names the bad value
-                geo = tuple(_text(f.ds, k) for k in ("ImageOrientationPatient", "Rows", "Columns", "PixelSpacing"))
+                geo = tuple(_text(hdr, k) for k in ("ImageOrientationPatient", "Rows", "Columns", "PixelSpacing"))
             key = "|".join(map(str, ("nouid", f.modality, f.frame_of_reference_uid, *geo)))
         groups.setdefault(key, ImageSeries(key, f.modality)).files.append(f)
     return FolderScan(

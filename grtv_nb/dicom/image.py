@@ -91,6 +91,64 @@ def _decode(f: DicomFile) -> np.ndarray:
     return arr
 
 
+def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
+    """(file offset, pixel type) of a single-frame, single-sample native little-endian slice whose
+    pixel data the reader left in the file (deferred, see :mod:`grtv_nb.dicom.reader`): its pixels
+    can be read straight into the series' stack. None for anything else (decoded by :func:`_decode`)."""
+    ds = f.hdr
+    try:
+        elem = ds.get_item(_PIXEL_DATA, keep_deferred=True) if _PIXEL_DATA in ds else None
+        if elem is None or getattr(elem, "value", b"") is not None or getattr(elem, "value_tell", None) is None:
+            return None
+        meta = getattr(ds, "file_meta", None)
+        if meta is None or values.text(meta, "TransferSyntaxUID") not in _NATIVE_TS:
+            return None
+        if "NumberOfFrames" in ds:
+            return None  # _decode checks and names it
+        bits = values.us_value(ds, "BitsAllocated", 16)
+        if bits not in (8, 16, 32) or values.us_value(ds, "SamplesPerPixel", 1) != 1:
+            return None
+        signed = values.us_value(ds, "PixelRepresentation", 0) == 1
+        if signed and values.us_value(ds, "BitsStored", bits) < bits:
+            return None  # sign extension: _decode
+    except Exception:
+        return None
+    return int(elem.value_tell), np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+
+
+def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
+    """Read one slice's native pixels from ``f.path`` at ``offset`` straight into ``out``."""
+    need = out.nbytes
+    with open(f.path, "rb") as fh:
+        fh.seek(offset)
+        got = fh.readinto(memoryview(out).cast("B"))
+    if got < need:
+        raise DicomReadError(f"{f.path.name}: pixel data truncated ({got // out.itemsize} of {out.size} pixels)")
+
+
+def _rescale_array(raw: np.ndarray, rescale: list[tuple[float, float]], ct: bool) -> np.ndarray:
+    """:func:`_rescale_stack` on slices already stacked in one (z, rows, cols) array: the same
+    values and type, computed in whole-stack operations."""
+    slopes = np.array([sl for sl, _ in rescale], dtype=np.float64)
+    icpts = np.array([b for _, b in rescale], dtype=np.float64)
+    if np.issubdtype(raw.dtype, np.integer) and (slopes == 1).all() and (icpts == np.round(icpts)).all():
+        lo = int((raw.min(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).min())
+        hi = int((raw.max(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).max())
+        if ct or (lo >= -32768 and hi <= 32767):
+            b = icpts.astype(np.int32)[:, None, None]
+            if lo >= -32768 and hi <= 32767:
+                out = np.empty(raw.shape, dtype=np.int16)
+                np.add(raw, b, out=out, casting="unsafe")
+                return out
+            return np.clip(raw.astype(np.int32) + b, -32768, 32767).astype(np.int16)
+    vals = np.empty(raw.shape, dtype=np.float32)
+    np.multiply(raw, slopes.astype(np.float32)[:, None, None], out=vals, casting="unsafe")
+    vals += icpts.astype(np.float32)[:, None, None]
+    if ct or np.array_equal(vals, np.round(vals)) and vals.min() >= -32768 and vals.max() <= 32767:
+        return np.clip(np.rint(vals), -32768, 32767).astype(np.int16)
+    return vals
+
+
 def _rescale_stack(raws: list[np.ndarray], rescale: list[tuple[float, float]], ct: bool) -> np.ndarray:
     """Stack slices applying each slice's slope/intercept. Integer results that fit int16 (always
     the case for CT in HU, rounded) are int16; otherwise float32."""
@@ -134,8 +192,8 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     # --- geometry checks (every value through grtv_nb.dicom.values: a bad one names its file)
     iops, ipps = [], []
     for f in files:
-        iops.append(values.image_orientation(f.ds, f.path))
-        ipps.append(values.image_position(f.ds, f.path))
+        iops.append(values.image_orientation(f.hdr, f.path))
+        ipps.append(values.image_position(f.hdr, f.path))
     iops = np.array(iops)
     if np.abs(iops - iops[0]).max() > _ORIENT_TOL * 10:
         n_or = len({tuple(np.round(i, 3)) for i in iops})
@@ -177,39 +235,47 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             f"GantryDetectorTilt={files[0].ds.get('GantryDetectorTilt', 'n/a')}); "
             "tilted series are not supported: resample it to an orthogonal grid first"
         )
-    rows, cols = values.matrix_size(files[0].ds, files[0].path)
-    ps = values.pixel_spacing(files[0].ds, files[0].path, required=False)
+    rows, cols = values.matrix_size(files[0].hdr, files[0].path)
+    ps = values.pixel_spacing(files[0].hdr, files[0].path, required=False)
     if ps is None:
-        ps = values.pixel_spacing(files[0].ds, files[0].path, "ImagerPixelSpacing", required=False)
+        ps = values.pixel_spacing(files[0].hdr, files[0].path, "ImagerPixelSpacing", required=False)
         if ps is None:
             raise GeometryError(f"{files[0].path.name}: PixelSpacing missing")
         notes.append("PixelSpacing missing; used ImagerPixelSpacing")
     rescales = []
     for f in files:
-        r2, c2 = values.matrix_size(f.ds, f.path)
+        r2, c2 = values.matrix_size(f.hdr, f.path)
         if (r2, c2) != (rows, cols):
             raise GeometryError(f"{f.path.name}: matrix {r2}x{c2} differs from {rows}x{cols} "
                                 f"(of {files[0].path.name})")
-        p2 = values.pixel_spacing(f.ds, f.path, required=False)
+        p2 = values.pixel_spacing(f.hdr, f.path, required=False)
         if p2 is not None and np.abs(p2 - ps).max() > 1e-4:
             raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)} "
                                 f"(of {files[0].path.name})")
-        rescales.append(values.rescale(f.ds, f.path))
+        rescales.append(values.rescale(f.hdr, f.path))
     # --- decode pixels
     modality = series.modality.upper() or "CT"
+    plans = [_direct_plan(f) for f in files]
+    direct = bool(files) and all(p is not None for p in plans) and len({p[1] for p in plans}) == 1
     raws, rescale, ok, bad = [], [], [], []
+    if direct:
+        # every slice native, deferred by the reader, one pixel type: read straight into the stack
+        raw_stack = np.empty((len(files), rows, cols), dtype=plans[0][1])
     for i, f in enumerate(files):
         try:
-            values.check_pixel_length(f.ds, f.path, rows, cols)  # before anything is allocated
-            arr = _decode(f)
-            if arr.shape != (rows, cols):
-                raise ValueError(f"pixel matrix {arr.shape} != {(rows, cols)}")
+            values.check_pixel_length(f.hdr, f.path, rows, cols)  # before anything is allocated
+            if direct:
+                _read_into(f, plans[i][0], raw_stack[i])
+            else:
+                arr = _decode(f)
+                if arr.shape != (rows, cols):
+                    raise ValueError(f"pixel matrix {arr.shape} != {(rows, cols)}")
         except Exception as exc:
             bad.append(f"{f.path.name} ({type(exc).__name__}: {exc})")
             continue
-        if _PIXEL_DATA in f.ds:
-            del f.ds[_PIXEL_DATA]  # decoded: the header keeps no second copy of the pixels
-        raws.append(arr)
+        f.drop_pixels()
+        if not direct:
+            raws.append(arr)
         rescale.append(rescales[i])
         ok.append(i)
     if bad:
@@ -219,7 +285,11 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     ipps, s = ipps[ok], s[ok]
     if not files:
         raise DicomReadError(f"{series.describe()}: no slice could be decoded: " + "; ".join(bad[:3]))
-    stack = _rescale_stack(raws, rescale, ct=modality == "CT")
+    if direct:
+        stack = _rescale_array(raw_stack if len(ok) == len(raw_stack) else raw_stack[ok], rescale,
+                               ct=modality == "CT")
+    else:
+        stack = _rescale_stack(raws, rescale, ct=modality == "CT")
     # --- gaps
     if len(s) > 2:
         d = np.diff(s)
@@ -233,7 +303,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             )
         elif np.abs(d - med).max() > 1e-2 * max(med, 1.0):
             notes.append(f"non-uniform slice spacing ({d.min():.3g}..{d.max():.3g} mm); every slice keeps its own z")
-    thickness = values.slice_thickness(files[0].ds, files[0].path)
+    thickness = values.slice_thickness(files[0].hdr, files[0].path)
     if not thickness and len(s) > 1:
         thickness = float(np.median(np.diff(s)))
     grid, layout = grid_from_planes(

@@ -3,8 +3,9 @@
 Backends
 --------
 ``pydicom`` (the reference)
-    ``pydicom.dcmread`` on one in-memory copy of the file (a single read call: pydicom's many small
-    reads of a file cost more than the parse).
+    ``pydicom.dcmread`` on one in-memory copy of a file up to 256 KiB (a single read call:
+    pydicom's many small reads of a file cost more than the parse), on the file itself beyond
+    (RT objects: a whole copy costs more than it saves).
 ``dicomsdl``
     dicomsdl's C++ parser finds the data elements (tag, VR, value offset and length) and the dataset
     is assembled from pydicom ``RawDataElement`` s holding the very bytes pydicom would have read.
@@ -50,6 +51,33 @@ _PIXEL_DATA = 0x7FE00010
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _HEAD_BYTES = 64 * 1024  # first read of a larger file: holds a CT/MR slice header (the rest is pixels)
 _SMALL_FILE = 256 * 1024  # files up to this size go to the reference: dicomsdl's gain is in big files
+
+#: the elements of an image slice grtv_nb reads while scanning a folder and building a series
+#: (:func:`read_image_header`); everything else is read, with the full dataset, when first used
+IMAGE_HEADER_TAGS = (
+    0x00080016,  # SOPClassUID
+    0x00080018,  # SOPInstanceUID
+    0x00080060,  # Modality
+    0x0020000E,  # SeriesInstanceUID
+    0x00200032,  # ImagePositionPatient
+    0x00200037,  # ImageOrientationPatient
+    0x00200052,  # FrameOfReferenceUID
+    0x00280002,  # SamplesPerPixel
+    0x00280008,  # NumberOfFrames
+    0x00280010,  # Rows
+    0x00280011,  # Columns
+    0x00280030,  # PixelSpacing
+    0x00280100,  # BitsAllocated
+    0x00280101,  # BitsStored
+    0x00280103,  # PixelRepresentation
+    0x00281052,  # RescaleIntercept
+    0x00281053,  # RescaleSlope
+    0x00181164,  # ImagerPixelSpacing
+    0x00180050,  # SliceThickness
+)
+_META_TAGS = (0x00020003, 0x00020010)  # MediaStorageSOPInstanceUID, TransferSyntaxUID
+_SHORT_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL",
+                        "SS", "ST", "TM", "UI", "UL", "US"})
 
 _backend: str | None = None
 _sdl_vr_names: dict | None = None
@@ -118,7 +146,11 @@ def read_dataset(path: str | os.PathLike, *, backend: str | None = None) -> File
         if ds is not None:
             ds.filename = str(path)
             return ds
-    ds = _read_pydicom(path.read_bytes())
+    with open(path, "rb") as fp:
+        if os.fstat(fp.fileno()).st_size <= _SMALL_FILE:
+            ds = _read_pydicom(io.BytesIO(fp.read()))
+        else:  # a large file (an RT object): parsed from the file, no whole copy in memory
+            ds = _read_pydicom(fp)
     ds.filename = str(path)
     return ds
 
@@ -126,11 +158,14 @@ def read_dataset(path: str | os.PathLike, *, backend: str | None = None) -> File
 # ----------------------------------------------------------------------------- pydicom (reference)
 
 
-def _read_pydicom(data: bytes) -> FileDataset:
+def _read_pydicom(fp) -> FileDataset:
+    """``pydicom.dcmread`` of a binary file object (an in-memory copy for small files: pydicom's
+    many small reads of a file cost more than the parse)."""
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        return pydicom.dcmread(fp)
     except InvalidDicomError:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        fp.seek(0)
+        ds = pydicom.dcmread(fp, force=True)
         # A file without the 128-byte preamble is accepted only if it looks like a real dataset.
         if "SOPClassUID" not in ds and "Modality" not in ds:
             raise
@@ -165,7 +200,8 @@ def _sdl_table(data: bytes) -> list[tuple[int, str | None, int, int]] | None:
         return None
 
 
-def _final_pixel_element(fp, data: bytes, end: int, implicit: bool, size: int) -> RawDataElement | None:
+def _final_pixel_element(fp, data: bytes, end: int, implicit: bool, size: int, *,
+                          defer: bool = False) -> RawDataElement | None:
     """The usual end of an image file: one native (7FE0,0010) element of defined length that ends
     exactly at the end of the file; its value is taken from ``data`` when the file was read whole,
     else recorded as deferred (read by the image reader straight into its array). None for anything
@@ -189,7 +225,7 @@ def _final_pixel_element(fp, data: bytes, end: int, implicit: bool, size: int) -
     start = end + hlen
     if length == _UNDEFINED or start + length != size:
         return None
-    value = data[start:start + length] if start + length <= len(data) else None
+    value = data[start:start + length] if start + length <= len(data) and not defer else None
     return RawDataElement(BaseTag(_PIXEL_DATA), vr, length, value, start, implicit, True)
 
 
@@ -212,6 +248,10 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
         data = fp.read(_HEAD_BYTES)
         if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
+        if data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4) < 0:
+            # no pixel data after a header within the first bytes (an RT object, a huge header):
+            # the reference reads it, dicomsdl's parse of the first bytes would be wasted
+            return None
         table = _sdl_table(data)
         if not table or (table[-1][0] >> 16) == 2:
             # header larger than the first bytes (an RTSTRUCT, an RTDOSE with DVHs...): pydicom reads
@@ -220,10 +260,10 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
         meta: dict = {}
         body: dict = {}
         implicit = None
-        size = len(data)
+        head_len = len(data)
         end = _PREAMBLE + 4
         for tag, vr, length, off in table:
-            if vr is None or vr in ("NONE", "UNKNOWN", "OFFSET", "PIXSEQ") or off < 8 or off + length > size:
+            if vr is None or vr in ("NONE", "UNKNOWN", "OFFSET", "PIXSEQ") or off < 8 or off + length > head_len:
                 return None
             end = off + length
             btag = BaseTag(tag)
@@ -266,4 +306,74 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
     dataset.set_original_encoding(implicit, True, encoding)
     ds = FileDataset(str(path), dataset, data[:_PREAMBLE], file_meta, implicit, True)  # deferred reads reopen it
     ds.set_original_encoding(implicit, True, dataset._character_set)
+    return ds
+
+
+def read_image_header(path: str | os.PathLike) -> Dataset | None:
+    """The header of an image slice as grtv_nb first needs it, fast (dicomsdl backend): a dataset
+    holding only the :data:`IMAGE_HEADER_TAGS` present, raw (converted by pydicom or by
+    :mod:`grtv_nb.dicom.values` from the very bytes a full read gives), a ``file_meta`` with the
+    transfer syntax and media SOP instance UID, and a deferred (7FE0,0010) recording where the
+    pixels lie in the file. None for anything but the usual slice (DICM preamble, native
+    little-endian transfer syntax, a header dicomsdl parses element by element up to the native
+    pixel data that closes the file, the wanted elements of defined length and short VR): the
+    caller then reads the full dataset (:func:`read_dataset`).
+
+    The header is parsed from the first ``_HEAD_BYTES`` of the file only, up to the first
+    (7FE0,0010) tag: dicomsdl is never handed pixel data (truncated or not), and a tag that is in
+    fact part of a value makes dicomsdl's parse fail (an element crossing the end), so the file
+    goes to the full read.
+    """
+    import dicomsdl
+
+    names = _vr_names()
+    with open(path, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        data = fp.read(_HEAD_BYTES)
+        if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
+            return None
+        end = data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4)
+        if end < 0:
+            return None
+        head = data[:end]
+        try:
+            df = dicomsdl.open_memory(head, copy_data=False)
+            found = []
+            for tag in _META_TAGS + IMAGE_HEADER_TAGS:
+                e = df.getDataElement(tag)
+                vr = names.get(e.vr())
+                if vr != "NONE":
+                    found.append((tag, vr, e.length(), e.offset()))
+        except Exception as exc:
+            log.debug("dicomsdl refused the header of %s (%s)", path, exc)
+            return None
+        meta: dict = {}
+        body: dict = {}
+        implicit = None
+        for tag, vr, length, off in found:
+            if vr not in _SHORT_VRS or length == _UNDEFINED or off < 8 or off + length > end:
+                return None
+            btag = BaseTag(tag)
+            if tag >> 16 == 2:
+                meta[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, False, True)
+                continue
+            if implicit is None:
+                raw_ts = meta.get(BaseTag(0x00020010))
+                ts = raw_ts.value.rstrip(b"\x00 ").decode("ascii", "replace") if raw_ts is not None else ""
+                if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
+                    return None
+                implicit = ts == _IMPLICIT_LE
+            if implicit and int.from_bytes(data[off - 4:off], "little") != length:
+                return None  # the 4-byte length field just before the value
+            body[btag] = RawDataElement(btag, None if implicit else vr, length, data[off:off + length], off,
+                                        implicit, True)
+        if implicit is None:
+            return None
+        pixels = _final_pixel_element(fp, data, end, implicit, size, defer=True)
+    if pixels is None:
+        return None
+    body[pixels.tag] = pixels
+    ds = Dataset(body)
+    ds.set_original_encoding(implicit, True, default_encoding)
+    ds.file_meta = FileMetaDataset(Dataset(meta))
     return ds

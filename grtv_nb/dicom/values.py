@@ -241,6 +241,18 @@ def integer(ds, keyword: str, file, *, required: bool = True, default: int | Non
     return int(v)
 
 
+def us_value(ds, keyword: str, default: int) -> int:
+    """``int(ds.get(keyword, default))`` for a single-valued US element (the image pixel module's
+    BitsAllocated, PixelRepresentation...), read from the raw bytes when it can be; unchecked (the
+    callers compare it with the few values they handle)."""
+    fast = _fast_numbers(ds, keyword)
+    if fast is _MISSING:
+        return default
+    if fast is not None and len(fast) == 1:
+        return fast[0]
+    return int(ds.get(keyword, default))
+
+
 def text(ds, keyword: str, file=None, default: str = "") -> str:
     """A text attribute as a stripped str without NUL bytes ("" when absent); never raises
     (undecodable text is kept with replacement characters)."""
@@ -339,7 +351,7 @@ def check_pixel_length(ds, file, rows: int, cols: int, frames: int = 1) -> None:
     try:
         if 0x7FE00010 not in ds:
             raise DicomValueError(file, "PixelData", "is missing")
-        elem = ds.get_item(0x7FE00010)
+        elem = ds.get_item(0x7FE00010, keep_deferred=True)  # a deferred value is not read here
         raw = getattr(elem, "value", None)
         length = len(raw) if isinstance(raw, bytes | bytearray) else getattr(elem, "length", None)
     except DicomValueError:
