@@ -31,8 +31,10 @@ volume with one non-zero value ``v`` is interpolated linearly and set to ``v`` w
 outside the volume; a label volume with several values takes the nearest voxel. Labels are only
 computed inside the output box that can receive their (dilated) bounding box, and output tiles
 whose input region is uniform (all 0 or all inside) are filled without sampling. The loops are
-compiled (:mod:`grtv_nb._kernels`) and run on numba's thread count; files are written by a
-background thread while the next volume is warped. Memory: one output buffer per input volume
+compiled (:mod:`grtv_nb._kernels`) and run on numba's thread count; a process's first rounds (up
+to :data:`grtv_nb._numpy_kernels.NUMPY_BUDGET_VOXELS` voxels) run instead on a bit-identical
+NumPy twin, which needs no kernel load or compilation (:func:`load_kernels` loads them ahead).
+Files are written by a background thread while the next volume is warped. Memory: one output buffer per input volume
 (reused every round) plus small scratch.
 """
 
@@ -46,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _numpy_kernels
 from .errors import ValidationError
 from .fileio import FolderTransaction, check_file_name, check_outside_sources, write_error
 from .rawio import RAW_DTYPES, mhd_header_text, write_array
@@ -263,22 +266,19 @@ class _VolumeSpec:
 
 
 def _classify(vol: np.ndarray, is_label: bool | None, fill: float | None) -> _VolumeSpec:
-    from . import _kernels as k
-
     dt = vol.dtype
     scan_vol = vol.view(np.uint8) if dt == np.bool_ else vol
     scan = None
     if is_label is None:
         is_label = dt == np.bool_
         if dt == np.uint8:
-            scan = k.label_scan(scan_vol)
+            scan = _numpy_kernels.label_scan(scan_vol)
             is_label = scan[0] == 0 or (scan[0] == 1 and scan[1] == 255)
     if is_label:
-        ndist, value, box = scan if scan is not None else k.label_scan(scan_vol)
+        ndist, value, box = scan if scan is not None else _numpy_kernels.label_scan(scan_vol)
         if ndist == 0:
             return _VolumeSpec(1, 0.0, 0.0, (0, 0, 0, 0, 0, 0))
-        return _VolumeSpec(1 if ndist == 1 else 2, 0.0, float(value), tuple(int(b) for b in box),
-                           k.block_flags(scan_vol))
+        return _VolumeSpec(1 if ndist == 1 else 2, 0.0, float(value), tuple(int(b) for b in box))
     if fill is None:
         fill = 0.0
         if dt == np.int16 and vol.size and int(vol.min()) <= -500:
@@ -286,9 +286,9 @@ def _classify(vol: np.ndarray, is_label: bool | None, fill: float | None) -> _Vo
     return _VolumeSpec(0, float(fill), 0.0, None)
 
 
-def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec) -> None:
-    from . import _kernels as k
-
+def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec, compiled: bool | None = None) -> None:
+    """Warp ``vol`` into ``out``; ``compiled``: None chooses NumPy or the compiled kernel by
+    :func:`grtv_nb._numpy_kernels.use_numpy`, True/False forces one."""
     full = (0, vol.shape[0], 0, vol.shape[1], 0, vol.shape[2])
     if spec.box is None:
         box = full
@@ -321,8 +321,17 @@ def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec
         has_def = False
     args = (kvol, kout, np.ascontiguousarray(t.matrix), t.centre, ctrl, bzi, bzw, byi, byw, bxt, has_def,
             np.asarray(box, dtype=np.int64), spec.mode, spec.on_val / 2.0, spec.on_val,
-            spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype),
-            spec.blocks if spec.blocks is not None else np.zeros((0, 0, 0), np.uint8), t.reach_voxels())
+            spec.fill, is_int, lo, hi, _scratch_proto(kvol.dtype))
+    n_out = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
+    if compiled is False or (compiled is None and _numpy_kernels.use_numpy(n_out)):
+        # the process's first rounds: no kernel load (see grtv_nb._numpy_kernels)
+        _numpy_kernels.warp(*args, threads=min(os.cpu_count() or 1, 8))
+        return
+    from . import _kernels as k
+
+    if spec.mode != 0 and spec.blocks is None:
+        spec.blocks = k.block_flags(kvol)
+    args += (spec.blocks if spec.blocks is not None else np.zeros((0, 0, 0), np.uint8), t.reach_voxels())
     ntiles = k.warp_tiles(box)
     pool, nthreads = _pool()
     if nthreads == 1 or ntiles < 64:
@@ -333,6 +342,20 @@ def _warp_into(vol: np.ndarray, out: np.ndarray, t: Transform, spec: _VolumeSpec
     futures = [pool.submit(k.warp, *args, s, min(s + chunk, ntiles)) for s in range(0, ntiles, chunk)]
     for f in futures:
         f.result()
+
+
+def load_kernels(dtypes: Sequence[np.dtype | type] = (np.int16, np.uint8, np.float32)) -> None:
+    """Load (or compile) the compiled warp kernels for volumes of ``dtypes`` in this process, with
+    and without deformation, for intensity and binary-label volumes (``grtv-nb warmup`` calls it;
+    before, a process's first rounds run on NumPy, see :mod:`grtv_nb._numpy_kernels`)."""
+    shape = (4, 6, 5)
+    for dt in dtypes:
+        vol = np.zeros(shape, dtype=dt)
+        vol[1:3, 2:4, 1:4] = 255 if np.dtype(dt) == np.uint8 else 7
+        spec = _classify(vol, None, None)
+        for deform in (False, True):
+            t = random_transform(shape, 0, deform=deform)
+            _warp_into(vol, np.empty_like(vol), t, spec, compiled=True)
 
 
 _POOL = None

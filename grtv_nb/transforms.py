@@ -458,9 +458,10 @@ def _resample_label(vol: np.ndarray, indices: list[np.ndarray]) -> np.ndarray:
 
 def _nonzero_values(vol: np.ndarray) -> list:
     """Up to two distinct non-zero values of ``vol`` (two means 'several')."""
-    k = _kernels()
-    if k is not None and vol.dtype != np.bool_ and vol.ndim == 3:
-        ndist, value, _box = k.label_scan(np.ascontiguousarray(vol))
+    if vol.dtype != np.bool_ and vol.ndim == 3:
+        from ._numpy_kernels import label_scan
+
+        ndist, value, _box = label_scan(vol)
         if ndist == 0:
             return []
         if ndist == 1:

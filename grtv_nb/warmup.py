@@ -6,27 +6,25 @@ cached on disk (``cache=True``; see :func:`grtv_nb._kernels.cache_dir` for where
 would otherwise pay 5-15 s of compilation inside the user's first ``resizeImage3D`` or
 ``augmentImg3D``. :func:`warmup` makes those calls once on tiny volumes, for the types the public
 functions use (see ``_RESIZE_PAIRS``; int16 images with uint8 and float32 companions in
-augmentation), so later processes only load the cached machine code. (A process's first small
-resizes run on NumPy and need no kernel: see :mod:`grtv_nb.transforms`.)
+augmentation), so later processes only load the cached machine code. (A process's first resizes
+and augmentation rounds run on NumPy twins and need no kernel: see :mod:`grtv_nb.transforms` and
+:mod:`grtv_nb._numpy_kernels`; the kernels serve once any has run or the NumPy budget is spent.)
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-_DTYPES = (np.uint8, np.int16, np.uint16, np.float32)
 # (input, output) dtype pairs of resizing and resampling that the public functions use: a CT, a
 # mask, a dose, a uint16 image kept as is, a CT checked for clipping in float32. Every pair is a
 # separate compilation (10-20 s each), so rarer pairs compile on first use instead.
 _RESIZE_PAIRS = ((np.int16, np.int16), (np.uint8, np.uint8), (np.float32, np.float32), (np.uint16, np.uint16),
                  (np.int16, np.float32))
-_SHAPE = (6, 10, 12)  # tiny: compilation, not the run, is what is paid for
 
 
 def warmup(verbose: bool = False) -> dict[str, float]:
@@ -38,7 +36,7 @@ def warmup(verbose: bool = False) -> dict[str, float]:
         Seconds spent per group of kernels.
     """
     from . import _kernels
-    from .augment import augment_volumes
+    from .augment import load_kernels
     from .transforms import load_kernel
 
     times: dict[str, float] = {}
@@ -50,21 +48,12 @@ def warmup(verbose: bool = False) -> dict[str, float]:
         if verbose:
             print(f"  {name:<24} {times[name]:6.2f} s", flush=True)
 
-    rng = np.random.default_rng(0)
-    vols = {np.dtype(d): rng.integers(0, 200, _SHAPE).astype(d) for d in _DTYPES}
-
     def resize():
         for din, dout in _RESIZE_PAIRS:
             load_kernel(din, dout)
 
     def augment():
-        ct = (vols[np.dtype(np.int16)] - 1000).astype(np.int16)
-        mask = np.zeros(_SHAPE, np.uint8)
-        mask[2:4, 3:7, 3:8] = 255
-        with tempfile.TemporaryDirectory(prefix="grtv_nb_warmup_") as td:
-            for deform in (False, True):
-                augment_volumes([ct, mask, ct.astype(np.float32)], td, times=1, deform=deform, seed=0,
-                                write_mhd=False, progress=False, names=[f"v{i}_{int(deform)}" for i in range(3)])
+        load_kernels((np.int16, np.uint8, np.float32))
 
     def dvh():
         from .dvh import compute_roi_dvh

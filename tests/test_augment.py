@@ -190,22 +190,93 @@ def test_seed_reproduces_and_draw_transforms_gives_the_rounds(tmp_path):
         assert np.array_equal(read_raw(a[2 * r + 1]), ref_body)
 
 
-def test_label_block_skipping_changes_nothing():
+def test_label_block_skipping_changes_nothing(monkeypatch):
     # labels skip output tiles whose input region is uniform: same result as sampling every voxel
     import grtv_nb.augment as aug
 
+    monkeypatch.setattr(aug._numpy_kernels, "use_numpy", lambda n: False)  # the compiled kernel
     _, body, bone = _phantom((30, 80, 72))
     for seed in range(3):
         t = random_transform(body.shape, seed, rotate_range_deg=10, deform=True, deform_rate=0.15)
         for m in (body, bone):
             spec = aug._specs([m], None, None)[0]
-            assert spec.blocks is not None and spec.mode == 1
+            assert spec.mode == 1
             fast, slow = np.empty_like(m), np.empty_like(m)
             aug._warp_into(m, fast, t, spec)
-            spec.blocks = None
+            assert spec.blocks is not None and spec.blocks.size > 0
+            spec.blocks = np.zeros((0, 0, 0), np.uint8)  # no block flags: every voxel sampled
             spec.box = (0, m.shape[0], 0, m.shape[1], 0, m.shape[2])
             aug._warp_into(m, slow, t, spec)
             assert np.array_equal(fast, slow)
+
+
+def _volumes_of_every_kind(shape, rng):
+    """An int16 CT, a binary uint8 mask, a bool mask, a multi-label uint8, a float32 dose, uint16,
+    int32 and float64 volumes, all of ``shape``."""
+    zz, yy, xx = np.indices(shape)
+    c = [(n - 1) / 2 for n in shape]
+    r2 = ((zz - c[0]) / max(shape[0] / 3, 1)) ** 2 + ((yy - c[1]) / (shape[1] / 3)) ** 2
+    r2 = r2 + ((xx - c[2]) / (shape[2] / 3)) ** 2
+    ct = (rng.normal(0, 300, shape) - 600 * (r2 > 1)).astype(np.int16)
+    mask = np.where(r2 < 0.6, 255, 0).astype(np.uint8)
+    labels = (np.clip(np.floor(r2 * 3), 0, 3)).astype(np.uint8)
+    return [ct, mask, mask > 0, labels, rng.uniform(0, 70, shape).astype(np.float32),
+            rng.integers(0, 4000, shape).astype(np.uint16), rng.integers(-70000, 70000, shape).astype(np.int32),
+            rng.normal(0, 1e3, shape)]
+
+
+@pytest.mark.parametrize("shape", [(9, 37, 150), (1, 20, 17), (12, 1, 40), (7, 300, 5)])
+def test_numpy_warp_is_bit_identical_to_the_compiled_kernel(monkeypatch, shape):
+    # a process's first rounds run on NumPy (no kernel load): they must give exactly the kernel's
+    # values, for every dtype, label mode, rotation and deformation (tiles span several rows/columns)
+    import grtv_nb.augment as aug
+
+    rng = np.random.default_rng(sum(shape))
+    vols = _volumes_of_every_kind(shape, rng)
+    specs = aug._specs(vols, [3], None)
+    assert [s.mode for s in specs[:4]] == [0, 1, 1, 2]
+    for seed in range(4):
+        t = random_transform(shape, seed, rotate_range_deg=12, deform=seed % 2 == 1, deform_rate=0.2,
+                             spacing=(2.5, 0.9, 1.1) if seed > 1 else None)
+        for v, spec in zip(vols, specs):
+            got = {}
+            for numpy_path in (True, False):
+                monkeypatch.setattr(aug._numpy_kernels, "use_numpy", lambda n, p=numpy_path: p)
+                got[numpy_path] = np.empty_like(v)
+                aug._warp_into(v, got[numpy_path], t, spec)
+            assert got[True].dtype == v.dtype
+            assert np.array_equal(got[True], got[False], equal_nan=True), (v.dtype, seed)
+
+
+def test_first_rounds_of_a_process_run_on_numpy_within_a_budget(monkeypatch):
+    # before any compiled kernel has run, warps take the NumPy path until the budget is spent
+    from grtv_nb import _numpy_kernels as nk
+
+    monkeypatch.setattr(nk, "kernels_warm", lambda: False)
+    monkeypatch.setattr(nk, "_numpy_voxels", 0)
+    monkeypatch.setattr(nk, "NUMPY_BUDGET_VOXELS", 1000)
+    import grtv_nb._kernels as k
+
+    monkeypatch.setattr(k.warp, "overloads", {})
+    assert nk.use_numpy(600) and not nk.use_numpy(600) and nk.use_numpy(400) and not nk.use_numpy(1)
+    monkeypatch.setattr(nk, "_numpy_voxels", 0)
+    monkeypatch.setattr(nk, "kernels_warm", lambda: True)
+    assert not nk.use_numpy(10)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.int32])
+def test_label_scan(dtype):
+    from grtv_nb._numpy_kernels import label_scan
+
+    v = np.zeros((5, 6, 7), dtype)
+    assert label_scan(v)[0] == 0 and not label_scan(v)[2].any()
+    v[1, 2, 3] = 9
+    v[3, 4, 1] = 9
+    n, val, box = label_scan(v)
+    assert (n, val, list(box)) == (1, 9.0, [1, 4, 2, 5, 1, 4])
+    v[2, 0, 6] = 4
+    n, val, box = label_scan(v)
+    assert (n, val, list(box)) == (2, 9.0, [1, 4, 0, 5, 1, 7])
 
 
 def test_labels_argument_and_fill_values():
