@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,7 +182,7 @@ class Study:
         dose: np.ndarray | None = None,
         rois: list[ROI] | None = None,
         attrs: dict | None = None,
-        image_headers: list | None = None,
+        image_headers: Sequence[Any] | None = None,
         source: dict | None = None,
     ):
         self.grid = grid
@@ -637,7 +638,7 @@ def open_study(
     if reference == "dose" or image_vol is None:  # no image volume: reference is "dose"
         grid = doses[0].grid
         image = None
-        headers = []
+        headers: Sequence[Any] = []
     else:
         grid = image_vol.grid
         image = image_vol.array

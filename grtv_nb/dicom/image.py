@@ -121,7 +121,7 @@ def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
     need = out.nbytes
     with open(f.path, "rb") as fh:
         fh.seek(offset)
-        got = fh.readinto(memoryview(out).cast("B"))
+        got = fh.readinto(memoryview(out).cast("B"))  # type: ignore[arg-type]  # ndarray is a buffer
     if got < need:
         raise DicomReadError(f"{f.path.name}: pixel data truncated ({got // out.itemsize} of {out.size} pixels)")
 
@@ -256,16 +256,17 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     # --- decode pixels
     modality = series.modality.upper() or "CT"
     plans = [_direct_plan(f) for f in files]
-    direct = bool(files) and all(p is not None for p in plans) and len({p[1] for p in plans}) == 1
+    direct_plans = [p for p in plans if p is not None]
+    direct = bool(files) and len(direct_plans) == len(plans) and len({p[1] for p in direct_plans}) == 1
     raws, rescale, ok, bad = [], [], [], []
     if direct:
         # every slice native, deferred by the reader, one pixel type: read straight into the stack
-        raw_stack = np.empty((len(files), rows, cols), dtype=plans[0][1])
+        raw_stack = np.empty((len(files), rows, cols), dtype=direct_plans[0][1])
     for i, f in enumerate(files):
         try:
             values.check_pixel_length(f.hdr, f.path, rows, cols)  # before anything is allocated
             if direct:
-                _read_into(f, plans[i][0], raw_stack[i])
+                _read_into(f, direct_plans[i][0], raw_stack[i])
             else:
                 arr = _decode(f)
                 if arr.shape != (rows, cols):
