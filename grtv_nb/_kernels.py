@@ -15,42 +15,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
+from ._numba_cache import choose_cache_dir
 
-def _writable_dir(d: Path) -> bool:
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(d, os.W_OK | os.X_OK)
-
-
-def _choose_cache_dir() -> None:
-    """Make sure numba has a writable on-disk cache before it is imported.
-
-    numba caches next to this file (``__pycache__``) when it can, else in a per-user folder; where
-    neither is writable (a read-only site-packages and home, as in some containers) it would
-    recompile every kernel in every process. Then ``NUMBA_CACHE_DIR`` is set to a per-user folder
-    under the temporary directory. An explicit ``NUMBA_CACHE_DIR`` is always respected.
-    """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    here = Path(__file__).resolve().parent
-    if os.access(here / "__pycache__", os.W_OK) or (not (here / "__pycache__").exists() and os.access(here, os.W_OK)):
-        return  # numba's in-tree cache works
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    candidates = [Path(xdg) / "grtv_nb" / "numba"] if xdg else []
-    candidates += [Path.home() / ".cache" / "grtv_nb" / "numba",
-                   Path(tempfile.gettempdir()) / f"grtv_nb-numba-{getattr(os, 'getuid', lambda: 0)()}"]
-    for cand in candidates:
-        if _writable_dir(cand):
-            os.environ["NUMBA_CACHE_DIR"] = str(cand)
-            return
-
-
-_choose_cache_dir()
+choose_cache_dir()  # before numba is imported
 
 import numba as nb  # noqa: E402  (after the cache folder is chosen)
 import numpy as np  # noqa: E402

@@ -3,9 +3,11 @@ it, and the scan that classifies label volumes (:func:`label_scan`).
 
 A process's first augmentation rounds run here instead of in the compiled kernel: loading that
 kernel costs ~1 s even from numba's on-disk cache and 10-30 s when the cache is empty (a new
-install, a fresh container), while NumPy warps a 60 x 256 x 256 volume in well under a second.
-Past :data:`NUMPY_BUDGET_VOXELS` warped voxels in a process, or once any compiled kernel has run
-in it, the compiled kernel serves (see :func:`use_numpy`).
+install, a fresh container), while NumPy warps a 60 x 256 x 256 volume in ~0.3 s of CPU (the
+kernel: ~0.12 s). Past a budget of warped voxels in a process (rent-or-buy: about the voxels whose
+extra NumPy time equals the kernel's load, :data:`NUMPY_BUDGET_CACHED` when its machine code is
+on disk, :data:`NUMPY_BUDGET_UNCACHED` when it would compile), or once any compiled kernel has run
+in the process, the compiled kernel serves (see :func:`use_numpy`).
 
 Bit-identical means: the same IEEE operations in the same order as the kernel (float64 positions
 and displacement sums accumulated term by term in the kernel's order, float32 interpolation
@@ -20,9 +22,11 @@ import sys
 
 import numpy as np
 
-#: Voxels a process warps with NumPy before it loads the compiled kernel (about 10 s of NumPy
-#: work: at most about twice the cost of knowing whether the kernel is cached, rent-or-buy).
-NUMPY_BUDGET_VOXELS = 48_000_000
+#: Voxels a process warps with NumPy before it loads the compiled kernel from numba's cache
+#: (NumPy costs ~45 ns a voxel more than the kernel; the load ~1 s).
+NUMPY_BUDGET_CACHED = 24_000_000
+#: The same when the kernel is not in the cache and would compile (~15 s on 2 cores).
+NUMPY_BUDGET_UNCACHED = 320_000_000
 _numpy_voxels = 0  # voxels warped by NumPy in this process so far
 
 
@@ -39,7 +43,12 @@ def use_numpy(n_voxels: int) -> bool:
     k = sys.modules.get(__package__ + "._kernels")
     if k is not None and getattr(k.warp, "overloads", None):
         return False
-    if _numpy_voxels + n_voxels > NUMPY_BUDGET_VOXELS or kernels_warm():
+    if kernels_warm():
+        return False
+    from ._numba_cache import kernel_cached
+
+    budget = NUMPY_BUDGET_CACHED if kernel_cached("_kernels", "warp") else NUMPY_BUDGET_UNCACHED
+    if _numpy_voxels + n_voxels > budget:
         return False
     _numpy_voxels += n_voxels
     return True

@@ -31,8 +31,8 @@ volume with one non-zero value ``v`` is interpolated linearly and set to ``v`` w
 outside the volume; a label volume with several values takes the nearest voxel. Labels are only
 computed inside the output box that can receive their (dilated) bounding box, and output tiles
 whose input region is uniform (all 0 or all inside) are filled without sampling. The loops are
-compiled (:mod:`grtv_nb._kernels`) and run on numba's thread count; a process's first rounds (up
-to :data:`grtv_nb._numpy_kernels.NUMPY_BUDGET_VOXELS` voxels) run instead on a bit-identical
+compiled (:mod:`grtv_nb._kernels`) and run on numba's thread count; a process's first rounds (a budget
+of voxels, see :mod:`grtv_nb._numpy_kernels`) run instead on a bit-identical
 NumPy twin, which needs no kernel load or compilation (:func:`load_kernels` loads them ahead).
 Files are written by a background thread while the next volume is warped. Memory: one output buffer per input volume
 (reused every round) plus small scratch.

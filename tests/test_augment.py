@@ -254,7 +254,8 @@ def test_first_rounds_of_a_process_run_on_numpy_within_a_budget(monkeypatch):
 
     monkeypatch.setattr(nk, "kernels_warm", lambda: False)
     monkeypatch.setattr(nk, "_numpy_voxels", 0)
-    monkeypatch.setattr(nk, "NUMPY_BUDGET_VOXELS", 1000)
+    monkeypatch.setattr(nk, "NUMPY_BUDGET_CACHED", 1000)
+    monkeypatch.setattr(nk, "NUMPY_BUDGET_UNCACHED", 1000)
     import grtv_nb._kernels as k
 
     monkeypatch.setattr(k.warp, "overloads", {})
@@ -262,6 +263,25 @@ def test_first_rounds_of_a_process_run_on_numpy_within_a_budget(monkeypatch):
     monkeypatch.setattr(nk, "_numpy_voxels", 0)
     monkeypatch.setattr(nk, "kernels_warm", lambda: True)
     assert not nk.use_numpy(10)
+    # a kernel that would compile (not in numba's cache) is worth more NumPy work than one to load
+    import grtv_nb._numba_cache as nc
+
+    monkeypatch.setattr(nk, "kernels_warm", lambda: False)
+    monkeypatch.setattr(nk, "NUMPY_BUDGET_UNCACHED", 5000)
+    for cached, budget in ((True, 1000), (False, 5000)):
+        monkeypatch.setattr(nc, "kernel_cached", lambda module, name, c=cached: c)
+        monkeypatch.setattr(nk, "_numpy_voxels", 0)
+        assert nk.use_numpy(budget) and not nk.use_numpy(1)
+
+
+def test_kernel_cached_finds_numba_index_files(tmp_path, monkeypatch):
+    from grtv_nb._numba_cache import kernel_cached
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert not kernel_cached("_kernels", "warp")
+    (tmp_path / "grtv_nb_0123").mkdir()
+    (tmp_path / "grtv_nb_0123" / "_kernels.warp-196.py311.nbi").write_bytes(b"")
+    assert kernel_cached("_kernels", "warp") and not kernel_cached("_kernels", "separable")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.int32])
