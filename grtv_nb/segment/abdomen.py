@@ -52,12 +52,16 @@ def _bone(ctx: Context) -> np.ndarray:
     return ctx.get("bone_d", f)
 
 
-def _cage(ctx: Context) -> np.ndarray:
+def _cage(ctx: Context, open_ends: bool = False) -> np.ndarray:
     """Inside of the bony cage: per slice, the convex hull of the bone (> 200 HU) of the slices
     within 40 mm, eroded by 3 mm. Abdominal-wall muscle lies outside it in the upper abdomen.
-    Where that hull covers less than 30 % of the body (no ribs there) the whole body is used, and
-    so it is within 40 mm of the image's ends when no lungs are in it (the ribs beyond a cropped
-    abdominal CT are not seen, so the hull there is smaller than the cage)."""
+    Where that hull covers less than 30 % of the body (no ribs there) the whole body is used.
+    With ``open_ends`` (the liver), so it is within 40 mm of the image's ends when no lungs are in
+    it: the ribs beyond a cropped abdominal CT are not seen, so the hull there is smaller than the
+    cage and would cut the liver in half; the stomach keeps the strict hull there (bowel gas
+    under the abdominal wall must not become its gas pocket)."""
+    if open_ends:
+        return ctx.get("cage_open_ends", _cage_open_ends)
 
     def f(c):
         from skimage.morphology import convex_hull_image
@@ -78,16 +82,28 @@ def _cage(ctx: Context) -> np.ndarray:
         # no ribs (a cage much smaller than the body): no constraint on that slice
         body = body_work(c)
         small = out.sum(axis=(1, 2)) < 0.3 * body.sum(axis=(1, 2))
-        if not _lung_any(c).any():
-            # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last
-            # slice are cut off, so within the window of its ends the hull is too small (the
-            # cage widens towards the chest) and does not constrain the organs there
-            cut = (z + 40.0 > z[-1] + 0.5 * c.spacing[0]) | (z - 40.0 < z[0] - 0.5 * c.spacing[0])
-            small |= cut
         out[small] = body[small]
         return out
 
     return ctx.get("cage", f)
+
+
+def _cage_open_ends(ctx: Context) -> np.ndarray:
+    """:func:`_cage` with ``open_ends``."""
+    out = _cage(ctx)
+    if _lung_any(ctx).any():
+        return out
+    # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last slice
+    # are cut off, so within the window of its ends the hull is too small (the cage widens
+    # towards the chest) and does not constrain the liver there
+    z = ctx.grid.z
+    half = 0.5 * ctx.spacing[0]
+    cut = (z + 40.0 > z[-1] + half) | (z - 40.0 < z[0] - half)
+    if not cut.any():
+        return out
+    out = out.copy()
+    out[cut] = body_work(ctx)[cut]
+    return out
 
 
 def _near_spine(ctx: Context, radius: float) -> np.ndarray:
@@ -287,7 +303,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
         # dome, so it fills the right side of the highest abdominal slices; lower down the right
         # abdomen holds colon, kidney and bowel of other HU
         seed &= Z > gz[np.nonzero(trunk)[0].max()] - P.liver_seed_top_mm
-    region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx)
+    region = (depth > 8.0) & ~bone & ~lung_d & (X < xm + 100.0) & (Y < cy + 60.0) & _cage(ctx, True)
     region &= trunk[:, None, None]
     region &= ~_near_spine(ctx, P.liver_spine_mm)
     box = bbox(region)

@@ -87,6 +87,9 @@ class SegmentParams:
     canal_sym_frac: float = 0.35  # bone on the poorer side at least this fraction of the other side's
     canal_step_mm: float = 10.0  # largest move of the canal centre per 10 mm along z
     canal_min_slices: int = 3  # least slices with a closed bony ring
+    canal_gap_mm: float = 35.0  # largest z gap between two ring slices of one track: one vertebral
+    #                            level (body + disc, 25-35 mm) may show no closed ring at all on 5 mm
+    #                            slabs or in noise (25 mm cut the lumbar or the upper thoracic canal off)
     canal_extend_mm: float = 10.0  # the track is not extended beyond its ends by more than this
     canal_delta_hu: float = 90.0  # image-grid refinement: region below content + this
     canal_rim_hu: float = 250.0  # partial-volume rim of the canal wall is below this

@@ -14,7 +14,8 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
    on both sides of it in nearly equal amounts (the vertebra's symmetry; not checked where the
    image cuts one side off).
 3. Continuity: the track is the longest chain of candidates whose centres move by less than
-   10 mm per 10 mm along z; candidates off the chain are dropped.
+   10 mm per 10 mm along z, with at most ``canal_gap_mm`` (35 mm, one vertebral level) between
+   two candidates of the chain; candidates off the chain are dropped.
 4. Slices of the track without a closed ring (disc levels, foramina) get the canal of the
    interpolated centre: the soft-tissue region (-100..150 HU) connected to that centre, limited
    to a disk of the interpolated radius + 2 mm. The track is not extended beyond its first/last
@@ -166,7 +167,7 @@ def _chain(cands, z) -> list:
             bl, bp = 1, None
             for kk in range(max(0, k - 12), k):
                 gap = z[k] - z[kk]
-                if gap > 25.0:
+                if gap > P.canal_gap_mm:
                     continue
                 for j, cc in enumerate(cands[kk]):
                     d = np.hypot(c[0] - cc[0], c[1] - cc[1])
