@@ -237,12 +237,9 @@ def _image_header(path: Path) -> pydicom.Dataset | None:
     """:func:`grtv_nb.dicom.reader.read_image_header`, or None where the full read must decide
     (not DICOM by its first bytes, unreadable, anything but the usual image slice)."""
     from .reader import read_image_header
-    from .values import looks_like_dicom
 
     try:
-        if not looks_like_dicom(path)[0]:
-            return None
-        return read_image_header(path)
+        return read_image_header(path)  # DICM marker and size limit checked there
     except Exception:  # the full read reports it
         return None
 

@@ -39,6 +39,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
+from .values import MAX_FILE_BYTES
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("pydicom", "dicomsdl")
@@ -76,6 +78,7 @@ IMAGE_HEADER_TAGS = (
     0x00180050,  # SliceThickness
 )
 _META_TAGS = (0x00020003, 0x00020010)  # MediaStorageSOPInstanceUID, TransferSyntaxUID
+_TS_TAG = BaseTag(0x00020010)
 _SHORT_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL",
                         "SS", "ST", "TM", "UI", "UL", "US"})
 
@@ -322,13 +325,17 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
     The header is parsed from the first ``_HEAD_BYTES`` of the file only, up to the first
     (7FE0,0010) tag: dicomsdl is never handed pixel data (truncated or not), and a tag that is in
     fact part of a value makes dicomsdl's parse fail (an element crossing the end), so the file
-    goes to the full read.
+    goes to the full read. dicomsdl locates the elements (offset and length of the value); their
+    VR is the one written before the length (explicit VR) or the dictionary's (implicit VR, as
+    pydicom).
     """
     import dicomsdl
 
-    names = _vr_names()
+    _vr_names()  # dicomsdl's logging off
     with open(path, "rb") as fp:
         size = os.fstat(fp.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            return None
         data = fp.read(_HEAD_BYTES)
         if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
@@ -341,32 +348,40 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
             found = []
             for tag in _META_TAGS + IMAGE_HEADER_TAGS:
                 e = df.getDataElement(tag)
-                vr = names.get(e.vr())
-                if vr != "NONE":
-                    found.append((tag, vr, e.length(), e.offset()))
+                off = e.offset()
+                if off:  # 0: absent
+                    found.append((tag, e.length(), off))
         except Exception as exc:
             log.debug("dicomsdl refused the header of %s (%s)", path, exc)
             return None
         meta: dict = {}
         body: dict = {}
         implicit = None
-        for tag, vr, length, off in found:
-            if vr not in _SHORT_VRS or length == _UNDEFINED or off < 8 or off + length > end:
+        for tag, length, off in found:
+            if length == _UNDEFINED or off < _PREAMBLE + 12 or off + length > end:
                 return None
             btag = BaseTag(tag)
             if tag >> 16 == 2:
+                vr = data[off - 4:off - 2].decode("latin-1")
+                if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
+                    return None
                 meta[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, False, True)
                 continue
             if implicit is None:
-                raw_ts = meta.get(BaseTag(0x00020010))
+                raw_ts = meta.get(_TS_TAG)
                 ts = raw_ts.value.rstrip(b"\x00 ").decode("ascii", "replace") if raw_ts is not None else ""
                 if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
                     return None
                 implicit = ts == _IMPLICIT_LE
-            if implicit and int.from_bytes(data[off - 4:off], "little") != length:
-                return None  # the 4-byte length field just before the value
-            body[btag] = RawDataElement(btag, None if implicit else vr, length, data[off:off + length], off,
-                                        implicit, True)
+            if implicit:
+                if int.from_bytes(data[off - 4:off], "little") != length:
+                    return None  # the 4-byte length field just before the value
+                vr = None
+            else:
+                vr = data[off - 4:off - 2].decode("latin-1")
+                if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
+                    return None  # a long VR (or not what dicomsdl read): the full read decides
+            body[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, implicit, True)
         if implicit is None:
             return None
         pixels = _final_pixel_element(fp, data, end, implicit, size, defer=True)
@@ -375,5 +390,5 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
     body[pixels.tag] = pixels
     ds = Dataset(body)
     ds.set_original_encoding(implicit, True, default_encoding)
-    ds.file_meta = FileMetaDataset(Dataset(meta))
+    ds.file_meta = FileMetaDataset(meta)
     return ds
