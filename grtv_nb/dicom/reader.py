@@ -79,6 +79,7 @@ IMAGE_HEADER_TAGS = (
 )
 _META_TAGS = (0x00020003, 0x00020010)  # MediaStorageSOPInstanceUID, TransferSyntaxUID
 _TS_TAG = BaseTag(0x00020010)
+_BASE_TAGS = {t: BaseTag(t) for t in (*_META_TAGS, *IMAGE_HEADER_TAGS)}
 _SHORT_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL",
                         "SS", "ST", "TM", "UI", "UL", "US"})
 
@@ -320,7 +321,8 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
     pixels lie in the file. None for anything but the usual slice (DICM preamble, native
     little-endian transfer syntax, a header dicomsdl parses element by element up to the native
     pixel data that closes the file, the wanted elements of defined length and short VR): the
-    caller then reads the full dataset (:func:`read_dataset`).
+    caller then reads the full dataset (:func:`read_dataset`). The file meta holds the media SOP
+    instance UID only where the dataset lacks SOPInstanceUID (see :func:`_file_meta`).
 
     The header is parsed from the first ``_HEAD_BYTES`` of the file only, up to the first
     (7FE0,0010) tag: dicomsdl is never handed pixel data (truncated or not), and a tag that is in
@@ -360,7 +362,7 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
         for tag, length, off in found:
             if length == _UNDEFINED or off < _PREAMBLE + 12 or off + length > end:
                 return None
-            btag = BaseTag(tag)
+            btag = _BASE_TAGS[tag]
             if tag >> 16 == 2:
                 vr = data[off - 4:off - 2].decode("latin-1")
                 if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
@@ -390,5 +392,23 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
     body[pixels.tag] = pixels
     ds = Dataset(body)
     ds.set_original_encoding(implicit, True, default_encoding)
-    ds.file_meta = FileMetaDataset(meta)
+    ds.file_meta = _file_meta(meta, with_instance_uid=_BASE_TAGS[0x00080018] not in body)
     return ds
+
+
+def _file_meta(meta: dict, *, with_instance_uid: bool) -> FileMetaDataset:
+    """The file meta of an image header: the transfer syntax, and the media SOP instance UID where
+    the dataset has no SOPInstanceUID (the one use grtv_nb has for it). Headers with the same
+    transfer syntax bytes share one (read-only) file meta: building one costs more than parsing
+    the header."""
+    if with_instance_uid:
+        return FileMetaDataset(meta)
+    ts = meta.get(_TS_TAG)
+    key = (ts.VR, ts.value) if ts is not None else None
+    fm = _SHARED_META.get(key)
+    if fm is None:
+        fm = _SHARED_META[key] = FileMetaDataset({_TS_TAG: ts} if ts is not None else {})
+    return fm
+
+
+_SHARED_META: dict = {}
