@@ -128,7 +128,7 @@ def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
 
 def _rescale_array(raw: np.ndarray, rescale: list[tuple[float, float]], ct: bool) -> np.ndarray:
     """:func:`_rescale_stack` on slices already stacked in one (z, rows, cols) array: the same
-    values and type, computed in whole-stack operations."""
+    values and type, computed in whole-stack operations (``raw`` may be overwritten)."""
     slopes = np.array([sl for sl, _ in rescale], dtype=np.float64)
     icpts = np.array([b for _, b in rescale], dtype=np.float64)
     if np.issubdtype(raw.dtype, np.integer) and (slopes == 1).all() and (icpts == np.round(icpts)).all():
@@ -137,7 +137,10 @@ def _rescale_array(raw: np.ndarray, rescale: list[tuple[float, float]], ct: bool
         if ct or (lo >= -32768 and hi <= 32767):
             b = icpts.astype(np.int32)[:, None, None]
             if lo >= -32768 and hi <= 32767:
-                out = np.empty(raw.shape, dtype=np.int16)
+                # 16-bit stored values: the HU overwrite them in place (NumPy makes overlapping
+                # in/out operands give the non-overlapping result); no second stack to allocate
+                inplace = raw.dtype.itemsize == 2 and raw.flags.c_contiguous and raw.flags.writeable
+                out = raw.view(np.int16) if inplace else np.empty(raw.shape, dtype=np.int16)
                 np.add(raw, b, out=out, casting="unsafe")
                 return out
             return np.clip(raw.astype(np.int32) + b, -32768, 32767).astype(np.int16)
