@@ -596,6 +596,7 @@ def open_study(
     """
     from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
     from .dicom.image import read_series
+    from .dicom.reader import get_backend, read_roi_contours
     from .dicom.rtdose import read_dose, sum_doses
     from .dicom.rtstruct import read_rois
     from .dicom.values import text  # undecodable or NUL-padded text never raises
@@ -652,7 +653,8 @@ def open_study(
     # ROIs
     rois: list[ROI] = []
     if sel.rtstruct is not None:
-        rois = read_rois(sel.rtstruct.ds, source_name=sel.rtstruct.path.name)
+        contours = read_roi_contours(sel.rtstruct.path) if get_backend() == "dicomsdl" else None
+        rois = read_rois(sel.rtstruct.ds, source_name=sel.rtstruct.path.name, roi_contours=contours)
         ref_for = grid.frame_of_reference_uid
         bad_for = {r.frame_of_reference_uid for r in rois if r.frame_of_reference_uid and ref_for
                    and r.frame_of_reference_uid != ref_for}

@@ -254,3 +254,61 @@ def test_study_headers_are_the_full_datasets(shared_data):
         ref = pydicom.dcmread(path)
         del ref[0x7FE00010]
         assert h == ref, path
+
+
+def _rois_and_reports(path, contours):
+    from grtv_nb.dicom.folder import read_header
+    from grtv_nb.dicom.rtstruct import read_rois
+
+    reports: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rois = read_rois(read_header(path), source_name=path.name, report=reports.append,
+                         roi_contours=reader.read_roi_contours(path) if contours else None)
+    return rois, reports
+
+
+def _same_rois(got, ref):
+    assert [(r.name, r.number, r.color, r.roi_type, r.geometric_type) for r in got] == \
+        [(r.name, r.number, r.color, r.roi_type, r.geometric_type) for r in ref]
+    for a, b in zip(got, ref):
+        assert len(a.contours) == len(b.contours) and len(a.other_data) == len(b.other_data)
+        for x, y in zip(a.contours + a.other_data, b.contours + b.other_data):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_roi_contours_read_by_dicomsdl_give_the_reference_rois(shared_data, tmp_path):
+    """read_roi_contours (dicomsdl locates the contour elements) against pydicom's sequences, on
+    every real RTSTRUCT and on one with damaged values (not a number, NaN, a count that is not a
+    multiple of 3, an unusable ReferencedROINumber): the same ROIs, contours and reports."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    files = [p for p in _dicom_files(shared_data)
+             if pydicom.dcmread(p, stop_before_pixels=True).get("Modality") == "RTSTRUCT"]
+    used = 0
+    for p in files:
+        used += reader.read_roi_contours(p) is not None
+        ref, ref_r = _rois_and_reports(p, False)
+        got, got_r = _rois_and_reports(p, True)
+        _same_rois(got, ref)
+        assert got_r == ref_r, p
+    assert used >= 5
+    src = shared_data / "cerr-radiomics-phantom" / "pat_1" / "DCM_RS_00060.dcm"
+    ds = pydicom.dcmread(src)
+    roi = ds.ROIContourSequence[0]
+    cs = roi.ContourSequence
+    for c, raw in zip(cs, [b"1\\abc\\3 ", b"1\\2\\nan ", b"1\\2\\3\\4 "]):
+        c._dict[Tag("ContourData")] = RawDataElement(Tag("ContourData"), "DS", len(raw), raw, 0, False, True)
+    bad = Tag("ReferencedROINumber")
+    ds.ROIContourSequence.append(pydicom.Dataset())
+    ds.ROIContourSequence[-1]._dict[bad] = RawDataElement(bad, "IS", 2, b"x ", 0, False, True)
+    path = tmp_path / "RS_damaged.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's note on the invalid IS written on purpose
+        ds.save_as(path)
+    assert reader.read_roi_contours(path) is not None
+    ref, ref_r = _rois_and_reports(path, False)
+    got, got_r = _rois_and_reports(path, True)
+    _same_rois(got, ref)
+    assert got_r == ref_r and len(ref_r) >= 2, ref_r

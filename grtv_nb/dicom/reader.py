@@ -412,3 +412,124 @@ def _file_meta(meta: dict, *, with_instance_uid: bool) -> FileMetaDataset:
 
 
 _SHARED_META: dict = {}
+
+
+# ----------------------------------------------------------------------------- RTSTRUCT contours
+
+_ROI_CONTOUR_SEQUENCE = 0x30060039
+_CONTOUR_SEQUENCE = 0x30060040
+_ROI_ITEM_TAGS = (0x30060084, 0x3006002A)  # ReferencedROINumber, ROIDisplayColor
+_CONTOUR_ITEM_TAGS = (0x30060042, 0x30060050)  # ContourGeometricType, ContourData
+_ITEM_BASE_TAGS = {t: BaseTag(t) for t in (*_ROI_ITEM_TAGS, *_CONTOUR_ITEM_TAGS)}
+
+
+class RawItem:
+    """A sequence item as some of its raw elements (``elements``: tag -> pydicom
+    ``RawDataElement``, the bytes pydicom reads), for :mod:`grtv_nb.dicom.values`' raw-bytes
+    readers; anything else (``in``, ``[]``, attributes) is answered by the pydicom dataset of those
+    elements, built on first such use. ``contours``: the ContourSequence items of an
+    ROIContourSequence item (None where the item has no ContourSequence)."""
+
+    __slots__ = ("_dict", "_implicit", "_ds", "contours")
+
+    def __init__(self, elements: dict, implicit: bool, contours: list[RawItem] | None = None):
+        self._dict = elements
+        self._implicit = implicit
+        self._ds: Dataset | None = None
+        self.contours = contours
+
+    @property
+    def elements(self) -> dict:
+        return self._dict
+
+    def dataset(self) -> Dataset:
+        if self._ds is None:
+            ds = Dataset(dict(self._dict))
+            ds.set_original_encoding(self._implicit, True, default_encoding)
+            self._ds = ds
+        return self._ds
+
+    def __contains__(self, key) -> bool:
+        return key in self.dataset()
+
+    def __getitem__(self, key):
+        return self.dataset()[key]
+
+    def get(self, key, default=None):
+        return self.dataset().get(key, default)
+
+    def __getattr__(self, name: str):
+        return getattr(self.dataset(), name)
+
+
+def _raw_elements(item, data: bytes, tags: tuple, implicit: bool) -> dict | None:
+    """tag -> RawDataElement of the ``tags`` present in a dicomsdl item (short VRs of defined
+    length whose length field matches dicomsdl's), None for anything else."""
+    out = {}
+    for tag in tags:
+        e = item.getDataElement(tag)
+        off = e.offset()
+        if not off:
+            continue
+        length = e.length()
+        if length == _UNDEFINED or off < _PREAMBLE + 12 or off + length > len(data):
+            return None
+        if implicit:
+            if int.from_bytes(data[off - 4:off], "little") != length:
+                return None
+            vr = None
+        else:
+            vr = data[off - 4:off - 2].decode("latin-1")
+            if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
+                return None
+        btag = _ITEM_BASE_TAGS[tag]
+        out[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, implicit, True)
+    return out
+
+
+def read_roi_contours(path: str | os.PathLike) -> list[RawItem] | None:
+    """The ROIContourSequence of an RTSTRUCT file as :class:`RawItem` s (ReferencedROINumber,
+    ROIDisplayColor, and ContourGeometricType + ContourData of each ContourSequence item), located
+    by dicomsdl's C++ parser in one read of the file: the elements grtv_nb reads from it, without
+    building a pydicom dataset per contour. None where dicomsdl is not installed or refuses the
+    file, for a transfer syntax other than native little endian, a missing sequence or any element
+    that is not of the usual form: the caller then reads the pydicom dataset's sequence."""
+    if "dicomsdl" not in available_backends():
+        return None
+    import dicomsdl
+
+    _vr_names()
+    with open(path, "rb") as fp:
+        data = fp.read()
+    if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
+        return None
+    try:
+        df = dicomsdl.open_memory(data, copy_data=False)
+        e = df.getDataElement(0x00020010)
+        off = e.offset()
+        ts = data[off:off + e.length()].rstrip(b"\x00 ").decode("ascii", "replace") if off else ""
+        if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
+            return None
+        implicit = ts == _IMPLICIT_LE
+        e = df.getDataElement(_ROI_CONTOUR_SEQUENCE)
+        if not e.offset():
+            return None
+        out = []
+        for roi_item in e.toSequence():
+            elems = _raw_elements(roi_item, data, _ROI_ITEM_TAGS, implicit)
+            if elems is None:
+                return None
+            cs = roi_item.getDataElement(_CONTOUR_SEQUENCE)
+            contours = None
+            if cs.offset():
+                contours = []
+                for c in cs.toSequence():
+                    celems = _raw_elements(c, data, _CONTOUR_ITEM_TAGS, implicit)
+                    if celems is None:
+                        return None
+                    contours.append(RawItem(celems, implicit))
+            out.append(RawItem(elems, implicit, contours))
+    except Exception as exc:
+        log.debug("dicomsdl refused the contours of %s (%s)", path, exc)
+        return None
+    return out

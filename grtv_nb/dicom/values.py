@@ -460,6 +460,8 @@ def contour_points(values, file, roi: str) -> np.ndarray:
     +-MAX_ABS_POSITION_MM. Raises DicomValueError otherwise (the caller decides whether to drop
     the contour with a warning)."""
     arr = np.asarray(values, dtype=np.float64).ravel()
+    if arr.size and arr.size % 3 == 0 and float(np.abs(arr).max()) <= MAX_ABS_POSITION_MM:
+        return arr.reshape(-1, 3)  # all finite and in range (NaN fails the comparison): the usual case
     what = f"ContourData of ROI '{roi}'"
     if arr.size % 3:
         raise DicomValueError(file, what, f"has {arr.size} values (not a multiple of 3)")
