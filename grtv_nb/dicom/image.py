@@ -132,11 +132,14 @@ def _rescale_array(raw: np.ndarray, rescale: list[tuple[float, float]], ct: bool
     slopes = np.array([sl for sl, _ in rescale], dtype=np.float64)
     icpts = np.array([b for _, b in rescale], dtype=np.float64)
     if np.issubdtype(raw.dtype, np.integer) and (slopes == 1).all() and (icpts == np.round(icpts)).all():
-        lo = int((raw.min(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).min())
-        hi = int((raw.max(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).max())
-        if ct or (lo >= -32768 and hi <= 32767):
+        b64 = icpts.astype(np.int64)
+        # unsigned stored values: the lowest HU is at least the lowest intercept (no pass for it)
+        lo_ok = bool(raw.dtype.kind == "u" and b64.min() >= -32768) or \
+            int((raw.min(axis=(1, 2)).astype(np.int64) + b64).min()) >= -32768
+        hi_ok = int((raw.max(axis=(1, 2)).astype(np.int64) + b64).max()) <= 32767
+        if ct or (lo_ok and hi_ok):
             b = icpts.astype(np.int32)[:, None, None]
-            if lo >= -32768 and hi <= 32767:
+            if lo_ok and hi_ok:
                 # 16-bit stored values: the HU overwrite them in place (NumPy makes overlapping
                 # in/out operands give the non-overlapping result); no second stack to allocate
                 inplace = raw.dtype.itemsize == 2 and raw.flags.c_contiguous and raw.flags.writeable
