@@ -314,21 +314,23 @@ def test_roi_contours_read_by_dicomsdl_give_the_reference_rois(shared_data, tmp_
     assert got_r == ref_r and len(ref_r) >= 2, ref_r
 
 
-@pytest.mark.parametrize("dtype, rescales, ct", [
-    (np.uint16, [(1.0, -1024.0)], True), (np.int16, [(1.0, -1024.0)], True),
-    (np.uint16, [(1.0, -40000.0)], True),  # HU below int16: clipped
-    (np.uint16, [(1.0, 30000.0)], False),  # not CT, beyond int16: float32
-    (np.int16, [(1.0, 0.0), (1.0, 7.0)], False), (np.uint8, [(1.0, -100.0)], False),
-    (np.uint16, [(0.5, -1024.0)], True), (np.int32, [(2.5, 0.25)], False),
+@pytest.mark.parametrize("dtype, rescales, ct, shift", [
+    (np.uint16, [(1.0, -1024.0)], True, 0), (np.int16, [(1.0, -1024.0)], True, 0),
+    (np.uint16, [(1.0, -40000.0)], True, 0),  # HU below int16: clipped
+    (np.uint16, [(1.0, 30000.0)], False, 0),  # not CT, beyond int16: float32
+    (np.uint16, [(1.0, -40000.0)], True, 40000),  # stored values and intercept beyond int16, HU within
+    (np.uint16, [(1.0, -1024.0), (1.0, -2000.0)], True, 20000),
+    (np.int16, [(1.0, 0.0), (1.0, 7.0)], False, 0), (np.uint8, [(1.0, -100.0)], False, 0),
+    (np.uint16, [(0.5, -1024.0)], True, 0), (np.int32, [(2.5, 0.25)], False, 0),
 ])
-def test_stack_rescaled_at_once_as_slice_by_slice(dtype, rescales, ct):
+def test_stack_rescaled_at_once_as_slice_by_slice(dtype, rescales, ct, shift):
     """The direct path's whole-stack rescaling (image._rescale_array) gives the values and type of
     the reference path's slice-by-slice one (image._rescale_stack, the pydicom backend's)."""
     from grtv_nb.dicom import image
 
     rng = np.random.default_rng(3)
     info = np.iinfo(dtype)
-    raw = rng.integers(max(info.min, -5000), min(info.max, 6000), size=(6, 9, 11)).astype(dtype)
+    raw = (rng.integers(max(info.min, -5000), min(info.max, 6000), size=(6, 9, 11)) + shift).astype(dtype)
     resc = [rescales[k % len(rescales)] for k in range(len(raw))]
     ref = image._rescale_stack(list(raw), resc, ct)
     got = image._rescale_array(raw.copy(), resc, ct)

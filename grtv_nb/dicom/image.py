@@ -136,14 +136,20 @@ def _rescale_array(raw: np.ndarray, rescale: list[tuple[float, float]], ct: bool
         # unsigned stored values: the lowest HU is at least the lowest intercept (no pass for it)
         lo_ok = bool(raw.dtype.kind == "u" and b64.min() >= -32768) or \
             int((raw.min(axis=(1, 2)).astype(np.int64) + b64).min()) >= -32768
-        hi_ok = int((raw.max(axis=(1, 2)).astype(np.int64) + b64).max()) <= 32767
+        top = raw.max(axis=(1, 2)).astype(np.int64)
+        hi_ok = int((top + b64).max()) <= 32767
         if ct or (lo_ok and hi_ok):
             b = icpts.astype(np.int32)[:, None, None]
             if lo_ok and hi_ok:
-                # 16-bit stored values: the HU overwrite them in place (NumPy makes overlapping
-                # in/out operands give the non-overlapping result); no second stack to allocate
-                inplace = raw.dtype.itemsize == 2 and raw.flags.c_contiguous and raw.flags.writeable
-                out = raw.view(np.int16) if inplace else np.empty(raw.shape, dtype=np.int16)
+                if raw.dtype.itemsize == 2 and raw.flags.c_contiguous and raw.flags.writeable and \
+                        (raw.dtype.kind == "i" or int(top.max()) <= 32767) and \
+                        -32768 <= int(b64.min()) and int(b64.max()) <= 32767:
+                    # stored values and intercepts are int16 numbers and so is every sum: the HU
+                    # are added in int16, in place (the same numbers as through int32)
+                    out = raw.view(np.int16)
+                    np.add(out, b64.astype(np.int16)[:, None, None], out=out)
+                    return out
+                out = np.empty(raw.shape, dtype=np.int16)
                 np.add(raw, b, out=out, casting="unsafe")
                 return out
             return np.clip(raw.astype(np.int32) + b, -32768, 32767).astype(np.int16)
