@@ -182,7 +182,7 @@ def _classify(ds: pydicom.Dataset) -> str:
     if mod in ("RTSTRUCT", "RTDOSE", "RTPLAN"):
         return mod
     # an image slice without Rows is still an image (read_series names the missing attribute)
-    if "ImagePositionPatient" in ds and ("PixelData" in ds or mod in IMAGE_MODALITIES):
+    if 0x00200032 in ds and (0x7FE00010 in ds or mod in IMAGE_MODALITIES):  # ImagePositionPatient, PixelData
         return "IMAGE"
     return "OTHER"
 

@@ -103,7 +103,7 @@ def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
         meta = getattr(ds, "file_meta", None)
         if meta is None or values.text(meta, "TransferSyntaxUID") not in _NATIVE_TS:
             return None
-        if "NumberOfFrames" in ds:
+        if 0x00280008 in ds:  # NumberOfFrames
             return None  # _decode checks and names it
         bits = values.us_value(ds, "BitsAllocated", 16)
         if bits not in (8, 16, 32) or values.us_value(ds, "SamplesPerPixel", 1) != 1:
