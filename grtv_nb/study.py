@@ -37,7 +37,12 @@ from xarray.core import indexing
 
 from . import _xarray_nodask
 from .accessor import DIRECTION_ATTR, check_free_roi_name, check_new_roi, roi_position  # also registers ds.rt
-from .dicom.rtstruct import ROI
+from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
+from .dicom.image import read_series
+from .dicom.reader import get_backend, read_roi_contours
+from .dicom.rtdose import read_dose, sum_doses
+from .dicom.rtstruct import ROI, read_rois
+from .dicom.values import text  # undecodable or NUL-padded text never raises
 from .errors import GRTVError, ValidationError, warn
 from .fileio import protect_folders
 from .geometry import Grid
@@ -594,12 +599,6 @@ def open_study(
     the dose grid becomes the reference grid (as dicompyler-core and plastimatch compute DVHs) and
     the study has no ``image`` variable; a warning says so.
     """
-    from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
-    from .dicom.image import read_series
-    from .dicom.reader import get_backend, read_roi_contours
-    from .dicom.rtdose import read_dose, sum_doses
-    from .dicom.rtstruct import read_rois
-    from .dicom.values import text  # undecodable or NUL-padded text never raises
 
     scan = scan_folder(folder)
     sel = select(scan, series_uid=series_uid, rtstruct=rtstruct, rtdose=rtdose)
