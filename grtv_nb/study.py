@@ -37,7 +37,12 @@ from xarray.core import indexing
 
 from . import _xarray_nodask
 from .accessor import DIRECTION_ATTR, check_free_roi_name, check_new_roi, roi_position  # also registers ds.rt
-from .dicom.rtstruct import ROI
+from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
+from .dicom.image import read_series
+from .dicom.reader import get_backend, read_roi_contours
+from .dicom.rtdose import read_dose, sum_doses
+from .dicom.rtstruct import ROI, read_rois
+from .dicom.values import text  # undecodable or NUL-padded text never raises
 from .errors import GRTVError, ValidationError, warn
 from .fileio import protect_folders
 from .geometry import Grid
@@ -594,11 +599,6 @@ def open_study(
     the dose grid becomes the reference grid (as dicompyler-core and plastimatch compute DVHs) and
     the study has no ``image`` variable; a warning says so.
     """
-    from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
-    from .dicom.image import read_series
-    from .dicom.rtdose import read_dose, sum_doses
-    from .dicom.rtstruct import read_rois
-    from .dicom.values import text  # undecodable or NUL-padded text never raises
 
     scan = scan_folder(folder)
     sel = select(scan, series_uid=series_uid, rtstruct=rtstruct, rtdose=rtdose)
@@ -652,7 +652,8 @@ def open_study(
     # ROIs
     rois: list[ROI] = []
     if sel.rtstruct is not None:
-        rois = read_rois(sel.rtstruct.ds, source_name=sel.rtstruct.path.name)
+        contours = read_roi_contours(sel.rtstruct.path) if get_backend() == "dicomsdl" else None
+        rois = read_rois(sel.rtstruct.ds, source_name=sel.rtstruct.path.name, roi_contours=contours)
         ref_for = grid.frame_of_reference_uid
         bad_for = {r.frame_of_reference_uid for r in rois if r.frame_of_reference_uid and ref_for
                    and r.frame_of_reference_uid != ref_for}

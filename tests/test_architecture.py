@@ -59,7 +59,6 @@ ALLOWED_EDGES: set[tuple[str, str]] = {
 ALLOWED_PRIVATE: set[str] = {
     "grtv_nb.errors: sys._getframe",
     "grtv_nb.dicom.reader: dataset._character_set",  # pydicom's private attribute
-    "grtv_nb.dicom.reader: tail._dict",  # pydicom's private attribute
     "grtv_nb.dicom.folder: ds._dict",  # pydicom's private attribute (raw elements, unconverted)
     "grtv_nb._xarray_nodask: pycompat._cached_duck_array_modules",  # xarray's private cache
     "grtv_nb.rawio: from grtv_nb.transforms import _cast",

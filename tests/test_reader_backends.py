@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from grtv_nb.dicom import reader
+from grtv_nb.dicom.folder import DicomFile
 
 pytestmark = pytest.mark.skipif("dicomsdl" not in reader.available_backends(), reason="dicomsdl is not installed")
 
@@ -194,7 +195,10 @@ def test_image_header_holds_the_reference_values_on_every_real_file(shared_data)
                 assert hdr[t].value == ref[t].value, (p, hex(t))
                 assert hdr[t].VR == ref[t].VR, (p, hex(t))
             assert hdr.file_meta.TransferSyntaxUID == ref.file_meta.TransferSyntaxUID
-            assert hdr.file_meta.MediaStorageSOPInstanceUID == ref.file_meta.MediaStorageSOPInstanceUID
+            if "SOPInstanceUID" not in ref:  # the file meta's UID is then the instance's
+                assert hdr.file_meta.MediaStorageSOPInstanceUID == ref.file_meta.MediaStorageSOPInstanceUID
+            assert (DicomFile(p, None, "IMAGE", hdr=hdr).sop_instance_uid
+                    == DicomFile(p, ref, "IMAGE").sop_instance_uid), p
             elem = hdr.get_item(0x7FE00010, keep_deferred=True)
             assert elem.value is None and elem.length == len(ref.PixelData)
             with open(p, "rb") as f:
@@ -250,3 +254,85 @@ def test_study_headers_are_the_full_datasets(shared_data):
         ref = pydicom.dcmread(path)
         del ref[0x7FE00010]
         assert h == ref, path
+
+
+def _rois_and_reports(path, contours):
+    from grtv_nb.dicom.folder import read_header
+    from grtv_nb.dicom.rtstruct import read_rois
+
+    reports: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rois = read_rois(read_header(path), source_name=path.name, report=reports.append,
+                         roi_contours=reader.read_roi_contours(path) if contours else None)
+    return rois, reports
+
+
+def _same_rois(got, ref):
+    assert [(r.name, r.number, r.color, r.roi_type, r.geometric_type) for r in got] == \
+        [(r.name, r.number, r.color, r.roi_type, r.geometric_type) for r in ref]
+    for a, b in zip(got, ref):
+        assert len(a.contours) == len(b.contours) and len(a.other_data) == len(b.other_data)
+        for x, y in zip(a.contours + a.other_data, b.contours + b.other_data):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_roi_contours_read_by_dicomsdl_give_the_reference_rois(shared_data, tmp_path):
+    """read_roi_contours (dicomsdl locates the contour elements) against pydicom's sequences, on
+    every real RTSTRUCT and on one with damaged values (not a number, NaN, a count that is not a
+    multiple of 3, an unusable ReferencedROINumber): the same ROIs, contours and reports."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    files = [p for p in _dicom_files(shared_data)
+             if pydicom.dcmread(p, stop_before_pixels=True).get("Modality") == "RTSTRUCT"]
+    used = 0
+    for p in files:
+        used += reader.read_roi_contours(p) is not None
+        ref, ref_r = _rois_and_reports(p, False)
+        got, got_r = _rois_and_reports(p, True)
+        _same_rois(got, ref)
+        assert got_r == ref_r, p
+    assert used >= 5
+    src = shared_data / "cerr-radiomics-phantom" / "pat_1" / "DCM_RS_00060.dcm"
+    ds = pydicom.dcmread(src)
+    roi = ds.ROIContourSequence[0]
+    cs = roi.ContourSequence
+    for c, raw in zip(cs, [b"1\\abc\\3 ", b"1\\2\\nan ", b"1\\2\\3\\4 "]):
+        c._dict[Tag("ContourData")] = RawDataElement(Tag("ContourData"), "DS", len(raw), raw, 0, False, True)
+    bad = Tag("ReferencedROINumber")
+    ds.ROIContourSequence.append(pydicom.Dataset())
+    ds.ROIContourSequence[-1]._dict[bad] = RawDataElement(bad, "IS", 2, b"x ", 0, False, True)
+    path = tmp_path / "RS_damaged.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's note on the invalid IS written on purpose
+        ds.save_as(path)
+    assert reader.read_roi_contours(path) is not None
+    ref, ref_r = _rois_and_reports(path, False)
+    got, got_r = _rois_and_reports(path, True)
+    _same_rois(got, ref)
+    assert got_r == ref_r and len(ref_r) >= 2, ref_r
+
+
+@pytest.mark.parametrize("dtype, rescales, ct, shift", [
+    (np.uint16, [(1.0, -1024.0)], True, 0), (np.int16, [(1.0, -1024.0)], True, 0),
+    (np.uint16, [(1.0, -40000.0)], True, 0),  # HU below int16: clipped
+    (np.uint16, [(1.0, 30000.0)], False, 0),  # not CT, beyond int16: float32
+    (np.uint16, [(1.0, -40000.0)], True, 40000),  # stored values and intercept beyond int16, HU within
+    (np.uint16, [(1.0, -1024.0), (1.0, -2000.0)], True, 20000),
+    (np.int16, [(1.0, 0.0), (1.0, 7.0)], False, 0), (np.uint8, [(1.0, -100.0)], False, 0),
+    (np.uint16, [(0.5, -1024.0)], True, 0), (np.int32, [(2.5, 0.25)], False, 0),
+])
+def test_stack_rescaled_at_once_as_slice_by_slice(dtype, rescales, ct, shift):
+    """The direct path's whole-stack rescaling (image._rescale_array) gives the values and type of
+    the reference path's slice-by-slice one (image._rescale_stack, the pydicom backend's)."""
+    from grtv_nb.dicom import image
+
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    raw = (rng.integers(max(info.min, -5000), min(info.max, 6000), size=(6, 9, 11)) + shift).astype(dtype)
+    resc = [rescales[k % len(rescales)] for k in range(len(raw))]
+    ref = image._rescale_stack(list(raw), resc, ct)
+    got = image._rescale_array(raw.copy(), resc, ct)
+    assert got.dtype == ref.dtype
+    np.testing.assert_array_equal(got, ref)

@@ -147,3 +147,35 @@ def test_absent_and_converted_elements():
     assert values.floats(ds, "PixelSpacing", "f").tolist() == [0.5, 0.25]
     with pytest.raises(DicomValueError, match="missing"):
         values.floats(_ds(b"  "), "PixelSpacing", "f")
+
+
+def _raw_ds(**elems) -> Dataset:
+    ds = Dataset()
+    for kw, (vr, raw) in elems.items():
+        tag = BaseTag(pydicom.datadict.tag_for_keyword(kw))
+        ds._dict[tag] = RawDataElement(tag, vr, len(raw), raw, 0, False, True)
+    return ds
+
+
+def test_repeated_values_reused_only_for_the_same_bytes_and_checks():
+    """Values the slices of a series repeat are converted once: the result must still be what a
+    fresh reading gives (the same numbers, a copy the caller may change), and every check and
+    error still applies to the file at hand."""
+    a = _raw_ds(PixelSpacing=("DS", b"0.5\\0.75"), ImageOrientationPatient=("DS", b"1\\0\\0\\0\\1\\0 "))
+    first = values.pixel_spacing(a, "a.dcm")
+    first[0] = 99.0  # the caller's copy
+    again = values.pixel_spacing(_raw_ds(PixelSpacing=("DS", b"0.5\\0.75")), "b.dcm")
+    np.testing.assert_array_equal(again, [0.5, 0.75])
+    # the same bytes with other checks: the checks apply
+    with pytest.raises(DicomValueError, match=r"c\.dcm: PixelSpacing has 2 values, 3 expected"):
+        values.floats(_raw_ds(PixelSpacing=("DS", b"0.5\\0.75")), "PixelSpacing", "c.dcm", count=3)
+    with pytest.raises(DicomValueError, match=r"d\.dcm: PixelSpacing value 0\.5 is below 0\.6"):
+        values.floats(_raw_ds(PixelSpacing=("DS", b"0.5\\0.75")), "PixelSpacing", "d.dcm", lo=0.6)
+    # other bytes: read afresh, errors name their file
+    with pytest.raises(DicomValueError, match=r"e\.dcm: PixelSpacing value 'abc' is not a number"):
+        values.pixel_spacing(_raw_ds(PixelSpacing=("DS", b"abc\\0.75")), "e.dcm")
+    iop = values.image_orientation(a, "a.dcm")
+    iop[:] = 0
+    np.testing.assert_array_equal(values.image_orientation(a, "a.dcm"), [1, 0, 0, 0, 1, 0])
+    with pytest.raises(DicomValueError, match=r"f\.dcm: ImageOrientationPatient row and column directions"):
+        values.image_orientation(_raw_ds(ImageOrientationPatient=("DS", b"1\\0\\0\\1\\0\\0 ")), "f.dcm")

@@ -182,7 +182,7 @@ def _classify(ds: pydicom.Dataset) -> str:
     if mod in ("RTSTRUCT", "RTDOSE", "RTPLAN"):
         return mod
     # an image slice without Rows is still an image (read_series names the missing attribute)
-    if "ImagePositionPatient" in ds and ("PixelData" in ds or mod in IMAGE_MODALITIES):
+    if 0x00200032 in ds and (0x7FE00010 in ds or mod in IMAGE_MODALITIES):  # ImagePositionPatient, PixelData
         return "IMAGE"
     return "OTHER"
 
@@ -237,12 +237,9 @@ def _image_header(path: Path) -> pydicom.Dataset | None:
     """:func:`grtv_nb.dicom.reader.read_image_header`, or None where the full read must decide
     (not DICOM by its first bytes, unreadable, anything but the usual image slice)."""
     from .reader import read_image_header
-    from .values import looks_like_dicom
 
     try:
-        if not looks_like_dicom(path)[0]:
-            return None
-        return read_image_header(path)
+        return read_image_header(path)  # DICM marker and size limit checked there
     except Exception:  # the full read reports it
         return None
 

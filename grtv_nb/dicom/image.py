@@ -103,7 +103,7 @@ def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
         meta = getattr(ds, "file_meta", None)
         if meta is None or values.text(meta, "TransferSyntaxUID") not in _NATIVE_TS:
             return None
-        if "NumberOfFrames" in ds:
+        if 0x00280008 in ds:  # NumberOfFrames
             return None  # _decode checks and names it
         bits = values.us_value(ds, "BitsAllocated", 16)
         if bits not in (8, 16, 32) or values.us_value(ds, "SamplesPerPixel", 1) != 1:
@@ -128,15 +128,27 @@ def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
 
 def _rescale_array(raw: np.ndarray, rescale: list[tuple[float, float]], ct: bool) -> np.ndarray:
     """:func:`_rescale_stack` on slices already stacked in one (z, rows, cols) array: the same
-    values and type, computed in whole-stack operations."""
+    values and type, computed in whole-stack operations (``raw`` may be overwritten)."""
     slopes = np.array([sl for sl, _ in rescale], dtype=np.float64)
     icpts = np.array([b for _, b in rescale], dtype=np.float64)
     if np.issubdtype(raw.dtype, np.integer) and (slopes == 1).all() and (icpts == np.round(icpts)).all():
-        lo = int((raw.min(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).min())
-        hi = int((raw.max(axis=(1, 2)).astype(np.int64) + icpts.astype(np.int64)).max())
-        if ct or (lo >= -32768 and hi <= 32767):
+        b64 = icpts.astype(np.int64)
+        # unsigned stored values: the lowest HU is at least the lowest intercept (no pass for it)
+        lo_ok = bool(raw.dtype.kind == "u" and b64.min() >= -32768) or \
+            int((raw.min(axis=(1, 2)).astype(np.int64) + b64).min()) >= -32768
+        top = raw.max(axis=(1, 2)).astype(np.int64)
+        hi_ok = int((top + b64).max()) <= 32767
+        if ct or (lo_ok and hi_ok):
             b = icpts.astype(np.int32)[:, None, None]
-            if lo >= -32768 and hi <= 32767:
+            if lo_ok and hi_ok:
+                if raw.dtype.itemsize == 2 and raw.flags.c_contiguous and raw.flags.writeable and \
+                        (raw.dtype.kind == "i" or int(top.max()) <= 32767) and \
+                        -32768 <= int(b64.min()) and int(b64.max()) <= 32767:
+                    # stored values and intercepts are int16 numbers and so is every sum: the HU
+                    # are added in int16, in place (the same numbers as through int32)
+                    out = raw.view(np.int16)
+                    np.add(out, b64.astype(np.int16)[:, None, None], out=out)
+                    return out
                 out = np.empty(raw.shape, dtype=np.int16)
                 np.add(raw, b, out=out, casting="unsafe")
                 return out

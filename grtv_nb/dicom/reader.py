@@ -39,6 +39,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
+from .values import MAX_FILE_BYTES
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("pydicom", "dicomsdl")
@@ -76,6 +78,8 @@ IMAGE_HEADER_TAGS = (
     0x00180050,  # SliceThickness
 )
 _META_TAGS = (0x00020003, 0x00020010)  # MediaStorageSOPInstanceUID, TransferSyntaxUID
+_TS_TAG = BaseTag(0x00020010)
+_BASE_TAGS = {t: BaseTag(t) for t in (*_META_TAGS, *IMAGE_HEADER_TAGS)}
 _SHORT_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL",
                         "SS", "ST", "TM", "UI", "UL", "US"})
 
@@ -317,18 +321,23 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
     pixels lie in the file. None for anything but the usual slice (DICM preamble, native
     little-endian transfer syntax, a header dicomsdl parses element by element up to the native
     pixel data that closes the file, the wanted elements of defined length and short VR): the
-    caller then reads the full dataset (:func:`read_dataset`).
+    caller then reads the full dataset (:func:`read_dataset`). The file meta holds the media SOP
+    instance UID only where the dataset lacks SOPInstanceUID (see :func:`_file_meta`).
 
     The header is parsed from the first ``_HEAD_BYTES`` of the file only, up to the first
     (7FE0,0010) tag: dicomsdl is never handed pixel data (truncated or not), and a tag that is in
     fact part of a value makes dicomsdl's parse fail (an element crossing the end), so the file
-    goes to the full read.
+    goes to the full read. dicomsdl locates the elements (offset and length of the value); their
+    VR is the one written before the length (explicit VR) or the dictionary's (implicit VR, as
+    pydicom).
     """
     import dicomsdl
 
-    names = _vr_names()
+    _vr_names()  # dicomsdl's logging off
     with open(path, "rb") as fp:
         size = os.fstat(fp.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            return None
         data = fp.read(_HEAD_BYTES)
         if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
@@ -341,32 +350,40 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
             found = []
             for tag in _META_TAGS + IMAGE_HEADER_TAGS:
                 e = df.getDataElement(tag)
-                vr = names.get(e.vr())
-                if vr != "NONE":
-                    found.append((tag, vr, e.length(), e.offset()))
+                off = e.offset()
+                if off:  # 0: absent
+                    found.append((tag, e.length(), off))
         except Exception as exc:
             log.debug("dicomsdl refused the header of %s (%s)", path, exc)
             return None
         meta: dict = {}
         body: dict = {}
         implicit = None
-        for tag, vr, length, off in found:
-            if vr not in _SHORT_VRS or length == _UNDEFINED or off < 8 or off + length > end:
+        for tag, length, off in found:
+            if length == _UNDEFINED or off < _PREAMBLE + 12 or off + length > end:
                 return None
-            btag = BaseTag(tag)
+            btag = _BASE_TAGS[tag]
             if tag >> 16 == 2:
+                vr = data[off - 4:off - 2].decode("latin-1")
+                if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
+                    return None
                 meta[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, False, True)
                 continue
             if implicit is None:
-                raw_ts = meta.get(BaseTag(0x00020010))
+                raw_ts = meta.get(_TS_TAG)
                 ts = raw_ts.value.rstrip(b"\x00 ").decode("ascii", "replace") if raw_ts is not None else ""
                 if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
                     return None
                 implicit = ts == _IMPLICIT_LE
-            if implicit and int.from_bytes(data[off - 4:off], "little") != length:
-                return None  # the 4-byte length field just before the value
-            body[btag] = RawDataElement(btag, None if implicit else vr, length, data[off:off + length], off,
-                                        implicit, True)
+            if implicit:
+                if int.from_bytes(data[off - 4:off], "little") != length:
+                    return None  # the 4-byte length field just before the value
+                vr = None
+            else:
+                vr = data[off - 4:off - 2].decode("latin-1")
+                if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
+                    return None  # a long VR (or not what dicomsdl read): the full read decides
+            body[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, implicit, True)
         if implicit is None:
             return None
         pixels = _final_pixel_element(fp, data, end, implicit, size, defer=True)
@@ -375,5 +392,144 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
     body[pixels.tag] = pixels
     ds = Dataset(body)
     ds.set_original_encoding(implicit, True, default_encoding)
-    ds.file_meta = FileMetaDataset(Dataset(meta))
+    ds.file_meta = _file_meta(meta, with_instance_uid=_BASE_TAGS[0x00080018] not in body)
     return ds
+
+
+def _file_meta(meta: dict, *, with_instance_uid: bool) -> FileMetaDataset:
+    """The file meta of an image header: the transfer syntax, and the media SOP instance UID where
+    the dataset has no SOPInstanceUID (the one use grtv_nb has for it). Headers with the same
+    transfer syntax bytes share one (read-only) file meta: building one costs more than parsing
+    the header."""
+    if with_instance_uid:
+        return FileMetaDataset(meta)
+    ts = meta.get(_TS_TAG)
+    key = (ts.VR, ts.value) if ts is not None else None
+    fm = _SHARED_META.get(key)
+    if fm is None:
+        fm = _SHARED_META[key] = FileMetaDataset({_TS_TAG: ts} if ts is not None else {})
+    return fm
+
+
+_SHARED_META: dict = {}
+
+
+# ----------------------------------------------------------------------------- RTSTRUCT contours
+
+_ROI_CONTOUR_SEQUENCE = 0x30060039
+_CONTOUR_SEQUENCE = 0x30060040
+_ROI_ITEM_TAGS = (0x30060084, 0x3006002A)  # ReferencedROINumber, ROIDisplayColor
+_CONTOUR_ITEM_TAGS = (0x30060042, 0x30060050)  # ContourGeometricType, ContourData
+_ITEM_BASE_TAGS = {t: BaseTag(t) for t in (*_ROI_ITEM_TAGS, *_CONTOUR_ITEM_TAGS)}
+
+
+class RawItem:
+    """A sequence item as some of its raw elements (``elements``: tag -> pydicom
+    ``RawDataElement``, the bytes pydicom reads), for :mod:`grtv_nb.dicom.values`' raw-bytes
+    readers; anything else (``in``, ``[]``, attributes) is answered by the pydicom dataset of those
+    elements, built on first such use. ``contours``: the ContourSequence items of an
+    ROIContourSequence item (None where the item has no ContourSequence)."""
+
+    __slots__ = ("_dict", "_implicit", "_ds", "contours")
+
+    def __init__(self, elements: dict, implicit: bool, contours: list[RawItem] | None = None):
+        self._dict = elements
+        self._implicit = implicit
+        self._ds: Dataset | None = None
+        self.contours = contours
+
+    @property
+    def elements(self) -> dict:
+        return self._dict
+
+    def dataset(self) -> Dataset:
+        if self._ds is None:
+            ds = Dataset(dict(self._dict))
+            ds.set_original_encoding(self._implicit, True, default_encoding)
+            self._ds = ds
+        return self._ds
+
+    def __contains__(self, key) -> bool:
+        return key in self.dataset()
+
+    def __getitem__(self, key):
+        return self.dataset()[key]
+
+    def get(self, key, default=None):
+        return self.dataset().get(key, default)
+
+    def __getattr__(self, name: str):
+        return getattr(self.dataset(), name)
+
+
+def _raw_elements(item, data: bytes, tags: tuple, implicit: bool) -> dict | None:
+    """tag -> RawDataElement of the ``tags`` present in a dicomsdl item (short VRs of defined
+    length whose length field matches dicomsdl's), None for anything else."""
+    out = {}
+    for tag in tags:
+        e = item.getDataElement(tag)
+        off = e.offset()
+        if not off:
+            continue
+        length = e.length()
+        if length == _UNDEFINED or off < _PREAMBLE + 12 or off + length > len(data):
+            return None
+        if implicit:
+            if int.from_bytes(data[off - 4:off], "little") != length:
+                return None
+            vr = None
+        else:
+            vr = data[off - 4:off - 2].decode("latin-1")
+            if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
+                return None
+        btag = _ITEM_BASE_TAGS[tag]
+        out[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, implicit, True)
+    return out
+
+
+def read_roi_contours(path: str | os.PathLike) -> list[RawItem] | None:
+    """The ROIContourSequence of an RTSTRUCT file as :class:`RawItem` s (ReferencedROINumber,
+    ROIDisplayColor, and ContourGeometricType + ContourData of each ContourSequence item), located
+    by dicomsdl's C++ parser in one read of the file: the elements grtv_nb reads from it, without
+    building a pydicom dataset per contour. None where dicomsdl is not installed or refuses the
+    file, for a transfer syntax other than native little endian, a missing sequence or any element
+    that is not of the usual form: the caller then reads the pydicom dataset's sequence."""
+    if "dicomsdl" not in available_backends():
+        return None
+    import dicomsdl
+
+    _vr_names()
+    with open(path, "rb") as fp:
+        data = fp.read()
+    if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
+        return None
+    try:
+        df = dicomsdl.open_memory(data, copy_data=False)
+        e = df.getDataElement(0x00020010)
+        off = e.offset()
+        ts = data[off:off + e.length()].rstrip(b"\x00 ").decode("ascii", "replace") if off else ""
+        if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
+            return None
+        implicit = ts == _IMPLICIT_LE
+        e = df.getDataElement(_ROI_CONTOUR_SEQUENCE)
+        if not e.offset():
+            return None
+        out = []
+        for roi_item in e.toSequence():
+            elems = _raw_elements(roi_item, data, _ROI_ITEM_TAGS, implicit)
+            if elems is None:
+                return None
+            cs = roi_item.getDataElement(_CONTOUR_SEQUENCE)
+            contours = None
+            if cs.offset():
+                contours = []
+                for c in cs.toSequence():
+                    celems = _raw_elements(c, data, _CONTOUR_ITEM_TAGS, implicit)
+                    if celems is None:
+                        return None
+                    contours.append(RawItem(celems, implicit))
+            out.append(RawItem(elems, implicit, contours))
+    except Exception as exc:
+        log.debug("dicomsdl refused the contours of %s (%s)", path, exc)
+        return None
+    return out

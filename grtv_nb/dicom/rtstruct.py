@@ -22,6 +22,7 @@ from ..display import default_color
 from ..errors import DicomValueError, warn
 from ..validate import check_roi_name
 from . import values
+from .reader import RawItem
 
 _BODY_NAMES = re.compile(r"^(body|external|skin|outline|patient|body_?contour)$", re.IGNORECASE)
 
@@ -88,7 +89,7 @@ def _color(v, i: int) -> tuple[int, int, int]:
 _CONTOUR_DATA = 0x30060050
 
 
-def _contour_data(item: pydicom.Dataset) -> np.ndarray | None:
+def _contour_data(item: pydicom.Dataset | RawItem) -> np.ndarray | None:
     """ContourData as floats, parsed from the raw bytes when possible (pydicom's per-value DS
     objects cost ~10 us each; a body contour set has 100 000 of them)."""
     if _CONTOUR_DATA not in item:
@@ -111,26 +112,46 @@ def _contour_data(item: pydicom.Dataset) -> np.ndarray | None:
     return np.asarray([float(x) for x in data], dtype=np.float64)
 
 
-def _all_contour_data(ds: pydicom.Dataset) -> dict[int, np.ndarray]:
+def _contour_items(roi_item) -> list:
+    """The ContourSequence items of an ROIContourSequence item (pydicom dataset or
+    :class:`~grtv_nb.dicom.reader.RawItem`); raises where the sequence can't be decoded."""
+    if isinstance(roi_item, RawItem):
+        return roi_item.contours or []
+    return list(roi_item.get("ContourSequence", []))
+
+
+def _raw_contour_data(c):
+    """The raw ContourData bytes of a contour item, None when absent or already converted."""
+    if isinstance(c, RawItem):
+        elem = c.elements.get(_CONTOUR_DATA)
+        return None if elem is None else elem.value
+    if not isinstance(c, pydicom.Dataset):
+        raise TypeError("not a dataset")
+    if _CONTOUR_DATA not in c:
+        return None
+    return getattr(c.get_item(_CONTOUR_DATA), "value", None)
+
+
+def _all_contour_data(ds: pydicom.Dataset, roi_items: list | None = None) -> dict[int, np.ndarray]:
     """ContourData of every contour item (keyed by ``id(item)``), parsed in one pass by pandas'
     C float parser (xarray's dependency): 2-3x faster than float() per value. Items whose raw bytes
-    don't parse cleanly are left out (and parsed one by one by :func:`_contour_data`)."""
+    don't parse cleanly are left out (and parsed one by one by :func:`_contour_data`).
+    ``roi_items``: the ROIContourSequence items when read otherwise than from ``ds``."""
     items, blobs = [], []
     try:
-        roi_items = list(ds.get("ROIContourSequence", []))
+        roi_items = list(ds.get("ROIContourSequence", [])) if roi_items is None else roi_items
     except Exception:
         return {}
     for roi_item in roi_items:
         try:
-            contour_items = list(roi_item.get("ContourSequence", []))
+            contour_items = _contour_items(roi_item)
         except Exception:
             return {}
         for c in contour_items:
-            if not isinstance(c, pydicom.Dataset):
+            try:
+                raw = _raw_contour_data(c)
+            except TypeError:
                 return {}
-            if _CONTOUR_DATA not in c:
-                continue
-            raw = getattr(c.get_item(_CONTOUR_DATA), "value", None)
             if isinstance(raw, bytes | bytearray):
                 raw = bytes(raw).strip(b"\x00 ")
                 if raw:
@@ -169,15 +190,20 @@ def _items(ds, keyword: str, file) -> list:
     return list(seq)
 
 
-def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None) -> list[ROI]:
+def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None,
+              roi_contours: list | None = None) -> list[ROI]:
     """Read every ROI of an RTSTRUCT dataset (contours in patient mm).
 
     Values are checked (:mod:`grtv_nb.dicom.values`): an ROI with an unusable ROINumber is
     renumbered, contours with unusable ContourData (not a multiple of 3, NaN/infinite, absurd
     coordinates) or an unusable ReferencedROINumber are dropped, and names are repaired as the
-    writers require (:func:`grtv_nb.validate.check_roi_name`), each with a warning."""
+    writers require (:func:`grtv_nb.validate.check_roi_name`), each with a warning.
+
+    ``roi_contours``: the file's ROIContourSequence items as
+    :func:`grtv_nb.dicom.reader.read_roi_contours` gives them (the same raw elements, without a
+    pydicom dataset per contour), used instead of ``ds``'s."""
     report = report or warn
-    parsed = _all_contour_data(ds)
+    parsed = _all_contour_data(ds, roi_contours)
     top_for = values.text(ds, "FrameOfReferenceUID")
     if not top_for:
         for item in _items(ds, "ReferencedFrameOfReferenceSequence", source_name):
@@ -223,7 +249,7 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
             frame_of_reference_uid=values.text(item, "ReferencedFrameOfReferenceUID") or top_for,
         )
         order.append(num)
-    for item in _items(ds, "ROIContourSequence", source_name):
+    for item in (_items(ds, "ROIContourSequence", source_name) if roi_contours is None else roi_contours):
         try:
             num = values.roi_number(item, source_name, "ReferencedROINumber")
         except DicomValueError as exc:
@@ -242,7 +268,7 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
         kinds = set()
         short = 0
         dropped: list[str] = []
-        for c in _items(item, "ContourSequence", source_name):
+        for c in (item.contours or [] if isinstance(item, RawItem) else _items(item, "ContourSequence", source_name)):
             gtype = (values.text(c, "ContourGeometricType") or "CLOSED_PLANAR").upper()
             pts = parsed.get(id(c))
             if pts is None:

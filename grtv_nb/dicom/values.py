@@ -124,11 +124,13 @@ def _unconverted(ds, keyword: str):
     return vr, value, elem.is_little_endian
 
 
-def _fast_numbers(ds, keyword: str):
+def _fast_numbers(ds, keyword: str, raw=None):
     """The values of a raw DS/IS/US element as pydicom would give them (strings for DS, ints for
     IS and US), ``_MISSING`` when absent or empty, None when pydicom must convert it (an IS value
-    that is not a plain integer, an odd US length, big endian, another VR)."""
-    raw = _unconverted(ds, keyword)
+    that is not a plain integer, an odd US length, big endian, another VR). ``raw``: the element's
+    :func:`_unconverted` when the caller has it."""
+    if raw is None:
+        raw = _unconverted(ds, keyword)
     if raw is None or raw is _MISSING:
         return raw
     vr, value, little = raw
@@ -200,8 +202,18 @@ def floats(ds, keyword: str, file, *, count: int | None = None, required: bool =
     ``count``, or a value that is not a finite number within ``[lo, hi]``. Returns ``default`` when
     absent and not required.
     """
-    fast = _fast_numbers(ds, keyword)
+    raw = _unconverted(ds, keyword)
+    key = None
+    if raw is not None and raw is not _MISSING:
+        # the slices of a series mostly repeat their values (orientation, spacing, matrix, rescale):
+        # the result of the last successful read of the same bytes with the same checks is reused
+        key = (raw, count, lo, hi)
+        last = _LAST_FLOATS.get(keyword)
+        if last is not None and last[0] == key:
+            return last[1].copy()
+    fast = _fast_numbers(ds, keyword, raw)
     if fast is None:
+        key = None  # pydicom converts it (and may warn): no reuse
         value = _raw(ds, keyword, file)
     else:
         value = None if fast is _MISSING else fast
@@ -215,12 +227,19 @@ def floats(ds, keyword: str, file, *, count: int | None = None, required: bool =
     vals = [_to_float(x, file, keyword) for x in _as_list(value)]
     if count is not None and len(vals) != count:
         raise DicomValueError(file, keyword, f"has {len(vals)} values, {count} expected")
-    arr = np.asarray(vals, dtype=np.float64)
-    if lo is not None and arr.size and arr.min() < lo:
-        raise DicomValueError(file, keyword, f"value {arr.min():g} is below {lo:g}")
-    if hi is not None and arr.size and arr.max() > hi:
-        raise DicomValueError(file, keyword, f"value {arr.max():g} is above {hi:g}")
+    if lo is not None and vals and min(vals) < lo:
+        raise DicomValueError(file, keyword, f"value {min(vals):g} is below {lo:g}")
+    if hi is not None and vals and max(vals) > hi:
+        raise DicomValueError(file, keyword, f"value {max(vals):g} is above {hi:g}")
+    arr = np.array(vals, dtype=np.float64)
+    if key is not None:
+        _LAST_FLOATS[keyword] = (key, arr.copy())
     return arr
+
+
+#: keyword -> ((raw element, count, lo, hi), result) of the last successful :func:`floats` read
+#: from raw bytes (one entry per keyword)
+_LAST_FLOATS: dict[str, tuple[tuple, np.ndarray]] = {}
 
 
 def number(ds, keyword: str, file, *, required: bool = True, default: float | None = None,
@@ -292,6 +311,9 @@ def image_position(ds, file) -> np.ndarray:
 def image_orientation(ds, file) -> np.ndarray:
     """ImageOrientationPatient: row and column direction cosines, each of unit length and
     orthogonal within ORIENTATION_TOL; returned re-normalised (exactly unit, orthogonal)."""
+    raw = _unconverted(ds, "ImageOrientationPatient")
+    if raw is not None and raw is not _MISSING and _LAST_ORIENTATION and _LAST_ORIENTATION[0] == raw:
+        return _LAST_ORIENTATION[1].copy()  # the same bytes as the last slice's: the same result
     iop = floats(ds, "ImageOrientationPatient", file, count=6, lo=-1.0 - ORIENTATION_TOL, hi=1.0 + ORIENTATION_TOL)
     u, v = iop[:3], iop[3:]
     nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
@@ -305,7 +327,13 @@ def image_orientation(ds, file) -> np.ndarray:
     u = u / nu
     v = v - (v @ u) * u
     v = v / np.linalg.norm(v)
-    return np.concatenate([u, v])
+    out = np.concatenate([u, v])
+    if raw is not None and raw is not _MISSING and _fast_numbers(ds, "ImageOrientationPatient", raw) is not None:
+        _LAST_ORIENTATION[:] = [raw, out.copy()]
+    return out
+
+
+_LAST_ORIENTATION: list = []  # [raw element, result] of the last image_orientation read from raw bytes
 
 
 def matrix_size(ds, file, *, frames: int = 1) -> tuple[int, int]:
@@ -432,6 +460,8 @@ def contour_points(values, file, roi: str) -> np.ndarray:
     +-MAX_ABS_POSITION_MM. Raises DicomValueError otherwise (the caller decides whether to drop
     the contour with a warning)."""
     arr = np.asarray(values, dtype=np.float64).ravel()
+    if arr.size and arr.size % 3 == 0 and float(np.abs(arr).max()) <= MAX_ABS_POSITION_MM:
+        return arr.reshape(-1, 3)  # all finite and in range (NaN fails the comparison): the usual case
     what = f"ContourData of ROI '{roi}'"
     if arr.size % 3:
         raise DicomValueError(file, what, f"has {arr.size} values (not a multiple of 3)")
