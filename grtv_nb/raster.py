@@ -149,7 +149,9 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
     dup = np.zeros(n, dtype=bool)
     for a in range(n):
         for b in range(a + 1, n):
-            if not dup[b] and _same_loop(loops[a], loops[b]):
+            # duplicates have about the same bounding box (far within 10x _same_loop's tolerance)
+            near = np.abs(boxes[a] - boxes[b]).max() <= 10 * (1e-3 + 1e-5 * np.abs(boxes[b]).max())
+            if not dup[b] and near and _same_loop(loops[a], loops[b]):
                 dup[b] = True
     keep = [i for i in range(n) if not dup[i]]
     # containment is tested on up to _CLASSIFY_POINTS vertices of each loop (loops of a valid
@@ -180,26 +182,28 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
     return keep, contains.sum(axis=0), int(dup.sum()), partial
 
 
-def region_area(loops: Sequence[np.ndarray]) -> float | None:
+def region_area(loops: Sequence[np.ndarray], *, nesting: tuple | None = None) -> float | None:
     """Exact area of one plane's region (loops (N, 2), any unit): loops nested an even number of
     times add their area, an odd number subtract it; duplicates count once. ``None`` when two loops
-    partly overlap (their union has no closed form here)."""
+    partly overlap (their union has no closed form here). ``nesting``: :func:`classify_loops` of
+    these loops (those of 3 points or more), when already known."""
     from .planes import loop_area
 
     loops = [np.asarray(lp, dtype=np.float64) for lp in loops if len(lp) >= 3]
     if not loops:
         return 0.0
     areas = [loop_area(lp) for lp in loops]
-    if not boxes_overlap(loops):
+    if nesting is None and not boxes_overlap(loops):
         return float(sum(areas))
-    keep, depth, _, partial = classify_loops(loops)
+    keep, depth, _, partial = classify_loops(loops) if nesting is None else nesting
     if partial:
         return None
     return float(sum(areas[i] * (1 - 2 * (int(depth[i]) & 1)) for i in keep))
 
 
 def fill_plane(
-    loops: Sequence[np.ndarray], shape: tuple[int, int], *, label: str = "", report=None
+    loops: Sequence[np.ndarray], shape: tuple[int, int], *, label: str = "", report=None,
+    nesting: tuple | None = None,
 ) -> np.ndarray:
     """Fill the loops of one plane into a (ny, nx) bool mask.
 
@@ -212,6 +216,9 @@ def fill_plane(
         Used in warnings ("ROI 'X' at z=...").
     report : callable(str) or None
         Receives warning messages (default: :func:`grtv_nb.errors.warn`).
+    nesting : tuple, optional
+        :func:`classify_loops` of these loops (those of 3 points or more; in any units: nesting
+        does not change with a shift and scaling), when already known.
     """
     ny, nx = shape
     report = report or warn
@@ -231,7 +238,7 @@ def fill_plane(
         mask[r0:r1, c0:c1] = crossings(loops, (r0, r1), (c0, c1))
         return mask
     # Nested / overlapping loops: classify by geometry.
-    keep, depth, n_dup, partial = classify_loops(loops, boxes)
+    keep, depth, n_dup, partial = classify_loops(loops, boxes) if nesting is None else nesting
     if n_dup:
         report(f"{label}: {n_dup} duplicated contour loop(s) counted once")
     if partial:

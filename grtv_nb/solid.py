@@ -45,6 +45,7 @@ from .errors import ValidationError
 from .geometry import Grid
 from .planes import PlaneSlab, group_planes
 from .raster import boxes_overlap as _boxes_overlap
+from .raster import classify_loops as _classify
 from .raster import crossings as _crossings
 from .raster import fill_plane, region_area, summarised
 from .raster import fill_simple_planes as _fill_simple_planes
@@ -151,20 +152,26 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
     return s, x0, y0, nxf, nyf, fxs, fys, _axis_lookup(fys, ny)[2], _axis_lookup(fxs, nx)[2]
 
 
+def _nesting(slabs) -> list[tuple | None]:
+    """How each slab's loops nest (:func:`grtv_nb.raster.classify_loops`), ``None`` where no two of
+    their bounding boxes overlap: classified once for the plane's area and its fill."""
+    return [_classify(sl.loops) if len(sl.loops) > 1 and _boxes_overlap(sl.loops) else None for sl in slabs]
+
+
 def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, int], label: str,
-                     collect) -> tuple[np.ndarray, np.ndarray]:
+                     collect, nests: Sequence[tuple | None]) -> tuple[np.ndarray, np.ndarray]:
     """The in-plane samples of each slab's region on the lattice (sample ``i`` of a row at
     ``x0 + i * s``): a bool array ``(len(slabs), *shape)`` and each plane's count of samples inside.
     A plane whose loops hold no sample (smaller than the spacing) gets one sample at their centre,
-    not counted in the returned counts."""
+    not counted in the returned counts. ``nests``: :func:`_nesting` of the slabs."""
     nyf, nxf = shape
     m = np.zeros((len(slabs), nyf, nxf), dtype=bool)
     simple = []
     for q, slab in enumerate(slabs):
         idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
-        if len(idx_loops) > 1 and _boxes_overlap(idx_loops):
+        if nests[q] is not None:
             m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
-                              report=lambda msg, z=slab.z: collect(z, msg))
+                              report=lambda msg, z=slab.z: collect(z, msg), nesting=nests[q])
         else:
             simple.append((q, idx_loops))
     if simple:
@@ -253,7 +260,8 @@ def roi_samples(
     if convention == "dicompyler":
         return _dicompyler_samples(d, grid, slabs, (xmin, xmax, ymin, ymax), notes, label)
 
-    areas = [region_area(s.loops) for s in slabs]
+    nests = _nesting(slabs)
+    areas = [region_area(s.loops, nesting=n) for s, n in zip(slabs, nests)]
     if sample_mm is None:
         amax = max((a for a in areas if a is not None), default=(xmax - xmin) * (ymax - ymin))
         deq = 2.0 * np.sqrt(max(amax, 0.0) / np.pi)
@@ -264,7 +272,8 @@ def roi_samples(
         deq = 2.0 * np.sqrt(max((a for a in areas if a is not None), default=0.0) / np.pi)
         between = "interpolate" if groups.spacing * AUTO_INTERPOLATE_PLANES > deq else "extrude"
     if between == "interpolate":
-        return _interpolated(d, grid, slabs, areas, s, (xmin, xmax, ymin, ymax), notes, label, report, bin_width)
+        return _interpolated(d, grid, slabs, areas, nests, s, (xmin, xmax, ymin, ymax), notes, label, report,
+                             bin_width)
     s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice((xmin, xmax, ymin, ymax), s, grid)
     collect, flush = summarised(report, label)
     from . import _dvh_kernels as kern
@@ -277,14 +286,15 @@ def roi_samples(
     acc = np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
     gz_cut = np.concatenate([grid.z, [grid.z[0] - 0.5 * grid.dz, grid.z[-1] + 0.5 * grid.dz]]) if nz > 1 else (
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
-    todo = [(sl, ar) for sl, ar in zip(slabs, areas) if sl.thickness > 0 and (ar is None or ar > 0)]
+    todo = [(sl, ar, ne) for sl, ar, ne in zip(slabs, areas, nests) if sl.thickness > 0 and (ar is None or ar > 0)]
     per = max(1, MAX_CHUNK_CELLS // (nxf * nyf))
     for c0 in range(0, len(todo), per):
         chunk = todo[c0:c0 + per]
-        m, counts = _fill_on_lattice([sl for sl, _ in chunk], x0, y0, s, (nyf, nxf), label, collect)
+        m, counts = _fill_on_lattice([c[0] for c in chunk], x0, y0, s, (nyf, nxf), label, collect,
+                                     [c[2] for c in chunk])
         wpt = np.empty(len(chunk))
         zbs, dzs, zins = [], [], []
-        for q, (slab, area) in enumerate(chunk):
+        for q, (slab, area, _) in enumerate(chunk):
             n_q = int(counts[q])
             if area is None:
                 area = n_q * s * s
@@ -373,7 +383,7 @@ def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int,
     return out
 
 
-def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], label: str, report,
+def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list[str], label: str, report,
                   bin_width: float) -> RoiSamples:
     """The exact convention with the shape interpolated between planes (module docstring)."""
     from . import _dvh_kernels as kern
@@ -414,7 +424,7 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
         p_lo = min(min(g[3], g[4] if g[4] >= 0 else g[3]) for g in chunk)
         p_hi = max(max(g[3], g[4]) for g in chunk)
         sl_chunk = slabs[p_lo:p_hi + 1]
-        m, counts = _fill_on_lattice(sl_chunk, x0, y0, s, (nyf, nxf), label, collect)
+        m, counts = _fill_on_lattice(sl_chunk, x0, y0, s, (nyf, nxf), label, collect, nests[p_lo:p_hi + 1])
         area_q = np.empty(len(sl_chunk))
         for q in range(len(sl_chunk)):
             n_q = max(int(counts[q]), 1)  # an empty plane has its one centre sample
