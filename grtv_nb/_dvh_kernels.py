@@ -101,7 +101,7 @@ def _dose_at(lat, kbase, gz, r, c, z):
     return v0 + (np.float64(lat[k + 1 - kbase, r, c]) - v0) * t
 
 
-@nb.njit(**_OPTS)
+@nb.njit(inline="always", **_OPTS)
 def _edt_1d(f, n, d, v, zz):
     """Squared distance transform of the samples ``f[:n]`` (Felzenszwalb & Huttenlocher) into ``d``."""
     k = 0
@@ -125,12 +125,53 @@ def _edt_1d(f, n, d, v, zz):
 
 
 @nb.njit(**_OPTS)
+def _true_box(m):
+    """(row0, row1, col0, col1) bounding the True cells of the 2D ``m``; (ny, 0, nx, 0) if none."""
+    ny, nx = m.shape
+    r0, r1, c0, c1 = ny, 0, nx, 0
+    for r in range(ny):
+        for c in range(nx):
+            if m[r, c]:
+                r0 = min(r0, r)
+                r1 = max(r1, r + 1)
+                c0 = min(c0, c)
+                c1 = max(c1, c + 1)
+    return r0, r1, c0, c1
+
+
+@nb.njit(**_OPTS)
+def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
+    """Squared distance ``g`` of the True cells of ``m`` (within rows ``r0:r1``, columns ``c0:c1``)
+    to the nearest False cell, computed within that box and one cell around it."""
+    ny, nx = m.shape
+    ra, rb = max(r0 - 1, 0), min(r1 + 1, ny)
+    ca, cb = max(c0 - 1, 0), min(c1 + 1, nx)
+    for c in range(ca, cb):
+        for r in range(ra, rb):
+            f[r - ra] = big if m[r, c] else 0.0
+        _edt_1d(f, rb - ra, d, v, zz)
+        for r in range(ra, rb):
+            g[r, c] = d[r - ra]
+    for r in range(r0, r1):
+        for c in range(ca, cb):
+            f[c - ca] = g[r, c]
+        _edt_1d(f, cb - ca, d, v, zz)
+        for c in range(ca, cb):
+            g[r, c] = d[c - ca]
+
+
+@nb.njit(**_OPTS)
 def signed_distance(mask, s, phi):
     """``phi[p]`` = signed distance (mm, negative inside) of each cell of ``mask[p]`` to the region's
     boundary: the Euclidean distance to the nearest cell of the other kind less half a cell, times
-    the cell size ``s`` (exact Euclidean distance transform, two passes per plane)."""
+    the cell size ``s`` (exact Euclidean distance transform, two passes per plane).
+
+    Squared distances are whole numbers, exact in float64, so the passes are cut to where they can
+    matter: the distances of inside cells within the region's bounding box (one cell more each
+    side), those of outside cells with the column pass only through the box's columns (the others
+    hold no inside cell)."""
     npl, ny, nx = mask.shape
-    m = max(ny, nx)
+    m = max(ny, nx) + 2
     f = np.empty(m, np.float64)
     d = np.empty(m, np.float64)
     v = np.empty(m, np.int64)
@@ -138,20 +179,30 @@ def signed_distance(mask, s, phi):
     big = 1e20
     g = np.empty((2, ny, nx), np.float64)
     for p in range(npl):
-        for side in range(2):
-            want = side == 0  # side 0: distance of outside cells to the region; 1: of inside cells to outside
-            for c in range(nx):
-                for r in range(ny):
-                    f[r] = 0.0 if mask[p, r, c] == want else big
-                _edt_1d(f, ny, d, v, zz)
-                for r in range(ny):
-                    g[side, r, c] = d[r]
+        r0, r1, c0, c1 = _true_box(mask[p])
+        if r1 == 0:  # no inside cell
             for r in range(ny):
                 for c in range(nx):
-                    f[c] = g[side, r, c]
-                _edt_1d(f, nx, d, v, zz)
-                for c in range(nx):
-                    g[side, r, c] = d[c]
+                    phi[p, r, c] = (np.sqrt(big) - 0.5) * s
+            continue
+        # outside cells: distance to the region (columns without inside cells stay far)
+        for c in range(nx):
+            if c < c0 or c >= c1:
+                for r in range(ny):
+                    g[0, r, c] = big
+                continue
+            for r in range(ny):
+                f[r] = 0.0 if mask[p, r, c] else big
+            _edt_1d(f, ny, d, v, zz)
+            for r in range(ny):
+                g[0, r, c] = d[r]
+        for r in range(ny):
+            for c in range(nx):
+                f[c] = g[0, r, c]
+            _edt_1d(f, nx, d, v, zz)
+            for c in range(nx):
+                g[0, r, c] = d[c]
+        _inside_distance(mask[p], g[1], r0, r1, c0, c1, big, f, d, v, zz)
         for r in range(ny):
             for c in range(nx):
                 if mask[p, r, c]:

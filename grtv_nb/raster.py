@@ -38,19 +38,26 @@ _CLASSIFY_POINTS = 32
 
 def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]):
     """Scan-line crossings of the loops' edges: (row, first column at or right of the crossing)."""
-    r0, r1 = rows
-    c0, c1 = cols
     pts = np.concatenate(loops)
     nxt = np.concatenate([np.roll(lp, -1, axis=0) for lp in loops])
+    _, j, start = _hits(pts, nxt, rows, cols)
+    return j, start
+
+
+def _hits(pts: np.ndarray, nxt: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]):
+    """Scan-line crossings of the edges ``pts[i] -> nxt[i]``: (edge, row, first column at or right
+    of the crossing), rows and columns relative to the window."""
+    r0, r1 = rows
+    c0, c1 = cols
     xa, ya, xb, yb = pts[:, 0], pts[:, 1], nxt[:, 0], nxt[:, 1]
     ymin = np.minimum(ya, yb)
     ymax = np.maximum(ya, yb)
     jstart = np.maximum(np.ceil(ymin), r0).astype(np.int64)
     jstop = np.minimum(np.ceil(ymax), r1).astype(np.int64)  # exclusive: j < ymax
     counts = np.maximum(jstop - jstart, 0)
-    keep = counts > 0
-    if not keep.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keep = np.flatnonzero(counts > 0)
+    if not len(keep):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     xa, ya, xb, yb, jstart, counts = xa[keep], ya[keep], xb[keep], yb[keep], jstart[keep], counts[keep]
     edge = np.repeat(np.arange(len(counts)), counts)
     offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -58,7 +65,7 @@ def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[i
     slope = (xb - xa) / (yb - ya)
     xc = xa[edge] + (j - ya[edge]) * slope[edge]
     start = np.clip(np.ceil(xc), c0, c1).astype(np.int64) - c0
-    return j - r0, start
+    return keep[edge], j - r0, start
 
 
 def crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
@@ -91,11 +98,16 @@ def fill_simple_planes(
     per = max(1, max_cells // (h * (w + 1)))
     for a in range(0, len(planes), per):
         chunk = planes[a:a + per]
-        flat = []
-        for p, (_, loops) in enumerate(chunk):
-            j, start = _edge_hits(loops, (r0, r1), (c0, c1))
-            flat.append((p * h + j) * (w + 1) + start)
-        toggles = np.bincount(np.concatenate(flat), minlength=len(chunk) * h * (w + 1))
+        # the edges of all loops of the chunk's planes at once, each with its plane's index
+        loops = [lp for _, lps in chunk for lp in lps]
+        n_pts = np.array([len(lp) for lp in loops])
+        pts = np.concatenate(loops)
+        last = np.cumsum(n_pts) - 1
+        nxt_i = np.arange(1, len(pts) + 1)
+        nxt_i[last] = last - n_pts + 1  # a loop's last vertex joins its first
+        plane = np.repeat(np.repeat(np.arange(len(chunk)), [len(lps) for _, lps in chunk]), n_pts)
+        e, j, start = _hits(pts, pts[nxt_i], (r0, r1), (c0, c1))
+        toggles = np.bincount((plane[e] * h + j) * (w + 1) + start, minlength=len(chunk) * h * (w + 1))
         toggles = toggles.reshape(len(chunk), h, w + 1)[:, :, :w]
         inside = (np.cumsum(toggles, axis=2, dtype=np.uint8) & 1).view(bool)  # uint8 wraps, parity stays
         ks = [k for k, _ in chunk]
@@ -119,13 +131,12 @@ def _points_in_loop(pts: np.ndarray, loop: np.ndarray) -> np.ndarray:
     """Even-odd test of points (M, 2) against one loop (N, 2), same half-open rule as the fill."""
     xa, ya = loop[:, 0], loop[:, 1]
     xb, yb = np.roll(xa, -1), np.roll(ya, -1)
-    px = pts[:, 0:1]
     py = pts[:, 1:2]
-    cond = (np.minimum(ya, yb) <= py) & (py < np.maximum(ya, yb))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xc = xa + (py - ya) * (xb - xa) / (yb - ya)
-    hits = cond & (px >= xc)
-    return (hits.sum(axis=1) & 1).astype(bool)
+    # the (point, edge) pairs whose edge spans the point's row; the crossing only for those
+    ip, ie = np.nonzero((np.minimum(ya, yb) <= py) & (py < np.maximum(ya, yb)))
+    xc = xa[ie] + (pts[ip, 1] - ya[ie]) * (xb[ie] - xa[ie]) / (yb[ie] - ya[ie])
+    hits = np.bincount(ip[pts[ip, 0] >= xc], minlength=len(pts))
+    return (hits & 1).astype(bool)
 
 
 def _same_loop(a: np.ndarray, b: np.ndarray, tol: float = 1e-3) -> bool:

@@ -163,13 +163,15 @@ def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, in
     """The in-plane samples of each slab's region on the lattice (sample ``i`` of a row at
     ``x0 + i * s``): a bool array ``(len(slabs), *shape)`` and each plane's count of samples inside.
     A plane whose loops hold no sample (smaller than the spacing) gets one sample at their centre,
-    not counted in the returned counts. ``nests``: :func:`_nesting` of the slabs."""
+    not counted in the returned counts. ``nests``: :func:`_nesting` of the slabs. Loops that nest
+    properly (none duplicated or partly overlapping) fill even-odd all at once, as
+    :func:`grtv_nb.raster.fill_plane` would fill them level by level."""
     nyf, nxf = shape
     m = np.zeros((len(slabs), nyf, nxf), dtype=bool)
     simple = []
     for q, slab in enumerate(slabs):
         idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
-        if nests[q] is not None:
+        if nests[q] is not None and (nests[q][2] or nests[q][3]):  # duplicated or partly overlapping loops
             m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
                               report=lambda msg, z=slab.z: collect(z, msg), nesting=nests[q])
         else:
