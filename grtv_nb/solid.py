@@ -125,10 +125,13 @@ def _sampled_area(loops: Sequence[np.ndarray], s: float) -> float:
     return float(m.sum()) * s * s
 
 
-def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_mm: float | None = None):
+def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_mm: float | None = None,
+             cap_room: bool = True):
     """The in-plane sample lattice over ``box`` = (xmin, xmax, ymin, ymax) with spacing ``s`` mm,
     coarsened to at most ``MAX_PLANE_SAMPLES`` cells and centred on the box; with ``cap_mm`` a
-    margin of ``ceil(cap_mm / s) + 2`` cells on every side (room for interpolated end caps).
+    margin of ``ceil(cap_mm / s) + 2`` cells on every side (room for interpolated end caps), or of
+    2 cells only without ``cap_room`` (no cap grows beyond its plane: the signed distances on the
+    smaller lattice are the same, the spacing too).
 
     Returns ``(s, x0, y0, nxf, nyf, fxs, fys, rin, cin)``: the spacing used, the first sample centre
     (sample ``i`` is at ``x0 + i * s``), the lattice size, the samples' continuous indices in the
@@ -136,14 +139,14 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
     """
     xmin, xmax, ymin, ymax = box
 
-    def size(s: float) -> tuple[int, int]:
-        pad = 0 if cap_mm is None else int(np.ceil(cap_mm / s)) + 2
+    def size(s: float, room: bool = True) -> tuple[int, int]:
+        pad = 0 if cap_mm is None else (int(np.ceil(cap_mm / s)) if room else 0) + 2
         return int(np.ceil((xmax - xmin) / s)) + 1 + 2 * pad, int(np.ceil((ymax - ymin) / s)) + 1 + 2 * pad
 
     nxf, nyf = size(s)
     if nxf * nyf > MAX_PLANE_SAMPLES:
         s *= np.sqrt(nxf * nyf / MAX_PLANE_SAMPLES)
-        nxf, nyf = size(s)
+    nxf, nyf = size(s, cap_room)
     x0 = 0.5 * (xmin + xmax) - 0.5 * (nxf - 1) * s
     y0 = 0.5 * (ymin + ymax) - 0.5 * (nyf - 1) * s
     fxs = grid.continuous_index("x", x0 + np.arange(nxf) * s)
@@ -394,7 +397,8 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     xmin, xmax, ymin, ymax = box
     gaps = _gaps(slabs)
     cap = max((g[1] - g[0] for g in gaps if g[2] != 0), default=0.0)
-    s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice(box, s, grid, cap_mm=cap)
+    grows = any(_cap_may_grow(areas[g[3]], areas[g[4]]) for g in gaps if g[2] != 0 and g[4] >= 0)
+    s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice(box, s, grid, cap_mm=cap, cap_room=grows)
     collect, flush = summarised(report, label)
     gzs = np.asarray(grid.z, dtype=np.float64)
     half = 0.5 * grid.dz
@@ -516,6 +520,17 @@ def _extrapolated_area(u: np.ndarray, area_end: float, a1: float, d1: float, a2:
     return quad, lin
 
 
+def _cap_may_grow(area_end: float | None, a1: float | None) -> bool:
+    """Whether :func:`_cap_far` may grow an end plane's region beyond it (then the lattice needs room
+    around the contours): the end plane's area unknown (overlapping loops) or larger than its
+    neighbour's. Keep in step with :func:`_cap_far`."""
+    if a1 is None:
+        return False
+    if area_end is None:
+        return True
+    return a1 < area_end and not abs(a1 - area_end) <= 1e-9 * max(area_end, 1.0)
+
+
 def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float | None, d1: float,
              a2: float | None, d2: float) -> tuple[np.ndarray, float] | None:
     """The signed distance at the far end of an end plane's cap and the cap's length (see the
@@ -537,28 +552,35 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
     u = np.linspace(0.0, L, CAP_STEPS)
     quad, lin = _extrapolated_area(u, area_end, a1, d1, a2, d2)
     flat = phi_end.ravel()
-    srt = np.sort(flat)
-    cells = np.searchsorted(srt, flat, side="right").astype(np.float64)
-    n_end = float(np.count_nonzero(flat <= 0))
-    a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
+    end = flat <= 0
+    n_end = float(np.count_nonzero(end))
     shrink = a1 > area_end
+    # only the cells inside (shrinking cap) or outside (growing) the end region move: each one's
+    # count of cells with phi <= its phi, from the sorted phis of its own kind (all cells below a
+    # cell inside are inside; all inside cells lie below a cell outside)
+    moving = np.flatnonzero(end if shrink else ~end)
+    fm = flat[moving]
+    cells = np.searchsorted(np.sort(fm), fm, side="right").astype(np.float64)
+    if not shrink:
+        cells += n_end
+    a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
     if shrink:
         a_u = np.minimum.accumulate(np.clip(quad, 0.0, area_end))
         # a cell inside the end region stays in the cap while a(u) >= its a_c: up to u*
         ustar = np.interp(a_c, a_u[::-1], u[::-1], left=L, right=0.0)
         ustar = np.where(a_c <= a_u[-1], np.inf, ustar)
-        inside = flat <= 0
     else:
         a_u = np.maximum.accumulate(np.clip(np.minimum(quad, lin), area_end, None))
         # a cell outside joins the cap from u* on (and never farther out than u)
         ustar = np.interp(a_c, a_u, u, left=0.0, right=np.inf)
-        ustar = np.maximum(ustar, flat)
-        inside = flat > 0
+        ustar = np.maximum(ustar, fm)
     with np.errstate(divide="ignore", invalid="ignore"):
-        far = np.where(inside & (ustar > 0), flat * (1.0 - L / ustar), flat)
+        fnew = np.where(ustar > 0, fm * (1.0 - L / ustar), fm)
     if shrink:
-        far = np.where(inside & (ustar <= 0), np.float32(s), far)  # gone at once
-        far = np.where(inside & ~np.isfinite(ustar), flat, far)
+        fnew = np.where(ustar <= 0, np.float32(s), fnew)  # gone at once
+        fnew = np.where(~np.isfinite(ustar), fm, fnew)
     else:
-        far = np.where(inside & (ustar > L), flat, far)
-    return far.reshape(phi_end.shape).astype(np.float32), L
+        fnew = np.where(ustar > L, fm, fnew)
+    far = flat.astype(np.float32)  # a copy
+    far[moving] = fnew
+    return far.reshape(phi_end.shape), L
