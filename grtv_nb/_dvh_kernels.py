@@ -140,6 +140,85 @@ def _true_box(m):
 
 
 @nb.njit(**_OPTS)
+def _taps(f, n):
+    """Clamped linear taps of the fractional indices ``f`` on an axis of ``n`` samples: lower and
+    upper index and the upper one's float32 weight (a weight rounding to 1 reads the upper one)."""
+    m = len(f)
+    i0 = np.empty(m, np.int64)
+    i1 = np.empty(m, np.int64)
+    w = np.empty(m, np.float32)
+    for o in range(m):
+        fc = min(max(f[o], 0.0), n - 1.0)
+        a = min(int(np.floor(fc)), max(n - 2, 0))
+        wo = np.float32(fc - a)
+        if n == 1:
+            a = 0
+            wo = np.float32(0.0)
+        b = min(a + 1, n - 1)
+        if wo >= 1.0:
+            a = b
+            wo = np.float32(0.0)
+        i0[o], i1[o], w[o] = a, b, wo
+    return i0, i1, w
+
+
+@nb.njit(**_OPTS)
+def lattice_dose(dose, klo, khi, fy, fx):
+    """Dose planes ``klo..khi`` interpolated bilinearly at the lattice's fractional rows ``fy`` and
+    columns ``fx`` (clamped at the edges), float32: value for value
+    :func:`grtv_nb.transforms.sample_separable` (``fill=None``) at integer z, i.e. blended along y
+    (a weight of 0 reads the lower row), then along x (the pair mean where every output column is
+    the mean of two adjacent input columns, as it does), in float32."""
+    nz, ny, nx = dose.shape
+    y0, y1, wy = _taps(fy, ny)
+    x0, x1, wx = _taps(fx, nx)
+    nyo, nxo = len(fy), len(fx)
+    same_x = nxo == nx
+    half_x = nx == 2 * nxo
+    for o in range(nxo):
+        if not (x0[o] == o and wx[o] == 0):
+            same_x = False
+        if not (x0[o] == 2 * o and x1[o] == 2 * o + 1 and wx[o] == 0.5):
+            half_x = False
+    out = np.empty((khi - klo + 1, nyo, nxo), np.float32)
+    row = np.empty(nx, np.float32)
+    half = np.float32(0.5)
+    for k in range(klo, khi + 1):
+        for r in range(nyo):
+            a, b, w = y0[r], y1[r], wy[r]
+            for c in range(nx):
+                lo = np.float32(dose[k, a, c])
+                if w != 0:
+                    row[c] = (np.float32(dose[k, b, c]) - lo) * w + lo
+                else:
+                    row[c] = lo
+            o = out[k - klo, r]
+            if same_x:
+                for c in range(nxo):
+                    o[c] = row[c]
+            elif half_x:
+                for c in range(nxo):
+                    o[c] = (row[2 * c] + row[2 * c + 1]) * half
+            else:
+                for c in range(nxo):
+                    lo = row[x0[c]]
+                    o[c] = (row[x1[c]] - lo) * wx[c] + lo
+    return out
+
+
+@nb.njit(**_OPTS)
+def inside_boxes(phi):
+    """(row0, row1, col0, col1) of each plane ``phi[p]`` bounding its cells with ``phi <= 0``;
+    zeros for a plane without such a cell."""
+    box = np.zeros((phi.shape[0], 4), np.int64)
+    for p in range(phi.shape[0]):
+        r0, r1, c0, c1 = _true_box(phi[p] <= 0)
+        if r1 > 0:
+            box[p, 0], box[p, 1], box[p, 2], box[p, 3] = r0, r1, c0, c1
+    return box
+
+
+@nb.njit(**_OPTS)
 def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
     """Squared distance ``g`` of the True cells of ``m`` (within rows ``r0:r1``, columns ``c0:c1``)
     to the nearest False cell, computed within that box and one cell around it."""

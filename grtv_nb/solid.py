@@ -49,7 +49,6 @@ from .raster import classify_loops as _classify
 from .raster import crossings as _crossings
 from .raster import fill_plane, region_area, summarised
 from .raster import fill_simple_planes as _fill_simple_planes
-from .transforms import sample_separable
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.
 SAMPLES_ACROSS = 64
@@ -317,7 +316,7 @@ def roi_samples(
         zs = np.concatenate([[0], np.cumsum([len(zb) for zb in zbs])])
         # the dose planes the chunk needs, interpolated once onto the lattice (edge-clamped)
         klo, khi = int(kz.min()), min(int(kz.max()) + 1, nz - 1)
-        lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
+        lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
         kern.roi_segments(lat, klo, nz, m, rin, cin, zs.astype(np.int64), kz.astype(np.int64), tz.astype(np.float64),
                           np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
@@ -469,14 +468,8 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
         zlo, zhi = float(gz0.min()), float(gz1.max())
         klo = min(max(int(np.searchsorted(gzs, zlo, side="right")) - 1, 0), max(nz - 2, 0))
         khi = min(int(np.searchsorted(gzs, zhi, side="left")), nz - 1)
-        lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
-        box = np.zeros((len(phi), 4), np.int64)
-        for q in range(len(phi)):
-            inside = phi[q] <= 0
-            rows = np.flatnonzero(inside.any(axis=1))
-            cols = np.flatnonzero(inside.any(axis=0))
-            if len(rows):
-                box[q] = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
+        box = kern.inside_boxes(phi)
         kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb,
                               s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
