@@ -195,8 +195,8 @@ def speed_per_case(names: list[str], t_ours: list[float], t_ext: list[float], t_
     per = dc / np.maximum(ours, 1e-9)
     print(f"\nSpeed per analytic case: CPU time of the process (both single-threaded; fair on a shared machine), "
           f"fastest of {repeat} runs.\nTimed: ours = compute_roi_dvh on the parsed contours and dose array (planes, "
-          "samples, histogram, statistics\nD99/D95/D5/D1/D0.03cc); dicompyler-core = get_dvh on the read RTSTRUCT/RTDOSE "
-          "datasets (it parses the ROI's\ncontours and the dose there), then the same statistics.")
+          "samples, histogram, statistics\nD99/D95/D5/D1/D0.03cc); dicompyler-core = get_dvh on the read "
+          "RTSTRUCT/RTDOSE datasets (it parses the ROI's\ncontours and the dose there), then the same statistics.")
     print(f"{'case':44s} {'ours ms':>8s} {'extrude':>8s} {'dc ms':>8s} {'dc/ours':>8s}")
     for n, a, b, c, r in zip(names, ours, ext, dc, per):
         print(f"{n:44s} {1e3 * a:8.2f} {1e3 * b:8.2f} {1e3 * c:8.2f} {r:7.1f}x{' *' if r < 1 else ''}")

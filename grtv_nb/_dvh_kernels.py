@@ -207,6 +207,55 @@ def lattice_dose(dose, klo, khi, fy, fx):
 
 
 @nb.njit(**_OPTS)
+def fill_loops(px, py, first, planes, x0, y0, s, mask):
+    """Even-odd fill of loops on the lattice (sample ``i`` of a row at ``x0 + i * s``, row ``j`` at
+    ``y0 + j * s``): loop ``l`` has the vertices ``first[l]:first[l + 1]`` of ``px``, ``py`` (mm)
+    and fills ``mask[planes[l]]`` (loops of a plane consecutive). Value for value
+    :func:`grtv_nb.raster.fill_simple_planes` on the loops' lattice indices: a sample is inside
+    where an odd number of edges cross its row at or left of it, within the box of all loops."""
+    npl, ny, nx = mask.shape
+    n = len(px)
+    ix = np.empty(n, np.float64)
+    iy = np.empty(n, np.float64)
+    for i in range(n):
+        ix[i] = (px[i] - x0) / s
+        iy[i] = (py[i] - y0) / s
+    r0 = max(int(np.floor(iy.min())), 0)
+    r1 = min(int(np.ceil(iy.max())) + 1, ny)
+    c0 = max(int(np.floor(ix.min())), 0)
+    c1 = min(int(np.ceil(ix.max())) + 1, nx)
+    h, w = r1 - r0, c1 - c0
+    if h <= 0 or w <= 0:
+        return
+    tog = np.zeros((h, w + 1), np.uint8)
+    nl = len(first) - 1
+    l = 0
+    while l < nl:
+        p = planes[l]
+        tog[:, :] = 0
+        while l < nl and planes[l] == p:
+            a, b = first[l], first[l + 1]
+            for i in range(a, b):
+                k = i + 1 if i + 1 < b else a
+                xa, ya, xb, yb = ix[i], iy[i], ix[k], iy[k]
+                j0 = max(int(np.ceil(min(ya, yb))), r0)
+                j1 = min(int(np.ceil(max(ya, yb))), r1)
+                if j1 <= j0:
+                    continue
+                slope = (xb - xa) / (yb - ya)
+                for j in range(j0, j1):
+                    xc = xa + (j - ya) * slope
+                    st = min(max(np.ceil(xc), c0), c1)
+                    tog[j - r0, int(st) - c0] ^= 1
+            l += 1
+        for j in range(h):
+            par = 0
+            for c in range(w):
+                par ^= tog[j, c]
+                mask[p, r0 + j, c0 + c] = par == 1
+
+
+@nb.njit(**_OPTS)
 def inside_boxes(phi):
     """(row0, row1, col0, col1) of each plane ``phi[p]`` bounding its cells with ``phi <= 0``;
     zeros for a plane without such a cell."""

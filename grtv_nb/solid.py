@@ -48,7 +48,6 @@ from .raster import boxes_overlap as _boxes_overlap
 from .raster import classify_loops as _classify
 from .raster import crossings as _crossings
 from .raster import fill_plane, region_area, summarised
-from .raster import fill_simple_planes as _fill_simple_planes
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.
 SAMPLES_ACROSS = 64
@@ -168,18 +167,26 @@ def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, in
     not counted in the returned counts. ``nests``: :func:`_nesting` of the slabs. Loops that nest
     properly (none duplicated or partly overlapping) fill even-odd all at once, as
     :func:`grtv_nb.raster.fill_plane` would fill them level by level."""
+    from . import _dvh_kernels as kern
+
     nyf, nxf = shape
     m = np.zeros((len(slabs), nyf, nxf), dtype=bool)
     simple = []
     for q, slab in enumerate(slabs):
-        idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
         if nests[q] is not None and (nests[q][2] or nests[q][3]):  # duplicated or partly overlapping loops
+            idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
             m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
                               report=lambda msg, z=slab.z: collect(z, msg), nesting=nests[q])
         else:
-            simple.append((q, idx_loops))
+            simple.append(q)
     if simple:
-        _fill_simple_planes(m, simple)
+        # compiled, value for value raster.fill_simple_planes on the loops' lattice indices
+        loops = [lp for q in simple for lp in slabs[q].loops]
+        xy = np.concatenate(loops)
+        first = np.concatenate([[0], np.cumsum([len(lp) for lp in loops])])
+        planes = np.repeat(np.array(simple, np.int64), [len(slabs[q].loops) for q in simple])
+        kern.fill_loops(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first, planes, float(x0),
+                        float(y0), float(s), m)
     counts = np.count_nonzero(m.reshape(len(slabs), -1), axis=1)
     for q in np.flatnonzero(counts == 0):
         cc = np.concatenate(slabs[q].loops).mean(axis=0)

@@ -74,3 +74,35 @@ def test_small_lattice_margin_same_dvh(monkeypatch, shape, axis, plane_mm):
     np.testing.assert_allclose(got.differential.values, full.differential.values, rtol=1e-9, atol=1e-12)
     for k in ("volume_cc", "mean", "min", "max"):
         assert float(got.stats[k][0]) == pytest.approx(float(full.stats[k][0]), rel=1e-9)
+
+
+def test_fill_loops_is_fill_simple_planes():
+    from grtv_nb.raster import fill_simple_planes
+
+    rng = np.random.default_rng(11)
+    filled = 0
+    for _ in range(60):
+        ny, nx = (int(v) for v in rng.integers(5, 60, 2))
+        x0, y0, s = float(rng.uniform(-20, 20)), float(rng.uniform(-20, 20)), float(rng.uniform(0.1, 1.5))
+        planes = []
+        for q in range(int(rng.integers(1, 5))):
+            loops = []
+            for _ in range(int(rng.integers(1, 3))):  # star-shaped loops, partly off the lattice at times
+                n = int(rng.integers(3, 40))
+                t = np.sort(rng.uniform(0, 2 * np.pi, n))
+                r = rng.uniform(0.2, 1.0, n) * rng.uniform(2, 30) * s
+                cx, cy = x0 + rng.uniform(-5, nx + 5) * s, y0 + rng.uniform(-5, ny + 5) * s
+                loops.append(np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t)]))
+            planes.append((q, loops))
+        want = np.zeros((len(planes), ny, nx), bool)
+        fill_simple_planes(want, [(q, [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in lps])
+                                  for q, lps in planes])
+        got = np.zeros_like(want)
+        loops = [lp for _, lps in planes for lp in lps]
+        xy = np.concatenate(loops)
+        first = np.concatenate([[0], np.cumsum([len(lp) for lp in loops])])
+        which = np.repeat(np.arange(len(planes)), [len(lps) for _, lps in planes])
+        kern.fill_loops(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first, which, x0, y0, s, got)
+        np.testing.assert_array_equal(got, want)
+        filled += bool(want.any())
+    assert filled >= 40
