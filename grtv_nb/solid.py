@@ -560,7 +560,10 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
     # cell inside are inside; all inside cells lie below a cell outside)
     moving = np.flatnonzero(end if shrink else ~end)
     fm = flat[moving]
-    cells = np.searchsorted(np.sort(fm), fm, side="right").astype(np.float64)
+    order = np.argsort(fm, kind="stable")
+    srt = fm[order]
+    cells = np.empty(len(fm))
+    cells[order] = np.searchsorted(srt, srt, side="right")  # sorted queries: several times faster
     if not shrink:
         cells += n_end
     a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
