@@ -9,6 +9,12 @@ piecewise linear with two kinks, accumulated in ``A`` (slope changes) and ``B`` 
 position) at the first bin edge above each kink; a segment narrower than ``flat`` bins goes whole
 into the bin of its midpoint (``P``). The caller turns ``A``, ``B``, ``P`` into the differential
 histogram.
+
+Speed: the loops write each segment (low dose, high dose, volume) to a buffer of
+:data:`SEGMENT_BUFFER` entries that :func:`_histogram_segments` empties into the histogram. A call per
+segment to a helper taking the arrays cost about 8x (reference counting of its array arguments), and
+so did adding to the same array element segment after segment (neighbouring samples mostly fall in
+the same bins): the sums of the last bins written are kept in registers until another bin comes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import numpy as np
 #: error_model "numpy": no zero-division checks in the loops (every divisor here is nonzero: plane and
 #: cell spacings, distinct EDT indices, a segment wider than ``flat`` bins); same numbers, faster.
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
+#: Segments buffered by the loops before they are histogrammed (:func:`_histogram_segments`).
+SEGMENT_BUFFER = 4096
 
 
 @nb.njit(**_OPTS)
@@ -33,35 +41,49 @@ def roi_segments(lat, kbase, nz, mask, rin, cin, zs, kz, tz, dzb, zin, wpt, inv_
     plane ``p`` stands for ``wpt[p]`` cc per mm of thickness. ``stats`` = [volume, sum of volume x
     mean dose, min, max, volume outside the dose grid] is updated.
     """
-    d = np.empty(64, np.float64)
     npl, nyf, nxf = mask.shape
+    most = 1
+    for p in range(npl):
+        most = max(most, zs[p + 1] - zs[p])
+    d = np.empty(most, np.float64)
+    blo = np.empty(max(SEGMENT_BUFFER, most), np.float64)
+    bhi = np.empty(len(blo), np.float64)
+    bw = np.empty(len(blo), np.float64)
+    nbuf = 0
+    vout = 0.0  # volume outside the dose grid
     for p in range(npl):
         z0 = zs[p]
         nbd = zs[p + 1] - z0
-        if nbd > len(d):
-            d = np.empty(nbd, np.float64)
-        for cell in range(nyf * nxf):
-            r = cell // nxf
-            c = cell - r * nxf
-            if not mask[p, r, c]:
-                continue
-            ok = rin[r] and cin[c]
-            for j in range(nbd):
-                k0 = kz[z0 + j]
-                k1 = k0 + 1 if k0 + 1 < nz else nz - 1
-                v0 = np.float64(lat[k0 - kbase, r, c])
-                t = tz[z0 + j]
-                if t != 0.0:
-                    v0 = v0 + (np.float64(lat[k1 - kbase, r, c]) - v0) * t
-                d[j] = v0
-            for j in range(nbd - 1):
-                w = wpt[p] * dzb[z0 + j]
-                if ok and zin[z0 + j]:
-                    _add_segment(d[j], d[j + 1], w, inv_w, flat, A, B, P, stats)
-                else:  # outside the dose grid: counted as 0 Gy and as volume outside
-                    stats[4] += w
-                    _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
-
+        for r in range(nyf):
+            rok = rin[r]
+            for c in range(nxf):
+                if not mask[p, r, c]:
+                    continue
+                ok = rok and cin[c]
+                for j in range(nbd):
+                    k0 = kz[z0 + j]
+                    k1 = k0 + 1 if k0 + 1 < nz else nz - 1
+                    v0 = np.float64(lat[k0 - kbase, r, c])
+                    t = tz[z0 + j]
+                    if t != 0.0:
+                        v0 = v0 + (np.float64(lat[k1 - kbase, r, c]) - v0) * t
+                    d[j] = v0
+                if nbuf + nbd > len(bw):
+                    _histogram_segments(blo, bhi, bw, nbuf, inv_w, flat, A, B, P, stats)
+                    nbuf = 0
+                for j in range(nbd - 1):
+                    w = wpt[p] * dzb[z0 + j]
+                    bw[nbuf] = w
+                    if ok and zin[z0 + j]:
+                        blo[nbuf] = d[j]
+                        bhi[nbuf] = d[j + 1]
+                    else:  # outside the dose grid: counted as 0 Gy and as volume outside
+                        vout += w
+                        blo[nbuf] = 0.0
+                        bhi[nbuf] = 0.0
+                    nbuf += 1
+    _histogram_segments(blo, bhi, bw, nbuf, inv_w, flat, A, B, P, stats)
+    stats[4] += vout
 
 
 @nb.njit(**_OPTS)
@@ -79,7 +101,7 @@ def _dose_at(lat, kbase, gz, r, c, z):
     return v0 + (np.float64(lat[k + 1 - kbase, r, c]) - v0) * t
 
 
-@nb.njit(**_OPTS)
+@nb.njit(inline="always", **_OPTS)
 def _edt_1d(f, n, d, v, zz):
     """Squared distance transform of the samples ``f[:n]`` (Felzenszwalb & Huttenlocher) into ``d``."""
     k = 0
@@ -103,12 +125,181 @@ def _edt_1d(f, n, d, v, zz):
 
 
 @nb.njit(**_OPTS)
+def _true_box(m):
+    """(row0, row1, col0, col1) bounding the True cells of the 2D ``m``; (ny, 0, nx, 0) if none."""
+    ny, nx = m.shape
+    r0, r1, c0, c1 = ny, 0, nx, 0
+    for r in range(ny):
+        for c in range(nx):
+            if m[r, c]:
+                r0 = min(r0, r)
+                r1 = max(r1, r + 1)
+                c0 = min(c0, c)
+                c1 = max(c1, c + 1)
+    return r0, r1, c0, c1
+
+
+@nb.njit(**_OPTS)
+def _taps(f, n):
+    """Clamped linear taps of the fractional indices ``f`` on an axis of ``n`` samples: lower and
+    upper index and the upper one's float32 weight (a weight rounding to 1 reads the upper one)."""
+    m = len(f)
+    i0 = np.empty(m, np.int64)
+    i1 = np.empty(m, np.int64)
+    w = np.empty(m, np.float32)
+    for o in range(m):
+        fc = min(max(f[o], 0.0), n - 1.0)
+        a = min(int(np.floor(fc)), max(n - 2, 0))
+        wo = np.float32(fc - a)
+        if n == 1:
+            a = 0
+            wo = np.float32(0.0)
+        b = min(a + 1, n - 1)
+        if wo >= 1.0:
+            a = b
+            wo = np.float32(0.0)
+        i0[o], i1[o], w[o] = a, b, wo
+    return i0, i1, w
+
+
+@nb.njit(**_OPTS)
+def lattice_dose(dose, klo, khi, fy, fx):
+    """Dose planes ``klo..khi`` interpolated bilinearly at the lattice's fractional rows ``fy`` and
+    columns ``fx`` (clamped at the edges), float32: value for value
+    :func:`grtv_nb.transforms.sample_separable` (``fill=None``) at integer z, i.e. blended along y
+    (a weight of 0 reads the lower row), then along x (the pair mean where every output column is
+    the mean of two adjacent input columns, as it does), in float32."""
+    nz, ny, nx = dose.shape
+    y0, y1, wy = _taps(fy, ny)
+    x0, x1, wx = _taps(fx, nx)
+    nyo, nxo = len(fy), len(fx)
+    same_x = nxo == nx
+    half_x = nx == 2 * nxo
+    for o in range(nxo):
+        if not (x0[o] == o and wx[o] == 0):
+            same_x = False
+        if not (x0[o] == 2 * o and x1[o] == 2 * o + 1 and wx[o] == 0.5):
+            half_x = False
+    out = np.empty((khi - klo + 1, nyo, nxo), np.float32)
+    row = np.empty(nx, np.float32)
+    half = np.float32(0.5)
+    for k in range(klo, khi + 1):
+        for r in range(nyo):
+            a, b, w = y0[r], y1[r], wy[r]
+            for c in range(nx):
+                lo = np.float32(dose[k, a, c])
+                if w != 0:
+                    row[c] = (np.float32(dose[k, b, c]) - lo) * w + lo
+                else:
+                    row[c] = lo
+            o = out[k - klo, r]
+            if same_x:
+                for c in range(nxo):
+                    o[c] = row[c]
+            elif half_x:
+                for c in range(nxo):
+                    o[c] = (row[2 * c] + row[2 * c + 1]) * half
+            else:
+                for c in range(nxo):
+                    lo = row[x0[c]]
+                    o[c] = (row[x1[c]] - lo) * wx[c] + lo
+    return out
+
+
+@nb.njit(**_OPTS)
+def fill_loops(px, py, first, planes, x0, y0, s, mask):
+    """Even-odd fill of loops on the lattice (sample ``i`` of a row at ``x0 + i * s``, row ``j`` at
+    ``y0 + j * s``): loop ``l`` has the vertices ``first[l]:first[l + 1]`` of ``px``, ``py`` (mm)
+    and fills ``mask[planes[l]]`` (loops of a plane consecutive). Value for value
+    :func:`grtv_nb.raster.fill_simple_planes` on the loops' lattice indices: a sample is inside
+    where an odd number of edges cross its row at or left of it, within the box of all loops."""
+    npl, ny, nx = mask.shape
+    n = len(px)
+    ix = np.empty(n, np.float64)
+    iy = np.empty(n, np.float64)
+    for i in range(n):
+        ix[i] = (px[i] - x0) / s
+        iy[i] = (py[i] - y0) / s
+    r0 = max(int(np.floor(iy.min())), 0)
+    r1 = min(int(np.ceil(iy.max())) + 1, ny)
+    c0 = max(int(np.floor(ix.min())), 0)
+    c1 = min(int(np.ceil(ix.max())) + 1, nx)
+    h, w = r1 - r0, c1 - c0
+    if h <= 0 or w <= 0:
+        return
+    tog = np.zeros((h, w + 1), np.uint8)
+    nl = len(first) - 1
+    l = 0
+    while l < nl:
+        p = planes[l]
+        tog[:, :] = 0
+        while l < nl and planes[l] == p:
+            a, b = first[l], first[l + 1]
+            for i in range(a, b):
+                k = i + 1 if i + 1 < b else a
+                xa, ya, xb, yb = ix[i], iy[i], ix[k], iy[k]
+                j0 = max(int(np.ceil(min(ya, yb))), r0)
+                j1 = min(int(np.ceil(max(ya, yb))), r1)
+                if j1 <= j0:
+                    continue
+                slope = (xb - xa) / (yb - ya)
+                for j in range(j0, j1):
+                    xc = xa + (j - ya) * slope
+                    st = min(max(np.ceil(xc), c0), c1)
+                    tog[j - r0, int(st) - c0] ^= 1
+            l += 1
+        for j in range(h):
+            par = 0
+            for c in range(w):
+                par ^= tog[j, c]
+                mask[p, r0 + j, c0 + c] = par == 1
+
+
+@nb.njit(**_OPTS)
+def inside_boxes(phi):
+    """(row0, row1, col0, col1) of each plane ``phi[p]`` bounding its cells with ``phi <= 0``;
+    zeros for a plane without such a cell."""
+    box = np.zeros((phi.shape[0], 4), np.int64)
+    for p in range(phi.shape[0]):
+        r0, r1, c0, c1 = _true_box(phi[p] <= 0)
+        if r1 > 0:
+            box[p, 0], box[p, 1], box[p, 2], box[p, 3] = r0, r1, c0, c1
+    return box
+
+
+@nb.njit(**_OPTS)
+def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
+    """Squared distance ``g`` of the True cells of ``m`` (within rows ``r0:r1``, columns ``c0:c1``)
+    to the nearest False cell, computed within that box and one cell around it."""
+    ny, nx = m.shape
+    ra, rb = max(r0 - 1, 0), min(r1 + 1, ny)
+    ca, cb = max(c0 - 1, 0), min(c1 + 1, nx)
+    for c in range(ca, cb):
+        for r in range(ra, rb):
+            f[r - ra] = big if m[r, c] else 0.0
+        _edt_1d(f, rb - ra, d, v, zz)
+        for r in range(ra, rb):
+            g[r, c] = d[r - ra]
+    for r in range(r0, r1):
+        for c in range(ca, cb):
+            f[c - ca] = g[r, c]
+        _edt_1d(f, cb - ca, d, v, zz)
+        for c in range(ca, cb):
+            g[r, c] = d[c - ca]
+
+
+@nb.njit(**_OPTS)
 def signed_distance(mask, s, phi):
     """``phi[p]`` = signed distance (mm, negative inside) of each cell of ``mask[p]`` to the region's
     boundary: the Euclidean distance to the nearest cell of the other kind less half a cell, times
-    the cell size ``s`` (exact Euclidean distance transform, two passes per plane)."""
+    the cell size ``s`` (exact Euclidean distance transform, two passes per plane).
+
+    Squared distances are whole numbers, exact in float64, so the passes are cut to where they can
+    matter: the distances of inside cells within the region's bounding box (one cell more each
+    side), those of outside cells with the column pass only through the box's columns (the others
+    hold no inside cell)."""
     npl, ny, nx = mask.shape
-    m = max(ny, nx)
+    m = max(ny, nx) + 2
     f = np.empty(m, np.float64)
     d = np.empty(m, np.float64)
     v = np.empty(m, np.int64)
@@ -116,20 +307,30 @@ def signed_distance(mask, s, phi):
     big = 1e20
     g = np.empty((2, ny, nx), np.float64)
     for p in range(npl):
-        for side in range(2):
-            want = side == 0  # side 0: distance of outside cells to the region; 1: of inside cells to outside
-            for c in range(nx):
-                for r in range(ny):
-                    f[r] = 0.0 if mask[p, r, c] == want else big
-                _edt_1d(f, ny, d, v, zz)
-                for r in range(ny):
-                    g[side, r, c] = d[r]
+        r0, r1, c0, c1 = _true_box(mask[p])
+        if r1 == 0:  # no inside cell
             for r in range(ny):
                 for c in range(nx):
-                    f[c] = g[side, r, c]
-                _edt_1d(f, nx, d, v, zz)
-                for c in range(nx):
-                    g[side, r, c] = d[c]
+                    phi[p, r, c] = (np.sqrt(big) - 0.5) * s
+            continue
+        # outside cells: distance to the region (columns without inside cells stay far)
+        for c in range(nx):
+            if c < c0 or c >= c1:
+                for r in range(ny):
+                    g[0, r, c] = big
+                continue
+            for r in range(ny):
+                f[r] = 0.0 if mask[p, r, c] else big
+            _edt_1d(f, ny, d, v, zz)
+            for r in range(ny):
+                g[0, r, c] = d[r]
+        for r in range(ny):
+            for c in range(nx):
+                f[c] = g[0, r, c]
+            _edt_1d(f, nx, d, v, zz)
+            for c in range(nx):
+                g[0, r, c] = d[c]
+        _inside_distance(mask[p], g[1], r0, r1, c0, c1, big, f, d, v, zz)
         for r in range(ny):
             for c in range(nx):
                 if mask[p, r, c]:
@@ -138,35 +339,69 @@ def signed_distance(mask, s, phi):
                     phi[p, r, c] = (np.sqrt(g[0, r, c]) - 0.5) * s
 
 
-@nb.njit(inline="always", **_OPTS)
-def _add_segment(lo, hi, w, inv_w, flat, A, B, P, stats):
-    """Histogram a volume ``w`` whose dose runs linearly from ``lo`` to ``hi`` (see the module docstring)."""
+@nb.njit(**_OPTS)
+def _histogram_segments(lo_, hi_, w_, n, inv_w, flat, A, B, P, stats):
+    """Histogram the segments ``0..n-1``: a volume ``w_[i]`` whose dose runs linearly from ``lo_[i]``
+    to ``hi_[i]`` (see the module docstring); ``stats[0:4]`` (volume, volume x mean dose, min, max)
+    are updated."""
     nb_ = len(P)
-    if hi < lo:
-        lo, hi = hi, lo
-    stats[0] += w
-    stats[1] += w * 0.5 * (lo + hi)
-    if lo < stats[2]:
-        stats[2] = lo
-    if hi > stats[3]:
-        stats[3] = hi
-    a = lo * inv_w
-    b = hi * inv_w
-    if b - a < flat:
-        k = int(0.5 * (a + b))
-        P[k if k < nb_ else nb_ - 1] += w
-    else:
-        cw = w / (b - a)
-        ja = int(a) + 1
-        jb = int(b) + 1
-        if ja > nb_:
-            ja = nb_
-        if jb > nb_:
-            jb = nb_
-        A[ja] += cw
-        B[ja] += cw * a
-        A[jb] -= cw
-        B[jb] -= cw * b
+    vol = 0.0
+    vd = 0.0
+    dmin = stats[2]
+    dmax = stats[3]
+    # pending sums of the last bins written (low ends, high ends, point masses): -1 = none
+    ka, sa, sba = -1, 0.0, 0.0
+    kb, sb, sbb = -1, 0.0, 0.0
+    kp, sp = -1, 0.0
+    for i in range(n):
+        lo = lo_[i]
+        hi = hi_[i]
+        w = w_[i]
+        if hi < lo:
+            lo, hi = hi, lo
+        vol += w
+        vd += w * 0.5 * (lo + hi)
+        dmin = min(dmin, lo)
+        dmax = max(dmax, hi)
+        a = lo * inv_w
+        b = hi * inv_w
+        if b - a < flat:
+            k = min(int(0.5 * (a + b)), nb_ - 1)
+            if k != kp:
+                if kp >= 0:
+                    P[kp] += sp
+                kp, sp = k, 0.0
+            sp += w
+        else:
+            cw = w / (b - a)
+            ja = min(int(a) + 1, nb_)
+            jb = min(int(b) + 1, nb_)
+            if ja != ka:
+                if ka >= 0:
+                    A[ka] += sa
+                    B[ka] += sba
+                ka, sa, sba = ja, 0.0, 0.0
+            sa += cw
+            sba += cw * a
+            if jb != kb:
+                if kb >= 0:
+                    A[kb] -= sb
+                    B[kb] -= sbb
+                kb, sb, sbb = jb, 0.0, 0.0
+            sb += cw
+            sbb += cw * b
+    if ka >= 0:
+        A[ka] += sa
+        B[ka] += sba
+    if kb >= 0:
+        A[kb] -= sb
+        B[kb] -= sbb
+    if kp >= 0:
+        P[kp] += sp
+    stats[0] += vol
+    stats[1] += vd
+    stats[2] = dmin
+    stats[3] = dmax
 
 
 @nb.njit(**_OPTS)
@@ -222,6 +457,11 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
     fzb = np.empty(nzb, np.float64)
     fk = np.empty(nzb, np.int64)
     fin = np.empty(nzb, np.bool_)
+    blo = np.empty(max(SEGMENT_BUFFER, nzb), np.float64)
+    bhi = np.empty(len(blo), np.float64)
+    bw = np.empty(len(blo), np.float64)
+    nbuf = 0
+    vout = 0.0  # volume outside the dose grid
     for g in range(len(gz0)):
         za = gz0[g]
         zt = gz1[g]
@@ -241,6 +481,9 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
                 if fa > 0.0 and fb > 0.0:
                     continue
                 ok = rok and cin[c]
+                if nbuf + nzb > len(bw):
+                    _histogram_segments(blo, bhi, bw, nbuf, inv_w, flat, A, B, P, stats)
+                    nbuf = 0
                 if fa <= 0.0 and fb <= 0.0:
                     dprev = 0.0
                     for j in range(nf):
@@ -251,11 +494,15 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
                             v0 = v0 + (np.float64(lat[k + 1, r, c]) - v0) * t
                         if j > 0:
                             w = w0 * (fzb[j] - fzb[j - 1])
+                            bw[nbuf] = w
                             if ok and fin[j - 1]:
-                                _add_segment(dprev, v0, w, inv_w, flat, A, B, P, stats)
+                                blo[nbuf] = dprev
+                                bhi[nbuf] = v0
                             else:
-                                stats[4] += w
-                                _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
+                                vout += w
+                                blo[nbuf] = 0.0
+                                bhi[nbuf] = 0.0
+                            nbuf += 1
                         dprev = v0
                     continue
                 if fa <= 0.0:
@@ -280,9 +527,15 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
                     dnext = _dose_at(lat, kbase, gz, r, c, zb[j + 1])
                     w = w0 * (zb[j + 1] - zb[j])
                     zm = 0.5 * (zb[j] + zb[j + 1])
+                    bw[nbuf] = w
                     if ok and zm >= zin_lo and zm <= zin_hi:
-                        _add_segment(dprev, dnext, w, inv_w, flat, A, B, P, stats)
+                        blo[nbuf] = dprev
+                        bhi[nbuf] = dnext
                     else:
-                        stats[4] += w
-                        _add_segment(0.0, 0.0, w, inv_w, flat, A, B, P, stats)
+                        vout += w
+                        blo[nbuf] = 0.0
+                        bhi[nbuf] = 0.0
+                    nbuf += 1
                     dprev = dnext
+    _histogram_segments(blo, bhi, bw, nbuf, inv_w, flat, A, B, P, stats)
+    stats[4] += vout

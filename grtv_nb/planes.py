@@ -115,29 +115,32 @@ def group_planes(
     """
     cap = check_end_cap(end_cap)
     rot = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
-    few = skew = 0
-    zs: list[float] = []
-    loops: list[np.ndarray] = []
-    for c in contours:
-        pts = np.asarray(c, dtype=np.float64).reshape(-1, 3)
-        if len(pts) < 3:
-            few += 1
-            continue
-        q = pts @ rot
-        qz = q[:, 2]
-        zlo, zhi = qz.min(), qz.max()
-        if zhi - zlo > PLANAR_TOL_MM:
-            skew += 1
-            continue
-        zs.append(float(qz.mean()) if zhi > zlo else float(zlo))
-        loops.append(np.ascontiguousarray(q[:, :2]))
-    if not zs:
+    arrs = [np.asarray(c, dtype=np.float64).reshape(-1, 3) for c in contours]
+    arrs = [a for a in arrs if len(a) >= 3]
+    few = len(contours) - len(arrs)
+    if not arrs:
+        return PlaneGroups([], few, 0)
+    # all loops at once: rotated, each loop's z range and mean
+    n_pts = np.array([len(a) for a in arrs])
+    first = np.concatenate([[0], np.cumsum(n_pts)[:-1]])
+    q = np.concatenate(arrs)
+    if not np.array_equal(rot, np.eye(3)):
+        q = q @ rot
+    qz = np.ascontiguousarray(q[:, 2])
+    zlo, zhi = np.minimum.reduceat(qz, first), np.maximum.reduceat(qz, first)
+    flat = zhi - zlo <= PLANAR_TOL_MM
+    skew = int(np.count_nonzero(~flat))
+    if not flat.any():
         return PlaneGroups([], few, skew)
+    zmean = np.add.reduceat(qz, first) / n_pts
+    zs = np.where(zhi > zlo, zmean, zlo)[flat]
+    xy = np.split(np.ascontiguousarray(q[:, :2]), first[1:])
+    loops = [lp for lp, keep in zip(xy, flat) if keep]
     order = np.argsort(zs, kind="stable")
-    zsorted = np.asarray(zs)[order]
+    zsorted = zs[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(zsorted) > PLANE_TOL_MM) + 1])
     ends = np.concatenate([starts[1:], [len(zsorted)]])
-    pz = np.array([zsorted[a:b].mean() for a, b in zip(starts, ends)])
+    pz = np.add.reduceat(zsorted, starts) / (ends - starts)
     plane_loops = [tuple(loops[i] for i in order[a:b]) for a, b in zip(starts, ends)]
     n = len(pz)
     if n == 1:

@@ -38,19 +38,26 @@ _CLASSIFY_POINTS = 32
 
 def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]):
     """Scan-line crossings of the loops' edges: (row, first column at or right of the crossing)."""
-    r0, r1 = rows
-    c0, c1 = cols
     pts = np.concatenate(loops)
     nxt = np.concatenate([np.roll(lp, -1, axis=0) for lp in loops])
+    _, j, start = _hits(pts, nxt, rows, cols)
+    return j, start
+
+
+def _hits(pts: np.ndarray, nxt: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]):
+    """Scan-line crossings of the edges ``pts[i] -> nxt[i]``: (edge, row, first column at or right
+    of the crossing), rows and columns relative to the window."""
+    r0, r1 = rows
+    c0, c1 = cols
     xa, ya, xb, yb = pts[:, 0], pts[:, 1], nxt[:, 0], nxt[:, 1]
     ymin = np.minimum(ya, yb)
     ymax = np.maximum(ya, yb)
     jstart = np.maximum(np.ceil(ymin), r0).astype(np.int64)
     jstop = np.minimum(np.ceil(ymax), r1).astype(np.int64)  # exclusive: j < ymax
     counts = np.maximum(jstop - jstart, 0)
-    keep = counts > 0
-    if not keep.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keep = np.flatnonzero(counts > 0)
+    if not len(keep):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     xa, ya, xb, yb, jstart, counts = xa[keep], ya[keep], xb[keep], yb[keep], jstart[keep], counts[keep]
     edge = np.repeat(np.arange(len(counts)), counts)
     offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -58,7 +65,7 @@ def _edge_hits(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[i
     slope = (xb - xa) / (yb - ya)
     xc = xa[edge] + (j - ya[edge]) * slope[edge]
     start = np.clip(np.ceil(xc), c0, c1).astype(np.int64) - c0
-    return j - r0, start
+    return keep[edge], j - r0, start
 
 
 def crossings(loops: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
@@ -91,11 +98,16 @@ def fill_simple_planes(
     per = max(1, max_cells // (h * (w + 1)))
     for a in range(0, len(planes), per):
         chunk = planes[a:a + per]
-        flat = []
-        for p, (_, loops) in enumerate(chunk):
-            j, start = _edge_hits(loops, (r0, r1), (c0, c1))
-            flat.append((p * h + j) * (w + 1) + start)
-        toggles = np.bincount(np.concatenate(flat), minlength=len(chunk) * h * (w + 1))
+        # the edges of all loops of the chunk's planes at once, each with its plane's index
+        loops = [lp for _, lps in chunk for lp in lps]
+        n_pts = np.array([len(lp) for lp in loops])
+        pts = np.concatenate(loops)
+        last = np.cumsum(n_pts) - 1
+        nxt_i = np.arange(1, len(pts) + 1)
+        nxt_i[last] = last - n_pts + 1  # a loop's last vertex joins its first
+        plane = np.repeat(np.repeat(np.arange(len(chunk)), [len(lps) for _, lps in chunk]), n_pts)
+        e, j, start = _hits(pts, pts[nxt_i], (r0, r1), (c0, c1))
+        toggles = np.bincount((plane[e] * h + j) * (w + 1) + start, minlength=len(chunk) * h * (w + 1))
         toggles = toggles.reshape(len(chunk), h, w + 1)[:, :, :w]
         inside = (np.cumsum(toggles, axis=2, dtype=np.uint8) & 1).view(bool)  # uint8 wraps, parity stays
         ks = [k for k, _ in chunk]
@@ -119,13 +131,12 @@ def _points_in_loop(pts: np.ndarray, loop: np.ndarray) -> np.ndarray:
     """Even-odd test of points (M, 2) against one loop (N, 2), same half-open rule as the fill."""
     xa, ya = loop[:, 0], loop[:, 1]
     xb, yb = np.roll(xa, -1), np.roll(ya, -1)
-    px = pts[:, 0:1]
     py = pts[:, 1:2]
-    cond = (np.minimum(ya, yb) <= py) & (py < np.maximum(ya, yb))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xc = xa + (py - ya) * (xb - xa) / (yb - ya)
-    hits = cond & (px >= xc)
-    return (hits.sum(axis=1) & 1).astype(bool)
+    # the (point, edge) pairs whose edge spans the point's row; the crossing only for those
+    ip, ie = np.nonzero((np.minimum(ya, yb) <= py) & (py < np.maximum(ya, yb)))
+    xc = xa[ie] + (pts[ip, 1] - ya[ie]) * (xb[ie] - xa[ie]) / (yb[ie] - ya[ie])
+    hits = np.bincount(ip[pts[ip, 0] >= xc], minlength=len(pts))
+    return (hits & 1).astype(bool)
 
 
 def _same_loop(a: np.ndarray, b: np.ndarray, tol: float = 1e-3) -> bool:
@@ -149,7 +160,9 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
     dup = np.zeros(n, dtype=bool)
     for a in range(n):
         for b in range(a + 1, n):
-            if not dup[b] and _same_loop(loops[a], loops[b]):
+            # duplicates have about the same bounding box (far within 10x _same_loop's tolerance)
+            near = np.abs(boxes[a] - boxes[b]).max() <= 10 * (1e-3 + 1e-5 * np.abs(boxes[b]).max())
+            if not dup[b] and near and _same_loop(loops[a], loops[b]):
                 dup[b] = True
     keep = [i for i in range(n) if not dup[i]]
     # containment is tested on up to _CLASSIFY_POINTS vertices of each loop (loops of a valid
@@ -180,26 +193,28 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
     return keep, contains.sum(axis=0), int(dup.sum()), partial
 
 
-def region_area(loops: Sequence[np.ndarray]) -> float | None:
+def region_area(loops: Sequence[np.ndarray], *, nesting: tuple | None = None) -> float | None:
     """Exact area of one plane's region (loops (N, 2), any unit): loops nested an even number of
     times add their area, an odd number subtract it; duplicates count once. ``None`` when two loops
-    partly overlap (their union has no closed form here)."""
+    partly overlap (their union has no closed form here). ``nesting``: :func:`classify_loops` of
+    these loops (those of 3 points or more), when already known."""
     from .planes import loop_area
 
     loops = [np.asarray(lp, dtype=np.float64) for lp in loops if len(lp) >= 3]
     if not loops:
         return 0.0
     areas = [loop_area(lp) for lp in loops]
-    if not boxes_overlap(loops):
+    if nesting is None and not boxes_overlap(loops):
         return float(sum(areas))
-    keep, depth, _, partial = classify_loops(loops)
+    keep, depth, _, partial = classify_loops(loops) if nesting is None else nesting
     if partial:
         return None
     return float(sum(areas[i] * (1 - 2 * (int(depth[i]) & 1)) for i in keep))
 
 
 def fill_plane(
-    loops: Sequence[np.ndarray], shape: tuple[int, int], *, label: str = "", report=None
+    loops: Sequence[np.ndarray], shape: tuple[int, int], *, label: str = "", report=None,
+    nesting: tuple | None = None,
 ) -> np.ndarray:
     """Fill the loops of one plane into a (ny, nx) bool mask.
 
@@ -212,6 +227,9 @@ def fill_plane(
         Used in warnings ("ROI 'X' at z=...").
     report : callable(str) or None
         Receives warning messages (default: :func:`grtv_nb.errors.warn`).
+    nesting : tuple, optional
+        :func:`classify_loops` of these loops (those of 3 points or more; in any units: nesting
+        does not change with a shift and scaling), when already known.
     """
     ny, nx = shape
     report = report or warn
@@ -231,7 +249,7 @@ def fill_plane(
         mask[r0:r1, c0:c1] = crossings(loops, (r0, r1), (c0, c1))
         return mask
     # Nested / overlapping loops: classify by geometry.
-    keep, depth, n_dup, partial = classify_loops(loops, boxes)
+    keep, depth, n_dup, partial = classify_loops(loops, boxes) if nesting is None else nesting
     if n_dup:
         report(f"{label}: {n_dup} duplicated contour loop(s) counted once")
     if partial:

@@ -45,10 +45,9 @@ from .errors import ValidationError
 from .geometry import Grid
 from .planes import PlaneSlab, group_planes
 from .raster import boxes_overlap as _boxes_overlap
+from .raster import classify_loops as _classify
 from .raster import crossings as _crossings
 from .raster import fill_plane, region_area, summarised
-from .raster import fill_simple_planes as _fill_simple_planes
-from .transforms import sample_separable
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.
 SAMPLES_ACROSS = 64
@@ -124,10 +123,13 @@ def _sampled_area(loops: Sequence[np.ndarray], s: float) -> float:
     return float(m.sum()) * s * s
 
 
-def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_mm: float | None = None):
+def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_mm: float | None = None,
+             cap_room: bool = True):
     """The in-plane sample lattice over ``box`` = (xmin, xmax, ymin, ymax) with spacing ``s`` mm,
     coarsened to at most ``MAX_PLANE_SAMPLES`` cells and centred on the box; with ``cap_mm`` a
-    margin of ``ceil(cap_mm / s) + 2`` cells on every side (room for interpolated end caps).
+    margin of ``ceil(cap_mm / s) + 2`` cells on every side (room for interpolated end caps), or of
+    2 cells only without ``cap_room`` (no cap grows beyond its plane: the signed distances on the
+    smaller lattice are the same, the spacing too).
 
     Returns ``(s, x0, y0, nxf, nyf, fxs, fys, rin, cin)``: the spacing used, the first sample centre
     (sample ``i`` is at ``x0 + i * s``), the lattice size, the samples' continuous indices in the
@@ -135,14 +137,14 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
     """
     xmin, xmax, ymin, ymax = box
 
-    def size(s: float) -> tuple[int, int]:
-        pad = 0 if cap_mm is None else int(np.ceil(cap_mm / s)) + 2
+    def size(s: float, room: bool = True) -> tuple[int, int]:
+        pad = 0 if cap_mm is None else (int(np.ceil(cap_mm / s)) if room else 0) + 2
         return int(np.ceil((xmax - xmin) / s)) + 1 + 2 * pad, int(np.ceil((ymax - ymin) / s)) + 1 + 2 * pad
 
     nxf, nyf = size(s)
     if nxf * nyf > MAX_PLANE_SAMPLES:
         s *= np.sqrt(nxf * nyf / MAX_PLANE_SAMPLES)
-        nxf, nyf = size(s)
+    nxf, nyf = size(s, cap_room)
     x0 = 0.5 * (xmin + xmax) - 0.5 * (nxf - 1) * s
     y0 = 0.5 * (ymin + ymax) - 0.5 * (nyf - 1) * s
     fxs = grid.continuous_index("x", x0 + np.arange(nxf) * s)
@@ -151,24 +153,40 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
     return s, x0, y0, nxf, nyf, fxs, fys, _axis_lookup(fys, ny)[2], _axis_lookup(fxs, nx)[2]
 
 
+def _nesting(slabs) -> list[tuple | None]:
+    """How each slab's loops nest (:func:`grtv_nb.raster.classify_loops`), ``None`` where no two of
+    their bounding boxes overlap: classified once for the plane's area and its fill."""
+    return [_classify(sl.loops) if len(sl.loops) > 1 and _boxes_overlap(sl.loops) else None for sl in slabs]
+
+
 def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, int], label: str,
-                     collect) -> tuple[np.ndarray, np.ndarray]:
+                     collect, nests: Sequence[tuple | None]) -> tuple[np.ndarray, np.ndarray]:
     """The in-plane samples of each slab's region on the lattice (sample ``i`` of a row at
     ``x0 + i * s``): a bool array ``(len(slabs), *shape)`` and each plane's count of samples inside.
     A plane whose loops hold no sample (smaller than the spacing) gets one sample at their centre,
-    not counted in the returned counts."""
+    not counted in the returned counts. ``nests``: :func:`_nesting` of the slabs. Loops that nest
+    properly (none duplicated or partly overlapping) fill even-odd all at once, as
+    :func:`grtv_nb.raster.fill_plane` would fill them level by level."""
+    from . import _dvh_kernels as kern
+
     nyf, nxf = shape
     m = np.zeros((len(slabs), nyf, nxf), dtype=bool)
     simple = []
     for q, slab in enumerate(slabs):
-        idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
-        if len(idx_loops) > 1 and _boxes_overlap(idx_loops):
+        if nests[q] is not None and (nests[q][2] or nests[q][3]):  # duplicated or partly overlapping loops
+            idx_loops = [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in slab.loops]
             m[q] = fill_plane(idx_loops, (nyf, nxf), label=f"{label} at z={slab.z:.2f} mm",
-                              report=lambda msg, z=slab.z: collect(z, msg))
+                              report=lambda msg, z=slab.z: collect(z, msg), nesting=nests[q])
         else:
-            simple.append((q, idx_loops))
+            simple.append(q)
     if simple:
-        _fill_simple_planes(m, simple)
+        # compiled, value for value raster.fill_simple_planes on the loops' lattice indices
+        loops = [lp for q in simple for lp in slabs[q].loops]
+        xy = np.concatenate(loops)
+        first = np.concatenate([[0], np.cumsum([len(lp) for lp in loops])])
+        planes = np.repeat(np.array(simple, np.int64), [len(slabs[q].loops) for q in simple])
+        kern.fill_loops(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first, planes, float(x0),
+                        float(y0), float(s), m)
     counts = np.count_nonzero(m.reshape(len(slabs), -1), axis=1)
     for q in np.flatnonzero(counts == 0):
         cc = np.concatenate(slabs[q].loops).mean(axis=0)
@@ -253,7 +271,8 @@ def roi_samples(
     if convention == "dicompyler":
         return _dicompyler_samples(d, grid, slabs, (xmin, xmax, ymin, ymax), notes, label)
 
-    areas = [region_area(s.loops) for s in slabs]
+    nests = _nesting(slabs)
+    areas = [region_area(s.loops, nesting=n) for s, n in zip(slabs, nests)]
     if sample_mm is None:
         amax = max((a for a in areas if a is not None), default=(xmax - xmin) * (ymax - ymin))
         deq = 2.0 * np.sqrt(max(amax, 0.0) / np.pi)
@@ -264,7 +283,8 @@ def roi_samples(
         deq = 2.0 * np.sqrt(max((a for a in areas if a is not None), default=0.0) / np.pi)
         between = "interpolate" if groups.spacing * AUTO_INTERPOLATE_PLANES > deq else "extrude"
     if between == "interpolate":
-        return _interpolated(d, grid, slabs, areas, s, (xmin, xmax, ymin, ymax), notes, label, report, bin_width)
+        return _interpolated(d, grid, slabs, areas, nests, s, (xmin, xmax, ymin, ymax), notes, label, report,
+                             bin_width)
     s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice((xmin, xmax, ymin, ymax), s, grid)
     collect, flush = summarised(report, label)
     from . import _dvh_kernels as kern
@@ -277,14 +297,15 @@ def roi_samples(
     acc = np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
     gz_cut = np.concatenate([grid.z, [grid.z[0] - 0.5 * grid.dz, grid.z[-1] + 0.5 * grid.dz]]) if nz > 1 else (
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
-    todo = [(sl, ar) for sl, ar in zip(slabs, areas) if sl.thickness > 0 and (ar is None or ar > 0)]
+    todo = [(sl, ar, ne) for sl, ar, ne in zip(slabs, areas, nests) if sl.thickness > 0 and (ar is None or ar > 0)]
     per = max(1, MAX_CHUNK_CELLS // (nxf * nyf))
     for c0 in range(0, len(todo), per):
         chunk = todo[c0:c0 + per]
-        m, counts = _fill_on_lattice([sl for sl, _ in chunk], x0, y0, s, (nyf, nxf), label, collect)
+        m, counts = _fill_on_lattice([c[0] for c in chunk], x0, y0, s, (nyf, nxf), label, collect,
+                                     [c[2] for c in chunk])
         wpt = np.empty(len(chunk))
         zbs, dzs, zins = [], [], []
-        for q, (slab, area) in enumerate(chunk):
+        for q, (slab, area, _) in enumerate(chunk):
             n_q = int(counts[q])
             if area is None:
                 area = n_q * s * s
@@ -302,7 +323,7 @@ def roi_samples(
         zs = np.concatenate([[0], np.cumsum([len(zb) for zb in zbs])])
         # the dose planes the chunk needs, interpolated once onto the lattice (edge-clamped)
         klo, khi = int(kz.min()), min(int(kz.max()) + 1, nz - 1)
-        lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
+        lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
         kern.roi_segments(lat, klo, nz, m, rin, cin, zs.astype(np.int64), kz.astype(np.int64), tz.astype(np.float64),
                           np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
@@ -373,7 +394,7 @@ def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int,
     return out
 
 
-def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], label: str, report,
+def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list[str], label: str, report,
                   bin_width: float) -> RoiSamples:
     """The exact convention with the shape interpolated between planes (module docstring)."""
     from . import _dvh_kernels as kern
@@ -382,7 +403,8 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
     xmin, xmax, ymin, ymax = box
     gaps = _gaps(slabs)
     cap = max((g[1] - g[0] for g in gaps if g[2] != 0), default=0.0)
-    s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice(box, s, grid, cap_mm=cap)
+    grows = any(_cap_may_grow(areas[g[3]], areas[g[4]]) for g in gaps if g[2] != 0 and g[4] >= 0)
+    s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice(box, s, grid, cap_mm=cap, cap_room=grows)
     collect, flush = summarised(report, label)
     gzs = np.asarray(grid.z, dtype=np.float64)
     half = 0.5 * grid.dz
@@ -414,7 +436,7 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
         p_lo = min(min(g[3], g[4] if g[4] >= 0 else g[3]) for g in chunk)
         p_hi = max(max(g[3], g[4]) for g in chunk)
         sl_chunk = slabs[p_lo:p_hi + 1]
-        m, counts = _fill_on_lattice(sl_chunk, x0, y0, s, (nyf, nxf), label, collect)
+        m, counts = _fill_on_lattice(sl_chunk, x0, y0, s, (nyf, nxf), label, collect, nests[p_lo:p_hi + 1])
         area_q = np.empty(len(sl_chunk))
         for q in range(len(sl_chunk)):
             n_q = max(int(counts[q]), 1)  # an empty plane has its one centre sample
@@ -453,14 +475,8 @@ def _interpolated(d, grid: Grid, slabs, areas, s: float, box, notes: list[str], 
         zlo, zhi = float(gz0.min()), float(gz1.max())
         klo = min(max(int(np.searchsorted(gzs, zlo, side="right")) - 1, 0), max(nz - 2, 0))
         khi = min(int(np.searchsorted(gzs, zhi, side="left")), nz - 1)
-        lat = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fys, fxs, fill=None, dtype=np.float32)
-        box = np.zeros((len(phi), 4), np.int64)
-        for q in range(len(phi)):
-            inside = phi[q] <= 0
-            rows = np.flatnonzero(inside.any(axis=1))
-            cols = np.flatnonzero(inside.any(axis=0))
-            if len(rows):
-                box[q] = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
+        box = kern.inside_boxes(phi)
         kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb,
                               s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
@@ -504,6 +520,17 @@ def _extrapolated_area(u: np.ndarray, area_end: float, a1: float, d1: float, a2:
     return quad, lin
 
 
+def _cap_may_grow(area_end: float | None, a1: float | None) -> bool:
+    """Whether :func:`_cap_far` may grow an end plane's region beyond it (then the lattice needs room
+    around the contours): the end plane's area unknown (overlapping loops) or larger than its
+    neighbour's. Keep in step with :func:`_cap_far`."""
+    if a1 is None:
+        return False
+    if area_end is None:
+        return True
+    return a1 < area_end and not abs(a1 - area_end) <= 1e-9 * max(area_end, 1.0)
+
+
 def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float | None, d1: float,
              a2: float | None, d2: float) -> tuple[np.ndarray, float] | None:
     """The signed distance at the far end of an end plane's cap and the cap's length (see the
@@ -525,28 +552,38 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
     u = np.linspace(0.0, L, CAP_STEPS)
     quad, lin = _extrapolated_area(u, area_end, a1, d1, a2, d2)
     flat = phi_end.ravel()
-    srt = np.sort(flat)
-    cells = np.searchsorted(srt, flat, side="right").astype(np.float64)
-    n_end = float(np.count_nonzero(flat <= 0))
-    a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
+    end = flat <= 0
+    n_end = float(np.count_nonzero(end))
     shrink = a1 > area_end
+    # only the cells inside (shrinking cap) or outside (growing) the end region move: each one's
+    # count of cells with phi <= its phi, from the sorted phis of its own kind (all cells below a
+    # cell inside are inside; all inside cells lie below a cell outside)
+    moving = np.flatnonzero(end if shrink else ~end)
+    fm = flat[moving]
+    order = np.argsort(fm, kind="stable")
+    srt = fm[order]
+    cells = np.empty(len(fm))
+    cells[order] = np.searchsorted(srt, srt, side="right")  # sorted queries: several times faster
+    if not shrink:
+        cells += n_end
+    a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
     if shrink:
         a_u = np.minimum.accumulate(np.clip(quad, 0.0, area_end))
         # a cell inside the end region stays in the cap while a(u) >= its a_c: up to u*
         ustar = np.interp(a_c, a_u[::-1], u[::-1], left=L, right=0.0)
         ustar = np.where(a_c <= a_u[-1], np.inf, ustar)
-        inside = flat <= 0
     else:
         a_u = np.maximum.accumulate(np.clip(np.minimum(quad, lin), area_end, None))
         # a cell outside joins the cap from u* on (and never farther out than u)
         ustar = np.interp(a_c, a_u, u, left=0.0, right=np.inf)
-        ustar = np.maximum(ustar, flat)
-        inside = flat > 0
+        ustar = np.maximum(ustar, fm)
     with np.errstate(divide="ignore", invalid="ignore"):
-        far = np.where(inside & (ustar > 0), flat * (1.0 - L / ustar), flat)
+        fnew = np.where(ustar > 0, fm * (1.0 - L / ustar), fm)
     if shrink:
-        far = np.where(inside & (ustar <= 0), np.float32(s), far)  # gone at once
-        far = np.where(inside & ~np.isfinite(ustar), flat, far)
+        fnew = np.where(ustar <= 0, np.float32(s), fnew)  # gone at once
+        fnew = np.where(~np.isfinite(ustar), fm, fnew)
     else:
-        far = np.where(inside & (ustar > L), flat, far)
-    return far.reshape(phi_end.shape).astype(np.float32), L
+        fnew = np.where(ustar > L, fm, fnew)
+    far = flat.astype(np.float32)  # a copy
+    far[moving] = fnew
+    return far.reshape(phi_end.shape), L

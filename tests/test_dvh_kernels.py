@@ -1,0 +1,108 @@
+"""The DVH engine's compiled kernels against independent references: the signed distance against
+SciPy's exact Euclidean distance transform, the lattice dose against
+:func:`grtv_nb.transforms.sample_separable` (the resampler used everywhere else), and the smaller
+lattice margin (no end cap growing) against the DVH computed with the full margin."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from grtv_nb import _dvh_kernels as kern
+from grtv_nb import solid
+from grtv_nb.dvh import compute_roi_dvh
+from grtv_nb.errors import GRTVWarning
+from grtv_nb.phantom import analytic_case
+from grtv_nb.transforms import sample_separable
+
+
+def _random_masks(rng: np.random.Generator, n: int):
+    for _ in range(n):
+        ny, nx = (int(v) for v in rng.integers(2, 40, 2))
+        m = rng.random((3, ny, nx)) < rng.uniform(0.05, 0.95)
+        # a blob away from the edges and one touching them
+        yy, xx = np.mgrid[:ny, :nx]
+        m[1] = (yy - ny / 2) ** 2 + (xx - nx / 3) ** 2 < (min(ny, nx) / 3) ** 2
+        m[2] = (yy < ny // 2) | (xx < 2)
+        m[:, 0, 0], m[:, -1, -1] = True, False  # both kinds in every plane
+        yield m
+
+
+def test_signed_distance_matches_scipy_edt():
+    rng = np.random.default_rng(3)
+    s = 0.37
+    for m in _random_masks(rng, 40):
+        phi = np.empty(m.shape, np.float32)
+        kern.signed_distance(m, s, phi)
+        for p in range(len(m)):
+            inside = ndimage.distance_transform_edt(m[p])  # inside cells: distance to the nearest outside
+            outside = ndimage.distance_transform_edt(~m[p])
+            want = np.where(m[p], 0.5 - inside, outside - 0.5) * s
+            np.testing.assert_allclose(phi[p], want, rtol=1e-6, atol=1e-6)
+
+
+def test_lattice_dose_is_sample_separable():
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        nz, ny, nx = (int(v) for v in rng.integers(1, 12, 3))
+        d = (rng.random((nz, ny, nx)) * 60).astype(np.float32 if trial % 2 else np.float64)
+        fy = np.sort(rng.uniform(-2, ny + 1, int(rng.integers(1, 30))))
+        fx = np.sort(rng.uniform(-2, nx + 1, int(rng.integers(1, 30))))
+        if trial % 5 == 0:
+            fx = np.arange(nx, dtype=np.float64)  # columns kept
+        if trial % 7 == 0 and nx >= 2:
+            fx = np.arange(nx // 2) * 2.0 + 0.5  # pair means
+        klo = int(rng.integers(0, nz))
+        khi = int(rng.integers(klo, nz))
+        want = sample_separable(d, np.arange(klo, khi + 1, dtype=np.float64), fy, fx, fill=None, dtype=np.float32)
+        np.testing.assert_array_equal(kern.lattice_dose(d, klo, khi, fy, fx), want)
+
+
+@pytest.mark.parametrize("shape,axis,plane_mm", [("sphere", "z", 3.0), ("sphere_small", "y", 3.0),
+                                                 ("cylinder_lying", "z", 2.0), ("shell", "y", 3.0)])
+def test_small_lattice_margin_same_dvh(monkeypatch, shape, axis, plane_mm):
+    """Without a growing end cap the lattice keeps 2 cells of margin: same DVH as with the full margin."""
+    c = analytic_case(shape, axis=axis, plane_mm=plane_mm, dose_mm=2.5, centre=(0.3, -0.6, 0.2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GRTVWarning)
+        got = compute_roi_dvh(c.dose, c.dose_grid, {"r": c.contours}, between="interpolate")
+        monkeypatch.setattr(solid, "_cap_may_grow", lambda area_end, a1: True)
+        full = compute_roi_dvh(c.dose, c.dose_grid, {"r": c.contours}, between="interpolate")
+    np.testing.assert_allclose(got.differential.values, full.differential.values, rtol=1e-9, atol=1e-12)
+    for k in ("volume_cc", "mean", "min", "max"):
+        assert float(got.stats[k][0]) == pytest.approx(float(full.stats[k][0]), rel=1e-9)
+
+
+def test_fill_loops_is_fill_simple_planes():
+    from grtv_nb.raster import fill_simple_planes
+
+    rng = np.random.default_rng(11)
+    filled = 0
+    for _ in range(60):
+        ny, nx = (int(v) for v in rng.integers(5, 60, 2))
+        x0, y0, s = float(rng.uniform(-20, 20)), float(rng.uniform(-20, 20)), float(rng.uniform(0.1, 1.5))
+        planes = []
+        for q in range(int(rng.integers(1, 5))):
+            loops = []
+            for _ in range(int(rng.integers(1, 3))):  # star-shaped loops, partly off the lattice at times
+                n = int(rng.integers(3, 40))
+                t = np.sort(rng.uniform(0, 2 * np.pi, n))
+                r = rng.uniform(0.2, 1.0, n) * rng.uniform(2, 30) * s
+                cx, cy = x0 + rng.uniform(-5, nx + 5) * s, y0 + rng.uniform(-5, ny + 5) * s
+                loops.append(np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t)]))
+            planes.append((q, loops))
+        want = np.zeros((len(planes), ny, nx), bool)
+        fill_simple_planes(want, [(q, [np.stack([(lp[:, 0] - x0) / s, (lp[:, 1] - y0) / s], axis=1) for lp in lps])
+                                  for q, lps in planes])
+        got = np.zeros_like(want)
+        loops = [lp for _, lps in planes for lp in lps]
+        xy = np.concatenate(loops)
+        first = np.concatenate([[0], np.cumsum([len(lp) for lp in loops])])
+        which = np.repeat(np.arange(len(planes)), [len(lps) for _, lps in planes])
+        kern.fill_loops(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first, which, x0, y0, s, got)
+        np.testing.assert_array_equal(got, want)
+        filled += bool(want.any())
+    assert filled >= 40
