@@ -430,10 +430,16 @@ def _between_cc(pz: np.ndarray, area: np.ndarray, joined: Sequence[bool], k: int
     if len(idx) < 3:
         return float(trap)
     x = (pz[idx] - z0) / h
-    coef = np.polynomial.polynomial.polyfit(x, area[idx], len(idx) - 1)
+    coef = _through(x, area[idx])
     integ = np.polynomial.polynomial.polyint(coef)
     v = h * float(np.polynomial.polynomial.polyval(1.0, integ) - np.polynomial.polynomial.polyval(0.0, integ))
     return float(np.clip(v, (1 - BETWEEN_QUAD_LIMIT) * trap, (1 + BETWEEN_QUAD_LIMIT) * trap))
+
+
+def _through(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coefficients (increasing powers) of the polynomial through the points ``(x, y)``."""
+    return np.linalg.solve(np.vander(np.asarray(x, dtype=np.float64), len(x), increasing=True),
+                           np.asarray(y, dtype=np.float64))
 
 
 def _cells_inside_length(phi_a: np.ndarray, phi_b: np.ndarray, length: float) -> float:
@@ -704,16 +710,13 @@ def _segments(loops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def _boundary_distance(pts: np.ndarray, seg: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Distance (mm) from points (M, 2) to the nearest edge ``seg`` (:func:`_segments`)."""
+    from . import _dvh_kernels as kern
+
     a, v = seg
-    vv = np.maximum(v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1], 1e-300)
     out = np.empty(len(pts))
-    for c0 in range(0, len(pts), 64):
-        px = pts[c0:c0 + 64, 0:1] - a[:, 0]
-        py = pts[c0:c0 + 64, 1:2] - a[:, 1]
-        tt = np.clip((px * v[:, 0] + py * v[:, 1]) / vv, 0.0, 1.0)
-        px -= tt * v[:, 0]
-        py -= tt * v[:, 1]
-        out[c0:c0 + 64] = np.sqrt(np.min(px * px + py * py, axis=1))
+    col = np.ascontiguousarray
+    kern.boundary_distance(col(pts[:, 0], dtype=np.float64), col(pts[:, 1], dtype=np.float64), col(a[:, 0]),
+                           col(a[:, 1]), col(v[:, 0]), col(v[:, 1]), out)
     return out
 
 
@@ -799,12 +802,12 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     u_pts = -np.asarray(dist, dtype=np.float64)
     if len(rho) > 3:
         # which model extrapolates better: fitted to planes 2-4, predicting the end plane
-        pr = np.polynomial.polynomial.polyval(0.0, np.polynomial.polynomial.polyfit(u_pts[1:], rho[1:] ** 2, 2))
-        pa = np.polynomial.polynomial.polyval(0.0, np.polynomial.polynomial.polyfit(u_pts[1:], areas[1:], 2))
+        pr = _through(u_pts[1:], rho[1:] ** 2)[0]  # the value at u = 0
+        pa = _through(u_pts[1:], np.asarray(areas[1:], dtype=np.float64))[0]
         err_r = abs((np.sqrt(max(pr, 0.0)) / rho_e) ** k - 1.0)
         if abs(pa / area_end - 1.0) < err_r or err_r > CAP_MODEL_TOL:
             return None
-    g = np.polynomial.polynomial.polyfit(u_pts[:3], rho[:3] ** 2, 2)
+    g = _through(u_pts[:3], rho[:3] ** 2)
     uu = np.linspace(0.0, (1.0 + CAP_ROOT_TOL) * d1, 4 * CAP_STEPS)
     gg = np.minimum.accumulate(np.polynomial.polynomial.polyval(uu, g))
     zero = np.flatnonzero(gg <= 0)
