@@ -539,3 +539,26 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
                     dprev = dnext
     _histogram_segments(blo, bhi, bw, nbuf, inv_w, flat, A, B, P, stats)
     stats[4] += vout
+
+
+@nb.njit(**_OPTS)
+def boundary_distance(px, py, ax, ay, vx, vy, out):
+    """``out[i]`` = distance from point (``px[i]``, ``py[i]``) to the nearest edge ``a + t v``
+    (``0 <= t <= 1``) of the edges ``(ax, ay, vx, vy)`` (end caps' inradii, :mod:`grtv_nb.solid`)."""
+    for i in range(len(px)):
+        best = np.inf
+        for j in range(len(ax)):
+            dx = px[i] - ax[j]
+            dy = py[i] - ay[j]
+            vv = vx[j] * vx[j] + vy[j] * vy[j]
+            t = (dx * vx[j] + dy * vy[j]) / vv if vv > 0.0 else 0.0
+            if t < 0.0:
+                t = 0.0
+            elif t > 1.0:
+                t = 1.0
+            dx -= t * vx[j]
+            dy -= t * vy[j]
+            d2 = dx * dx + dy * dy
+            if d2 < best:
+                best = d2
+        out[i] = np.sqrt(best)

@@ -51,14 +51,16 @@ def _goal_failures(res, truth) -> list[str]:
     return bad
 
 
-# 1 mm planes: every shape and gradient; 2 mm: all but the 4 mm sphere; 3 mm: the shapes whose surface
-# ends within one plane spacing of the end planes (the contours cannot tell more)
+# 1 and 2 mm planes: every shape and gradient; 3 mm: all but the 4 mm sphere (two contour planes, 46 %
+# of its volume beyond them: the contours cannot tell more)
 GOAL_CASES = [(s, a, 1.0, dm) for s in ("sphere", "sphere_small", "cylinder", "cylinder_lying", "cone", "cone_lying",
                                          "box", "shell") for a, dm in (("z", 2.5), ("y", 3.0))]
 GOAL_CASES += [(s, a, 2.0, 2.0) for s in ("sphere", "cylinder", "cylinder_lying", "cone", "cone_lying", "box",
                                            "shell") for a in ("z", "y")]
-GOAL_CASES += [(s, a, 3.0, 1.0) for s in ("sphere", "cylinder", "cone", "cone_lying", "box", "shell")
+GOAL_CASES += [(s, a, 3.0, 1.0) for s in ("sphere", "cylinder", "cylinder_lying", "cone", "cone_lying", "box", "shell")
                for a in ("z", "y")]
+# the 4 mm sphere on 2 mm planes (4 planes: its caps come from the radius extrapolated through three)
+GOAL_CASES += [("sphere_small", a, 2.0, 2.0) for a in ("z", "y")]
 
 
 @pytest.mark.parametrize("shape,axis,plane_mm,dose_mm", GOAL_CASES)
@@ -101,17 +103,71 @@ def test_interpolated_shape_brings_the_SI_tails_closer_on_3mm_planes(shape):
 @pytest.mark.parametrize("shape", ["sphere", "sphere_small", "cylinder_lying", "cone_lying", "shell", "box"])
 @pytest.mark.parametrize("plane_mm", [1.0, 2.0, 3.0])
 def test_volume_is_what_the_contours_enclose(shape, plane_mm, between):
+    """Extruded: exactly the contours' slab volume. Interpolated: the solid's own volume (plane areas
+    integrated between planes, caps from the extrapolated radius), within the bounds the issue sets
+    against the slab volume (2 % over 20 cc, 6 % below) and closer to the analytical volume."""
     case = analytic_case(shape, plane_mm=plane_mm, dose_mm=4.0, centre=(1.1, 0.0, 0.4))
     want = _enclosed_cc(case.contours, plane_mm)
     res = compute_roi_dvh(case.dose, case.dose_grid, {shape: case.contours}, between=between)
-    assert float(res.stats["volume_cc"][0]) == pytest.approx(want, rel=1e-6)
+    got = float(res.stats["volume_cc"][0])
     if between == "interpolate":
+        assert abs(got / want - 1) <= (0.02 if want > 20 else 0.06)
+        truth = case.truth.volume_cc
+        if len({round(float(c[0, 2]), 3) for c in case.contours}) > 2:  # two planes: nothing to extrapolate from
+            assert abs(got / truth - 1) <= abs(want / truth - 1) + 0.005, (got, want, truth)
         return
+    assert got == pytest.approx(want, rel=1e-6)
     assert roi_volume_cc(case.contours) == pytest.approx(want, rel=1e-6)
     # the voxel convention on a 4 mm dose grid is far from it for small shapes: the reason for the default
     if shape == "sphere_small":
         vox = compute_roi_dvh(case.dose, case.dose_grid, {shape: case.contours}, convention="voxel")
         assert abs(float(vox.stats["volume_cc"][0]) / want - 1) > 0.05
+
+
+@pytest.mark.parametrize("shape,plane_mm", [("sphere", 3.0), ("sphere_small", 2.0), ("cylinder_lying", 3.0),
+                                            ("cylinder_lying", 2.0), ("shell", 3.0)])
+def test_interpolated_volume_matches_the_analytical_volume(shape, plane_mm):
+    """Shapes whose surface curves away beyond the end planes: the slab volume is off by 1-3 %, the
+    interpolated solid's volume (caps to where the extrapolated radius vanishes) within 0.6 %."""
+    for cz in (0.0, 0.2, 0.45):
+        case = analytic_case(shape, plane_mm=plane_mm, dose_mm=2.0, centre=(0.3, -0.6, cz))
+        res = compute_roi_dvh(case.dose, case.dose_grid, {shape: case.contours}, between="interpolate")
+        assert float(res.stats["volume_cc"][0]) == pytest.approx(case.truth.volume_cc, rel=0.006), cz
+
+
+@pytest.mark.parametrize("plane_mm", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("offset", [0.0, 0.37])
+def test_ellipsoid_volume_with_its_poles_on_or_between_planes(plane_mm, offset):
+    """Elliptic sections (semi-axes 15 x 8 x 10 mm; the inradius is the minor semi-axis): the default
+    DVH's volume within 0.5 % of 4/3 pi abc, with the poles on a plane (offset 0: the plane beyond the
+    end plane holds no contour) or between planes."""
+    from grtv_nb.geometry import Grid
+
+    a, b, c, n = 15.0, 8.0, 10.0, 720
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    k = np.sqrt(2 * np.pi / (n * np.sin(2 * np.pi / n)))  # polygon of the ellipse's area
+    loops = []
+    for z in np.arange(-40, 40, plane_mm) + offset:
+        f = 1 - (z / c) ** 2
+        if f > 0:
+            loops.append(np.column_stack([a * np.sqrt(f) * k * np.cos(t), b * np.sqrt(f) * k * np.sin(t),
+                                          np.full(n, z)]))
+    g = Grid(np.arange(-20, 20, 2.5), np.arange(-12, 12, 2.5), np.arange(-14, 14, 2.5), slice_thickness=2.5)
+    res = compute_roi_dvh(np.ones(g.shape, np.float32), g, {"ell": loops})
+    assert float(res.stats["volume_cc"][0]) == pytest.approx(4 / 3 * np.pi * a * b * c / 1000, rel=0.005)
+
+
+@pytest.mark.parametrize("plane_mm", [1.0, 2.0, 3.0])
+def test_flat_end_between_planes_is_off_by_face_area_times_offset(plane_mm):
+    """A cone's base (a flat face across the planes) gives the same contours wherever it lies between
+    the last plane inside and the first outside: the engine takes it half a spacing beyond the end
+    plane (the slab end), exact when it lies there, and off by (base area x offset) / volume when not."""
+    base = np.pi * 12.0**2
+    for cz, offset in ((0.0, 0.0), (0.2, 0.2), (-0.3, -0.3)):
+        case = analytic_case("cone", axis="z", plane_mm=plane_mm, dose_mm=2.0, centre=(0.3, -0.6, cz))
+        got = float(compute_roi_dvh(case.dose, case.dose_grid, {"cone": case.contours}).stats["volume_cc"][0])
+        want = case.truth.volume_cc + base * offset / 1000.0  # the slab end at -12 mm, the base at cz - 12
+        assert got == pytest.approx(want, rel=0.006), (cz, got, want, case.truth.volume_cc)
 
 
 @pytest.mark.parametrize("with_ct", [False, True])
@@ -201,7 +257,11 @@ def test_real_export_volumes_are_what_the_contours_enclose(dicompyler_study):
         want = sum(_even_odd_area([c for c, z in zip(r.contours, zs) if z == p]) * t
                    for p, t in zip(planes, thick)) / 1000
         assert st.volume_cc(r.name) == pytest.approx(want, rel=1e-3), r.name
-        assert float(st.dvh(rois=[r.name]).stats["volume_cc"][0]) == pytest.approx(want, rel=1e-3), r.name
+        # the DVH's volume: the same where extruded; interpolated (small ROIs) within the issue's bounds
+        assert float(st.dvh(rois=[r.name], between="extrude").stats["volume_cc"][0]) == pytest.approx(
+            want, rel=1e-3), r.name
+        assert float(st.dvh(rois=[r.name]).stats["volume_cc"][0]) == pytest.approx(
+            want, rel=0.02 if want > 20 else 0.06), r.name
 
 
 def test_dicompyler_convention_reproduces_dicompyler_core(dicompyler_study):
@@ -210,11 +270,13 @@ def test_dicompyler_convention_reproduces_dicompyler_core(dicompyler_study):
         assert float(res.stats["volume_cc"].sel(roi=name)) == pytest.approx(vol, abs=0.002), name
         # dicompyler-core's mean uses 1 cGy bin centres: within half a bin plus its rounding
         assert float(res.stats["mean"].sel(roi=name)) == pytest.approx(mean, abs=0.006), name
-    # the exact default agrees with it to within 1 % on volume for every ROI over 10 cc
+    # the exact default agrees with it to within 2 % on volume for every ROI over 10 cc (extruded: 1 %)
     ex = dicompyler_study.dvh()
+    ext = dicompyler_study.dvh(between="extrude")
     for name, (vol, _) in DICOMPYLER_CORE.items():
         if vol > 10:
-            assert float(ex.stats["volume_cc"].sel(roi=name)) == pytest.approx(vol, rel=0.01), name
+            assert float(ex.stats["volume_cc"].sel(roi=name)) == pytest.approx(vol, rel=0.02), name
+            assert float(ext.stats["volume_cc"].sel(roi=name)) == pytest.approx(vol, rel=0.01), name
 
 
 def test_between_option_is_checked():

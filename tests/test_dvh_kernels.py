@@ -106,3 +106,19 @@ def test_fill_loops_is_fill_simple_planes():
         np.testing.assert_array_equal(got, want)
         filled += bool(want.any())
     assert filled >= 40
+
+
+def test_boundary_distance_against_closed_form():
+    """Distance from points to the edges of a 20 x 10 mm rectangle: min over its sides, computed here
+    from the rectangle's half sizes (inside: the nearest side; outside: to the box)."""
+    corners = np.array([[-10.0, -5.0], [10.0, -5.0], [10.0, 5.0], [-10.0, 5.0]])
+    v = np.roll(corners, -1, axis=0) - corners
+    rng = np.random.default_rng(3)
+    p = rng.uniform(-15, 15, size=(200, 2))
+    out = np.empty(len(p))
+    kern.boundary_distance(p[:, 0].copy(), p[:, 1].copy(), corners[:, 0].copy(), corners[:, 1].copy(),
+                           v[:, 0].copy(), v[:, 1].copy(), out)
+    qx, qy = np.abs(p[:, 0]) - 10.0, np.abs(p[:, 1]) - 5.0
+    inside = (qx <= 0) & (qy <= 0)
+    want = np.where(inside, np.minimum(-qx, -qy), np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)))
+    np.testing.assert_allclose(out, want, atol=1e-12)
