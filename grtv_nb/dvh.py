@@ -813,13 +813,14 @@ def roi_volume_cc(
     direction: np.ndarray | None = None,
     *,
     end_cap: str = "auto",
+    between: str = "auto",
     single_thickness: float = 0.0,
     ref_z: np.ndarray | None = None,
 ) -> float:
-    """Volume (cc) an ROI's contours enclose: each plane's exact area times its slab thickness
-    (:mod:`grtv_nb.planes`); the volume the exact DVH uses."""
-    from .planes import group_planes
-    from .solid import slabs_volume_cc
+    """Volume (cc) of an ROI given by its contours: the volume the default (exact) DVH gives it
+    (:func:`grtv_nb.solid.roi_volume`: what the contours enclose, each plane's exact area times its
+    slab thickness, or the interpolated solid's volume for ROIs the DVH interpolates)."""
+    from .solid import roi_volume
 
-    g = group_planes(contours, direction, end_cap=end_cap, single_thickness=single_thickness, ref_z=ref_z)
-    return slabs_volume_cc(g.slabs)
+    return roi_volume(contours, direction, end_cap=end_cap, between=between, single_thickness=single_thickness,
+                      ref_z=ref_z)

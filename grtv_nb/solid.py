@@ -314,10 +314,7 @@ def roi_samples(
         s = min(MAX_SAMPLE_FRACTION * min(grid.dx, grid.dy), max(deq / SAMPLES_ACROSS, MIN_SAMPLE_MM))
     else:
         s = float(sample_mm)
-    if between == "auto":
-        deq = 2.0 * np.sqrt(max((a for a in areas if a is not None), default=0.0) / np.pi)
-        between = "interpolate" if groups.spacing * AUTO_INTERPOLATE_PLANES > deq else "extrude"
-    if between == "interpolate":
+    if _interpolates(between, groups.spacing, areas):
         return _interpolated(d, grid, slabs, areas, nests, s, (xmin, xmax, ymin, ymax), notes, label, report,
                              bin_width)
     s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice((xmin, xmax, ymin, ymax), s, grid)
@@ -365,6 +362,52 @@ def roi_samples(
     if acc[0] <= 0:
         return empty
     return _histogram_result(A, B, P, acc, notes, label)
+
+
+def _interpolates(between: str, spacing: float, areas: Sequence[float | None]) -> bool:
+    """Whether the exact convention interpolates the shape between planes (``between="auto"``: an
+    ROI whose equivalent diameter spans fewer than :data:`AUTO_INTERPOLATE_PLANES` plane spacings)."""
+    if between == "auto":
+        deq = 2.0 * np.sqrt(max((a for a in areas if a is not None), default=0.0) / np.pi)
+        return spacing * AUTO_INTERPOLATE_PLANES > deq
+    return between == "interpolate"
+
+
+def roi_volume(
+    contours: Sequence[np.ndarray],
+    direction: np.ndarray | None = None,
+    *,
+    end_cap: str = "auto",
+    between: str = "auto",
+    single_thickness: float = 0.0,
+    ref_z: np.ndarray | None = None,
+) -> float:
+    """Volume (cc) the exact convention's DVH gives an ROI, without a dose.
+
+    Extruded ROIs: each contour plane's exact area times its slab thickness (:func:`slabs_volume_cc`).
+    Interpolated ROIs (see ``between`` of :func:`roi_samples`): the interpolated solid's volume,
+    which depends on the contours only; it is computed by :func:`roi_samples` on a zero dose over a
+    two-voxel grid spanning the ROI (so the in-plane sampling is the ROI's own, as on any dose grid
+    whose pixel is at least its equivalent diameter over :data:`SAMPLES_ACROSS`).
+    """
+    if between not in BETWEEN:
+        raise ValidationError(f"between must be one of {', '.join(BETWEEN)}, got {between!r}")
+    direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
+    groups = group_planes(contours, direction, end_cap=end_cap, single_thickness=single_thickness, ref_z=ref_z)
+    slabs = groups.slabs
+    if not slabs:
+        return 0.0
+    areas = [region_area(s.loops, nesting=n) for s, n in zip(slabs, _nesting(slabs))]
+    if not _interpolates(between, groups.spacing, areas):
+        return slabs_volume_cc(slabs)
+    pts = np.concatenate([lp for s in slabs for lp in s.loops])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    z0, z1 = min(s.z0 for s in slabs), max(s.z1 for s in slabs)
+    axes = [np.array([a, max(b, a + 1.0)]) for a, b in ((lo[0], hi[0]), (lo[1], hi[1]), (z0, z1))]
+    grid = Grid(x=axes[0], y=axes[1], z=axes[2], direction=direction, slice_thickness=single_thickness)
+    smp = roi_samples(np.zeros((2, 2, 2), np.float32), grid, contours, end_cap=end_cap, between="interpolate",
+                      single_thickness=single_thickness, ref_z=ref_z, report=lambda _msg: None)
+    return smp.volume_cc
 
 
 def _dicompyler_samples(d, grid: Grid, slabs, box, notes: list[str], label: str) -> RoiSamples:

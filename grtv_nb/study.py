@@ -292,10 +292,10 @@ class Study:
         return self.store.packed(self.roi_index(roi)).count
 
     def volume_cc(self, roi: int | str) -> float:
-        """ROI volume in cc. An ROI read from contours: what its contours enclose (each contour
-        plane's exact area times its slab thickness, :func:`grtv_nb.dvh.roi_volume_cc`, the volume
-        the default DVH uses). An ROI defined by a mask: its voxel count weighted by each slice's
-        thickness."""
+        """ROI volume in cc. An ROI read from contours: the volume the default DVH gives it
+        (:func:`grtv_nb.dvh.roi_volume_cc`: what its contours enclose, each contour plane's exact area
+        times its slab thickness, or for an ROI the DVH interpolates between planes the interpolated
+        solid's volume). An ROI defined by a mask: its voxel count weighted by each slice's thickness."""
         i = self.roi_index(roi)
         r = self.rois[i]
         if r.geometric_type != "MASK" and r.fillable and r.contours:
