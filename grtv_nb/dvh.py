@@ -93,6 +93,7 @@ import numpy as np
 
 from .errors import GRTVError, ValidationError
 from .geometry import Grid
+from .solid import roi_volume as roi_volume_cc  # noqa: F401  (the dose-free volume of the default DVH)
 
 DEFAULT_DOSE_PCT = (98.0, 95.0, 50.0, 2.0)
 
@@ -806,21 +807,3 @@ def mask_samples(dose: np.ndarray, grid: Grid, mask: Any, name: str = "roi") -> 
     vv = np.asarray(grid.voxel_volumes_cc(), dtype=np.float64)
     v = _roi_voxels(d, _as_bool_mask(mask, name, d.shape), vv, False, 1)
     return v.dose, v.weight
-
-
-def roi_volume_cc(
-    contours: Sequence[np.ndarray],
-    direction: np.ndarray | None = None,
-    *,
-    end_cap: str = "auto",
-    between: str = "auto",
-    single_thickness: float = 0.0,
-    ref_z: np.ndarray | None = None,
-) -> float:
-    """Volume (cc) of an ROI given by its contours: the volume the default (exact) DVH gives it
-    (:func:`grtv_nb.solid.roi_volume`: what the contours enclose, each plane's exact area times its
-    slab thickness, or the interpolated solid's volume for ROIs the DVH interpolates)."""
-    from .solid import roi_volume
-
-    return roi_volume(contours, direction, end_cap=end_cap, between=between, single_thickness=single_thickness,
-                      ref_z=ref_z)

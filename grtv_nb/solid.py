@@ -321,12 +321,7 @@ def roi_samples(
     collect, flush = summarised(report, label)
     from . import _dvh_kernels as kern
 
-    inv_w = 1.0 / float(bin_width)
-    nbins = int(float(np.max(d)) * inv_w) + 2
-    A = np.zeros(nbins + 1)
-    B = np.zeros(nbins + 1)
-    P = np.zeros(nbins)
-    acc = np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
+    inv_w, A, B, P, acc = _histogram_arrays(d, bin_width)
     gz_cut = np.concatenate([grid.z, [grid.z[0] - 0.5 * grid.dz, grid.z[-1] + 0.5 * grid.dz]]) if nz > 1 else (
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
     todo = [(sl, ar, ne) for sl, ar, ne in zip(slabs, areas, nests) if sl.thickness > 0 and (ar is None or ar > 0)]
@@ -539,12 +534,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     half = 0.5 * grid.dz
     zin_lo, zin_hi = gzs[0] - half - 1e-9, gzs[-1] + half + 1e-9
     cuts = np.sort(np.concatenate([gzs, [gzs[0] - half, gzs[-1] + half]]))
-    inv_w = 1.0 / float(bin_width)
-    nbins = int(float(np.max(d)) * inv_w) + 2
-    A = np.zeros(nbins + 1)
-    B = np.zeros(nbins + 1)
-    P = np.zeros(nbins)
-    acc = np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
+    inv_w, A, B, P, acc = _histogram_arrays(d, bin_width)
     per = max(2, MAX_CHUNK_CELLS // (nxf * nyf))
     g_all = gaps
     start = 0
@@ -640,6 +630,15 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     f = target_cc / acc[0]
     acc[[0, 1, 4]] *= f
     return _histogram_result(A, B, P, acc, notes, label, scale=f)
+
+
+def _histogram_arrays(d: np.ndarray, bin_width: float):
+    """The accumulators the histogram kernels fill for a dose ``d``: ``1 / bin_width``, the ramps
+    ``A``, ``B`` and point masses ``P`` (bins up to one past the highest dose) and ``acc`` (see
+    :func:`_histogram_result`)."""
+    inv_w = 1.0 / float(bin_width)
+    nbins = int(float(np.max(d)) * inv_w) + 2
+    return inv_w, np.zeros(nbins + 1), np.zeros(nbins + 1), np.zeros(nbins), np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
 
 
 def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarray, notes: list[str], label: str,
