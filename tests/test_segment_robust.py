@@ -86,7 +86,11 @@ def test_matrix_subset_decubitus_and_crops(ts, tmp_path):
     """A subset of benchmarks/bench_segment_matrix.py: the CT written as a feet-first decubitus
     right series (rows along the patient's y) gives the same contours in physical space; on the
     right half of the trunk (image cut 20 mm left of the midline) the liver and right kidney are
-    found (before issue 15 both were refused) and the left organs are refused."""
+    found (before issue 15 both were refused) and the left organs are refused. The rib cage's hull
+    on that crop, from the right ribs and the spine only, cut the liver's anterior-medial part
+    (left lobe, z > 370 mm) off along a chord: Dice 0.77 (0.86 for the full CT's liver on the
+    same voxels); the liver's cage is now completed by the bone's mirror image about the midline
+    where the image's edge cuts the trunk: 0.855."""
     from seg_matrix import position_cell
 
     img, lab = ts
@@ -101,7 +105,7 @@ def test_matrix_subset_decubitus_and_crops(ts, tmp_path):
     right = img.x.values < 20.0
     half, hlab = img.isel(x=right), lab.isel(x=right)
     close_session()
-    assert dice(segment_organ(half, "liver"), hlab.values == 5) >= 0.72
+    assert dice(segment_organ(half, "liver"), hlab.values == 5) >= 0.83
     assert dice(segment_organ(half, "rkidney"), hlab.values == 2) >= 0.78
     for organ in ("llung", "lkidney", "stomach"):
         with pytest.raises(SegmentationError, match="could not find"):
