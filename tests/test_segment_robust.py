@@ -180,3 +180,19 @@ def test_canal_on_thick_slabs_and_in_noise(ts):
         m = segment_organ(image, "spinal_cord")
         assert (m & ref).sum() / ref.sum() >= 0.93
     close_session()
+
+
+def test_no_stomach_drawn_on_abdominal_crops_without_it(ts):
+    """Abdomen-only crops below the stomach (no lungs in the image, no stomach voxel in the
+    reference): the stomach is refused. The fluid route (the soft-tissue mass left of the midline)
+    is not tried without the lung bases: tried there, it took small bowel on every such crop
+    (z 200-300, 260-330: 4,400 and 2,500 voxels of small bowel, none of stomach), and on the
+    abdomen-only crop z 280-390 (46 % of the stomach in it) small bowel too."""
+    img, lab = ts
+    for lo, hi in ((200.0, 300.0), (260.0, 330.0)):
+        crop, clab = img.sel(z=slice(lo, hi)), lab.sel(z=slice(lo, hi))
+        assert not (clab.values == 6).any()
+        close_session()
+        with pytest.raises(SegmentationError, match="could not find"):
+            segment_organ(crop, "stomach")
+    close_session()
