@@ -62,12 +62,15 @@ def _cage(ctx: Context, open_ends: bool = False) -> np.ndarray:
     - so it is within 40 mm of the image's ends when no lungs are in it: the ribs beyond a
       cropped abdominal CT are not seen, so the hull there is smaller than the cage and would
       cut the liver in half;
-    - where the image's left or right edge cuts the trunk (a field of view cropped to one side:
-      the body on the edge column spans at least ``cage_cut_depth_frac`` of its
-      anterior-posterior extent; a flank grazing the edge does not count), the cage's other side
-      is not in the image and the hull of the ribs seen would cut the liver's anterior and medial
-      part off along a chord from the spine to the anterior ribs: the bone is mirrored about the
-      midline (the spinal canal) first, so the hull spans the cage as on the uncropped CT.
+    - where the image's edge on the patient's left cuts the trunk (a field of view cropped to
+      the right side: the body on the edge column spans at least ``cage_cut_depth_frac`` of its
+      anterior-posterior extent; a flank grazing the edge does not count), the cage's left side
+      is not in the image and the hull of the right ribs and the spine would cut the liver's
+      anterior and medial part (left lobe) off along a chord from the spine to the anterior
+      ribs: the bone is mirrored about the midline (the spinal canal) first, so the hull spans
+      the cage as on the uncropped CT. An image cut on the patient's right has cut the liver
+      itself; its cage is not completed (mirrored there, the left-lobe search region took in
+      the stomach and spleen side: a wrong liver instead of a refusal).
 
     The stomach keeps the strict hull (bowel gas under the abdominal wall must not become its
     gas pocket)."""
@@ -76,23 +79,24 @@ def _cage(ctx: Context, open_ends: bool = False) -> np.ndarray:
     return ctx.get("cage", lambda c: _cage_hull(c, mirror=False))
 
 
-def _trunk_cut(ctx: Context) -> np.ndarray:
-    """Per slice: the image's left or right edge cuts the trunk (see :func:`_cage`)."""
+def _left_cut(ctx: Context) -> np.ndarray:
+    """Per slice: the image's edge on the patient's left (its last column: x increases to the
+    patient's left) cuts the trunk (see :func:`_cage`)."""
     body = body_work(ctx)
     ap = np.maximum(body.any(axis=2).sum(axis=1), 1)
-    return np.maximum(body[:, :, 0].sum(axis=1), body[:, :, -1].sum(axis=1)) >= P.cage_cut_depth_frac * ap
+    return body[:, :, -1].sum(axis=1) >= P.cage_cut_depth_frac * ap
 
 
 def _cage_hull(ctx: Context, mirror: bool) -> np.ndarray:
     """:func:`_cage` without ``open_ends``; with ``mirror``, completed by the mirror image of
-    the bone where the image's left or right edge cuts the trunk."""
+    the bone where the image's edge on the patient's left cuts the trunk."""
     from skimage.morphology import convex_hull_image
 
     body = body_work(ctx)
     bone = (ctx.w > 200.0) & body
     z = ctx.grid.z
     nx = bone.shape[2]
-    cut = _trunk_cut(ctx) if mirror else np.zeros(len(z), bool)
+    cut = _left_cut(ctx) if mirror else np.zeros(len(z), bool)
     # column of the mirror image (about the midline) of every column, on a canvas padded by nx on
     # both sides (columns mirrored beyond it are dropped)
     col = np.rint((2.0 * midline_x(ctx) - ctx.grid.x - ctx.grid.x[0]) / ctx.spacing[2]).astype(int) + nx
@@ -125,7 +129,7 @@ def _cage_hull(ctx: Context, mirror: bool) -> np.ndarray:
 
 def _cage_open_ends(ctx: Context) -> np.ndarray:
     """:func:`_cage` with ``open_ends``."""
-    out = _cage(ctx) if not _trunk_cut(ctx).any() else _cage_hull(ctx, mirror=True)
+    out = _cage(ctx) if not _left_cut(ctx).any() else _cage_hull(ctx, mirror=True)
     if _lung_any(ctx).any():
         return out
     # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last slice

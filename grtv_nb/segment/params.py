@@ -106,7 +106,7 @@ class SegmentParams:
     dome_margin_mm: float = 30.0  # abdominal slices start this far above the lung bases
     airway_below_mm: float = 30.0  # ... and this far below the trachea's lowest slice
     abdomen_min_mm: float = 20.0  # least craniocaudal extent of abdominal slices
-    cage_cut_depth_frac: float = 0.5  # the image's left/right edge cuts the trunk (the rib cage's hull
+    cage_cut_depth_frac: float = 0.5  # the image's edge on the patient's left cuts the trunk (the liver's rib-cage hull
     #                                   is completed by mirroring about the midline) where the body on the
     #                                   edge column spans this fraction of its AP extent (cut 20 mm past
     #                                   the midline: 0.82-1; the example CT's flank grazing its edge in the
