@@ -56,41 +56,80 @@ def _cage(ctx: Context, open_ends: bool = False) -> np.ndarray:
     """Inside of the bony cage: per slice, the convex hull of the bone (> 200 HU) of the slices
     within 40 mm, eroded by 3 mm. Abdominal-wall muscle lies outside it in the upper abdomen.
     Where that hull covers less than 30 % of the body (no ribs there) the whole body is used.
-    With ``open_ends`` (the liver), so it is within 40 mm of the image's ends when no lungs are in
-    it: the ribs beyond a cropped abdominal CT are not seen, so the hull there is smaller than the
-    cage and would cut the liver in half; the stomach keeps the strict hull there (bowel gas
-    under the abdominal wall must not become its gas pocket)."""
+
+    With ``open_ends`` (the liver) the hull is completed where the image cuts the cage:
+
+    - so it is within 40 mm of the image's ends when no lungs are in it: the ribs beyond a
+      cropped abdominal CT are not seen, so the hull there is smaller than the cage and would
+      cut the liver in half;
+    - where the image's edge on the patient's left cuts the trunk (a field of view cropped to
+      the right side: the body on the edge column spans at least ``cage_cut_depth_frac`` of its
+      anterior-posterior extent; a flank grazing the edge does not count), the cage's left side
+      is not in the image and the hull of the right ribs and the spine would cut the liver's
+      anterior and medial part (left lobe) off along a chord from the spine to the anterior
+      ribs: the bone is mirrored about the midline (the spinal canal) first, so the hull spans
+      the cage as on the uncropped CT. An image cut on the patient's right has cut the liver
+      itself; its cage is not completed (mirrored there, the left-lobe search region took in
+      the stomach and spleen side: a wrong liver instead of a refusal).
+
+    The stomach keeps the strict hull (bowel gas under the abdominal wall must not become its
+    gas pocket)."""
     if open_ends:
         return ctx.get("cage_open_ends", _cage_open_ends)
+    return ctx.get("cage", lambda c: _cage_hull(c, mirror=False))
 
-    def f(c):
-        from skimage.morphology import convex_hull_image
 
-        bone = (c.w > 200.0) & body_work(c)
-        z = c.grid.z
-        out = np.zeros_like(bone)
-        for k in range(len(z)):
-            sel = np.abs(z - z[k]) <= 40.0
-            proj = bone[sel].any(axis=0)
-            if proj.sum() >= 3:
-                # the hull lies within the bone's bounding box (+ the half-pixel offsets of
-                # convex_hull_image): computed there
-                rows, cols = np.nonzero(proj.any(axis=1))[0], np.nonzero(proj.any(axis=0))[0]
-                box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
-                out[k][box] = convex_hull_image(proj[box])
-        out = erode_mm(out, 3.0, c.spacing, planar=True)
-        # no ribs (a cage much smaller than the body): no constraint on that slice
-        body = body_work(c)
-        small = out.sum(axis=(1, 2)) < 0.3 * body.sum(axis=(1, 2))
-        out[small] = body[small]
-        return out
+def _left_cut(ctx: Context) -> np.ndarray:
+    """Per slice: the image's edge on the patient's left (its last column: x increases to the
+    patient's left) cuts the trunk (see :func:`_cage`)."""
+    body = body_work(ctx)
+    ap = np.maximum(body.any(axis=2).sum(axis=1), 1)
+    return body[:, :, -1].sum(axis=1) >= P.cage_cut_depth_frac * ap
 
-    return ctx.get("cage", f)
+
+def _cage_hull(ctx: Context, mirror: bool) -> np.ndarray:
+    """:func:`_cage` without ``open_ends``; with ``mirror``, completed by the mirror image of
+    the bone where the image's edge on the patient's left cuts the trunk."""
+    from skimage.morphology import convex_hull_image
+
+    body = body_work(ctx)
+    bone = (ctx.w > 200.0) & body
+    z = ctx.grid.z
+    nx = bone.shape[2]
+    cut = _left_cut(ctx) if mirror else np.zeros(len(z), bool)
+    # column of the mirror image (about the midline) of every column, on a canvas padded by nx on
+    # both sides (columns mirrored beyond it are dropped)
+    col = np.rint((2.0 * midline_x(ctx) - ctx.grid.x - ctx.grid.x[0]) / ctx.spacing[2]).astype(int) + nx
+    keep = (col >= 0) & (col < 3 * nx)
+    out = np.zeros_like(bone)
+    for k in range(len(z)):
+        sel = np.abs(z - z[k]) <= 40.0
+        proj = bone[sel].any(axis=0)
+        if proj.sum() < 3:
+            continue
+        if cut[k]:
+            canvas = np.zeros((proj.shape[0], 3 * nx), bool)
+            canvas[:, nx:2 * nx] = proj
+            canvas[:, col[keep]] |= proj[:, keep]
+        else:
+            canvas = proj
+        # the hull lies within the bone's bounding box (+ the half-pixel offsets of
+        # convex_hull_image): computed there
+        rows, cols = np.nonzero(canvas.any(axis=1))[0], np.nonzero(canvas.any(axis=0))[0]
+        box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+        hull = np.zeros_like(canvas)
+        hull[box] = convex_hull_image(canvas[box])
+        out[k] = hull[:, nx:2 * nx] if cut[k] else hull
+    out = erode_mm(out, 3.0, ctx.spacing, planar=True)
+    # no ribs (a cage much smaller than the body): no constraint on that slice
+    small = out.sum(axis=(1, 2)) < 0.3 * body.sum(axis=(1, 2))
+    out[small] = body[small]
+    return out
 
 
 def _cage_open_ends(ctx: Context) -> np.ndarray:
     """:func:`_cage` with ``open_ends``."""
-    out = _cage(ctx)
+    out = _cage(ctx) if not _left_cut(ctx).any() else _cage_hull(ctx, mirror=True)
     if _lung_any(ctx).any():
         return out
     # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last slice

@@ -106,6 +106,11 @@ class SegmentParams:
     dome_margin_mm: float = 30.0  # abdominal slices start this far above the lung bases
     airway_below_mm: float = 30.0  # ... and this far below the trachea's lowest slice
     abdomen_min_mm: float = 20.0  # least craniocaudal extent of abdominal slices
+    cage_cut_depth_frac: float = 0.5  # the image's edge on the patient's left cuts the trunk (the liver's rib-cage hull
+    #                                   is completed by mirroring about the midline) where the body on the
+    #                                   edge column spans this fraction of its AP extent (cut 20 mm past
+    #                                   the midline: 0.82-1; the example CT's flank grazing its edge in the
+    #                                   abdomen: <= 0.2; its hips, cut by the edge below the organs: 0.3-0.7)
     liver_open_mm: float = 8.0  # opening that cuts bridges to the liver's neighbours
     liver_spine_mm: float = 35.0  # radius round the vertebral body left out (crura, aorta, IVC)
     liver_seed_top_mm: float = 40.0  # without lung bases in the image: the liver's seed zone is the
