@@ -179,8 +179,9 @@ XX
     crests) - 20 mm (:func:`.landmarks.pelvis_top_z`).
 
     The landmarks fail safe: no spinal canal, lungs that reach the bottom of the image without
-    narrowing, or a pelvis-only image give a refusal that says so; "lungs" lying no higher than
-    the pelvis (gas in the pelvis taken for lung) are not used as lungs."""
+    narrowing, a pelvis-only image, or a canal that runs along less than ``abdomen_canal_frac`` of
+    the abdominal slices (an image edge through or past the spine) give a refusal that says so;
+    "lungs" lying no higher than the pelvis (gas in the pelvis taken for lung) are not used as lungs."""
     from .landmarks import lung_dome_z, pelvis_top_z
 
     tr = canal_track(ctx)
@@ -227,6 +228,16 @@ XX
         raise not_found(organ, "the image has no abdominal slices: none is below the lungs and the trachea "
                         "with a trunk-sized body (at least 250 cm2 and 200 mm wide); a head, neck, chest "
                         "or limb CT has no liver, kidneys or stomach")
+    # left and right come from the canal: it must run along the abdominal slices (an image whose
+    # left or right edge cuts through or past the spine has no canal there, and a ring of bone
+    # elsewhere, such as the iliac wing below the organs, may have been tracked instead)
+    ok = np.nonzero(np.isfinite(tr["x"]))[0]
+    along = float(np.mean((z[trunk] >= z[ok[0]]) & (z[trunk] <= z[ok[-1]])))
+    if along < P.abdomen_canal_frac:
+        raise not_found(organ, f"the spinal canal, the landmark of the midline, runs along only {along:.0%} of "
+                        f"the abdominal slices (at least {P.abdomen_canal_frac:.0%} needed): the spine is not in "
+                        "the image there (an edge of the image may cut through or past it), so the patient's "
+                        "left and right cannot be told")
     return lung, z_base, trunk
 
 

@@ -106,6 +106,12 @@ class SegmentParams:
     dome_margin_mm: float = 30.0  # abdominal slices start this far above the lung bases
     airway_below_mm: float = 30.0  # ... and this far below the trachea's lowest slice
     abdomen_min_mm: float = 20.0  # least craniocaudal extent of abdominal slices
+    abdomen_canal_frac: float = 0.5  # least fraction of the abdominal slices within the canal's z range
+    #                                 (left/right landmark). Example CT: whole, crops in z, 5 mm slabs,
+    #                                 noise 0.97-1; cut 20-40 mm left or right of the midline 0.70 (the
+    #                                 pelvis, undetected on a cut image, counts as abdomen); edge through
+    #                                 or past the spine (x < 0, x < -20, x > 0): 0.32-0.40, where an iliac
+    #                                 wing's ring was tracked as the canal and organs were drawn with Dice 0
     cage_cut_depth_frac: float = 0.5  # the image's edge on the patient's left cuts the trunk (the liver's rib-cage hull
     #                                   is completed by mirroring about the midline) where the body on the
     #                                   edge column spans this fraction of its AP extent (cut 20 mm past
