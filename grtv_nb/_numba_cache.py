@@ -1,13 +1,16 @@
-"""Where numba caches grtv_nb's compiled kernels, decided and inspected without importing numba.
+"""Where numba caches grtv_nb's compiled kernels, and their state, decided and inspected without
+importing numba.
 
-:func:`choose_cache_dir` runs before :mod:`grtv_nb._kernels` imports numba; :func:`kernel_cached`
-tells the NumPy-first policy (:mod:`grtv_nb._numpy_kernels`) whether a kernel's machine code is
-on disk (a load of ~1 s) or would be compiled (10-30 s).
+:func:`choose_cache_dir` runs before :mod:`grtv_nb._kernels` imports numba. The NumPy-first
+policies (:mod:`grtv_nb.transforms`, :mod:`grtv_nb._numpy_kernels`) ask :func:`kernels_warm`
+whether a compiled kernel already ran in the process, and :func:`kernel_cached` whether a
+kernel's machine code is on disk (a load of ~1 s) or would be compiled (10-30 s).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -59,3 +62,11 @@ def kernel_cached(module: str, name: str) -> bool:
         return any((_PACKAGE_DIR / "__pycache__").glob(pattern))
     except OSError:
         return False
+
+
+def kernels_warm() -> bool:
+    """Whether a compiled kernel of :mod:`grtv_nb._kernels` already ran in this process: numba's
+    registries are then loaded and another kernel or dtype loads from the cache in tens of
+    milliseconds."""
+    k = sys.modules.get(__package__ + "._kernels")
+    return k is not None and any(getattr(v, "overloads", None) for v in vars(k).values())

@@ -18,9 +18,9 @@ transforms, dtypes and label modes. Private: call :mod:`grtv_nb.augment`.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
+
+from . import _numba_cache
 
 #: Voxels a process warps with NumPy before it loads the compiled kernel from numba's cache
 #: (NumPy costs ~45 ns a voxel more than the kernel; the load ~1 s).
@@ -30,24 +30,12 @@ NUMPY_BUDGET_UNCACHED = 320_000_000
 _numpy_voxels = 0  # voxels warped by NumPy in this process so far
 
 
-def kernels_warm() -> bool:
-    """Whether a compiled kernel of :mod:`grtv_nb._kernels` already ran in this process (numba's
-    registries are then loaded and another kernel loads from the cache in tens of milliseconds)."""
-    k = sys.modules.get(__package__ + "._kernels")
-    return k is not None and any(getattr(v, "overloads", None) for v in vars(k).values())
-
-
 def use_numpy(n_voxels: int) -> bool:
     """Whether this warp of ``n_voxels`` output voxels runs on NumPy (and charge it to the budget)."""
     global _numpy_voxels
-    k = sys.modules.get(__package__ + "._kernels")
-    if k is not None and getattr(k.warp, "overloads", None):
+    if _numba_cache.kernels_warm():
         return False
-    if kernels_warm():
-        return False
-    from ._numba_cache import kernel_cached
-
-    budget = NUMPY_BUDGET_CACHED if kernel_cached("_kernels", "warp") else NUMPY_BUDGET_UNCACHED
+    budget = NUMPY_BUDGET_CACHED if _numba_cache.kernel_cached("_kernels", "warp") else NUMPY_BUDGET_UNCACHED
     if _numpy_voxels + n_voxels > budget:
         return False
     _numpy_voxels += n_voxels

@@ -36,7 +36,7 @@ a mask on some reference grid:
   the cubic through the nearest planes' areas (exact where areas are quadratic in z, as for spheres
   and cones), plus the caps; the slab volume above over-counts a sphere's middle and under-counts
   its poles (-3 %..+3 % on a 4 mm sphere with 2 mm planes). On real exports it stays within a few %
-  of the slab volume (:meth:`grtv_nb.Study.volume_cc` keeps the slab volume). ``"auto"`` (default)
+  of the slab volume (:meth:`grtv_nb.Study.volume_cc` gives the same volume as the DVH). ``"auto"`` (default)
   interpolates ROIs whose equivalent diameter spans fewer than 16 plane spacings (small ROIs, coarse
   planes: where extrusion misplaces the ends' volume; spheres on 3 mm planes: D99/D1 within 0.1 Gy
   in 1 Gy/mm instead of 0.8 Gy off) and extrudes the others (where both agree; the interpolation

@@ -28,12 +28,12 @@ serves when numba is unavailable.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._numba_cache import kernels_warm as _kernels_warm
 from .errors import ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,13 +134,6 @@ def sample_separable(
     if k is None:  # pragma: no cover
         return _sample_separable_numpy(vol, tables, fill, out_dtype)
     return _sample_separable_compiled(k, vol, tables, fill, out_dtype)
-
-
-def _kernels_warm() -> bool:
-    """Whether a compiled kernel (any) already ran in this process: numba's registries are then
-    loaded and another kernel or dtype pair loads from the cache in tens of milliseconds."""
-    k = sys.modules.get(__package__ + "._kernels")
-    return k is not None and any(getattr(v, "overloads", None) for v in vars(k).values())
 
 
 def _sample_separable_compiled(k, vol: np.ndarray, tables, fill: float | None, out_dtype: np.dtype) -> np.ndarray:

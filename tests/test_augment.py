@@ -250,23 +250,19 @@ def test_numpy_warp_is_bit_identical_to_the_compiled_kernel(monkeypatch, shape):
 
 def test_first_rounds_of_a_process_run_on_numpy_within_a_budget(monkeypatch):
     # before any compiled kernel has run, warps take the NumPy path until the budget is spent
+    import grtv_nb._numba_cache as nc
     from grtv_nb import _numpy_kernels as nk
 
-    monkeypatch.setattr(nk, "kernels_warm", lambda: False)
+    monkeypatch.setattr(nc, "kernels_warm", lambda: False)
     monkeypatch.setattr(nk, "_numpy_voxels", 0)
     monkeypatch.setattr(nk, "NUMPY_BUDGET_CACHED", 1000)
     monkeypatch.setattr(nk, "NUMPY_BUDGET_UNCACHED", 1000)
-    import grtv_nb._kernels as k
-
-    monkeypatch.setattr(k.warp, "overloads", {})
     assert nk.use_numpy(600) and not nk.use_numpy(600) and nk.use_numpy(400) and not nk.use_numpy(1)
     monkeypatch.setattr(nk, "_numpy_voxels", 0)
-    monkeypatch.setattr(nk, "kernels_warm", lambda: True)
+    monkeypatch.setattr(nc, "kernels_warm", lambda: True)
     assert not nk.use_numpy(10)
     # a kernel that would compile (not in numba's cache) is worth more NumPy work than one to load
-    import grtv_nb._numba_cache as nc
-
-    monkeypatch.setattr(nk, "kernels_warm", lambda: False)
+    monkeypatch.setattr(nc, "kernels_warm", lambda: False)
     monkeypatch.setattr(nk, "NUMPY_BUDGET_UNCACHED", 5000)
     for cached, budget in ((True, 1000), (False, 5000)):
         monkeypatch.setattr(nc, "kernel_cached", lambda module, name, c=cached: c)
