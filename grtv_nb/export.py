@@ -205,7 +205,7 @@ def export_rt(
                 if dose_grid == "original":
                     warn("the original dose grid is not available (dose replaced or summed); exporting the dose "
                          "on the image grid")
-                rd = build_rtdose(study.ds["dose"].values, study.grid, ps, summation_type="PLAN")
+                rd = build_rtdose(study.dose_values, study.grid, ps, summation_type="PLAN")
             save_atomic(rd, tmp / "RD_grtv_nb.dcm")
     return Path(export_dir)
 

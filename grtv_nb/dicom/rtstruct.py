@@ -133,9 +133,10 @@ def _raw_contour_data(c):
 
 
 def _all_contour_data(ds: pydicom.Dataset, roi_items: list | None = None) -> dict[int, np.ndarray]:
-    """ContourData of every contour item (keyed by ``id(item)``), parsed in one pass by pandas'
-    C float parser (xarray's dependency): 2-3x faster than float() per value. Items whose raw bytes
-    don't parse cleanly are left out (and parsed one by one by :func:`_contour_data`).
+    """ContourData of every contour item (keyed by ``id(item)``), parsed in one pass by NumPy's C
+    text parser (:func:`numpy.loadtxt`, which accepts a subset of what ``float()`` does): 2-4x faster
+    than float() per value, without importing pandas. Items whose raw bytes don't parse cleanly are
+    left out (and parsed one by one by :func:`_contour_data`).
     ``roi_items``: the ROIContourSequence items when read otherwise than from ``ds``."""
     items, blobs = [], []
     try:
@@ -162,12 +163,11 @@ def _all_contour_data(ds: pydicom.Dataset, roi_items: list | None = None) -> dic
     try:
         import io
 
-        import pandas as pd
-
         counts = np.array([b.count(b"\\") + 1 for b in blobs])
-        text = b"\n".join(b.replace(b"\\", b"\n") for b in blobs)
-        values = pd.read_csv(io.BytesIO(text), header=None, dtype=np.float64, engine="c",
-                             skip_blank_lines=False).iloc[:, 0].to_numpy()
+        # one line of backslash-separated values; a bad value, an empty one or a line break in a blob
+        # raises (the items are then parsed one by one)
+        values = np.loadtxt(io.BytesIO(b"\\".join(blobs)), dtype=np.float64, delimiter="\\", comments=None,
+                            encoding="latin-1", ndmin=2).reshape(-1)
     except Exception:
         return {}
     if values.size != counts.sum() or not np.isfinite(values).all():
