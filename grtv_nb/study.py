@@ -623,7 +623,9 @@ def open_study(
                 if r.frame_of_reference_uid in bad_for:
                     r.contours = []
                     r.geometric_type = ""
-    first = headers[0] if headers else (sel.rtstruct.ds if sel.rtstruct else doses[0].files[0].ds)
+    # the first slice's header holds the attributes read here (reader.IMAGE_HEADER_TAGS): no full dataset
+    first = image_vol.files[0].hdr if headers and image_vol is not None else (
+        sel.rtstruct.ds if sel.rtstruct else doses[0].files[0].ds)
     attrs = {
         "patient_name": text(first, "PatientName"),
         "patient_id": text(first, "PatientID"),
