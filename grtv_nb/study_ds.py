@@ -10,7 +10,7 @@ here, when a Dataset is first asked for. Importing this module also registers ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import xarray as xr
@@ -23,13 +23,23 @@ from .geometry import Grid
 
 if TYPE_CHECKING:
     from .dicom.rtstruct import ROI
-    from .study import MaskStore
 
 _xarray_nodask.install()  # building st.ds must not import dask (see grtv_nb._xarray_nodask)
 
 
+class MaskStore(Protocol):
+    """What the masks variable reads: :class:`grtv_nb.study.MaskStore` (its grid and each ROI's
+    packed mask, rasterised on first use)."""
+
+    grid: Grid
+
+    def packed(self, i: int) -> Any:
+        """ROI ``i``'s mask as a :class:`grtv_nb.study.PackedMask`."""
+        ...
+
+
 class LazyMasks(BackendArray):
-    """xarray backend array (roi, z, y, x) over a :class:`~grtv_nb.study.MaskStore`."""
+    """xarray backend array (roi, z, y, x) over a :class:`grtv_nb.study.MaskStore`."""
 
     def __init__(self, store: MaskStore, n: int):
         self.store = store
