@@ -25,6 +25,11 @@ timed inside their process (imports excluded); plastimatch as a whole process. P
 ``tracemalloc`` peak of one run (Python tools) and the subprocess's max RSS (``wait4``; includes the
 interpreter and its imports, ~100-200 MB for the Python tools).
 
+Fresh process (issue 14, what a script pays for its first read): ``grtv readRTDir`` (``from grtv
+import *`` + ``pyGRTV().readRTDir``), ``grtv_nb open``, ``dicomsdl``, ``SimpleITK`` and the ``pydicom
+loop``, each in its own new process, timed from before its first import (numpy's included) to the
+end of its first read; best of five processes. ``--fresh-only`` prints that table alone.
+
 Run: ``.venv/bin/python benchmarks/bench_read.py`` (or ``make bench``). Missing tools give n/a rows.
 """
 
@@ -82,6 +87,22 @@ def _work_grtv_open(args: dict, backend: str | None = None):
             warnings.simplefilter("ignore")
             s = open_study(args["folder"])
         return s.grid.shape
+
+    return run
+
+
+def _work_grtv_facade(args: dict):
+    """The pyGRTV facade as a script uses it: ``from grtv import *`` then ``pyGRTV().readRTDir``."""
+    import warnings
+
+    from grtv import GRTV_STATUS_OK, pyGRTV
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = pyGRTV()
+            assert g.readRTDir(args["folder"]) == GRTV_STATUS_OK, g.lastError
+        return g.study.grid.shape
 
     return run
 
@@ -170,7 +191,8 @@ def _work_rtutils(args: dict):
 
 WORKERS = {"grtv_nb": _work_grtv, "pydicom loop": _work_pydicom, "SimpleITK": _work_sitk, "rt-utils": _work_rtutils,
            "grtv_nb open": _work_grtv_open,
-           "grtv_nb open/pyd": lambda args: _work_grtv_open(args, "pydicom"), "dicomsdl": _work_dicomsdl}
+           "grtv_nb open/pyd": lambda args: _work_grtv_open(args, "pydicom"), "dicomsdl": _work_dicomsdl,
+           "grtv readRTDir": _work_grtv_facade}
 
 
 def worker_main(tool: str, args: dict) -> None:
@@ -188,6 +210,17 @@ def worker_main(tool: str, args: dict) -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     print("RESULT " + json.dumps({"times": times, "cpus": cpus, "tracemalloc": peak}))
+
+
+def fresh_main(tool: str, args: dict) -> None:
+    """One import + read in this new process: the tool's imports (and numpy's) and its first read,
+    timed from before the first import."""
+    t0 = time.perf_counter()
+    run = WORKERS[tool](args)
+    t1 = time.perf_counter()
+    run()
+    t2 = time.perf_counter()
+    print("RESULT " + json.dumps({"import": t1 - t0, "read": t2 - t1}))
 
 
 def mem40_main(nx: int, nz: int, n_rois: int) -> None:
@@ -273,6 +306,64 @@ def run_python_tool(tool: str, args: dict) -> dict:
     res = json.loads(line[7:])
     return {"best": min(res["times"]), "first": res["times"][0], "cpu": min(res["cpus"]),
             "tracemalloc_mb": res["tracemalloc"] / 2**20, "rss_mb": rss}
+
+
+FRESH_TOOLS = ("grtv readRTDir", "grtv_nb open", "dicomsdl", "SimpleITK", "pydicom loop")
+FRESH_REPEAT = 5
+
+
+def run_fresh(tool: str, args: dict, repeat: int = FRESH_REPEAT) -> dict:
+    """``tool`` in ``repeat`` new processes, each timing its imports and its first read (the
+    interpreter's own start, the same for every tool, excluded): the best total and its parts."""
+    runs = []
+    for _ in range(repeat):
+        rc, out, _, _, _ = _spawn([sys.executable, __file__, "--fresh", tool, json.dumps(args)])
+        line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+        if rc != 0 or line is None:
+            return {"error": out.strip().splitlines()[-1][:80] if out.strip() else f"exit {rc}"}
+        runs.append(json.loads(line[7:]))
+    best = min(runs, key=lambda r: r["import"] + r["read"])
+    return {"total": best["import"] + best["read"], "import": best["import"], "read": best["read"]}
+
+
+def fresh_cases() -> list[tuple[str, Path]]:
+    out = []
+    hn = DATA / "pycerr-headneck-ct" / "head_and_neck" / "pt_1"
+    if hn.is_dir():
+        out.append(("headneck-ct (90 sl)", hn))
+    d = DATA / "cerr-radiomics-phantom" / "pat_1"
+    if d.is_dir():
+        out.append(("cerr pat_1", d))
+    return out
+
+
+def print_fresh(cases: list[tuple[str, Path]], repeat: int = FRESH_REPEAT) -> None:
+    """Issue 14, a script's first read: each tool in its own new process, imports + first read of
+    the folder (grtv: the series, RTSTRUCT and RTDOSE; the others the CT; see the tool list)."""
+    have = set()
+    for mod, tool in (("dicomsdl", "dicomsdl"), ("SimpleITK", "SimpleITK")):
+        try:
+            __import__(mod)
+            have.add(tool)
+        except ImportError:
+            pass
+    tools = [t for t in FRESH_TOOLS if t not in ("dicomsdl", "SimpleITK") or t in have]
+    print(f"Fresh process: imports + first read, each tool in its own new process (best of {repeat}; "
+          "s; import = the tool's imports with numpy's)")
+    hdr = f"{'case':<22} " + " ".join(f"{t:>16}" for t in tools)
+    print(hdr)
+    print("-" * len(hdr))
+    for label, folder in cases:
+        print(f"  {label} (fresh) ...", file=sys.stderr, flush=True)
+        ct = _image_files(folder)
+        cells = []
+        for t in tools:
+            r = run_fresh(t, {"ct_files": ct} if t == "pydicom loop" else {"folder": str(folder)}, repeat)
+            cells.append(f"{'error':>16}" if "error" in r else f"{r['total']:6.3f} ({r['import']:.2f}+{r['read']:.2f})"
+                         .rjust(16))
+        print(f"{label:<22} " + " ".join(cells))
+    print("(total (import + read)); grtv readRTDir = from grtv import * + pyGRTV().readRTDir; grtv_nb open = "
+          "open_study")
 
 
 def run_plastimatch(cmd_for_dir) -> dict:
@@ -387,6 +478,8 @@ def main() -> None:
           "dicompyler grtv_nb and plastimatch rasterise on the dose grid. grtv_nb's first run in a process\n"
           "       includes loading numba and its cached kernels when a dose is resampled (~1 s).")
     print()
+    print_fresh(fresh_cases())
+    print()
     print_mem40()
 
 
@@ -460,6 +553,10 @@ def print_mem40(nx: int = 512, nz: int = 300, n_rois: int = 40) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker_main(sys.argv[2], json.loads(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--fresh":
+        fresh_main(sys.argv[2], json.loads(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--fresh-only":  # the fresh-process table alone
+        print_fresh(fresh_cases())
     elif len(sys.argv) > 1 and sys.argv[1] == "--mem40":
         mem40_main(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:

@@ -5,7 +5,8 @@ pydicom's own test files and falls back on :mod:`urllib` without it): ~0.2 s of 
 first read, a tenth of its whole first ``readRTDir``. :func:`import_pydicom` imports pydicom with
 ``requests`` hidden (``sys.modules["requests"] = None`` for the duration), then unhides it: pydicom
 downloads with :mod:`urllib`, and everyone else imports ``requests`` as usual. Nothing changes
-when pydicom or ``requests`` is already imported. :mod:`grtv_nb.dicom` calls it first.
+when pydicom or ``requests`` is already imported. grtv_nb imports pydicom only when it needs it
+(see :mod:`grtv_nb.dicom.rawheader`), always after calling it.
 """
 
 from __future__ import annotations

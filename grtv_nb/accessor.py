@@ -10,7 +10,7 @@ or not) still answers ``ds.rt.grid``, ``ds.rt.mask("Heart")``, ``ds.rt.volume_cc
 ``ds.rt.mesh("Heart")`` and ``ds.rt.dvh()`` from its masks, and ``ds.rt.add_roi(name, mask)`` gives a
 new Dataset with one more ROI::
 
-    import grtv_nb.accessor  # registers ds.rt (grtv_nb.open_study registers it too)
+    import grtv_nb.accessor  # registers ds.rt (a study's first st.ds registers it too)
     ds = xr.open_zarr("patient.zarr")
     ds.rt.dvh(["PTV"]).stats
 
@@ -32,53 +32,12 @@ import xarray as xr
 
 from .errors import ValidationError
 from .geometry import Grid
+from .validate import check_free_roi_name, check_new_roi, roi_position
 
-__all__ = ["RTAccessor", "RTArrayAccessor", "check_new_roi", "grid_of", "roi_position"]
+__all__ = ["RTAccessor", "RTArrayAccessor", "check_free_roi_name", "check_new_roi", "grid_of", "roi_position"]
 
 #: Dataset/DataArray attribute holding the orientation: 9 floats, the 3x3 direction row-major
 DIRECTION_ATTR = "direction"
-
-
-def roi_position(names: Sequence[str], roi: int | str) -> int:
-    """Index of an ROI among ``names`` given its index or name (exact match first, then
-    case-insensitive); a :class:`~grtv_nb.errors.ValidationError` naming the ROIs otherwise."""
-    names = [str(n) for n in names]
-    if isinstance(roi, int | np.integer):
-        i = int(roi)
-        if not 0 <= i < len(names):
-            raise ValidationError(f"ROI index {i} is out of range (0..{len(names) - 1})")
-        return i
-    if roi in names:
-        return names.index(roi)
-    low = [n.lower() for n in names]
-    if str(roi).lower() in low:
-        return low.index(str(roi).lower())
-    raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
-
-
-def check_new_roi(names: Sequence[str], name: Any, color: Any = None) -> tuple[str, tuple[int, int, int]]:
-    """``(name, colour)`` of an ROI to add after ``names``: the name checked as an RTSTRUCT holds it
-    (:func:`grtv_nb.validate.check_roi_name`) and not taken, the colour checked (default: the next of
-    :func:`grtv_nb.display.default_color`); a :class:`~grtv_nb.errors.ValidationError` otherwise."""
-    from .display import default_color
-    from .validate import validate_color
-
-    name = check_free_roi_name(names, name)
-    return name, validate_color(color if color is not None else default_color(len(names)))
-
-
-def check_free_roi_name(names: Sequence[str], name: Any, *, renaming: int | None = None) -> str:
-    """``name`` checked as an RTSTRUCT holds it (:func:`grtv_nb.validate.check_roi_name`) and not used
-    by another ROI of ``names`` (ROI index ``renaming``, the one being renamed, excepted); a
-    :class:`~grtv_nb.errors.ValidationError` otherwise."""
-    from .validate import check_roi_name
-
-    name = check_roi_name(name)
-    names = [str(n) for n in names]
-    taken = [k for k, n in enumerate(names) if n == name and k != renaming]
-    if taken:
-        raise ValidationError(f"ROI name '{name}' is already used by ROI index {taken[0]}; choose another name")
-    return name
 
 
 def _direction(*attr_sources: dict) -> np.ndarray:

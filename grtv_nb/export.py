@@ -40,8 +40,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pydicom
 
+from ._lazyimports import import_pydicom
 from .dicom.values import text
 from .errors import GRTVError, ValidationError, warn
 from .fileio import replace_folder
@@ -61,6 +61,9 @@ def source_paths(study) -> list:
 
 def _export_images(study, tmp: Path, ps) -> tuple[str, str, list[tuple[float, str]]]:
     """Copy (or rewrite where needed) the image slices; returns (series UID, SOP class, slices)."""
+    import_pydicom()  # pydicom without its eager import of requests (see grtv_nb._lazyimports)
+    import pydicom
+
     from .dicom.common import CT_IMAGE_STORAGE, MR_IMAGE_STORAGE, new_uid, save_atomic
     from .dicom.folder import drop_unknown_vrs
 
@@ -145,6 +148,9 @@ def export_rt(
     WriteError
         The disk refused a write (``export_dir`` left as it was).
     """
+    import_pydicom()  # pydicom without its eager import of requests (see grtv_nb._lazyimports)
+    import pydicom
+
     from .dicom.common import PatientStudy, new_uid, save_atomic
     from .dicom.rtdose import build_rtdose
     from .dicom.rtstruct import ROI, ImageReference, build_rtstruct, interpreted_type
@@ -205,7 +211,7 @@ def export_rt(
                 if dose_grid == "original":
                     warn("the original dose grid is not available (dose replaced or summed); exporting the dose "
                          "on the image grid")
-                rd = build_rtdose(study.ds["dose"].values, study.grid, ps, summation_type="PLAN")
+                rd = build_rtdose(study.dose_values, study.grid, ps, summation_type="PLAN")
             save_atomic(rd, tmp / "RD_grtv_nb.dcm")
     return Path(export_dir)
 

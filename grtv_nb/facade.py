@@ -187,11 +187,11 @@ class pyGRTV:  # noqa: N801 - the original's name
         st = self._need_study()
         if grtvDataType == GRTV_DATA_TYPE_IMAGE:
             st = self._need_image()
-            return GRTV_STATUS_OK, np.array(st.ds["image"].values)
+            return GRTV_STATUS_OK, np.array(st.image_values)
         if grtvDataType == GRTV_DATA_TYPE_DOSE:
             if not st.has_dose:
                 raise GRTVError("the loaded study has no dose (no RTDOSE in the folder and no setDose)")
-            cgy = st.ds["dose"].values * 100.0
+            cgy = st.dose_values * 100.0
             if cgy.max() > 65535:
                 warnings.warn("dose above 655.35 Gy clipped to 65535 cGy in the uint16 volume", GRTVWarning,
                               stacklevel=3)

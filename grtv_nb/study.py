@@ -16,14 +16,18 @@
 Metadata (patient, study, series, geometry, notes) is in ``ds.attrs``; ``direction`` is the 3x3
 orientation, row-major (see :mod:`grtv_nb.geometry`). ``ds.rt`` (:mod:`grtv_nb.accessor`) gives the
 grid, masks, volumes and DVHs from the Dataset alone, also once written with ``to_zarr()`` or
-``to_netcdf()`` and reopened with xarray. The study object is the only place that holds state;
-everything else in grtv_nb is functions of its arrays and grid.
+``to_netcdf()`` and reopened with xarray. The Dataset is built on the first use of ``Study.ds`` (or
+``image``, ``dose``): opening a study does not import xarray (:mod:`grtv_nb.study_ds`); the NumPy
+arrays are :attr:`Study.image_values`, :attr:`Study.dose_values` and :meth:`Study.mask`. The study
+object is the only place that holds state; everything else in grtv_nb is functions of its arrays
+and grid.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,12 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
-from xarray.backends import BackendArray
-from xarray.core import indexing
 
-from . import _xarray_nodask
-from .accessor import DIRECTION_ATTR, check_free_roi_name, check_new_roi, roi_position  # also registers ds.rt
 from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
 from .dicom.image import read_series
 from .dicom.reader import get_backend, read_roi_contours
@@ -46,11 +45,12 @@ from .dicom.values import text  # undecodable or NUL-padded text never raises
 from .errors import GRTVError, ValidationError, warn
 from .fileio import protect_folders
 from .geometry import Grid
+from .validate import check_free_roi_name, check_new_roi, roi_position
 
 if TYPE_CHECKING:
-    from .dvh import DVHResult
+    import xarray as xr
 
-_xarray_nodask.install()  # building st.ds must not import dask (see grtv_nb._xarray_nodask)
+    from .dvh import DVHResult
 
 
 @dataclass
@@ -143,36 +143,6 @@ class MaskStore:
         return sum(p.nbytes for p in self._packed if p is not None)
 
 
-class _LazyMasks(BackendArray):
-    """xarray backend array (roi, z, y, x) over a MaskStore."""
-
-    def __init__(self, store: MaskStore, n: int):
-        self.store = store
-        self.shape = (n, *store.grid.shape)
-        self.dtype = np.dtype(bool)
-
-    def __getitem__(self, key):
-        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._get)
-
-    def _get(self, key: tuple):
-        key = tuple(key) + (slice(None),) * (4 - len(key))
-        rk, *rest = key
-        squeeze = [isinstance(k, int | np.integer) for k in rest]
-        sl = [slice(int(k), int(k) + 1) if s else k for k, s in zip(rest, squeeze)]
-        rois = [int(rk)] if isinstance(rk, int | np.integer) else range(*rk.indices(self.shape[0]))
-        parts = []
-        for i in rois:
-            r = self.store.packed(i).region(*sl)
-            st = [k.step for k in sl]
-            if any(s not in (None, 1) for s in st):
-                r = r[tuple(slice(None, None, s) for s in st)]
-            parts.append(r)
-        arr = np.stack(parts) if parts else np.zeros((0, 1, 1, 1), bool)
-        first = 0 if isinstance(rk, int | np.integer) else slice(None)
-        idx = tuple([first] + [0 if s else slice(None) for s in squeeze])
-        return arr[idx]
-
-
 class Study:
     """One patient's image, dose and ROIs (see the module docstring for the Dataset layout).
 
@@ -230,35 +200,10 @@ class Study:
         return self._ds
 
     def _build_ds(self) -> xr.Dataset:
-        g = self.grid
-        coords = {
-            "z": ("z", g.z, {"units": "mm", "long_name": "slice position"}),
-            "y": ("y", g.y, {"units": "mm"}),
-            "x": ("x", g.x, {"units": "mm"}),
-            "roi": ("roi", np.array([r.name for r in self.rois], dtype=object)),
-            "roi_number": ("roi", np.array([r.number for r in self.rois], dtype=np.int32)),
-            "roi_type": ("roi", np.array([r.roi_type for r in self.rois], dtype=object)),
-            "roi_color": (("roi", "rgb"), np.array([r.color for r in self.rois], dtype=np.uint8).reshape(-1, 3)),
-        }
-        data = {}
-        direction = tuple(float(v) for v in np.asarray(g.direction).ravel())
-        # oblique: x, y, z run along the image axes (columns of direction); the arrays carry it (da.rt.grid)
-        oriented = {} if g.axis_aligned else {DIRECTION_ATTR: direction}
-        if self._image is not None:
-            modality = str(self.attrs.get("modality", "") or "")
-            units = "HU" if modality == "CT" else ""
-            # the modality travels with the image (study.image alone says whether it is CT)
-            iattrs = {"units": units, "modality": modality, **oriented}
-            data["image"] = xr.Variable(("z", "y", "x"), self._image, iattrs)
-        if self._dose is not None:
-            data["dose"] = xr.Variable(("z", "y", "x"), self._dose, {"units": "Gy", **oriented})
-        lazy = indexing.LazilyIndexedArray(_LazyMasks(self.store, len(self.rois)))
-        data["masks"] = xr.Variable(("roi", "z", "y", "x"), lazy, {"description": "ROI masks (lazy)"})
-        attrs = dict(self.attrs)
-        attrs["notes"] = list(self.notes)
-        attrs["spacing"] = tuple(float(s) for s in g.spacing)
-        attrs[DIRECTION_ATTR] = direction  # read by ds.rt
-        return xr.Dataset(data, coords=coords, attrs=attrs)
+        from .study_ds import build_dataset  # xarray is imported here, on the first st.ds
+
+        return build_dataset(self.grid, image=self._image, dose=self._dose, rois=self.rois, store=self.store,
+                             attrs=self.attrs, notes=self.notes)
 
     @property
     def image(self) -> xr.DataArray | None:
@@ -267,6 +212,18 @@ class Study:
     @property
     def dose(self) -> xr.DataArray | None:
         return self.ds["dose"] if self._dose is not None else None
+
+    @property
+    def image_values(self) -> np.ndarray | None:
+        """The image as a NumPy array (z, y, x), the array behind :attr:`image` (not a copy), read
+        without building the Dataset (so without importing xarray); ``None`` when absent."""
+        return self._image
+
+    @property
+    def dose_values(self) -> np.ndarray | None:
+        """The dose (Gy, float32, z, y, x) as a NumPy array, the array behind :attr:`dose` (not a
+        copy), read without building the Dataset; ``None`` when absent."""
+        return self._dose
 
     @property
     def has_image(self) -> bool:
@@ -408,7 +365,7 @@ class Study:
 
     def rename_roi(self, roi: int | str, new_name: str) -> str:
         """Rename an ROI (index or name); the new name follows the rules of :meth:`add_roi`
-        (:func:`grtv_nb.accessor.check_free_roi_name`). Returns the name used.
+        (:func:`grtv_nb.validate.check_free_roi_name`). Returns the name used.
         The study is unchanged when this fails."""
         with self._transaction():
             i = self.roi_index(roi)
@@ -666,7 +623,9 @@ def open_study(
                 if r.frame_of_reference_uid in bad_for:
                     r.contours = []
                     r.geometric_type = ""
-    first = headers[0] if headers else (sel.rtstruct.ds if sel.rtstruct else doses[0].files[0].ds)
+    # the first slice's header holds the attributes read here (reader.IMAGE_HEADER_TAGS): no full dataset
+    first = image_vol.files[0].hdr if headers and image_vol is not None else (
+        sel.rtstruct.ds if sel.rtstruct else doses[0].files[0].ds)
     attrs = {
         "patient_name": text(first, "PatientName"),
         "patient_id": text(first, "PatientID"),
@@ -694,6 +653,8 @@ def open_study(
     }
     study = Study(grid, image=image, dose=dose, rois=rois, attrs=attrs, image_headers=headers, source=source)
     study.native_doses = doses
+    if "xarray" in sys.modules:  # register ds.rt for Datasets opened elsewhere (st.ds registers it anyway)
+        from . import accessor  # noqa: F401
     # no writer of grtv_nb writes into these folders while the study lives (grtv_nb.fileio)
     protect_folders(study, [source["folder"], *source["image_files"], source["rtstruct"], *source["rtdoses"],
                             source["rtplan"]])

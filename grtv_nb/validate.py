@@ -1,14 +1,19 @@
 """Validation of user-supplied values: volumes (masks as 0..255 volumes, doses in cGy), colours,
-ROI names (:func:`check_roi_name`, the one rule for readers, ``add_roi`` and the export), and the
-count of values a writer must clip to an output dtype. Each check names the argument and says
-what is wrong, before anything in the study changes."""
+ROI names (:func:`check_roi_name`, the one rule for readers, ``add_roi`` and the export; an ROI
+found by index or name, :func:`roi_position`; the name and colour of a new or renamed ROI,
+:func:`check_new_roi`, :func:`check_free_roi_name`), and the count of values a writer must clip to
+an output dtype. Each check names the argument and says what is wrong, before anything in the
+study changes."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from .display import default_color
 from .errors import ValidationError, warn
 
 
@@ -167,3 +172,40 @@ def check_roi_name(name, *, fix: bool = False) -> str:
                                   + ", ".join(problems))
         warn(f"ROI name {name!r} has " + ", ".join(problems) + f"; it is used as {clean!r}")
     return clean
+
+
+def roi_position(names: Sequence[str], roi: int | str) -> int:
+    """Index of an ROI among ``names`` given its index or name (exact match first, then
+    case-insensitive); a :class:`~grtv_nb.errors.ValidationError` naming the ROIs otherwise."""
+    names = [str(n) for n in names]
+    if isinstance(roi, int | np.integer):
+        i = int(roi)
+        if not 0 <= i < len(names):
+            raise ValidationError(f"ROI index {i} is out of range (0..{len(names) - 1})")
+        return i
+    if roi in names:
+        return names.index(roi)
+    low = [n.lower() for n in names]
+    if str(roi).lower() in low:
+        return low.index(str(roi).lower())
+    raise ValidationError(f"no ROI named '{roi}'; ROIs: {', '.join(names) or 'none'}")
+
+
+def check_new_roi(names: Sequence[str], name: Any, color: Any = None) -> tuple[str, tuple[int, int, int]]:
+    """``(name, colour)`` of an ROI to add after ``names``: the name checked as an RTSTRUCT holds it
+    (:func:`grtv_nb.validate.check_roi_name`) and not taken, the colour checked (default: the next of
+    :func:`grtv_nb.display.default_color`); a :class:`~grtv_nb.errors.ValidationError` otherwise."""
+    name = check_free_roi_name(names, name)
+    return name, validate_color(color if color is not None else default_color(len(names)))
+
+
+def check_free_roi_name(names: Sequence[str], name: Any, *, renaming: int | None = None) -> str:
+    """``name`` checked as an RTSTRUCT holds it (:func:`grtv_nb.validate.check_roi_name`) and not used
+    by another ROI of ``names`` (ROI index ``renaming``, the one being renamed, excepted); a
+    :class:`~grtv_nb.errors.ValidationError` otherwise."""
+    name = check_roi_name(name)
+    names = [str(n) for n in names]
+    taken = [k for k, n in enumerate(names) if n == name and k != renaming]
+    if taken:
+        raise ValidationError(f"ROI name '{name}' is already used by ROI index {taken[0]}; choose another name")
+    return name

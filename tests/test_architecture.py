@@ -37,7 +37,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         "grtv_nb.dicom", "grtv_nb.raster", "grtv_nb.planes", "grtv_nb.solid", "grtv_nb.contours", "grtv_nb.mesh",
         "grtv_nb.dvh", "grtv_nb.rawio", "grtv_nb.augment", "grtv_nb.export", "grtv_nb.phantom",
     ]),
-    ("the model: the study Dataset and its ds.rt accessor", ["grtv_nb.study", "grtv_nb.accessor"]),
+    ("the model: the study, its Dataset and its ds.rt accessor", ["grtv_nb.study", "grtv_nb.study_ds",
+                                                                    "grtv_nb.accessor"]),
     ("applications on a study", ["grtv_nb.segment", "grtv_nb.widgets", "grtv_nb.batch", "grtv_nb.datasets"]),
     ("entry points", ["grtv_nb", "grtv_nb.facade", "grtv_nb.cli", "grtv_nb.warmup"]),
 ]

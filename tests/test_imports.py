@@ -130,3 +130,149 @@ def test_dask_arrays_still_work_after_a_study_was_opened(phantom_dir):
 
         pytest.skip("dask is not installed")
     assert p.returncode == 0 and p.stdout.strip() == "OK", p.stderr[-2000:]
+
+
+# xarray (with pandas, ~0.6 s of a fresh process) is imported when a study's Dataset is first asked for
+# (st.ds, st.image, st.dose), never by opening a study or by the facade's reads, resizes and augmentations.
+_CHILD_NO_XARRAY = r"""
+import json, sys, tempfile, warnings
+from pathlib import Path
+import numpy as np
+warnings.simplefilter("ignore")
+LAZY = ("xarray", "pandas")
+folder, out = sys.argv[1], Path(tempfile.mkdtemp())
+steps = []
+def check(label):
+    steps.append([label, sorted({m.split(".")[0] for m in sys.modules} & set(LAZY))])
+
+import grtv_nb
+from grtv import *  # noqa: F403
+check("from grtv import *")
+st = grtv_nb.open_study(folder)
+check("open_study")
+n_rois, has_dose = len(st.rois), st.has_dose
+st.mask(0), st.volume_cc(0), st.summary()
+check("study.mask / volume_cc / summary")
+g = pyGRTV()
+ct = None
+for label, call in [
+    ("readRTDir", lambda: g.readRTDir(folder)),
+    ("getImageParam", lambda: g.getImageParam(GRTV_PARAM_IMAGE_RES, {})),
+    ("getROIList", lambda: g.getROIList([])),
+    ("readGRTVRaw image", lambda: g.readGRTVRaw(GRTV_DATA_TYPE_IMAGE)),
+    ("readGRTVRaw dose", lambda: g.readGRTVRaw(GRTV_DATA_TYPE_DOSE)),
+    ("readGRTVRaw roi", lambda: g.readGRTVRaw(GRTV_DATA_TYPE_ROI, 0)),
+    ("resizeImage3D", lambda: g.resizeImage3D(g.readGRTVRaw(GRTV_DATA_TYPE_IMAGE)[1], (4, 8, 8))),
+    ("augmentImg3D", lambda: g.augmentImg3D(
+        [g.readGRTVRaw(GRTV_DATA_TYPE_IMAGE)[1][:8, ::8, ::8], g.readGRTVRaw(GRTV_DATA_TYPE_ROI, 0)[1][:8, ::8, ::8]],
+        str(out / "aug"), 2, rotate=True, deform=True, seed=3)),
+]:
+    res = call()
+    status = res[0] if isinstance(res, tuple) else res
+    if status != GRTV_STATUS_OK:
+        raise SystemExit(f"{label} failed: {g.lastError}")
+    check(label)
+ds = g.study.ds
+check("study.ds")
+assert ds.rt.grid.shape == g.study.grid.shape  # ds.rt registered by the first st.ds
+print("STEPS " + json.dumps([steps, n_rois, has_dose]))
+"""
+
+
+def test_xarray_and_pandas_only_imported_by_the_dataset(phantom_dir):
+    p = subprocess.run([sys.executable, "-c", _CHILD_NO_XARRAY, str(phantom_dir)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("STEPS ")), None)
+    assert p.returncode == 0 and line, p.stdout[-2000:] + p.stderr[-3000:]
+    steps, n_rois, has_dose = json.loads(line[6:])
+    assert n_rois >= 8 and has_dose  # an RTSTRUCT with many contours (their bulk parse) and an RTDOSE were read
+    assert [label for label, _ in steps][-1] == "study.ds" and len(steps) == 12
+    leaks = [(label, mods) for label, mods in steps[:-1] if mods]
+    assert not leaks, f"xarray/pandas imported by: {leaks}"
+    assert steps[-1][1] == ["pandas", "xarray"]  # the Dataset itself does need them
+
+
+def test_open_study_registers_ds_rt_when_xarray_is_imported(phantom_dir):
+    """``ds.rt`` on a Dataset from elsewhere works after open_study, without st.ds, when xarray was
+    imported first (the usual notebook); and ``import grtv_nb.accessor`` registers it in any case."""
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "import numpy as np, xarray as xr, grtv_nb\n"
+        "st = grtv_nb.open_study(sys.argv[1])\n"
+        "ds = xr.Dataset(coords={'z': [0.0, 2.0], 'y': [0.0, 1.0, 2.0], 'x': [5.0, 6.0]})\n"
+        "print(ds.rt.grid.shape)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(phantom_dir)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stdout.strip() == "(2, 3, 2)", p.stderr[-2000:]
+    code = ("import xarray as xr, grtv_nb.accessor\n"
+            "print(xr.Dataset(coords={'z': [1.0], 'y': [0.0, 1.0], 'x': [0.0]}).rt.grid.shape)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip() == "(1, 2, 1)", p.stderr[-2000:]
+
+
+_CHILD_NO_PYDICOM = r"""
+import json, sys, tempfile, warnings
+from pathlib import Path
+import numpy as np
+warnings.simplefilter("ignore")
+LAZY = ("pydicom", "xarray", "pandas", "requests")
+folder, out = sys.argv[1], Path(tempfile.mkdtemp())
+steps = []
+def check(label):
+    steps.append([label, sorted({m.split(".")[0] for m in sys.modules} & set(LAZY))])
+
+import grtv_nb
+from grtv import *  # noqa: F403
+st = grtv_nb.open_study(folder)
+check("open_study")
+attrs = dict(st.attrs)
+g = pyGRTV()
+for label, call in [
+    ("readRTDir", lambda: g.readRTDir(folder)),
+    ("getImageParam", lambda: g.getImageParam(GRTV_PARAM_IMAGE_SIZE, {})),
+    ("readGRTVRaw image", lambda: g.readGRTVRaw(GRTV_DATA_TYPE_IMAGE)),
+    ("resizeImage3D", lambda: g.resizeImage3D(g.readGRTVRaw(GRTV_DATA_TYPE_IMAGE)[1], (4, 8, 8))),
+    ("augmentImg3D", lambda: g.augmentImg3D([g.readGRTVRaw(GRTV_DATA_TYPE_IMAGE)[1][:8, ::8, ::8]],
+                                            str(out / "aug"), 1, rotate=True, deform=True, seed=3)),
+    ("getImageDcmTags", lambda: g.getImageDcmTags({})),
+]:
+    res = call()
+    status = res[0] if isinstance(res, tuple) else res
+    if status != GRTV_STATUS_OK:
+        raise SystemExit(f"{label} failed: {g.lastError}")
+    check(label)
+tags = {}
+g.getImageDcmTags(tags)
+print("STEPS " + json.dumps([steps, attrs["patient_name"], str(tags.get("PatientName", "")), attrs["series_uid"],
+                             str(tags.get("SeriesInstanceUID", ""))]))
+"""
+
+
+def test_a_ct_series_is_read_without_pydicom(phantom_dir, tmp_path):
+    """With the dicomsdl backend an ordinary CT series (native little endian slices) is opened, read,
+    resized and augmented without importing pydicom (~0.3 s of a fresh process); the first call
+    that needs a full dataset (getImageDcmTags) imports it then, still without ``requests``, and
+    the study's attributes read from the raw headers are pydicom's values."""
+    import shutil
+
+    from grtv_nb.dicom.reader import available_backends
+
+    if "dicomsdl" not in available_backends():
+        import pytest
+
+        pytest.skip("dicomsdl is not installed")
+    ct = tmp_path / "ct"
+    ct.mkdir()
+    for p in sorted(phantom_dir.glob("CT_*.dcm")):
+        shutil.copy(p, ct / p.name)
+    p = subprocess.run([sys.executable, "-c", _CHILD_NO_PYDICOM, str(ct)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("STEPS ")), None)
+    assert p.returncode == 0 and line, p.stdout[-2000:] + p.stderr[-3000:]
+    steps, name, ref_name, uid, ref_uid = json.loads(line[6:])
+    assert len(steps) == 7
+    leaks = [(label, mods) for label, mods in steps[:-1] if mods]
+    assert not leaks, f"pydicom/xarray/pandas/requests imported by: {leaks}"
+    assert steps[-1] == ["getImageDcmTags", ["pydicom"]]
+    assert name == ref_name and name and uid == ref_uid and uid

@@ -336,3 +336,36 @@ def test_stack_rescaled_at_once_as_slice_by_slice(dtype, rescales, ct, shift):
     got = image._rescale_array(raw.copy(), resc, ct)
     assert got.dtype == ref.dtype
     np.testing.assert_array_equal(got, ref)
+
+
+def test_bulk_contour_parse_gives_pydicoms_values_on_every_real_rtstruct(shared_data):
+    """The one-pass ContourData parse (rtstruct._all_contour_data, NumPy's text parser) against
+    pydicom's own DS conversion of each contour, from a second independent read, on every real
+    RTSTRUCT; and a value ``float()`` reads but the bulk parser refuses sends the items to the
+    one-by-one parse (the result is pydicom's then too)."""
+    from grtv_nb.dicom import rtstruct
+
+    files = [p for p in _dicom_files(shared_data)
+             if pydicom.dcmread(p, stop_before_pixels=True).get("Modality") == "RTSTRUCT"]
+    bulk = 0
+    for p in files:
+        ds, ref = pydicom.dcmread(p), pydicom.dcmread(p)
+        parsed = rtstruct._all_contour_data(ds)
+        items = [c for r in ds.get("ROIContourSequence", []) for c in r.get("ContourSequence", [])]
+        refs = [c for r in ref.get("ROIContourSequence", []) for c in r.get("ContourSequence", [])]
+        if len(items) >= 8:
+            assert len(parsed) == len(items), p
+            bulk += 1
+        for c, r in zip(items, refs):
+            if id(c) in parsed:
+                np.testing.assert_array_equal(parsed[id(c)], np.array([float(v) for v in r.ContourData]))
+    assert bulk >= 3
+    src = shared_data / "cerr-radiomics-phantom" / "pat_1" / "DCM_RS_00060.dcm"
+    ds = pydicom.dcmread(src)
+    c = ds.ROIContourSequence[0].ContourSequence[0]
+    raw = c.get_item("ContourData").value.replace(b"\\", b"\\ 1_0 \\", 1)  # float("1_0") == 10.0
+    tag = c.get_item("ContourData").tag
+    c._dict[tag] = pydicom.dataelem.RawDataElement(tag, "DS", len(raw), raw, 0, False, True)
+    assert rtstruct._all_contour_data(ds) == {}
+    got = rtstruct._contour_data(c)
+    assert got is not None and got[1] == 10.0 and got.size == len(raw.split(b"\\"))

@@ -1,4 +1,5 @@
-"""grtv_nb.dicom.values reads unconverted DS, IS, US, CS and UI elements from their raw bytes: the values
+"""grtv_nb.dicom.values reads unconverted DS, IS, US, CS and UI elements, and plain-ASCII LO, SH and PN
+ones, from their raw bytes (also from a pydicom-free RawHeader): the values
 and the diagnostics must be exactly those of pydicom's conversion (the reference), on every real
 file of ../shared/data and on damaged values."""
 
@@ -50,7 +51,7 @@ def _keywords(ds) -> list[tuple[str, str]]:
             vr = elem.VR if elem.VR is not None else dictionary_VR(tag)
         except KeyError:
             continue
-        if vr in ("DS", "IS", "US", "CS", "UI"):
+        if vr in ("DS", "IS", "US", "CS", "UI", "LO", "SH", "PN"):
             out.append((kw, vr))
     return out
 
@@ -179,3 +180,69 @@ def test_repeated_values_reused_only_for_the_same_bytes_and_checks():
     np.testing.assert_array_equal(values.image_orientation(a, "a.dcm"), [1, 0, 0, 0, 1, 0])
     with pytest.raises(DicomValueError, match=r"f\.dcm: ImageOrientationPatient row and column directions"):
         values.image_orientation(_raw_ds(ImageOrientationPatient=("DS", b"1\\0\\0\\1\\0\\0 ")), "f.dcm")
+
+
+def test_known_keywords_are_pydicoms_dictionary():
+    """The keywords values.py looks up without pydicom: pydicom's tags and VRs."""
+    assert len(values.KNOWN_KEYWORDS) >= 25
+    for kw, (tag, vr) in values.KNOWN_KEYWORDS.items():
+        assert pydicom.datadict.tag_for_keyword(kw) == tag, kw
+        assert dictionary_VR(tag) == vr, kw
+
+
+_CHARSETS = [None, b"ISO_IR 100", b"ISO_IR 192", b"ISO_IR 13", b"ISO 2022 IR 6\\ISO 2022 IR 87", b"GB18030",
+             b"ISO_IR 144", b"", b"ISO_IR 6 "]
+_TEXTS = [b"Doe^John", b"Doe^John ", b"Doe^John==", b"=Yamada", b"Doe^John^^^", b" pad \0", b"caf\xc3\xa9",
+          b"caf\xe9", b"A\\B", b"x\x00y", b"~\x7f", b"tab\there", b"Yen\x5c", b"\x1b$B", b"", b"   ", b"A=B"]
+
+
+@pytest.mark.parametrize("charset", _CHARSETS)
+@pytest.mark.parametrize("vr, kw", [("PN", "PatientName"), ("LO", "PatientID"), ("SH", "StationName"),
+                                    (None, "SeriesDescription")])
+def test_raw_text_with_character_sets_gives_pydicom_text(charset, vr, kw):
+    """LO/SH/PN text read from the raw bytes (printable ASCII under a character set that decodes
+    it as ASCII), from a pydicom dataset and from a RawHeader: pydicom's decoded text every time."""
+    from grtv_nb.dicom.rawheader import RawElement, RawHeader
+
+    tag = pydicom.datadict.tag_for_keyword(kw)
+    implicit = vr is None
+    for value in _TEXTS:
+        def make(value=value):
+            ds = _ds(value, vr, tag)
+            if charset is not None:
+                ds._dict[BaseTag(0x00080005)] = RawDataElement(BaseTag(0x00080005), None if implicit else "CS",
+                                                               len(charset), charset, 0, implicit, True)
+            ds.set_original_encoding(implicit, True, "iso8859")
+            return ds
+
+        def fn(d):
+            return values.text(d, kw, default="<absent>")
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's notes on unknown or invalid character sets
+            got, ref = _both(make(), make(), fn)
+            assert got == ref, (value, charset)
+            elems = {int(t): RawElement(int(t), *e[1:]) for t, e in make()._dict.items()}
+            assert _outcome(lambda elems=elems: fn(RawHeader(elems, implicit))) == ref, (value, charset)
+    fast = values._fast_text(_ds(b"Doe^John", vr, tag), kw)
+    assert fast == "Doe^John"  # read from the bytes, not by pydicom
+
+
+def test_raw_header_answers_pydicom_reads_through_pydicoms_dataset():
+    """A RawHeader reads its raw elements without pydicom and hands anything else to the pydicom
+    dataset of the same elements (built once; deletions reach it)."""
+    from grtv_nb.dicom.rawheader import RawElement, RawHeader
+
+    elems = {0x00280010: RawElement(0x00280010, "US", 2, b"\x00\x02", 0, False, True),
+             0x00100010: RawElement(0x00100010, "PN", 8, b"Doe^John", 0, False, True),
+             0x7FE00010: RawElement(0x7FE00010, "OW", 8, None, 1234, False, True)}
+    hdr = RawHeader(dict(elems), False)
+    assert values.integer(hdr, "Rows", "f") == 512 and values.text(hdr, "PatientName") == "Doe^John"
+    assert 0x00280010 in hdr and 0x00280011 not in hdr and len(hdr) == 3
+    assert hdr.get_item(0x7FE00010).value_tell == 1234
+    ref = Dataset({BaseTag(t): RawDataElement(BaseTag(t), *e[1:]) for t, e in elems.items()})
+    ref.set_original_encoding(False, True, "iso8859")
+    assert hdr.Rows == ref.Rows == 512 and hdr["PatientName"].value == ref["PatientName"].value
+    assert "PatientName" in hdr and hdr.get("Columns", 7) == 7
+    del hdr[0x7FE00010]
+    assert 0x7FE00010 not in hdr and 0x7FE00010 not in hdr.dataset() and len(hdr) == 2

@@ -16,14 +16,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
-from pydicom.dataelem import RawDataElement
-from pydicom.errors import InvalidDicomError
 
+from .._lazyimports import import_pydicom
 from ..errors import DicomReadError, warn
 from ..fileio import is_bookkeeping_name
+
+if TYPE_CHECKING:
+    import pydicom
+
+    from .rawheader import RawHeader
 
 RTSTRUCT_SOP = "1.2.840.10008.5.1.4.1.1.481.3"
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -48,7 +52,8 @@ class DicomFile:
 
     __slots__ = ("path", "kind", "_ds", "_hdr", "pixels_taken")
 
-    def __init__(self, path: Path, ds: pydicom.Dataset | None, kind: str, *, hdr: pydicom.Dataset | None = None):
+    def __init__(self, path: Path, ds: pydicom.Dataset | None, kind: str, *,
+                 hdr: pydicom.Dataset | RawHeader | None = None):
         self.path = path
         self.kind = kind  # "IMAGE", "RTSTRUCT", "RTDOSE", "RTPLAN" or "OTHER"
         self._ds = ds
@@ -79,8 +84,10 @@ class DicomFile:
                 del ds[0x7FE00010]
 
     @property
-    def hdr(self) -> pydicom.Dataset:
-        """The header elements grtv_nb reads (the full dataset when there is no separate header)."""
+    def hdr(self) -> Any:
+        """The header elements grtv_nb reads (the full dataset when there is no separate header):
+        a pydicom dataset or a :class:`~grtv_nb.dicom.rawheader.RawHeader` (which answers the same
+        reads, and anything else through the pydicom dataset of its elements)."""
         return self._hdr if self._hdr is not None else self.ds
 
     @property
@@ -174,7 +181,7 @@ class FolderScan:
         return "\n".join(lines)
 
 
-def _classify(ds: pydicom.Dataset) -> str:
+def _classify(ds: pydicom.Dataset | RawHeader) -> str:
     sop = _text(ds, "SOPClassUID")
     if sop in _RT_CLASSES:
         return _RT_CLASSES[sop]
@@ -212,7 +219,7 @@ def read_header(path: Path) -> pydicom.Dataset:
 
     ok, why = looks_like_dicom(path)
     if not ok:
-        raise InvalidDicomError(why)
+        raise _invalid_dicom_error()(why)
     ds = read_dataset(path)
     _drop_unknown_vrs(ds, path)
     return ds
@@ -221,6 +228,8 @@ def read_header(path: Path) -> pydicom.Dataset:
 def drop_unknown_vrs(ds: pydicom.Dataset) -> list[int]:
     """Remove the top-level elements whose (explicit) VR is not a DICOM VR (a corrupted file:
     pydicom would raise on every later access to them, even to replace them); returns their tags."""
+    import_pydicom()
+    from pydicom.dataelem import RawDataElement
     from pydicom.valuerep import VR
 
     if not _KNOWN_VRS:
@@ -233,7 +242,16 @@ def drop_unknown_vrs(ds: pydicom.Dataset) -> list[int]:
     return bad
 
 
-def _image_header(path: Path) -> pydicom.Dataset | None:
+def _invalid_dicom_error() -> type[Exception]:
+    """pydicom's ``InvalidDicomError`` (imports pydicom): what :func:`read_header` raises for a file
+    that is not DICOM."""
+    import_pydicom()
+    from pydicom.errors import InvalidDicomError
+
+    return InvalidDicomError
+
+
+def _image_header(path: Path) -> RawHeader | None:
     """:func:`grtv_nb.dicom.reader.read_image_header`, or None where the full read must decide
     (not DICOM by its first bytes, unreadable, anything but the usual image slice)."""
     from .reader import read_image_header
@@ -291,12 +309,12 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
                 continue
         try:
             ds = read_header(p)
-        except InvalidDicomError as exc:
-            skipped.append((p, str(exc) if str(exc).startswith(("not a DICOM", "unreadable", "larger"))
-                            or " bytes, larger" in str(exc) else "not a DICOM file"))
-            continue
-        except Exception as exc:  # truncated or corrupt file
-            skipped.append((p, f"unreadable DICOM file ({type(exc).__name__}: {exc})"))
+        except Exception as exc:
+            if isinstance(exc, _invalid_dicom_error()):
+                skipped.append((p, str(exc) if str(exc).startswith(("not a DICOM", "unreadable", "larger"))
+                                or " bytes, larger" in str(exc) else "not a DICOM file"))
+            else:  # truncated or corrupt file
+                skipped.append((p, f"unreadable DICOM file ({type(exc).__name__}: {exc})"))
             continue
         try:
             kind = _classify(ds)

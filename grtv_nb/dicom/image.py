@@ -11,14 +11,17 @@ plugins for JPEG 2000, JPEG-LS, JPEG lossless and RLE).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 
 from ..errors import DicomReadError, GeometryError
 from ..geometry import Grid, StorageLayout, grid_from_planes
 from . import values
 from .folder import DicomFile, ImageSeries
+
+if TYPE_CHECKING:
+    import pydicom
 
 _ORIENT_TOL = 1e-4
 _TILT_TOL_MM = 0.05
@@ -41,10 +44,12 @@ class ImageVolume:
 
 
 def _floats(ds, name, n=None):
+    from pydicom.multival import MultiValue  # ds is a pydicom dataset: pydicom is imported
+
     v = ds.get(name)
     if v is None:
         return None
-    arr = np.asarray([float(x) for x in (v if isinstance(v, list | tuple | pydicom.multival.MultiValue) else [v])])
+    arr = np.asarray([float(x) for x in (v if isinstance(v, list | tuple | MultiValue) else [v])])
     if n is not None and arr.size != n:
         return None
     return arr

@@ -30,16 +30,14 @@ import io
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pydicom
-from pydicom import filereader as _pydicom_filereader
-from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement, convert_raw_data_element
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.tag import BaseTag
-
+from .._lazyimports import import_pydicom
+from .rawheader import RawElement, RawHeader, to_pydicom_element
 from .values import MAX_FILE_BYTES
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset, FileDataset
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +74,16 @@ IMAGE_HEADER_TAGS = (
     0x00281053,  # RescaleSlope
     0x00181164,  # ImagerPixelSpacing
     0x00180050,  # SliceThickness
+    # the study's attributes (grtv_nb.study.open_study) read from its first slice
+    0x00080005,  # SpecificCharacterSet
+    0x0008103E,  # SeriesDescription
+    0x00100010,  # PatientName
+    0x00100020,  # PatientID
+    0x0020000D,  # StudyInstanceUID
+    0x00185100,  # PatientPosition
 )
 _META_TAGS = (0x00020003, 0x00020010)  # MediaStorageSOPInstanceUID, TransferSyntaxUID
-_TS_TAG = BaseTag(0x00020010)
-_BASE_TAGS = {t: BaseTag(t) for t in (*_META_TAGS, *IMAGE_HEADER_TAGS)}
+_TS_TAG = 0x00020010
 _SHORT_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL",
                         "SS", "ST", "TM", "UI", "UL", "US"})
 
@@ -165,6 +169,10 @@ def read_dataset(path: str | os.PathLike, *, backend: str | None = None) -> File
 def _read_pydicom(fp) -> FileDataset:
     """``pydicom.dcmread`` of a binary file object (an in-memory copy for small files: pydicom's
     many small reads of a file cost more than the parse)."""
+    import_pydicom()
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         return pydicom.dcmread(fp)
     except InvalidDicomError:
@@ -205,7 +213,7 @@ def _sdl_table(data: bytes) -> list[tuple[int, str | None, int, int]] | None:
 
 
 def _final_pixel_element(fp, data: bytes, end: int, implicit: bool, size: int, *,
-                          defer: bool = False) -> RawDataElement | None:
+                          defer: bool = False) -> RawElement | None:
     """The usual end of an image file: one native (7FE0,0010) element of defined length that ends
     exactly at the end of the file; its value is taken from ``data`` when the file was read whole,
     else recorded as deferred (read by the image reader straight into its array). None for anything
@@ -230,7 +238,7 @@ def _final_pixel_element(fp, data: bytes, end: int, implicit: bool, size: int, *
     if length == _UNDEFINED or start + length != size:
         return None
     value = data[start:start + length] if start + length <= len(data) and not defer else None
-    return RawDataElement(BaseTag(_PIXEL_DATA), vr, length, value, start, implicit, True)
+    return RawElement(_PIXEL_DATA, vr, length, value, start, implicit, True)
 
 
 def _read_dicomsdl(path: Path) -> FileDataset | None:
@@ -245,6 +253,13 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
     dicomsdl stopped, exactly as the reference reads it (except the common case of native pixel
     data closing the file, see :func:`_final_pixel_element`).
     """
+    import_pydicom()
+    from pydicom import filereader as pydicom_filereader
+    from pydicom.charset import convert_encodings, default_encoding
+    from pydicom.dataelem import RawDataElement, convert_raw_data_element
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.tag import BaseTag
+
     with open(path, "rb") as fp:
         size = os.fstat(fp.fileno()).st_size
         if size <= _SMALL_FILE:
@@ -299,10 +314,10 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
             encoding = convert_encodings(convert_raw_data_element(body[BaseTag(0x00080005)]).value)
         pixels = _final_pixel_element(fp, data, end, implicit, size)
         if pixels is not None:
-            body[pixels.tag] = pixels
+            body[BaseTag(pixels.tag)] = to_pydicom_element(pixels)
         else:
             fp.seek(end)
-            tail = _pydicom_filereader.read_dataset(fp, implicit, True, parent_encoding=encoding)
+            tail = pydicom_filereader.read_dataset(fp, implicit, True, parent_encoding=encoding)
             body.update(tail._dict)
     file_meta = FileMetaDataset(Dataset(meta))
     file_meta.set_original_encoding(False, True, default_encoding)
@@ -313,10 +328,11 @@ def _read_dicomsdl(path: Path) -> FileDataset | None:
     return ds
 
 
-def read_image_header(path: str | os.PathLike) -> Dataset | None:
-    """The header of an image slice as grtv_nb first needs it, fast (dicomsdl backend): a dataset
-    holding only the :data:`IMAGE_HEADER_TAGS` present, raw (converted by pydicom or by
-    :mod:`grtv_nb.dicom.values` from the very bytes a full read gives), a ``file_meta`` with the
+def read_image_header(path: str | os.PathLike) -> RawHeader | None:
+    """The header of an image slice as grtv_nb first needs it, fast (dicomsdl backend), without
+    importing pydicom: a :class:`~grtv_nb.dicom.rawheader.RawHeader` holding only the
+    :data:`IMAGE_HEADER_TAGS` present, raw (read by :mod:`grtv_nb.dicom.values` from the very bytes
+    a full read gives, or by pydicom on first use of anything else), a ``file_meta`` with the
     transfer syntax and media SOP instance UID, and a deferred (7FE0,0010) recording where the
     pixels lie in the file. None for anything but the usual slice (DICM preamble, native
     little-endian transfer syntax, a header dicomsdl parses element by element up to the native
@@ -356,58 +372,55 @@ def read_image_header(path: str | os.PathLike) -> Dataset | None:
         except Exception as exc:
             log.debug("dicomsdl refused the header of %s (%s)", path, exc)
             return None
-        meta: dict = {}
-        body: dict = {}
+        meta: dict[int, RawElement] = {}
+        body: dict[int, RawElement] = {}
         implicit = None
         for tag, length, off in found:
             if length == _UNDEFINED or off < _PREAMBLE + 12 or off + length > end:
                 return None
-            btag = _BASE_TAGS[tag]
             if tag >> 16 == 2:
                 vr = data[off - 4:off - 2].decode("latin-1")
                 if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
                     return None
-                meta[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, False, True)
+                meta[tag] = RawElement(tag, vr, length, data[off:off + length], off, False, True)
                 continue
             if implicit is None:
                 raw_ts = meta.get(_TS_TAG)
-                ts = raw_ts.value.rstrip(b"\x00 ").decode("ascii", "replace") if raw_ts is not None else ""
+                ts = raw_ts.value.rstrip(b"\x00 ").decode("ascii", "replace") if raw_ts and raw_ts.value else ""
                 if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
                     return None
                 implicit = ts == _IMPLICIT_LE
+            vr_name: str | None
             if implicit:
                 if int.from_bytes(data[off - 4:off], "little") != length:
                     return None  # the 4-byte length field just before the value
-                vr = None
+                vr_name = None
             else:
-                vr = data[off - 4:off - 2].decode("latin-1")
-                if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
+                vr_name = data[off - 4:off - 2].decode("latin-1")
+                if vr_name not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
                     return None  # a long VR (or not what dicomsdl read): the full read decides
-            body[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, implicit, True)
+            body[tag] = RawElement(tag, vr_name, length, data[off:off + length], off, implicit, True)
         if implicit is None:
             return None
         pixels = _final_pixel_element(fp, data, end, implicit, size, defer=True)
     if pixels is None:
         return None
     body[pixels.tag] = pixels
-    ds = Dataset(body)
-    ds.set_original_encoding(implicit, True, default_encoding)
-    ds.file_meta = _file_meta(meta, with_instance_uid=_BASE_TAGS[0x00080018] not in body)
-    return ds
+    return RawHeader(body, implicit, file_meta=_file_meta(meta, with_instance_uid=0x00080018 not in body))
 
 
-def _file_meta(meta: dict, *, with_instance_uid: bool) -> FileMetaDataset:
+def _file_meta(meta: dict[int, RawElement], *, with_instance_uid: bool) -> RawHeader:
     """The file meta of an image header: the transfer syntax, and the media SOP instance UID where
     the dataset has no SOPInstanceUID (the one use grtv_nb has for it). Headers with the same
     transfer syntax bytes share one (read-only) file meta: building one costs more than parsing
     the header."""
     if with_instance_uid:
-        return FileMetaDataset(meta)
+        return RawHeader(meta, False, is_meta=True)
     ts = meta.get(_TS_TAG)
     key = (ts.VR, ts.value) if ts is not None else None
     fm = _SHARED_META.get(key)
     if fm is None:
-        fm = _SHARED_META[key] = FileMetaDataset({_TS_TAG: ts} if ts is not None else {})
+        fm = _SHARED_META[key] = RawHeader({_TS_TAG: ts} if ts is not None else {}, False, is_meta=True)
     return fm
 
 
@@ -420,7 +433,6 @@ _ROI_CONTOUR_SEQUENCE = 0x30060039
 _CONTOUR_SEQUENCE = 0x30060040
 _ROI_ITEM_TAGS = (0x30060084, 0x3006002A)  # ReferencedROINumber, ROIDisplayColor
 _CONTOUR_ITEM_TAGS = (0x30060042, 0x30060050)  # ContourGeometricType, ContourData
-_ITEM_BASE_TAGS = {t: BaseTag(t) for t in (*_ROI_ITEM_TAGS, *_CONTOUR_ITEM_TAGS)}
 
 
 class RawItem:
@@ -444,6 +456,10 @@ class RawItem:
 
     def dataset(self) -> Dataset:
         if self._ds is None:
+            import_pydicom()
+            from pydicom.charset import default_encoding
+            from pydicom.dataset import Dataset
+
             ds = Dataset(dict(self._dict))
             ds.set_original_encoding(self._implicit, True, default_encoding)
             self._ds = ds
@@ -465,6 +481,10 @@ class RawItem:
 def _raw_elements(item, data: bytes, tags: tuple, implicit: bool) -> dict | None:
     """tag -> RawDataElement of the ``tags`` present in a dicomsdl item (short VRs of defined
     length whose length field matches dicomsdl's), None for anything else."""
+    import_pydicom()
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
     out = {}
     for tag in tags:
         e = item.getDataElement(tag)
@@ -482,7 +502,7 @@ def _raw_elements(item, data: bytes, tags: tuple, implicit: bool) -> dict | None
             vr = data[off - 4:off - 2].decode("latin-1")
             if vr not in _SHORT_VRS or int.from_bytes(data[off - 2:off], "little") != length:
                 return None
-        btag = _ITEM_BASE_TAGS[tag]
+        btag = BaseTag(tag)
         out[btag] = RawDataElement(btag, vr, length, data[off:off + length], off, implicit, True)
     return out
 

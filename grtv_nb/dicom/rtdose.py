@@ -11,14 +11,18 @@ RELATIVE), DoseType, DoseSummationType, ReferencedRTPlanSequence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 
+from .._lazyimports import import_pydicom
 from ..errors import DicomReadError, DicomValueError, warn
 from ..geometry import Grid, grid_from_planes
 from . import values
 from .folder import DicomFile
+
+if TYPE_CHECKING:
+    import pydicom
 
 
 @dataclass
@@ -43,6 +47,9 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
         geometry attribute, frame count, GridFrameOffsetVector (not strictly monotonic) or
         DoseGridScaling (missing, 0, negative, or giving doses beyond MAX_DOSE_GY).
     """
+    import_pydicom()
+    import pydicom
+
     report = report or warn
     name = f.path.name
     try:
@@ -142,6 +149,7 @@ def build_rtdose(
     in the relative form (first value 0). ``plan_uid`` adds a ReferencedRTPlanSequence: pass it only
     when that plan is exported too.
     """
+    import_pydicom()
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
     from pydicom.tag import Tag

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pydicom
-from pydicom.multival import MultiValue
-from pydicom.valuerep import PersonName
+from .._lazyimports import import_pydicom
+
+import_pydicom()  # pydicom without its eager import of requests (see grtv_nb._lazyimports)
+
+import pydicom  # noqa: E402
+from pydicom.multival import MultiValue  # noqa: E402
+from pydicom.valuerep import PersonName  # noqa: E402
 
 _BULK_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 

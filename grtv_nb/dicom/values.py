@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DicomValueError
+from .rawheader import RawElement
 
 # ---------------------------------------------------------------- limits (the one table)
 #: largest |coordinate| (mm) accepted in positions and contours (100 m: far beyond any patient)
@@ -85,22 +86,46 @@ def _raw(ds, keyword: str, file):
 
 
 _MISSING = object()
-_FAST_VRS = frozenset({"DS", "IS", "US", "CS", "UI"})
-_KEYWORD_TAGS: dict[str, tuple[int | None, str | None]] = {}
+_FAST_VRS = frozenset({"DS", "IS", "US", "CS", "UI", "LO", "SH", "PN"})
+#: keyword -> (tag, the dictionary's VR) of the elements read from raw bytes while opening a series:
+#: looked up here, not in pydicom's dictionary (which imports pydicom); the test suite checks the
+#: table against pydicom's dictionary. Other keywords are looked up in pydicom's.
+KNOWN_KEYWORDS: dict[str, tuple[int, str]] = {
+    "TransferSyntaxUID": (0x00020010, "UI"), "MediaStorageSOPInstanceUID": (0x00020003, "UI"),
+    "SpecificCharacterSet": (0x00080005, "CS"), "SOPClassUID": (0x00080016, "UI"),
+    "SOPInstanceUID": (0x00080018, "UI"), "Modality": (0x00080060, "CS"),
+    "SeriesDescription": (0x0008103E, "LO"), "PatientName": (0x00100010, "PN"), "PatientID": (0x00100020, "LO"),
+    "SliceThickness": (0x00180050, "DS"), "ImagerPixelSpacing": (0x00181164, "DS"),
+    "PatientPosition": (0x00185100, "CS"), "StudyInstanceUID": (0x0020000D, "UI"),
+    "SeriesInstanceUID": (0x0020000E, "UI"), "ImagePositionPatient": (0x00200032, "DS"),
+    "ImageOrientationPatient": (0x00200037, "DS"), "FrameOfReferenceUID": (0x00200052, "UI"),
+    "SamplesPerPixel": (0x00280002, "US"), "NumberOfFrames": (0x00280008, "IS"), "Rows": (0x00280010, "US"),
+    "Columns": (0x00280011, "US"), "PixelSpacing": (0x00280030, "DS"), "BitsAllocated": (0x00280100, "US"),
+    "BitsStored": (0x00280101, "US"), "PixelRepresentation": (0x00280103, "US"),
+    "RescaleIntercept": (0x00281052, "DS"), "RescaleSlope": (0x00281053, "DS"),
+}
+_KEYWORD_TAGS: dict[str, tuple[int | None, str | None]] = dict(KNOWN_KEYWORDS)
+#: SpecificCharacterSet values (or none) under which printable ASCII bytes of a text value decode to
+#: the same characters (pydicom's decoding of these character sets); other sets: pydicom decodes
+_ASCII_SAFE_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 6", "ISO 2022 IR 100"})
 
 
 def _unconverted(ds, keyword: str):
     """``(VR, raw bytes, little endian)`` of element ``keyword`` while pydicom has not converted it
     and its VR (explicit, or the dictionary's for implicit-VR files) is one read here from the raw
-    bytes (DS, IS, US, CS, UI: default character set, no per-value pydicom objects, which were the
-    bulk of reading a CT slice header). ``_MISSING`` when absent; None when pydicom must convert it
-    (already converted, deferred, another VR, ``ds`` not a pydicom dataset). Callers decode as
-    pydicom does, hand anything unusual to pydicom, and apply the same checks either way."""
+    bytes (DS, IS, US, CS, UI, and LO, SH, PN for :func:`text`: no per-value pydicom objects, which
+    were the bulk of reading a CT slice header). ``_MISSING`` when absent; None when pydicom must
+    convert it (already converted, deferred, another VR, ``ds`` not a pydicom dataset nor a
+    :class:`~grtv_nb.dicom.rawheader.RawHeader`). Callers decode as pydicom does, hand anything
+    unusual to pydicom, and apply the same checks either way."""
     d = getattr(ds, "_dict", None)
     if not isinstance(d, dict):
         return None
     entry = _KEYWORD_TAGS.get(keyword)
     if entry is None:
+        from .._lazyimports import import_pydicom
+
+        import_pydicom()
         from pydicom.datadict import dictionary_VR, tag_for_keyword
 
         tag = tag_for_keyword(keyword)
@@ -115,7 +140,7 @@ def _unconverted(ds, keyword: str):
     elem = d.get(tag)
     if elem is None:
         return _MISSING
-    if type(elem) is not _raw_element_type():
+    if type(elem) is not RawElement and type(elem) is not _raw_element_type():
         return None
     vr = elem.VR if elem.VR is not None else dvr
     value = elem.value
@@ -158,17 +183,34 @@ def _fast_numbers(ds, keyword: str, raw=None):
 
 
 def _fast_text(ds, keyword: str):
-    """A raw single-valued CS/UI element's text (see :func:`_unconverted`)."""
+    """A raw single-valued CS/UI element's text, or a LO/SH/PN one's when it is printable ASCII
+    (a PN of one component group) and the character set decodes ASCII as ASCII: pydicom's text of
+    it (see :func:`_unconverted`)."""
     raw = _unconverted(ds, keyword)
     if raw is None or raw is _MISSING:
         return raw
     vr, value, _ = raw
-    if vr not in ("CS", "UI") or b"\\" in value:
+    if b"\\" in value:
         return None
-    return value.decode("latin-1").rstrip(" \0")
+    if vr in ("CS", "UI"):
+        return value.decode("latin-1").rstrip(" \0")
+    if vr not in ("LO", "SH", "PN"):
+        return None
+    value = value.rstrip(b" \0")
+    if not all(0x20 <= b < 0x7F for b in value) or (vr == "PN" and b"=" in value):
+        return None  # not printable ASCII, or a person name in several groups (pydicom's PersonName decides)
+    charset = _fast_text(ds, "SpecificCharacterSet") if keyword != "SpecificCharacterSet" else None
+    if charset is None or (charset is not _MISSING and charset.strip() not in _ASCII_SAFE_CHARSETS):
+        return None
+    return value.decode("ascii")
 
 
 def _raw_element_type():
+    """pydicom's ``RawDataElement`` (None while pydicom is not imported: no element is one)."""
+    import sys
+
+    if "pydicom.dataelem" not in sys.modules:
+        return None
     from pydicom.dataelem import RawDataElement
 
     return RawDataElement
