@@ -68,10 +68,12 @@ KNOWN: dict[tuple[str, str], str] = {
     ("thorax + abdomen (z >= 300)", "rkidney"): "right kidney cut 8 mm above its lower pole: lower Dice",
     ("abdomen only (z 280-390)", "liver"): "better than the full CT on the same part (Delta > 0): "
                                            "the seed rule without lung bases",
-    ("abdomen only (z 280-390)", "lkidney"): "left kidney's upper half cut by the crop's top (z 390)",
+    ("abdomen only (z 280-390)", "lkidney"): "takes a loop of small bowel under its lower pole (z 280-313), "
+                                             "which the full CT's kidney leaves out",
     ("abdomen only (z 280-390)", "rkidney"): "not diagnosed",
-    ("abdomen only (z 280-390)", "stomach"): "no gas pocket in the region, and the fluid route is not tried "
-                                             "without the lung bases",
+    ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "
+                                             "before the stomach's cage was completed): both miss the antrum, "
+                                             "outside the rib cage",
     ("pelvis only (z <= 250)", "spinal_cord"): _SPINE,
     ("5 slices of lungs (z 412)", "llung"): _SPINE,
     ("5 slices of lungs (z 412)", "liver"): _BORDER,

@@ -146,6 +146,26 @@ def test_liver_dome_crop_finds_kidney_poles_not_spleen(ts):
     close_session()
 
 
+def test_stomach_on_abdomen_only_crop(ts):
+    """On abdomen-only crops through the upper abdomen (z 280-390 and 330-390: no lung bases,
+    46 % of the stomach in the image) the stomach was refused: the rib-cage hull of its region,
+    built from the bone within 40 mm of each slice, lost the ribs above the image's top and held
+    the whole stomach out (2,128 of its 2,247 voxels; the region then held small bowel), and the
+    fluid route was not tried without the lung bases. The hull is now completed there below the
+    abdominal wall, and the fluid route starts from the piece cut by the image's top: found, all
+    of it stomach, Dice >= 0.35 (0.39; the full CT's stomach on the same voxels 0.28: both miss the
+    antrum, outside the rib cage)."""
+    img, lab = ts
+    for lo, hi in ((280.0, 390.0), (330.0, 390.0)):
+        crop, clab = img.sel(z=slice(lo, hi)), lab.sel(z=slice(lo, hi))
+        close_session()
+        m = segment_organ(crop, "stomach")
+        ref = clab.values == 6
+        assert dice(m, ref) >= 0.35
+        assert (m & ~ref).sum() <= 0.1 * m.sum()
+    close_session()
+
+
 def test_no_patient_and_one_slice_are_refused():
     """Air only: no body, no organ. A water cylinder: a body (the phantom), no organ. One slice:
     refused for every organ with the reason."""
@@ -192,14 +212,16 @@ def test_canal_on_thick_slabs_and_in_noise(ts):
 
 def test_no_stomach_drawn_on_abdominal_crops_without_it(ts):
     """Abdomen-only crops below the stomach (no lungs in the image, no stomach voxel in the
-    reference): the stomach is refused. The fluid route (the soft-tissue mass left of the midline)
-    is not tried without the lung bases: tried there, it took small bowel on every such crop
-    (z 200-300, 260-330: 4,400 and 2,500 voxels of small bowel, none of stomach), and on the
-    abdomen-only crop z 280-390 (46 % of the stomach in it) small bowel too."""
+    reference, or 15 % of it: z 250-360): the stomach is refused. The fluid route (the soft-tissue
+    mass left of the midline) chosen as with the lung bases took small bowel on every such crop
+    (z 200-300, 260-330: 4,400 and 2,500 voxels of small bowel, none of stomach); without the lung
+    bases it now needs the image's top in the stomach bed (the left kidney's upper half) and its
+    first piece cut by the image's top over a section wider than a bowel loop (z 250-360: a 4 cm2
+    loop of jejunum)."""
     img, lab = ts
-    for lo, hi in ((200.0, 300.0), (260.0, 330.0)):
+    for lo, hi in ((200.0, 300.0), (260.0, 330.0), (250.0, 360.0)):
         crop, clab = img.sel(z=slice(lo, hi)), lab.sel(z=slice(lo, hi))
-        assert not (clab.values == 6).any()
+        assert (clab.values == 6).sum() < 0.2 * (lab.values == 6).sum()
         close_session()
         with pytest.raises(SegmentationError, match="could not find"):
             segment_organ(crop, "stomach")

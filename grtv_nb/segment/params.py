@@ -138,6 +138,17 @@ class SegmentParams:
     #                                      spleen alone: 0.9-0.96; a kidney merged with it on 5 mm slabs: 0.55)
     stomach_gas_hu: float = -600.0  # stomach gas pocket is below
     stomach_gas_cc: float = 2.0  # least gas pocket
+    stomach_cage_depth_q: float = 0.25  # without lung bases: on the slices whose cage window the image's
+    #                                   end cuts, the stomach's cage is completed by the body deeper than
+    #                                   this quantile of the cage edge's depth under the skin on the other
+    #                                   slices (the abdominal wall and the ribs; example CT: 22-30 mm; the
+    #                                   stomach lies 39 mm or more deep, the wall's muscle 20-25 mm)
+    stomach_bed_mm: float = 55.0  # without lung bases: the fluid route needs the image's top this far
+    #                             above the left kidney's lowest slice (half a kidney's 110 mm length: the
+    #                             top reaches the kidney's upper half, the stomach bed)
+    stomach_seed_cm2: float = 7.0  # without lung bases: the fluid route's first piece is cut by the image's
+    #                              top over at least this (a loop of small bowel is under 30 mm across:
+    #                              example CT 4 cm2 on a crop cut through the jejunum; the stomach's body 10)
 
 
 #: The parameters the methods use.
