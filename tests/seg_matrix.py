@@ -61,33 +61,45 @@ FEW_SLICES = {"lungs": 412.0, "spinal_cord": 324.0, "liver": 364.0, "lkidney": 3
 #: with the reason. tests/test_segment_robust.py asserts that exactly these fail, so a regression
 #: and a fix both show.
 _SPINE = "spinal canal / lung code, being reworked on branch segspine (issue 15); not diagnosed here"
+_BOWEL = ("the 6 mm opening does not cut the left kidney from a small-bowel loop at its lower pole (same HU; "
+          "the full CT's liver contour took that loop, keeping it out there); a 9 mm opening loses the kidney")
+_RESAMPLED = ("the left kidney's 6 mm opening does not cut it from a small-bowel loop at its lower pole (and "
+              "on 4-5 mm slabs from the spleen): one candidate, same HU")
 _BORDER = "just above PRESENT_FRAC of the organ in 15 mm: the method needs more of it"
 KNOWN: dict[tuple[str, str], str] = {
     ("thorax only (z >= 397)", "spinal_cord"): _SPINE,
     ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
-    ("thorax + abdomen (z >= 300)", "rkidney"): "right kidney cut 8 mm above its lower pole: lower Dice",
+    ("thorax + abdomen (z >= 300)", "rkidney"): "the image's bottom cuts the right kidney 8 mm above its lower "
+                                                "pole: there the candidate joins the psoas and back muscle "
+                                                "(same HU)",
     ("abdomen only (z 280-390)", "liver"): "better than the full CT on the same part (Delta > 0): "
                                            "the seed rule without lung bases",
-    ("abdomen only (z 280-390)", "lkidney"): "takes a loop of small bowel under its lower pole (z 280-313), "
-                                             "which the full CT's kidney leaves out",
-    ("abdomen only (z 280-390)", "rkidney"): "not diagnosed",
+    ("abdomen only (z 280-390)", "lkidney"): _BOWEL,
+    ("abdomen only (z 280-390)", "rkidney"): "the candidate joins the right psoas (same HU; 713 voxels) that "
+                                             "the full CT's kidney leaves out",
     ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "
                                              "before the stomach's cage was completed): both miss the antrum, "
                                              "outside the rib cage",
+    ("abdomen only (z 250-360)", "liver"): "WRONG (13 % of the liver in the image, a refusal would be right): "
+                                           "without lung bases the seed is the right side of the top 40 mm, "
+                                           "here the liver's tip, right kidney and back muscle at one HU, "
+                                           "joined into one candidate",
+    ("abdomen only (z 250-360)", "lkidney"): _BOWEL,
+    ("abdomen only (z 250-360)", "rkidney"): "taken into the wrong liver",
     ("pelvis only (z <= 250)", "spinal_cord"): _SPINE,
     ("5 slices of lungs (z 412)", "llung"): _SPINE,
     ("5 slices of lungs (z 412)", "liver"): _BORDER,
     ("5 slices of lungs (z 412)", "stomach"): _BORDER,
     ("5 slices of liver (z 364)", "lkidney"): _BORDER,
     ("5 slices of rkidney (z 345)", "spinal_cord"): _SPINE,
-    ("1 mm slices", "lkidney"): "not diagnosed (resampled CTs: the left kidney loses 0.1-0.3)",
-    ("2 mm slices", "lkidney"): "not diagnosed (resampled CTs: the left kidney loses 0.1-0.3)",
-    ("4 mm slices", "lkidney"): "not diagnosed (resampled CTs: the left kidney loses 0.1-0.3)",
+    ("1 mm slices", "lkidney"): _RESAMPLED,
+    ("2 mm slices", "lkidney"): _RESAMPLED,
+    ("4 mm slices", "lkidney"): _RESAMPLED,
     ("5 mm slices", "llung"): _SPINE,
     ("5 mm slices", "rlung"): _SPINE,
     ("5 mm slices", "spinal_cord"): _SPINE,
     ("5 mm slices", "liver"): "partial volume of 5 mm slabs at the liver's edges (-0.045)",
-    ("5 mm slices", "lkidney"): "not diagnosed (resampled CTs: the left kidney loses 0.1-0.3)",
+    ("5 mm slices", "lkidney"): _RESAMPLED,
     ("5 mm slices", "rkidney"): "partial volume of 5 mm slabs (-0.040)",
     ("noise sd 40 HU", "spinal_cord"): _SPINE,
 }
@@ -181,6 +193,8 @@ def _builders(img, lab, tmp: Path | None) -> dict[str, Callable[[], Cell]]:
     crop("thorax only (z >= 397)", "thorax only", lambda i: i.sel(z=slice(397.0, None)), "the lung bases")
     crop("thorax + abdomen (z >= 300)", "thorax + abdomen", lambda i: i.sel(z=slice(300.0, None)))
     crop("abdomen only (z 280-390)", "abdomen only", lambda i: i.sel(z=slice(280.0, 390.0)))
+    crop("abdomen only (z 250-360)", "abdomen only", lambda i: i.sel(z=slice(250.0, 360.0)),
+         "the image's top 67 mm below the liver dome")
     crop("liver dome (z >= 370)", "crop", lambda i: i.sel(z=slice(370.0, None)))
     crop("pelvis only (z <= 250)", "crop", lambda i: i.sel(z=slice(None, 250.0)))
     for organ, zc in FEW_SLICES.items():
