@@ -80,12 +80,9 @@ KNOWN: dict[tuple[str, str], str] = {
     ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "
                                              "before the stomach's cage was completed): both miss the antrum, "
                                              "outside the rib cage",
-    ("abdomen only (z 250-360)", "liver"): "WRONG (13 % of the liver in the image, a refusal would be right): "
-                                           "without lung bases the seed is the right side of the top 40 mm, "
-                                           "here the liver's tip, right kidney and back muscle at one HU, "
-                                           "joined into one candidate",
+    ("abdomen only (z 250-360)", "liver"): "better than the full CT on the same part (Delta > 0; WRONG, Dice "
+                                           "0.20, before the back-muscle check of the liver candidate)",
     ("abdomen only (z 250-360)", "lkidney"): _BOWEL,
-    ("abdomen only (z 250-360)", "rkidney"): "taken into the wrong liver",
     ("pelvis only (z <= 250)", "spinal_cord"): _SPINE,
     ("5 slices of lungs (z 412)", "llung"): _SPINE,
     ("5 slices of lungs (z 412)", "liver"): _BORDER,

@@ -350,7 +350,11 @@ def _liver_work(ctx: Context) -> np.ndarray:
        midline.
     4. An 8 mm ball opening cuts thin bridges to the neighbours (heart, spleen, stomach wall,
        muscle, kidney); the component with the most seed-zone voxels is the liver if it holds
-       100-5000 cc, less than 40 % of the body, and lies right of the midline.
+       100-5000 cc, less than 40 % of the body, lies right of the midline, and has at most
+       ``liver_paraspinal_frac`` of its voxels behind the spinal canal within
+       ``liver_paraspinal_mm`` of the midline (the back muscles, at the liver's HU on a plain CT:
+       on a CT whose top is well below the dome the seed zone holds the liver's tip, the right
+       kidney and those muscles, joined into one candidate).
     5. The opening is undone within the candidate (8 mm), then the region grows by up to 10 mm
        into a window 10 HU wider below (at most half-way to a clearly separate lower histogram peak) / 5 HU
        above (uneven enhancement); a 3 mm opening, a
@@ -430,6 +434,14 @@ def _liver_for(ctx, box, sm, region, seed, lo, hi, wide_lo, xm, body_cc):
         return None, f"the tissue within {lo:.0f}..{hi:.0f} HU is not separable from its surroundings"
     if float(gx[box[2]][np.nonzero(liver)[2]].mean()) > xm:
         return None, "the candidate organ lies left of the midline"
+    # the liver never lies behind the spinal canal beside the spine: the back muscles there have
+    # its HU on a plain CT and join it across the region's posterior part
+    cy = float(np.nanmedian(canal_track(ctx)["y"]))
+    _, yy, xx = np.nonzero(liver)
+    back = (ctx.grid.y[box[1]][yy] > cy) & (np.abs(gx[box[2]][xx] - xm) < P.liver_paraspinal_mm)
+    if back.mean() > P.liver_paraspinal_frac:
+        return None, (f"the tissue within {lo:.0f}..{hi:.0f} HU joins the back muscles ({back.mean():.0%} of it "
+                      "behind the spinal canal beside the spine)")
     # undo the opening within the candidate (bounded, so bridges do not reopen), then a wider
     # window within 10 mm of that core (enhancement is uneven in contrast CT)
     wide = (smb >= wide_lo) & (smb <= hi + 5.0) & regb

@@ -124,6 +124,9 @@ class SegmentParams:
     #                                  band with lungs is 70 mm; the dome's right half is liver)
     liver_hu: tuple = (0.0, 250.0)  # range of the liver's histogram mode (plain to portal venous)
     liver_cc: tuple = (100.0, 5000.0)  # plausible liver volume
+    liver_paraspinal_mm: float = 50.0  # behind the canal and within this of the midline: the back muscles
+    liver_paraspinal_frac: float = 0.02  # a liver candidate with more of its voxels there joined them (example
+    #                                  CT: full 0, crops 0; cut at z 250-360, 67 mm below the dome: 0.18, Dice 0.20)
     liver_body_frac: float = 0.4  # the liver holds less than this fraction of the trunk
     liver_grow_mm: float = 10.0  # growth into the wider window
     kidney_windows: tuple = ((-15.0, 42.0), (120.0, 400.0))  # kidney HU: plain, contrast
