@@ -233,9 +233,16 @@ def test_stomach_without_gas(ts):
     assert dice(st, ref) >= 0.60
     colon = np.isin(lab.values, [20])
     assert (st & colon).sum() <= 0.05 * st.sum()
-    # cut below the lung bases, the left dome is not in the image: no guess, a clear message
-    with pytest.raises(SegmentationError, match="lung bases"):
-        segment_organ(img.sel(z=slice(None, 385.0)), "stomach")
+    # cut below the lung bases (z <= 385 mm, 39 % of the stomach in the image), the left dome is
+    # not in the image: the fluid route starts from the piece cut by the image's top (before issue
+    # 15's matrix: refused, the rib-cage hull cut by the image's top held the stomach out)
+    crop = img.sel(z=slice(None, 385.0))
+    close_session()
+    st = segment_organ(crop, "stomach")
+    ref = ts_reference(lab.sel(z=slice(None, 385.0)), "stomach")
+    assert dice(st, ref) >= 0.4
+    assert (st & ~ref).sum() <= 0.1 * st.sum()
+    close_session()
 
 
 def test_absent_organs_are_reported(ts_dicom, head_ct):

@@ -146,6 +146,42 @@ def test_liver_dome_crop_finds_kidney_poles_not_spleen(ts):
     close_session()
 
 
+def test_stomach_on_abdomen_only_crop(ts):
+    """On abdomen-only crops through the upper abdomen (z 280-390 and 330-390: no lung bases,
+    46 % of the stomach in the image) the stomach was refused: the rib-cage hull of its region,
+    built from the bone within 40 mm of each slice, lost the ribs above the image's top and held
+    the whole stomach out (2,128 of its 2,247 voxels; the region then held small bowel), and the
+    fluid route was not tried without the lung bases. The hull is now completed there below the
+    abdominal wall, and the fluid route starts from the piece cut by the image's top: found, all
+    of it stomach, Dice >= 0.35 (0.39; the full CT's stomach on the same voxels 0.28: both miss the
+    antrum, outside the rib cage)."""
+    img, lab = ts
+    for lo, hi in ((280.0, 390.0), (330.0, 390.0)):
+        crop, clab = img.sel(z=slice(lo, hi)), lab.sel(z=slice(lo, hi))
+        close_session()
+        m = segment_organ(crop, "stomach")
+        ref = clab.values == 6
+        assert dice(m, ref) >= 0.35
+        assert (m & ~ref).sum() <= 0.1 * m.sum()
+    close_session()
+
+
+def test_liver_on_crop_far_below_the_dome_is_not_joined_to_back_muscle(ts):
+    """A CT cut at z 250-360 mm (its top 67 mm below the liver dome, 13 % of the liver in it):
+    without lung bases the liver's seed is the right side of the top 40 mm, there the liver's tip,
+    the right kidney and the back muscles, all near 50 HU on this plain CT; the first histogram
+    peak's candidate joined them (18 % of it behind the canal beside the spine): a wrong liver
+    (Dice 0.20) holding the right kidney, which was then refused. A candidate with more than 2 %
+    of its voxels there is now rejected and the next peak tried: liver Dice >= 0.7 (0.76), right
+    kidney >= 0.75 (0.78)."""
+    img, lab = ts
+    crop, clab = img.sel(z=slice(250.0, 360.0)), lab.sel(z=slice(250.0, 360.0))
+    close_session()
+    assert dice(segment_organ(crop, "liver"), clab.values == 5) >= 0.7
+    assert dice(segment_organ(crop, "rkidney"), clab.values == 2) >= 0.75
+    close_session()
+
+
 def test_no_patient_and_one_slice_are_refused():
     """Air only: no body, no organ. A water cylinder: a body (the phantom), no organ. One slice:
     refused for every organ with the reason."""
@@ -192,14 +228,16 @@ def test_canal_on_thick_slabs_and_in_noise(ts):
 
 def test_no_stomach_drawn_on_abdominal_crops_without_it(ts):
     """Abdomen-only crops below the stomach (no lungs in the image, no stomach voxel in the
-    reference): the stomach is refused. The fluid route (the soft-tissue mass left of the midline)
-    is not tried without the lung bases: tried there, it took small bowel on every such crop
-    (z 200-300, 260-330: 4,400 and 2,500 voxels of small bowel, none of stomach), and on the
-    abdomen-only crop z 280-390 (46 % of the stomach in it) small bowel too."""
+    reference, or 15 % of it: z 250-360): the stomach is refused. The fluid route (the soft-tissue
+    mass left of the midline) chosen as with the lung bases took small bowel on every such crop
+    (z 200-300, 260-330: 4,400 and 2,500 voxels of small bowel, none of stomach); without the lung
+    bases it now needs the image's top in the stomach bed (the left kidney's upper half) and its
+    first piece cut by the image's top over a section wider than a bowel loop (z 250-360: a 4 cm2
+    loop of jejunum)."""
     img, lab = ts
-    for lo, hi in ((200.0, 300.0), (260.0, 330.0)):
+    for lo, hi in ((200.0, 300.0), (260.0, 330.0), (250.0, 360.0)):
         crop, clab = img.sel(z=slice(lo, hi)), lab.sel(z=slice(lo, hi))
-        assert not (clab.values == 6).any()
+        assert (clab.values == 6).sum() < 0.2 * (lab.values == 6).sum()
         close_session()
         with pytest.raises(SegmentationError, match="could not find"):
             segment_organ(crop, "stomach")
@@ -236,3 +274,51 @@ def test_crops_through_or_past_the_spine_draw_no_wrong_organ(ts):
     assert found[("x>-40", "lkidney")] >= 0.8 and found[("x>-40", "stomach")] >= 0.5
     assert found[("x<20", "liver")] >= 0.85 and found[("x<20", "rkidney")] >= 0.81
     close_session()
+
+
+@pytest.fixture(scope="module")
+def matrix_full(ts):
+    """The full CT's predictions, the reference of every matrix cell's Delta."""
+    from seg_matrix import Cell, FullRun, segment_all
+
+    img, lab = ts
+    return FullRun(Cell("full CT (NIfTI)", img, lab), segment_all(img)[0])
+
+
+def test_matrix_covers_what_the_issue_lists():
+    """The robustness matrix holds every kind of cell issue 15 lists: thorax only, abdomen only,
+    thorax + abdomen, a few slices of each organ, 1-5 mm slices, noise, a tumour in each lung, the
+    8 patient positions."""
+    from seg_matrix import CELL_NAMES, FEW_SLICES, POSITIONS
+
+    names = set(CELL_NAMES)
+    assert {f"position {p}" for p in POSITIONS} <= names and len(POSITIONS) == 8
+    for word in ("thorax only", "abdomen only", "thorax + abdomen", "noise", "tumour in the right lung",
+                 "tumour in the left lung"):
+        assert any(word in n for n in names), word
+    assert {f"{s} mm slices" for s in (1, 2, 4, 5)} <= names
+    assert {n.split(" (")[0] for n in names if n.startswith("5 slices of")} == {f"5 slices of {o}" for o in FEW_SLICES}
+    assert set(FEW_SLICES) == {"lungs", "spinal_cord", "liver", "lkidney", "rkidney", "stomach"}
+
+
+@pytest.mark.parametrize("name", __import__("seg_matrix").CELL_NAMES[1:])
+def test_matrix_cell(ts, matrix_full, tmp_path, name):
+    """One cell of the robustness matrix (tests/seg_matrix.py, printed by
+    benchmarks/bench_segment_matrix.py): every organ is found when at least 20 % of its reference
+    is in the image, never drawn where it is not (Dice >= 0.3), and its Dice on the part in the
+    image is within 0.03 of the full CT's prediction's Dice on that same part. The pairs that do
+    not meet this yet are listed, with why, in seg_matrix.KNOWN: exactly those must fail (a
+    regression and a fix both show)."""
+    from seg_matrix import KNOWN, build_cells, evaluate, segment_all
+
+    cells = build_cells(tmp_path, want=lambda n: n == name)
+    if len(cells) < 2:
+        pytest.skip(f"{name}: its data is absent")
+    cell = cells[1]
+    res = evaluate(cell, segment_all(cell.image)[0], matrix_full)
+    failing = {o: r for o, r in res.items() if r.fails}
+    known = {o for (c, o) in KNOWN if c == name}
+    new = {o: r for o, r in failing.items() if o not in known}
+    fixed = known - set(failing)
+    assert not new, f"{name}: new failures {new}"
+    assert not fixed, f"{name}: {sorted(fixed)} now meet the goal: remove them from seg_matrix.KNOWN"

@@ -135,14 +135,48 @@ def _cage_open_ends(ctx: Context) -> np.ndarray:
     # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last slice
     # are cut off, so within the window of its ends the hull is too small (the cage widens
     # towards the chest) and does not constrain the liver there
-    z = ctx.grid.z
-    half = 0.5 * ctx.spacing[0]
-    cut = (z + 40.0 > z[-1] + half) | (z - 40.0 < z[0] - half)
+    cut = _cut_ends(ctx)
     if not cut.any():
         return out
     out = out.copy()
     out[cut] = body_work(ctx)[cut]
     return out
+
+
+def _cut_ends(ctx: Context) -> np.ndarray:
+    """Per slice: its cage window (40 mm either side) runs past the image's first or last slice."""
+    z = ctx.grid.z
+    half = 0.5 * ctx.spacing[0]
+    return (z + 40.0 > z[-1] + half) | (z - 40.0 < z[0] - half)
+
+
+def _cage_stomach(ctx: Context) -> np.ndarray:
+    """The stomach's cage: :func:`_cage` (the strict hull), completed where the image's end cuts the
+    cage window and no lung bases are in the image (an abdomen-only CT). There the ribs beyond the
+    image's end are not seen and the hull is too small: at the top of a crop through the upper
+    abdomen it held the whole stomach out (its region then held only small bowel). On those
+    slices the body deeper under the skin than the cage lies on the other slices (the
+    ``stomach_cage_depth_q`` quantile of the depth of the hull's edge on the slices with ribs: the
+    abdominal wall and the ribs) is added; the wall's muscle, whose HU is the stomach's, stays out (the whole body, as
+    for the liver, let it in)."""
+
+    def f(c: Context) -> np.ndarray:
+        out = _cage(c)
+        cut = _cut_ends(c)
+        if _lung_any(c).any() or not cut.any():
+            return out
+        body = body_work(c)
+        depth = body_depth(c)
+        real = out.sum(axis=(1, 2)) < body.sum(axis=(1, 2))  # a hull of ribs (not the whole body)
+        if not real.any():
+            return out
+        edge = out[real] & ~erode_mm(out[real], 3.0, c.spacing, planar=True)
+        d_wall = float(np.quantile(depth[real][edge], P.stomach_cage_depth_q))
+        out = out.copy()
+        out[cut] |= body[cut] & (depth[cut] >= d_wall)
+        return out
+
+    return ctx.get("cage_stomach", f)
 
 
 def _near_spine(ctx: Context, radius: float) -> np.ndarray:
@@ -316,7 +350,11 @@ def _liver_work(ctx: Context) -> np.ndarray:
        midline.
     4. An 8 mm ball opening cuts thin bridges to the neighbours (heart, spleen, stomach wall,
        muscle, kidney); the component with the most seed-zone voxels is the liver if it holds
-       100-5000 cc, less than 40 % of the body, and lies right of the midline.
+       100-5000 cc, less than 40 % of the body, lies right of the midline, and has at most
+       ``liver_paraspinal_frac`` of its voxels behind the spinal canal within
+       ``liver_paraspinal_mm`` of the midline (the back muscles, at the liver's HU on a plain CT:
+       on a CT whose top is well below the dome the seed zone holds the liver's tip, the right
+       kidney and those muscles, joined into one candidate).
     5. The opening is undone within the candidate (8 mm), then the region grows by up to 10 mm
        into a window 10 HU wider below (at most half-way to a clearly separate lower histogram peak) / 5 HU
        above (uneven enhancement); a 3 mm opening, a
@@ -396,6 +434,14 @@ def _liver_for(ctx, box, sm, region, seed, lo, hi, wide_lo, xm, body_cc):
         return None, f"the tissue within {lo:.0f}..{hi:.0f} HU is not separable from its surroundings"
     if float(gx[box[2]][np.nonzero(liver)[2]].mean()) > xm:
         return None, "the candidate organ lies left of the midline"
+    # the liver never lies behind the spinal canal beside the spine: the back muscles there have
+    # its HU on a plain CT and join it across the region's posterior part
+    cy = float(np.nanmedian(canal_track(ctx)["y"]))
+    _, yy, xx = np.nonzero(liver)
+    back = (ctx.grid.y[box[1]][yy] > cy) & (np.abs(gx[box[2]][xx] - xm) < P.liver_paraspinal_mm)
+    if back.mean() > P.liver_paraspinal_frac:
+        return None, (f"the tissue within {lo:.0f}..{hi:.0f} HU joins the back muscles ({back.mean():.0%} of it "
+                      "behind the spinal canal beside the spine)")
     # undo the opening within the candidate (bounded, so bridges do not reopen), then a wider
     # window within 10 mm of that core (enhancement is uneven in contrast CT)
     wide = (smb >= wide_lo) & (smb <= hi + 5.0) & regb
@@ -563,9 +609,10 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     wall; otherwise (collapsed or fluid-filled) as the soft-tissue mass under the left
     hemidiaphragm, medial of the spleen.
 
-    1. Region: abdominal slices, inside the rib cage, anterior of the spine (y < canal - 20 mm),
-       from 40 mm right of the midline to the left, 5 mm below the skin, outside the liver,
-       kidneys, bone and lungs.
+    1. Region: abdominal slices, inside the rib cage (for the fluid route completed where an
+       abdomen-only image's end cuts it, :func:`_cage_stomach`), anterior of the spine (y < canal - 20 mm), from 40 mm
+       right of the midline to the left, 5 mm below the skin, outside the liver, kidneys, bone
+       and lungs.
     2. Gas route. Gas pockets = 3D components of HU < -600 of at least 2 cc whose 4-10 mm ring is
        mostly not fat (at most half below -40 HU) and has a soft-tissue HU peak (above -20 HU):
        the stomach's gas lies on its contents and thick wall, while colon gas is mixed with stool
@@ -575,8 +622,12 @@ def _stomach_work(ctx: Context) -> np.ndarray:
        wall: the ring's HU peak gives a window (peak -/+ 2.5 half widths, 12-60 HU); voxels in it
        (fat excluded) plus the 4 mm partial-volume rim of the gas, within 60 mm of the gas,
        opened by 8 mm (cuts neighbouring loops joined by thin contact) and connected to the gas.
-    3. Fluid route (no qualifying gas pocket; only when the lung bases are in the image, so the
-       top of the region is the left dome). Soft tissue (-15..90 HU, smoothed) of the region,
+    3. Fluid route (no qualifying gas pocket). With the lung bases in the image the top of the
+       region is the left dome; without them (an abdomen-only CT) the image's top must reach the
+       stomach bed, ``stomach_bed_mm`` above the left kidney's lowest slice (no kidney found: no
+       fluid route), and the first piece must be cut by the image's top over at least
+       ``stomach_seed_cm2`` (the stomach runs on up to the dome; a loop of small bowel is
+       narrower; chosen as below, such a crop took small bowel). Soft tissue (-15..90 HU, smoothed) of the region,
        opened by 4 mm, is split into convex pieces by a watershed of its distance map (one
        basin per local maximum at least 8 mm apart and 6 mm deep). Pieces of at least 3 cc whose
        centre lies 35-90 mm left of the midline and 50 mm or more anterior of the canal (in front
@@ -605,14 +656,16 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     Y = gy[None, :, None]
     sp = ctx.spacing
     region = (depth > 5.0) & (Y < cy - 20.0) & (X > xm - 40.0) & ~_bone(ctx) & ~_lung_near(ctx)
-    region &= _cage(ctx) & trunk[:, None, None]
+    region &= _cage_stomach(ctx) & trunk[:, None, None]
     for fn in (liver_work,):
         try:
             region &= ~dilate_mm(fn(ctx), 2.0, sp)
         except SegmentationError:
             pass
+    kid: dict = {}
     try:
-        for m in kidneys_work(ctx).values():
+        kid = kidneys_work(ctx)
+        for m in kid.values():
             if m is not None:
                 region &= ~m
     except SegmentationError:
@@ -623,13 +676,14 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     regb = region[box]
     smb = sm[box]
     coords = (gz[box[0]], gy[box[1]], gx[box[2]])
-    found = _stomach_gas(ctx, w[box] < P.stomach_gas_hu, regb, smb, coords, xm)
+    # the gas route keeps the strict hull: bowel gas under the abdominal wall is no gas pocket
+    found = _stomach_gas(ctx, w[box] < P.stomach_gas_hu, regb & _cage(ctx)[box], smb, coords, xm)
     if found is None:
-        if z_base is None:
+        if z_base is None and not _stomach_bed_in(ctx, kid.get("left")):
             raise not_found(organ, "no gas pocket on fluid in the left upper abdomen, and without the lung "
-                            "bases in the image a fluid-filled stomach (found under the left hemidiaphragm) "
-                            "is not looked for")
-        st = _stomach_fluid(ctx, regb, smb, coords, xm, cy)
+                            f"bases the image's top does not reach {P.stomach_bed_mm:g} mm above the left "
+                            "kidney's lowest slice (the stomach bed, the kidney's upper half)")
+        st = _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=z_base is None)
         if st is None:
             raise not_found(organ, "no gas pocket on fluid and no soft-tissue mass under the left "
                             "hemidiaphragm, medial of the spleen")
@@ -678,8 +732,22 @@ def _stomach_gas(ctx, gas, regb, smb, coords, xm):
     return np.isin(lab2, np.unique(lab2[best & (lab2 > 0)])), best
 
 
-def _stomach_fluid(ctx, regb, smb, coords, xm, cy):
-    """Fluid route of :func:`_stomach_work`: the soft-tissue pieces of the stomach, or None."""
+def _stomach_bed_in(ctx: Context, left_kidney: np.ndarray | None) -> bool:
+    """The image's top reaches the left kidney's upper half (``stomach_bed_mm`` above its lowest
+    slice): the level of the stomach bed, where a fluid-filled stomach is looked for without
+    the lung bases."""
+    if left_kidney is None or not left_kidney.any():
+        return False
+    z = ctx.grid.z
+    return bool(z[-1] - z[np.nonzero(left_kidney.any(axis=(1, 2)))[0][0]] >= P.stomach_bed_mm)
+
+
+def _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=False):
+    """Fluid route of :func:`_stomach_work`: the soft-tissue pieces of the stomach, or None.
+    ``top_seed`` (no lung bases: the region's top is the image's, not the dome): the largest piece
+    is chosen among those cut by the region's top slice over at least ``stomach_seed_cm2`` (the
+    stomach runs on up to the dome, above the image, and its body is wider than a loop of small
+    bowel, which lies below it)."""
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
@@ -710,9 +778,14 @@ def _stomach_fluid(ctx, regb, smb, coords, xm, cy):
         yc = float(gy[sl[1]][yy].mean()) - cy
         if 35.0 <= xc <= 90.0 and yc <= -50.0 and float(gz[sl[0]][zz].max()) >= z_top - 60.0:
             cand[i + 1] = vol
-    if not cand:
+    seeds = cand
+    if top_seed:
+        top = np.nonzero(regb.any(axis=(1, 2)))[0].max()
+        a_top = {k: float((pieces[top] == k).sum()) * sp[1] * sp[2] / 100.0 for k in cand}
+        seeds = {k: v for k, v in cand.items() if a_top[k] >= P.stomach_seed_cm2}
+    if not seeds:
         return None
-    st = pieces == max(cand, key=cand.get)
+    st = pieces == max(seeds, key=seeds.get)
     grown = True
     while grown:
         touch = set(np.unique(pieces[dilate_mm(st, 1.5 * max(sp), sp) & ~st]).tolist()) & set(cand)

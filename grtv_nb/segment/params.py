@@ -124,6 +124,9 @@ class SegmentParams:
     #                                  band with lungs is 70 mm; the dome's right half is liver)
     liver_hu: tuple = (0.0, 250.0)  # range of the liver's histogram mode (plain to portal venous)
     liver_cc: tuple = (100.0, 5000.0)  # plausible liver volume
+    liver_paraspinal_mm: float = 50.0  # behind the canal and within this of the midline: the back muscles
+    liver_paraspinal_frac: float = 0.02  # a liver candidate with more of its voxels there joined them (example
+    #                                  CT: full 0, crops 0; cut at z 250-360, 67 mm below the dome: 0.18, Dice 0.20)
     liver_body_frac: float = 0.4  # the liver holds less than this fraction of the trunk
     liver_grow_mm: float = 10.0  # growth into the wider window
     kidney_windows: tuple = ((-15.0, 42.0), (120.0, 400.0))  # kidney HU: plain, contrast
@@ -138,6 +141,17 @@ class SegmentParams:
     #                                      spleen alone: 0.9-0.96; a kidney merged with it on 5 mm slabs: 0.55)
     stomach_gas_hu: float = -600.0  # stomach gas pocket is below
     stomach_gas_cc: float = 2.0  # least gas pocket
+    stomach_cage_depth_q: float = 0.25  # without lung bases: on the slices whose cage window the image's
+    #                                   end cuts, the stomach's cage is completed by the body deeper than
+    #                                   this quantile of the cage edge's depth under the skin on the other
+    #                                   slices (the abdominal wall and the ribs; example CT: 22-30 mm; the
+    #                                   stomach lies 39 mm or more deep, the wall's muscle 20-25 mm)
+    stomach_bed_mm: float = 55.0  # without lung bases: the fluid route needs the image's top this far
+    #                             above the left kidney's lowest slice (half a kidney's 110 mm length: the
+    #                             top reaches the kidney's upper half, the stomach bed)
+    stomach_seed_cm2: float = 7.0  # without lung bases: the fluid route's first piece is cut by the image's
+    #                              top over at least this (a loop of small bowel is under 30 mm across:
+    #                              example CT 4 cm2 on a crop cut through the jejunum; the stomach's body 10)
 
 
 #: The parameters the methods use.
