@@ -562,3 +562,76 @@ def boundary_distance(px, py, ax, ay, vx, vy, out):
             if d2 < best:
                 best = d2
         out[i] = np.sqrt(best)
+
+
+@nb.njit(**_OPTS)
+def _inside_loops(x, y, px, py, first):
+    """Whether the point (``x``, ``y``) lies inside the loops (vertices ``first[l]:first[l + 1]`` of
+    ``px``, ``py``) combined even-odd: ray casting, an edge crossing the point's row at ``xc > x``."""
+    inside = False
+    for l in range(len(first) - 1):
+        a, b = first[l], first[l + 1]
+        cnt = 0
+        for i in range(a, b):
+            k = i + 1 if i + 1 < b else a
+            x0, y0, x1, y1 = px[i], py[i], px[k], py[k]
+            if (y0 > y) != (y1 > y):
+                xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+                if x < xc:
+                    cnt += 1
+        if cnt % 2 == 1:
+            inside = not inside
+    return inside
+
+
+@nb.njit(**_OPTS)
+def inradius(px, py, first, bx, by, s):
+    """Largest distance (mm) from a point inside the region of the loops (vertices
+    ``first[l]:first[l + 1]`` of ``px``, ``py``, combined even-odd) to its boundary: pattern search
+    from (``bx``, ``by``) (the deepest lattice cell) along the 8 axis and diagonal directions, steps
+    from ``s / 2`` halving down to ``s / 16`` (at most ``s`` moved in all), against the edges that can
+    be nearest within the search's reach (those within the start's distance plus ``2 s``)."""
+    n = len(px)
+    ax = np.empty(n, np.float64)
+    ay = np.empty(n, np.float64)
+    vx = np.empty(n, np.float64)
+    vy = np.empty(n, np.float64)
+    for l in range(len(first) - 1):
+        a, b = first[l], first[l + 1]
+        for i in range(a, b):
+            k = i + 1 if i + 1 < b else a
+            ax[i], ay[i] = px[i], py[i]
+            vx[i], vy[i] = px[k] - px[i], py[k] - py[i]
+    one = np.empty(1, np.float64)
+    boundary_distance(np.array([bx]), np.array([by]), ax, ay, vx, vy, one)
+    near = one[0]
+    keep = np.empty(n, np.bool_)
+    for i in range(n):
+        mx, my = ax[i] + 0.5 * vx[i], ay[i] + 0.5 * vy[i]
+        keep[i] = np.hypot(mx - bx, my - by) - 0.5 * np.hypot(vx[i], vy[i]) <= near + 2.0 * s
+    ax, ay, vx, vy = ax[keep], ay[keep], vx[keep], vy[keep]
+    r2 = 1.0 / np.sqrt(2.0)
+    dx = np.array([1.0, -1.0, 0.0, 0.0, r2, r2, -r2, -r2])
+    dy = np.array([0.0, 0.0, 1.0, -1.0, r2, -r2, r2, -r2])
+    cx = np.empty(8, np.float64)
+    cy = np.empty(8, np.float64)
+    dist = np.empty(8, np.float64)
+    val = near
+    step = 0.5 * s
+    moved = 0.0
+    while step > s / 16 and moved < s:
+        for j in range(8):
+            cx[j] = bx + step * dx[j]
+            cy[j] = by + step * dy[j]
+        boundary_distance(cx, cy, ax, ay, vx, vy, dist)
+        if step >= val:  # a step this long may leave the region
+            for j in range(8):
+                if not _inside_loops(cx[j], cy[j], px, py, first):
+                    dist[j] = -np.inf
+        j = np.argmax(dist)
+        if dist[j] > val:
+            bx, by, val = cx[j], cy[j], dist[j]
+            moved += step
+        else:
+            step *= 0.5
+    return val
