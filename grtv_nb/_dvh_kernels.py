@@ -124,6 +124,31 @@ def _edt_1d(f, n, d, v, zz):
         d[q] = (q - v[k]) * (q - v[k]) + f[v[k]]
 
 
+@nb.njit(inline="always", **_OPTS)
+def _edt_binary_column(m, c, r0, r1, inside, big, out, oc):
+    """Squared distance along column ``c`` of ``m`` (rows ``r0:r1``) from each row to the nearest row
+    where ``m`` is ``not inside`` (outside cells of the region when ``inside``, else its cells),
+    ``big`` where there is none, into ``out[r, oc]``: two scans, the values of :func:`_edt_1d` on
+    samples 0 there and ``big`` elsewhere (whole numbers, exact)."""
+    last = -1
+    for r in range(r0, r1):
+        if m[r, c] != inside:
+            last = r
+            out[r, oc] = 0.0
+        elif last >= 0:
+            out[r, oc] = np.float64((r - last) * (r - last))
+        else:
+            out[r, oc] = big
+    nxt = -1
+    for r in range(r1 - 1, r0 - 1, -1):
+        if m[r, c] != inside:
+            nxt = r
+        elif nxt >= 0:
+            dd = np.float64((nxt - r) * (nxt - r))
+            if dd < out[r, oc]:
+                out[r, oc] = dd
+
+
 @nb.njit(**_OPTS)
 def _true_box(m):
     """(row0, row1, col0, col1) bounding the True cells of the 2D ``m``; (ny, 0, nx, 0) if none."""
@@ -275,11 +300,7 @@ def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
     ra, rb = max(r0 - 1, 0), min(r1 + 1, ny)
     ca, cb = max(c0 - 1, 0), min(c1 + 1, nx)
     for c in range(ca, cb):
-        for r in range(ra, rb):
-            f[r - ra] = big if m[r, c] else 0.0
-        _edt_1d(f, rb - ra, d, v, zz)
-        for r in range(ra, rb):
-            g[r, c] = d[r - ra]
+        _edt_binary_column(m, c, ra, rb, True, big, g, c)
     for r in range(r0, r1):
         for c in range(ca, cb):
             f[c - ca] = g[r, c]
@@ -292,7 +313,8 @@ def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
 def signed_distance(mask, s, phi):
     """``phi[p]`` = signed distance (mm, negative inside) of each cell of ``mask[p]`` to the region's
     boundary: the Euclidean distance to the nearest cell of the other kind less half a cell, times
-    the cell size ``s`` (exact Euclidean distance transform, two passes per plane).
+    the cell size ``s`` (exact Euclidean distance transform, two passes per plane: along columns two
+    scans of the binary mask, along rows :func:`_edt_1d`).
 
     Squared distances are whole numbers, exact in float64, so the passes are cut to where they can
     matter: the distances of inside cells within the region's bounding box (one cell more each
@@ -319,11 +341,7 @@ def signed_distance(mask, s, phi):
                 for r in range(ny):
                     g[0, r, c] = big
                 continue
-            for r in range(ny):
-                f[r] = 0.0 if mask[p, r, c] else big
-            _edt_1d(f, ny, d, v, zz)
-            for r in range(ny):
-                g[0, r, c] = d[r]
+            _edt_binary_column(mask[p], c, 0, ny, False, big, g[0], c)
         for r in range(ny):
             for c in range(nx):
                 f[c] = g[0, r, c]
