@@ -455,14 +455,14 @@ def _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin):
 
 
 @nb.njit(**_OPTS)
-def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb, w0,
+def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb, gw,
                      inv_w, flat, A, B, P, stats):
     """Accumulate the interpolated solid of one ROI (chunk of gaps) into a DVH.
 
     ``phi[p]`` is a signed distance (mm, negative inside) on the lattice. Gap ``g`` spans heights
     ``gz0[g] < gz1[g]``; its signed distance runs linearly from ``phi[gpa[g]]`` at the bottom to
     ``phi[gpb[g]]`` at the top (the same plane: the region extruded), so at each cell the solid is
-    one z interval. Each cell stands for ``w0`` cc per mm. Pieces are cut at ``cuts`` (dose planes
+    one z interval. Each cell of gap ``g`` stands for ``gw[g]`` cc per mm. Pieces are cut at ``cuts`` (dose planes
     and the dose grid's outer faces); a piece outside ``[zin_lo, zin_hi]`` or outside the grid
     in-plane (``rin``, ``cin``) gets 0 Gy and counts in ``stats[4]``. ``lat[k - kbase, r, c]`` is
     dose plane ``k`` (at height ``gz[k]``, ascending) on the lattice. ``box[p]`` = (row0, row1,
@@ -483,6 +483,7 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
     for g in range(len(gz0)):
         za = gz0[g]
         zt = gz1[g]
+        w0 = gw[g]
         L = zt - za
         i0 = np.searchsorted(cuts, za, side="right")
         i1 = np.searchsorted(cuts, zt, side="left")
@@ -557,6 +558,33 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
                     dprev = dnext
     _histogram_segments(blo, bhi, bw, nbuf, inv_w, flat, A, B, P, stats)
     stats[4] += vout
+
+
+@nb.njit(**_OPTS)
+def cells_inside_length(phi, box, gpa, gpb, glen, out):
+    """``out[g]`` = sum over lattice cells of the length of ``z`` in ``[0, glen[g]]`` where the signed
+    distance, linear from ``phi[gpa[g]]`` to ``phi[gpb[g]]``, is <= 0 (the cells' z intervals of a
+    gap of :func:`roi_interpolated`), within the planes' boxes ``box`` of cells with ``phi <= 0``."""
+    for g in range(len(gpa)):
+        pa = phi[gpa[g]]
+        pb = phi[gpb[g]]
+        ba = box[gpa[g]]
+        bb = box[gpb[g]]
+        L = glen[g]
+        both = 0
+        part = 0.0
+        for r in range(min(ba[0], bb[0]), max(ba[1], bb[1])):
+            for c in range(min(ba[2], bb[2]), max(ba[3], bb[3])):
+                fa = np.float64(pa[r, c])
+                fb = np.float64(pb[r, c])
+                if fa <= 0.0:
+                    if fb <= 0.0:
+                        both += 1
+                    else:
+                        part += L * fa / (fa - fb)
+                elif fb <= 0.0:
+                    part += L * fb / (fb - fa)
+        out[g] = both * L + part
 
 
 @nb.njit(**_OPTS)

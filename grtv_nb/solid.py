@@ -363,7 +363,7 @@ def roi_samples(
     flush()
     if acc[0] <= 0:
         return empty
-    return _histogram_result(A, B, P, acc, notes, label)
+    return _histogram_result(A, B, P, acc, inv_w, notes, label)
 
 
 def _interpolates(between: str, spacing: float, areas: Sequence[float | None]) -> bool:
@@ -460,43 +460,46 @@ def _gap_planes(g) -> list[int]:
     return [p for p in (g[3], g[4], g[6] if g[2] != 0 else -1, g[7] if g[2] != 0 else -1) if p >= 0]
 
 
-def _between_cc(pz: np.ndarray, area: np.ndarray, joined: Sequence[bool], k: int) -> float:
-    """Volume (mm^3) between planes ``k`` and ``k + 1``: the integral over the gap of the polynomial
-    through the areas of the planes ``k - 1 .. k + 2`` of the run (cubic; quadratic or linear
-    where the run ends), kept within :data:`BETWEEN_QUAD_LIMIT` of the trapezoid."""
-    idx = [k, k + 1]
-    if k > 0 and joined[k - 1]:
-        idx.insert(0, k - 1)
-    if k + 2 < len(pz) and joined[k + 1]:
-        idx.append(k + 2)
-    z0, h = pz[k], pz[k + 1] - pz[k]
-    trap = 0.5 * h * (area[k] + area[k + 1])
-    if len(idx) < 3:
-        return float(trap)
-    x = (pz[idx] - z0) / h
-    coef = _through(x, area[idx])
-    integ = np.polynomial.polynomial.polyint(coef)
-    v = h * float(np.polynomial.polynomial.polyval(1.0, integ) - np.polynomial.polynomial.polyval(0.0, integ))
-    return float(np.clip(v, (1 - BETWEEN_QUAD_LIMIT) * trap, (1 + BETWEEN_QUAD_LIMIT) * trap))
+def _between_cc(pz: np.ndarray, area: np.ndarray, joined: Sequence[bool]) -> np.ndarray:
+    """Volume (mm^3) between planes ``k`` and ``k + 1`` (entry ``k``; NaN where they are not joined):
+    the integral over the gap of the polynomial through the areas of the planes ``k - 1 .. k + 2``
+    of the run (cubic; quadratic or linear where the run ends), kept within
+    :data:`BETWEEN_QUAD_LIMIT` of the trapezoid."""
+    n = len(pz)
+    out = np.full(max(n - 1, 0), np.nan)
+    by_len: dict[int, list[tuple[int, list[int]]]] = {}
+    for k in range(n - 1):
+        if not joined[k]:
+            continue
+        idx = [k, k + 1]
+        if k > 0 and joined[k - 1]:
+            idx.insert(0, k - 1)
+        if k + 2 < n and joined[k + 1]:
+            idx.append(k + 2)
+        by_len.setdefault(len(idx), []).append((k, idx))
+    for m, items in by_len.items():
+        ks = np.array([k for k, _ in items])
+        ii = np.array([idx for _, idx in items])
+        z0, h = pz[ks], pz[ks + 1] - pz[ks]
+        trap = 0.5 * h * (area[ks] + area[ks + 1])
+        if m < 3:
+            out[ks] = trap
+            continue
+        # the interpolating polynomials (increasing powers), integrated over [0, 1] (Horner, as
+        # numpy.polynomial's polyint and polyval)
+        x = (pz[ii] - z0[:, None]) / h[:, None]
+        coef = np.linalg.solve(np.stack([np.vander(xr, m, increasing=True) for xr in x]), area[ii][:, :, None])[:, :, 0]
+        integ = coef[:, m - 1] / m
+        for p in range(m - 2, -1, -1):
+            integ = coef[:, p] / (p + 1) + integ
+        out[ks] = np.clip(h * integ, (1 - BETWEEN_QUAD_LIMIT) * trap, (1 + BETWEEN_QUAD_LIMIT) * trap)
+    return out
 
 
 def _through(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Coefficients (increasing powers) of the polynomial through the points ``(x, y)``."""
     return np.linalg.solve(np.vander(np.asarray(x, dtype=np.float64), len(x), increasing=True),
                            np.asarray(y, dtype=np.float64))
-
-
-def _cells_inside_length(phi_a: np.ndarray, phi_b: np.ndarray, length: float) -> float:
-    """Sum over lattice cells of the length of ``z`` in ``[0, length]`` where the signed distance,
-    linear from ``phi_a`` to ``phi_b``, is <= 0 (the cells' z intervals of one gap)."""
-    fa = phi_a.astype(np.float64).ravel()
-    fb = phi_b.astype(np.float64).ravel()
-    both = (fa <= 0) & (fb <= 0)
-    tot = float(np.count_nonzero(both)) * length
-    one = (fa <= 0) != (fb <= 0)
-    fa, fb = fa[one], fb[one]
-    neg = np.where(fa <= 0, fa, fb)
-    return tot + float(np.sum(length * neg / (neg - np.where(fa <= 0, fb, fa))))
 
 
 def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int, float, int, int]]:
@@ -548,6 +551,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     pz_all = np.array([sl.z for sl in slabs])
     aeff = np.array([a if a is not None else _sampled_area(sl.loops, 4 * MIN_SAMPLE_MM) for a, sl in zip(areas, slabs)])
     joined = _joined(slabs)
+    between = _between_cc(pz_all, aeff, joined)
     while start < len(g_all):
         # a chunk of gaps whose planes (with a cap's second plane inward) span at most `per` planes
         lo_p = min(_gap_planes(g_all[start]))
@@ -612,22 +616,23 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
         # interpolating polynomial (:func:`_between_cc`), a cap the volume of its cells' z intervals
         # (extruded: the end plane's area over its slab part); each piece's samples are weighted
         # so that it holds that (within GAP_WEIGHT_LIMIT), the whole scaled to the sum below
+        cells_all = np.empty(len(chunk))
+        kern.cells_inside_length(phi, box, gpa, gpb, gz1 - gz0, cells_all)
+        gw = np.empty(len(chunk))
         for i, g in enumerate(chunk):
-            ba, bb = box[gpa[i]], box[gpb[i]]
-            win = (slice(min(ba[0], bb[0]), max(ba[1], bb[1])), slice(min(ba[2], bb[2]), max(ba[3], bb[3])))
-            cells = _cells_inside_length(phi[gpa[i]][win], phi[gpb[i]][win], gz1[i] - gz0[i]) * s * s
+            cells = float(cells_all[i]) * s * s
             if g[2] == 0:
-                want = _between_cc(pz_all, aeff, joined, g[3])
+                want = float(between[g[3]])
             elif gpa[i] == gpb[i]:
                 want = area_q[g[3] - p_lo] * (g[1] - g[0])
             else:
                 k = g[3] - p_lo
                 want = cells * area_q[k] / (max(int(np.count_nonzero(phi[k] <= 0)), 1) * s * s)
             target_cc += want / 1000.0
-            wgt = float(np.clip(want / cells, 1.0 / GAP_WEIGHT_LIMIT, GAP_WEIGHT_LIMIT)) if cells > 0 else 1.0
-            one = slice(i, i + 1)
-            kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0[one], gz1[one],
-                                  gpa[one], gpb[one], wgt * s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+            wgt = min(max(want / cells, 1.0 / GAP_WEIGHT_LIMIT), GAP_WEIGHT_LIMIT) if cells > 0 else 1.0
+            gw[i] = wgt * s * s / 1000.0
+        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb, gw,
+                              inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
     empty = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes)
     if acc[0] <= 0:
@@ -635,7 +640,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     # the interpolated shape's volume: areas integrated between planes, caps as modelled
     f = target_cc / acc[0]
     acc[[0, 1, 4]] *= f
-    return _histogram_result(A, B, P, acc, notes, label, scale=f)
+    return _histogram_result(A, B, P, acc, inv_w, notes, label, scale=f)
 
 
 def _histogram_arrays(d: np.ndarray, bin_width: float):
@@ -647,13 +652,16 @@ def _histogram_arrays(d: np.ndarray, bin_width: float):
     return inv_w, np.zeros(nbins + 1), np.zeros(nbins + 1), np.zeros(nbins), np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
 
 
-def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarray, notes: list[str], label: str,
-                      scale: float = 1.0) -> RoiSamples:
+def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarray, inv_w: float, notes: list[str],
+                      label: str, scale: float = 1.0) -> RoiSamples:
     """The differential histogram from the kernels' accumulators (``A``, ``B``: linear-run ramps,
-    ``P``: point masses; the histogram times ``scale``) and ``acc`` = [volume cc, volume x mean dose,
-    min, max, volume outside the dose grid], with a note when part of the ROI lies outside the grid."""
+    ``P``: point masses; bins of ``1 / inv_w`` Gy; the histogram times ``scale``) and ``acc`` =
+    [volume cc, volume x mean dose, min, max, volume outside the dose grid], with a note when part
+    of the ROI lies outside the grid. Bins above the highest dose's are 0 (the ramps' sums leave
+    rounding residue there, some 1e-16 cc, that would stretch the dose axis)."""
     G = np.arange(len(P) + 1) * np.cumsum(A) - np.cumsum(B)
     hist = np.diff(G) + P
+    hist[min(int(float(acc[3]) * inv_w), len(hist) - 1) + 1:] = 0.0
     if scale != 1.0:
         hist = hist * scale
     outside_cc = float(acc[4])
