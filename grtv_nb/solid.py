@@ -56,6 +56,7 @@ reported in the notes; within that half voxel the edge value is used.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -203,6 +204,16 @@ def _nesting(slabs) -> list[tuple | None]:
     return [_classify(sl.loops) if len(sl.loops) > 1 and _boxes_overlap(sl.loops) else None for sl in slabs]
 
 
+def _plane_areas(slabs, nests: Sequence[tuple | None]) -> list[float | None]:
+    """Each slab's region area (:func:`grtv_nb.raster.region_area`; ``nests``: :func:`_nesting`), a
+    plane of one loop straight from :func:`grtv_nb.planes.loop_area` (the same number: the cap
+    models compare areas, so they must not change by a rounding)."""
+    from .planes import loop_area
+
+    return [loop_area(sl.loops[0]) if len(sl.loops) == 1 and ne is None else region_area(sl.loops, nesting=ne)
+            for sl, ne in zip(slabs, nests)]
+
+
 def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, int], label: str,
                      collect, nests: Sequence[tuple | None]) -> tuple[np.ndarray, np.ndarray]:
     """The in-plane samples of each slab's region on the lattice (sample ``i`` of a row at
@@ -314,7 +325,7 @@ def roi_samples(
         return _dicompyler_samples(d, grid, slabs, (xmin, xmax, ymin, ymax), notes, label)
 
     nests = _nesting(slabs)
-    areas = [region_area(s.loops, nesting=n) for s, n in zip(slabs, nests)]
+    areas = _plane_areas(slabs, nests)
     if sample_mm is None:
         amax = max((a for a in areas if a is not None), default=(xmax - xmin) * (ymax - ymin))
         deq = 2.0 * np.sqrt(max(amax, 0.0) / np.pi)
@@ -331,6 +342,7 @@ def roi_samples(
     inv_w, A, B, P, acc = _histogram_arrays(d, bin_width)
     gz_cut = np.concatenate([grid.z, [grid.z[0] - 0.5 * grid.dz, grid.z[-1] + 0.5 * grid.dz]]) if nz > 1 else (
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
+    cut_l = np.sort(gz_cut).tolist()
     todo = [(sl, ar, ne) for sl, ar, ne in zip(slabs, areas, nests) if sl.thickness > 0 and (ar is None or ar > 0)]
     per = max(1, MAX_CHUNK_CELLS // (nxf * nyf))
     for c0 in range(0, len(todo), per):
@@ -338,7 +350,8 @@ def roi_samples(
         m, counts = _fill_on_lattice([c[0] for c in chunk], x0, y0, s, (nyf, nxf), label, collect,
                                      [c[2] for c in chunk])
         wpt = np.empty(len(chunk))
-        zbs, dzs, zins = [], [], []
+        zb_all: list[float] = []
+        zs = np.zeros(len(chunk) + 1, np.int64)
         for q, (slab, area, _) in enumerate(chunk):
             n_q = int(counts[q])
             if area is None:
@@ -346,20 +359,22 @@ def roi_samples(
             wpt[q] = area / max(n_q, 1) / 1000.0  # an empty plane has its one centre sample
             # z pieces: cut at the dose planes (dose linear in z between them) and at the dose grid's
             # outer faces; each piece is a segment of dose from its bottom to its top
-            cuts = gz_cut[(gz_cut > slab.z0 + 1e-9) & (gz_cut < slab.z1 - 1e-9)]
-            zb = np.concatenate([[slab.z0], np.sort(cuts), [slab.z1]])
-            zbs.append(zb)
-            dzs.append(np.append(np.diff(zb), 0.0))
-            zins.append(np.append(0.5 * (zb[1:] + zb[:-1]), zb[-1]))
-        zall = np.concatenate(zbs)
+            i0, i1 = bisect.bisect_right(cut_l, slab.z0 + 1e-9), bisect.bisect_left(cut_l, slab.z1 - 1e-9)
+            zb_all += [slab.z0, *cut_l[i0:i1], slab.z1]
+            zs[q + 1] = len(zb_all)
+        zall = np.array(zb_all)
+        last = zs[1:] - 1  # each plane's top boundary: no piece above it
+        dzs = np.append(np.diff(zall), 0.0)
+        dzs[last] = 0.0
+        zmid = np.append(0.5 * (zall[1:] + zall[:-1]), 0.0)
+        zmid[last] = zall[last]
         kz, tz, _ = _axis_lookup(grid.continuous_index("z", zall), nz)
-        zin = _axis_lookup(grid.continuous_index("z", np.concatenate(zins)), nz)[2]
-        zs = np.concatenate([[0], np.cumsum([len(zb) for zb in zbs])])
+        zin = _axis_lookup(grid.continuous_index("z", zmid), nz)[2]
         # the dose planes the chunk needs, interpolated once onto the lattice (edge-clamped)
         klo, khi = int(kz.min()), min(int(kz.max()) + 1, nz - 1)
         lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
-        kern.roi_segments(lat, klo, nz, m, rin, cin, zs.astype(np.int64), kz.astype(np.int64), tz.astype(np.float64),
-                          np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+        kern.roi_segments(lat, klo, nz, m, rin, cin, zs, kz.astype(np.int64), tz.astype(np.float64), dzs, zin, wpt,
+                          inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
     if acc[0] <= 0:
         return empty
@@ -399,7 +414,7 @@ def roi_volume(
     slabs = groups.slabs
     if not slabs:
         return 0.0
-    areas = [region_area(s.loops, nesting=n) for s, n in zip(slabs, _nesting(slabs))]
+    areas = _plane_areas(slabs, _nesting(slabs))
     if not _interpolates(between, groups.spacing, areas):
         return slabs_volume_cc(slabs)
     xmin, xmax, ymin, ymax = _bounds([lp for s in slabs for lp in s.loops])
