@@ -130,7 +130,7 @@ def boxes_overlap(loops: Sequence[np.ndarray]) -> bool:
 def _points_in_loop(pts: np.ndarray, loop: np.ndarray) -> np.ndarray:
     """Even-odd test of points (M, 2) against one loop (N, 2), same half-open rule as the fill."""
     xa, ya = loop[:, 0], loop[:, 1]
-    xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+    xb, yb = np.concatenate((xa[1:], xa[:1])), np.concatenate((ya[1:], ya[:1]))  # = np.roll(., -1)
     py = pts[:, 1:2]
     # the (point, edge) pairs whose edge spans the point's row; the crossing only for those
     ip, ie = np.nonzero((np.minimum(ya, yb) <= py) & (py < np.maximum(ya, yb)))

@@ -814,10 +814,12 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     phi_end = phis[0]
     area_end, area_1 = float(areas[0]), float(areas[1])
     d1 = float(dist[1])
-    rho = np.array([inradius(j) for j in range(len(phis))])
-    rho_e, rho_1 = rho[0], rho[1]
-    if not (rho_e > 0 and rho_1 > (1.0 + CAP_MIN_SHRINK) * rho_e and area_1 > area_end > 0):
+    if not area_1 > area_end > 0:
         return None
+    rho_e, rho_1 = inradius(0), inradius(1)
+    if not (rho_e > 0 and rho_1 > (1.0 + CAP_MIN_SHRINK) * rho_e):
+        return None
+    rho = np.array([rho_e, rho_1] + [inradius(j) for j in range(2, len(phis))])
     k = float(np.clip(np.log(area_1 / area_end) / np.log(rho_1 / rho_e), 1.0, 2.0))
     u_pts = -np.asarray(dist, dtype=np.float64)
     if len(rho) > 3:
@@ -841,16 +843,19 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     rho = np.minimum(rho, rho_e)
     a_u = area_end * (rho / rho_e) ** k
     flat = phi_end.ravel().astype(np.float64)
-    srt = np.sort(flat)
-    cells = np.searchsorted(srt, flat, side="right").astype(np.float64)
-    n_end = float(np.count_nonzero(flat <= 0))
-    a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
-    inside = flat <= 0
+    # only the cells inside the end region move; each one's count of cells with phi <= its phi is
+    # its count among the inside cells (all outside cells have phi > 0)
+    idx = np.flatnonzero(flat <= 0)
+    fi = flat[idx]
+    cells = np.searchsorted(np.sort(fi), fi, side="right").astype(np.float64)
+    a_c = cells * (area_end / max(float(len(idx)), 1.0))  # the region {phi <= phi_c} has about this area
     # a cell stays in the cap while a(u) >= its a_c: up to u*
     ustar = np.interp(a_c, a_u[::-1], u[::-1], left=Lc, right=0.0)
-    stays = inside & (a_c <= a_u[-1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        far = np.where(inside & (ustar > 0), flat * (1.0 - Lc / ustar), flat)
-    far = np.where(inside & (ustar <= 0), np.float32(s), far)
-    far = np.where(stays, flat, far).reshape(phi_end.shape)
+        fnew = np.where(ustar > 0, fi * (1.0 - Lc / ustar), fi)
+    fnew = np.where(ustar <= 0, np.float32(s), fnew)
+    fnew = np.where(a_c <= a_u[-1], fi, fnew)  # stays
+    far = flat.copy()
+    far[idx] = fnew
+    far = far.reshape(phi_end.shape)
     return far.astype(np.float32), Lc
