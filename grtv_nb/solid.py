@@ -503,7 +503,7 @@ def _between_cc(pz: np.ndarray, area: np.ndarray, joined: Sequence[bool]) -> np.
         # the interpolating polynomials (increasing powers), integrated over [0, 1] (Horner, as
         # numpy.polynomial's polyint and polyval)
         x = (pz[ii] - z0[:, None]) / h[:, None]
-        coef = np.linalg.solve(np.stack([np.vander(xr, m, increasing=True) for xr in x]), area[ii][:, :, None])[:, :, 0]
+        coef = _through(x, area[ii])
         integ = coef[:, m - 1] / m
         for p in range(m - 2, -1, -1):
             integ = coef[:, p] / (p + 1) + integ
@@ -512,9 +512,12 @@ def _between_cc(pz: np.ndarray, area: np.ndarray, joined: Sequence[bool]) -> np.
 
 
 def _through(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Coefficients (increasing powers) of the polynomial through the points ``(x, y)``."""
-    return np.linalg.solve(np.vander(np.asarray(x, dtype=np.float64), len(x), increasing=True),
-                           np.asarray(y, dtype=np.float64))
+    """Coefficients (increasing powers) of the polynomials through the points ``(x[i], y[i])``:
+    ``x``, ``y`` of shape (m, L), one system per row, solved in one call (the same numbers as one
+    call each)."""
+    x = np.asarray(x, dtype=np.float64)
+    vander = np.stack([np.vander(xr, x.shape[1], increasing=True) for xr in x])
+    return np.linalg.solve(vander, np.asarray(y, dtype=np.float64)[:, :, None])[:, :, 0]
 
 
 def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int, float, int, int]]:
@@ -822,14 +825,19 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     rho = np.array([rho_e, rho_1] + [inradius(j) for j in range(2, len(phis))])
     k = float(np.clip(np.log(area_1 / area_end) / np.log(rho_1 / rho_e), 1.0, 2.0))
     u_pts = -np.asarray(dist, dtype=np.float64)
+    # the polynomials through (u, rho**2) of the three end planes and, with a fourth plane, through
+    # (u, rho**2) and (u, area) of planes 2-4
+    fits = [(u_pts[:3], rho[:3] ** 2)]
+    if len(rho) > 3:
+        fits += [(u_pts[1:], rho[1:] ** 2), (u_pts[1:], np.asarray(areas[1:], dtype=np.float64))]
+    coef = _through(np.stack([x for x, _ in fits]), np.stack([y for _, y in fits]))
     if len(rho) > 3:
         # which model extrapolates better: fitted to planes 2-4, predicting the end plane
-        pr = _through(u_pts[1:], rho[1:] ** 2)[0]  # the value at u = 0
-        pa = _through(u_pts[1:], np.asarray(areas[1:], dtype=np.float64))[0]
+        pr, pa = coef[1, 0], coef[2, 0]  # the values at u = 0
         err_r = abs((np.sqrt(max(pr, 0.0)) / rho_e) ** k - 1.0)
         if abs(pa / area_end - 1.0) < err_r or err_r > CAP_MODEL_TOL:
             return None
-    g = _through(u_pts[:3], rho[:3] ** 2)
+    g = coef[0]
     uu = np.linspace(0.0, (1.0 + CAP_ROOT_TOL) * d1, 4 * CAP_STEPS)
     gg = np.minimum.accumulate(np.polynomial.polynomial.polyval(uu, g))
     zero = np.flatnonzero(gg <= 0)
