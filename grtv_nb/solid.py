@@ -516,7 +516,12 @@ def _through(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     ``x``, ``y`` of shape (m, L), one system per row, solved in one call (the same numbers as one
     call each)."""
     x = np.asarray(x, dtype=np.float64)
-    vander = np.stack([np.vander(xr, x.shape[1], increasing=True) for xr in x])
+    m, n = x.shape
+    vander = np.empty((m, n, n))  # rows of np.vander(x[i], n, increasing=True), built as it builds them
+    vander[:, :, 0] = 1.0
+    if n > 1:
+        vander[:, :, 1:] = x[:, :, None]
+        np.multiply.accumulate(vander[:, :, 1:], axis=2, out=vander[:, :, 1:])
     return np.linalg.solve(vander, np.asarray(y, dtype=np.float64)[:, :, None])[:, :, 0]
 
 
