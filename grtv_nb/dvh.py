@@ -126,15 +126,14 @@ class DVHResult:
         Prescription dose used for relative-dose statistics.
     """
 
-    __slots__ = ("_differential", "_stats", "_arrays", "bin_width", "prescription_gy")
-    _differential: Any
-    _stats: Any
-    _arrays: tuple[list[str], np.ndarray, np.ndarray, _StatsArrays] | None
+    __slots__ = ("_xr", "_arrays", "bin_width", "prescription_gy")
+    _xr: tuple[Any, Any] | None  # (differential, stats) once built
+    _arrays: tuple[list[str], np.ndarray, np.ndarray, _StatsArrays] | None  # what they are built from, if lazy
     bin_width: float
     prescription_gy: float | None
 
     def __init__(self, differential: Any, stats: Any, bin_width: float, prescription_gy: float | None = None):
-        for k, v in (("_differential", differential), ("_stats", stats), ("_arrays", None), ("bin_width", bin_width),
+        for k, v in (("_xr", (differential, stats)), ("_arrays", None), ("bin_width", bin_width),
                      ("prescription_gy", prescription_gy)):
             object.__setattr__(self, k, v)
 
@@ -145,27 +144,27 @@ class DVHResult:
         """A result whose xarray objects are built from these arrays on first access
         (:func:`_as_xarray`)."""
         out = cls(None, None, bin_width, prescription_gy)
+        object.__setattr__(out, "_xr", None)
         object.__setattr__(out, "_arrays", (names, edges, diff, stats))
         return out
 
-    def _built(self) -> None:
-        if self._arrays is not None:
-            diff, ds = _as_xarray(*self._arrays, self.bin_width, self.prescription_gy)
-            object.__setattr__(self, "_differential", diff)
-            object.__setattr__(self, "_stats", ds)
-            object.__setattr__(self, "_arrays", None)
+    def _built(self) -> tuple[Any, Any]:
+        built = self._xr
+        if built is None:  # one assignment: a concurrent reader sees both objects or builds its own
+            assert self._arrays is not None  # kept: the objects wrap these arrays (no copies)
+            built = _as_xarray(*self._arrays, self.bin_width, self.prescription_gy)
+            object.__setattr__(self, "_xr", built)
+        return built
 
     @property
     def differential(self) -> Any:
         """Volume (cc) in each dose bin, xarray.DataArray dims (roi, dose)."""
-        self._built()
-        return self._differential
+        return self._built()[0]
 
     @property
     def stats(self) -> Any:
         """Statistics of each ROI, xarray.Dataset dim roi (see the class docstring)."""
-        self._built()
-        return self._stats
+        return self._built()[1]
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
