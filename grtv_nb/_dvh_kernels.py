@@ -124,6 +124,31 @@ def _edt_1d(f, n, d, v, zz):
         d[q] = (q - v[k]) * (q - v[k]) + f[v[k]]
 
 
+@nb.njit(inline="always", **_OPTS)
+def _edt_binary_column(m, c, r0, r1, inside, big, out, oc):
+    """Squared distance along column ``c`` of ``m`` (rows ``r0:r1``) from each row to the nearest row
+    where ``m`` is ``not inside`` (outside cells of the region when ``inside``, else its cells),
+    ``big`` where there is none, into ``out[r, oc]``: two scans, the values of :func:`_edt_1d` on
+    samples 0 there and ``big`` elsewhere (whole numbers, exact)."""
+    last = -1
+    for r in range(r0, r1):
+        if m[r, c] != inside:
+            last = r
+            out[r, oc] = 0.0
+        elif last >= 0:
+            out[r, oc] = np.float64((r - last) * (r - last))
+        else:
+            out[r, oc] = big
+    nxt = -1
+    for r in range(r1 - 1, r0 - 1, -1):
+        if m[r, c] != inside:
+            nxt = r
+        elif nxt >= 0:
+            dd = np.float64((nxt - r) * (nxt - r))
+            if dd < out[r, oc]:
+                out[r, oc] = dd
+
+
 @nb.njit(**_OPTS)
 def _true_box(m):
     """(row0, row1, col0, col1) bounding the True cells of the 2D ``m``; (ny, 0, nx, 0) if none."""
@@ -275,11 +300,7 @@ def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
     ra, rb = max(r0 - 1, 0), min(r1 + 1, ny)
     ca, cb = max(c0 - 1, 0), min(c1 + 1, nx)
     for c in range(ca, cb):
-        for r in range(ra, rb):
-            f[r - ra] = big if m[r, c] else 0.0
-        _edt_1d(f, rb - ra, d, v, zz)
-        for r in range(ra, rb):
-            g[r, c] = d[r - ra]
+        _edt_binary_column(m, c, ra, rb, True, big, g, c)
     for r in range(r0, r1):
         for c in range(ca, cb):
             f[c - ca] = g[r, c]
@@ -292,7 +313,8 @@ def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
 def signed_distance(mask, s, phi):
     """``phi[p]`` = signed distance (mm, negative inside) of each cell of ``mask[p]`` to the region's
     boundary: the Euclidean distance to the nearest cell of the other kind less half a cell, times
-    the cell size ``s`` (exact Euclidean distance transform, two passes per plane).
+    the cell size ``s`` (exact Euclidean distance transform, two passes per plane: along columns two
+    scans of the binary mask, along rows :func:`_edt_1d`).
 
     Squared distances are whole numbers, exact in float64, so the passes are cut to where they can
     matter: the distances of inside cells within the region's bounding box (one cell more each
@@ -319,11 +341,7 @@ def signed_distance(mask, s, phi):
                 for r in range(ny):
                     g[0, r, c] = big
                 continue
-            for r in range(ny):
-                f[r] = 0.0 if mask[p, r, c] else big
-            _edt_1d(f, ny, d, v, zz)
-            for r in range(ny):
-                g[0, r, c] = d[r]
+            _edt_binary_column(mask[p], c, 0, ny, False, big, g[0], c)
         for r in range(ny):
             for c in range(nx):
                 f[c] = g[0, r, c]
@@ -437,14 +455,14 @@ def _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin):
 
 
 @nb.njit(**_OPTS)
-def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb, w0,
+def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb, gw,
                      inv_w, flat, A, B, P, stats):
     """Accumulate the interpolated solid of one ROI (chunk of gaps) into a DVH.
 
     ``phi[p]`` is a signed distance (mm, negative inside) on the lattice. Gap ``g`` spans heights
     ``gz0[g] < gz1[g]``; its signed distance runs linearly from ``phi[gpa[g]]`` at the bottom to
     ``phi[gpb[g]]`` at the top (the same plane: the region extruded), so at each cell the solid is
-    one z interval. Each cell stands for ``w0`` cc per mm. Pieces are cut at ``cuts`` (dose planes
+    one z interval. Each cell of gap ``g`` stands for ``gw[g]`` cc per mm. Pieces are cut at ``cuts`` (dose planes
     and the dose grid's outer faces); a piece outside ``[zin_lo, zin_hi]`` or outside the grid
     in-plane (``rin``, ``cin``) gets 0 Gy and counts in ``stats[4]``. ``lat[k - kbase, r, c]`` is
     dose plane ``k`` (at height ``gz[k]``, ascending) on the lattice. ``box[p]`` = (row0, row1,
@@ -465,6 +483,7 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
     for g in range(len(gz0)):
         za = gz0[g]
         zt = gz1[g]
+        w0 = gw[g]
         L = zt - za
         i0 = np.searchsorted(cuts, za, side="right")
         i1 = np.searchsorted(cuts, zt, side="left")
@@ -542,6 +561,33 @@ def roi_interpolated(lat, kbase, gz, zin_lo, zin_hi, cuts, phi, box, rin, cin, g
 
 
 @nb.njit(**_OPTS)
+def cells_inside_length(phi, box, gpa, gpb, glen, out):
+    """``out[g]`` = sum over lattice cells of the length of ``z`` in ``[0, glen[g]]`` where the signed
+    distance, linear from ``phi[gpa[g]]`` to ``phi[gpb[g]]``, is <= 0 (the cells' z intervals of a
+    gap of :func:`roi_interpolated`), within the planes' boxes ``box`` of cells with ``phi <= 0``."""
+    for g in range(len(gpa)):
+        pa = phi[gpa[g]]
+        pb = phi[gpb[g]]
+        ba = box[gpa[g]]
+        bb = box[gpb[g]]
+        L = glen[g]
+        both = 0
+        part = 0.0
+        for r in range(min(ba[0], bb[0]), max(ba[1], bb[1])):
+            for c in range(min(ba[2], bb[2]), max(ba[3], bb[3])):
+                fa = np.float64(pa[r, c])
+                fb = np.float64(pb[r, c])
+                if fa <= 0.0:
+                    if fb <= 0.0:
+                        both += 1
+                    else:
+                        part += L * fa / (fa - fb)
+                elif fb <= 0.0:
+                    part += L * fb / (fb - fa)
+        out[g] = both * L + part
+
+
+@nb.njit(**_OPTS)
 def boundary_distance(px, py, ax, ay, vx, vy, out):
     """``out[i]`` = distance from point (``px[i]``, ``py[i]``) to the nearest edge ``a + t v``
     (``0 <= t <= 1``) of the edges ``(ax, ay, vx, vy)`` (end caps' inradii, :mod:`grtv_nb.solid`)."""
@@ -562,3 +608,76 @@ def boundary_distance(px, py, ax, ay, vx, vy, out):
             if d2 < best:
                 best = d2
         out[i] = np.sqrt(best)
+
+
+@nb.njit(**_OPTS)
+def _inside_loops(x, y, px, py, first):
+    """Whether the point (``x``, ``y``) lies inside the loops (vertices ``first[l]:first[l + 1]`` of
+    ``px``, ``py``) combined even-odd: ray casting, an edge crossing the point's row at ``xc > x``."""
+    inside = False
+    for l in range(len(first) - 1):
+        a, b = first[l], first[l + 1]
+        cnt = 0
+        for i in range(a, b):
+            k = i + 1 if i + 1 < b else a
+            x0, y0, x1, y1 = px[i], py[i], px[k], py[k]
+            if (y0 > y) != (y1 > y):
+                xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+                if x < xc:
+                    cnt += 1
+        if cnt % 2 == 1:
+            inside = not inside
+    return inside
+
+
+@nb.njit(**_OPTS)
+def inradius(px, py, first, bx, by, s):
+    """Largest distance (mm) from a point inside the region of the loops (vertices
+    ``first[l]:first[l + 1]`` of ``px``, ``py``, combined even-odd) to its boundary: pattern search
+    from (``bx``, ``by``) (the deepest lattice cell) along the 8 axis and diagonal directions, steps
+    from ``s / 2`` halving down to ``s / 16`` (at most ``s`` moved in all), against the edges that can
+    be nearest within the search's reach (those within the start's distance plus ``2 s``)."""
+    n = len(px)
+    ax = np.empty(n, np.float64)
+    ay = np.empty(n, np.float64)
+    vx = np.empty(n, np.float64)
+    vy = np.empty(n, np.float64)
+    for l in range(len(first) - 1):
+        a, b = first[l], first[l + 1]
+        for i in range(a, b):
+            k = i + 1 if i + 1 < b else a
+            ax[i], ay[i] = px[i], py[i]
+            vx[i], vy[i] = px[k] - px[i], py[k] - py[i]
+    one = np.empty(1, np.float64)
+    boundary_distance(np.array([bx]), np.array([by]), ax, ay, vx, vy, one)
+    near = one[0]
+    keep = np.empty(n, np.bool_)
+    for i in range(n):
+        mx, my = ax[i] + 0.5 * vx[i], ay[i] + 0.5 * vy[i]
+        keep[i] = np.hypot(mx - bx, my - by) - 0.5 * np.hypot(vx[i], vy[i]) <= near + 2.0 * s
+    ax, ay, vx, vy = ax[keep], ay[keep], vx[keep], vy[keep]
+    r2 = 1.0 / np.sqrt(2.0)
+    dx = np.array([1.0, -1.0, 0.0, 0.0, r2, r2, -r2, -r2])
+    dy = np.array([0.0, 0.0, 1.0, -1.0, r2, -r2, r2, -r2])
+    cx = np.empty(8, np.float64)
+    cy = np.empty(8, np.float64)
+    dist = np.empty(8, np.float64)
+    val = near
+    step = 0.5 * s
+    moved = 0.0
+    while step > s / 16 and moved < s:
+        for j in range(8):
+            cx[j] = bx + step * dx[j]
+            cy[j] = by + step * dy[j]
+        boundary_distance(cx, cy, ax, ay, vx, vy, dist)
+        if step >= val:  # a step this long may leave the region
+            for j in range(8):
+                if not _inside_loops(cx[j], cy[j], px, py, first):
+                    dist[j] = -np.inf
+        j = np.argmax(dist)
+        if dist[j] > val:
+            bx, by, val = cx[j], cy[j], dist[j]
+            moved += step
+        else:
+            step *= 0.5
+    return val

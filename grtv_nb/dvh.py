@@ -85,7 +85,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +97,20 @@ from .solid import roi_volume as roi_volume_cc  # noqa: F401  (the dose-free vol
 
 DEFAULT_DOSE_PCT = (98.0, 95.0, 50.0, 2.0)
 
+#: A result's statistics as arrays: name -> (dims, values, attrs).
+_StatsArrays = dict[str, tuple[tuple[str], np.ndarray, dict]]
+
 MaskSource = Any  # Mapping[str, ndarray] | ndarray | xarray.DataArray | Callable | Iterable[(name, mask)]
 
 
 # ----------------------------------------------------------------------------------------------
 # result
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
 class DVHResult:
     """DVHs of several ROIs on a common dose axis.
+
+    Immutable. The engine builds it from NumPy arrays; the xarray objects below are created on
+    first access (and kept), so computing a DVH does not pay for xarray until it is used.
 
     Attributes
     ----------
@@ -121,10 +126,54 @@ class DVHResult:
         Prescription dose used for relative-dose statistics.
     """
 
-    differential: Any
-    stats: Any
+    __slots__ = ("_xr", "_arrays", "bin_width", "prescription_gy")
+    _xr: tuple[Any, Any] | None  # (differential, stats) once built
+    _arrays: tuple[list[str], np.ndarray, np.ndarray, _StatsArrays] | None  # what they are built from, if lazy
     bin_width: float
-    prescription_gy: float | None = None
+    prescription_gy: float | None
+
+    def __init__(self, differential: Any, stats: Any, bin_width: float, prescription_gy: float | None = None):
+        for k, v in (("_xr", (differential, stats)), ("_arrays", None), ("bin_width", bin_width),
+                     ("prescription_gy", prescription_gy)):
+            object.__setattr__(self, k, v)
+
+    @classmethod
+    def _from_arrays(cls, names: list[str], edges: np.ndarray, diff: np.ndarray,
+                     stats: _StatsArrays, bin_width: float,
+                     prescription_gy: float | None) -> DVHResult:
+        """A result whose xarray objects are built from these arrays on first access
+        (:func:`_as_xarray`)."""
+        out = cls(None, None, bin_width, prescription_gy)
+        object.__setattr__(out, "_xr", None)
+        object.__setattr__(out, "_arrays", (names, edges, diff, stats))
+        return out
+
+    def _built(self) -> tuple[Any, Any]:
+        built = self._xr
+        if built is None:  # one assignment: a concurrent reader sees both objects or builds its own
+            assert self._arrays is not None  # kept: the objects wrap these arrays (no copies)
+            built = _as_xarray(*self._arrays, self.bin_width, self.prescription_gy)
+            object.__setattr__(self, "_xr", built)
+        return built
+
+    @property
+    def differential(self) -> Any:
+        """Volume (cc) in each dose bin, xarray.DataArray dims (roi, dose)."""
+        return self._built()[0]
+
+    @property
+    def stats(self) -> Any:
+        """Statistics of each ROI, xarray.Dataset dim roi (see the class docstring)."""
+        return self._built()[1]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple:
+        return (DVHResult, (self.differential, self.stats, self.bin_width, self.prescription_gy))
 
     # -- curves ----------------------------------------------------------------------------------
     @property
@@ -489,8 +538,6 @@ def _histograms(
     volume_gy: Sequence[float],
     volume_pct_rx: Sequence[float],
 ) -> DVHResult:
-    import xarray as xr
-
     inv = 1.0 / w
     n = len(names)
     dmin = np.full(n, np.nan)
@@ -535,7 +582,7 @@ def _histograms(
     edges = np.arange(nb) * w
     cum = np.cumsum(diff[:, ::-1], axis=1)[:, ::-1]
 
-    stats: dict[str, tuple[tuple[str], np.ndarray, dict]] = {
+    stats: _StatsArrays = {
         "volume_cc": (("roi",), vol, {"units": "cc"}),
         "n_voxels": (("roi",), nvox, {}),
         "min": (("roi",), dmin, {"units": "Gy"}),
@@ -558,6 +605,14 @@ def _histograms(
         vals = np.array([_volume_at(cum[i], edges, dx) for i in range(n)])
         stats[f"V{x:g}%Rx_cc"] = (("roi",), vals, {"units": "cc", "dose_gy": dx})
         stats[f"V{x:g}%Rx_pct"] = (("roi",), vals * rel, {"units": "%", "dose_gy": dx})
+    return DVHResult._from_arrays(names, edges, diff, stats, w, float(rx) if rx else None)
+
+
+def _as_xarray(names: list[str], edges: np.ndarray, diff: np.ndarray, stats: _StatsArrays,
+               w: float, rx: float | None) -> tuple[Any, Any]:
+    """The differential DataArray and the statistics Dataset of a :class:`DVHResult`."""
+    import xarray as xr
+
     # coordinates and their indexes built once, shared by the curves and the statistics (no copies)
     coords = xr.Coordinates(
         {
@@ -576,7 +631,7 @@ def _histograms(
     ds = xr.Dataset({k: xr.Variable(*v) for k, v in stats.items()}, coords=roi_coords)
     if rx:
         ds.attrs["prescription_gy"] = float(rx)
-    return DVHResult(differential, ds, w, float(rx) if rx else None)
+    return differential, ds
 
 
 

@@ -134,20 +134,23 @@ def group_planes(
         return PlaneGroups([], few, skew)
     zmean = np.add.reduceat(qz, first) / n_pts
     zs = np.where(zhi > zlo, zmean, zlo)[flat]
-    xy = np.split(np.ascontiguousarray(q[:, :2]), first[1:])
-    loops = [lp for lp, keep in zip(xy, flat) if keep]
+    q2 = np.ascontiguousarray(q[:, :2])
+    loops = [q2[a:a + n_] for a, n_, keep in zip(first.tolist(), n_pts.tolist(), flat.tolist()) if keep]
     order = np.argsort(zs, kind="stable")
     zsorted = zs[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(zsorted) > PLANE_TOL_MM) + 1])
     ends = np.concatenate([starts[1:], [len(zsorted)]])
     pz = np.add.reduceat(zsorted, starts) / (ends - starts)
-    plane_loops = [tuple(loops[i] for i in order[a:b]) for a, b in zip(starts, ends)]
+    order_l = order.tolist()
+    plane_loops = [tuple(loops[i] for i in order_l[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
     n = len(pz)
     if n == 1:
         h = 0.5 * float(single_thickness)
         return PlaneGroups([PlaneSlab(float(pz[0]), float(pz[0]) - h, float(pz[0]) + h, plane_loops[0])], few, skew)
     gaps = np.diff(pz)
-    spacing = float(np.median(gaps))
+    srt = np.sort(gaps)
+    mid_ = len(srt) // 2
+    spacing = float(srt[mid_] if len(srt) % 2 else (srt[mid_ - 1] + srt[mid_]) / 2.0)  # = np.median, faster
     # a gap is a break between runs when wider than GAP_FACTOR x the median gap and (with a
     # reference grid) a reference slice lies inside it, i.e. the ROI skips slices
     joined = gaps <= GAP_FACTOR * spacing + PLANE_TOL_MM

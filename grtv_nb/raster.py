@@ -130,10 +130,18 @@ def boxes_overlap(loops: Sequence[np.ndarray]) -> bool:
 def _points_in_loop(pts: np.ndarray, loop: np.ndarray) -> np.ndarray:
     """Even-odd test of points (M, 2) against one loop (N, 2), same half-open rule as the fill."""
     xa, ya = loop[:, 0], loop[:, 1]
-    xb, yb = np.roll(xa, -1), np.roll(ya, -1)
-    py = pts[:, 1:2]
-    # the (point, edge) pairs whose edge spans the point's row; the crossing only for those
-    ip, ie = np.nonzero((np.minimum(ya, yb) <= py) & (py < np.maximum(ya, yb)))
+    xb, yb = np.concatenate((xa[1:], xa[:1])), np.concatenate((ya[1:], ya[:1]))  # = np.roll(., -1)
+    # the (point, edge) pairs whose edge spans the point's row (min <= y < max), found from the
+    # points sorted by row; the crossing only for those
+    order = np.argsort(pts[:, 1], kind="stable")
+    ys = pts[order, 1]
+    first = np.searchsorted(ys, np.minimum(ya, yb), side="left")
+    n = np.searchsorted(ys, np.maximum(ya, yb), side="left") - first
+    n = np.maximum(n, 0)
+    ie = np.repeat(np.arange(len(xa)), n)
+    # positions first[e], first[e] + 1, ... of each edge's points in the sorted order
+    pos = np.arange(len(ie)) - np.repeat(np.cumsum(n) - n, n) + np.repeat(first, n)
+    ip = order[pos]
     xc = xa[ie] + (pts[ip, 1] - ya[ie]) * (xb[ie] - xa[ie]) / (yb[ie] - ya[ie])
     hits = np.bincount(ip[pts[ip, 0] >= xc], minlength=len(pts))
     return (hits & 1).astype(bool)

@@ -56,6 +56,7 @@ reported in the notes; within that half voxel the edge value is used.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -150,9 +151,18 @@ def slabs_volume_cc(slabs: Sequence[PlaneSlab]) -> float:
     return total / 1000.0
 
 
+def _bounds(loops: Sequence[np.ndarray]) -> tuple[float, float, float, float]:
+    """``(xmin, xmax, ymin, ymax)`` of loops (N, 2), column by column (NumPy reduces an (N, 2) array
+    along its first axis some 50 times slower)."""
+    pts = np.concatenate(loops)
+    x, y = pts[:, 0], pts[:, 1]
+    return x.min(), x.max(), y.min(), y.max()
+
+
 def _sampled_area(loops: Sequence[np.ndarray], s: float) -> float:
     pts = np.concatenate(loops)
-    lo = pts.min(axis=0)
+    xmin, _, ymin, _ = _bounds([pts])
+    lo = np.array([xmin, ymin])
     shape = (int(np.ceil(np.ptp(pts[:, 1]) / s)) + 1, int(np.ceil(np.ptp(pts[:, 0]) / s)) + 1)
     m = fill_plane([(lp - lo) / s - 0.5 for lp in loops], shape, report=lambda msg: None)
     return float(m.sum()) * s * s
@@ -192,6 +202,16 @@ def _nesting(slabs) -> list[tuple | None]:
     """How each slab's loops nest (:func:`grtv_nb.raster.classify_loops`), ``None`` where no two of
     their bounding boxes overlap: classified once for the plane's area and its fill."""
     return [_classify(sl.loops) if len(sl.loops) > 1 and _boxes_overlap(sl.loops) else None for sl in slabs]
+
+
+def _plane_areas(slabs, nests: Sequence[tuple | None]) -> list[float | None]:
+    """Each slab's region area (:func:`grtv_nb.raster.region_area`; ``nests``: :func:`_nesting`), a
+    plane of one loop straight from :func:`grtv_nb.planes.loop_area` (the same number: the cap
+    models compare areas, so they must not change by a rounding)."""
+    from .planes import loop_area
+
+    return [loop_area(sl.loops[0]) if len(sl.loops) == 1 and ne is None else region_area(sl.loops, nesting=ne)
+            for sl, ne in zip(slabs, nests)]
 
 
 def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, int], label: str,
@@ -300,14 +320,12 @@ def roi_samples(
         return empty
     d = dose
     nz, ny, nx = d.shape
-    pts = np.concatenate([lp for s in slabs for lp in s.loops])
-    xmin, ymin = pts.min(axis=0)
-    xmax, ymax = pts.max(axis=0)
+    xmin, xmax, ymin, ymax = _bounds([lp for s in slabs for lp in s.loops])
     if convention == "dicompyler":
         return _dicompyler_samples(d, grid, slabs, (xmin, xmax, ymin, ymax), notes, label)
 
     nests = _nesting(slabs)
-    areas = [region_area(s.loops, nesting=n) for s, n in zip(slabs, nests)]
+    areas = _plane_areas(slabs, nests)
     if sample_mm is None:
         amax = max((a for a in areas if a is not None), default=(xmax - xmin) * (ymax - ymin))
         deq = 2.0 * np.sqrt(max(amax, 0.0) / np.pi)
@@ -324,6 +342,7 @@ def roi_samples(
     inv_w, A, B, P, acc = _histogram_arrays(d, bin_width)
     gz_cut = np.concatenate([grid.z, [grid.z[0] - 0.5 * grid.dz, grid.z[-1] + 0.5 * grid.dz]]) if nz > 1 else (
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
+    cut_l = np.sort(gz_cut).tolist()
     todo = [(sl, ar, ne) for sl, ar, ne in zip(slabs, areas, nests) if sl.thickness > 0 and (ar is None or ar > 0)]
     per = max(1, MAX_CHUNK_CELLS // (nxf * nyf))
     for c0 in range(0, len(todo), per):
@@ -331,7 +350,8 @@ def roi_samples(
         m, counts = _fill_on_lattice([c[0] for c in chunk], x0, y0, s, (nyf, nxf), label, collect,
                                      [c[2] for c in chunk])
         wpt = np.empty(len(chunk))
-        zbs, dzs, zins = [], [], []
+        zb_all: list[float] = []
+        zs = np.zeros(len(chunk) + 1, np.int64)
         for q, (slab, area, _) in enumerate(chunk):
             n_q = int(counts[q])
             if area is None:
@@ -339,24 +359,26 @@ def roi_samples(
             wpt[q] = area / max(n_q, 1) / 1000.0  # an empty plane has its one centre sample
             # z pieces: cut at the dose planes (dose linear in z between them) and at the dose grid's
             # outer faces; each piece is a segment of dose from its bottom to its top
-            cuts = gz_cut[(gz_cut > slab.z0 + 1e-9) & (gz_cut < slab.z1 - 1e-9)]
-            zb = np.concatenate([[slab.z0], np.sort(cuts), [slab.z1]])
-            zbs.append(zb)
-            dzs.append(np.append(np.diff(zb), 0.0))
-            zins.append(np.append(0.5 * (zb[1:] + zb[:-1]), zb[-1]))
-        zall = np.concatenate(zbs)
+            i0, i1 = bisect.bisect_right(cut_l, slab.z0 + 1e-9), bisect.bisect_left(cut_l, slab.z1 - 1e-9)
+            zb_all += [slab.z0, *cut_l[i0:i1], slab.z1]
+            zs[q + 1] = len(zb_all)
+        zall = np.array(zb_all)
+        last = zs[1:] - 1  # each plane's top boundary: no piece above it
+        dzs = np.append(np.diff(zall), 0.0)
+        dzs[last] = 0.0
+        zmid = np.append(0.5 * (zall[1:] + zall[:-1]), 0.0)
+        zmid[last] = zall[last]
         kz, tz, _ = _axis_lookup(grid.continuous_index("z", zall), nz)
-        zin = _axis_lookup(grid.continuous_index("z", np.concatenate(zins)), nz)[2]
-        zs = np.concatenate([[0], np.cumsum([len(zb) for zb in zbs])])
+        zin = _axis_lookup(grid.continuous_index("z", zmid), nz)[2]
         # the dose planes the chunk needs, interpolated once onto the lattice (edge-clamped)
         klo, khi = int(kz.min()), min(int(kz.max()) + 1, nz - 1)
         lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
-        kern.roi_segments(lat, klo, nz, m, rin, cin, zs.astype(np.int64), kz.astype(np.int64), tz.astype(np.float64),
-                          np.concatenate(dzs), zin, wpt, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+        kern.roi_segments(lat, klo, nz, m, rin, cin, zs, kz.astype(np.int64), tz.astype(np.float64), dzs, zin, wpt,
+                          inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
     if acc[0] <= 0:
         return empty
-    return _histogram_result(A, B, P, acc, notes, label)
+    return _histogram_result(A, B, P, acc, inv_w, notes, label)
 
 
 def _interpolates(between: str, spacing: float, areas: Sequence[float | None]) -> bool:
@@ -392,13 +414,12 @@ def roi_volume(
     slabs = groups.slabs
     if not slabs:
         return 0.0
-    areas = [region_area(s.loops, nesting=n) for s, n in zip(slabs, _nesting(slabs))]
+    areas = _plane_areas(slabs, _nesting(slabs))
     if not _interpolates(between, groups.spacing, areas):
         return slabs_volume_cc(slabs)
-    pts = np.concatenate([lp for s in slabs for lp in s.loops])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    xmin, xmax, ymin, ymax = _bounds([lp for s in slabs for lp in s.loops])
     z0, z1 = min(s.z0 for s in slabs), max(s.z1 for s in slabs)
-    axes = [np.array([a, max(b, a + 1.0)]) for a, b in ((lo[0], hi[0]), (lo[1], hi[1]), (z0, z1))]
+    axes = [np.array([a, max(b, a + 1.0)]) for a, b in ((xmin, xmax), (ymin, ymax), (z0, z1))]
     grid = Grid(x=axes[0], y=axes[1], z=axes[2], direction=direction, slice_thickness=single_thickness)
     smp = roi_samples(np.zeros((2, 2, 2), np.float32), grid, contours, end_cap=end_cap, between="interpolate",
                       single_thickness=single_thickness, ref_z=ref_z, report=lambda _msg: None)
@@ -454,43 +475,54 @@ def _gap_planes(g) -> list[int]:
     return [p for p in (g[3], g[4], g[6] if g[2] != 0 else -1, g[7] if g[2] != 0 else -1) if p >= 0]
 
 
-def _between_cc(pz: np.ndarray, area: np.ndarray, joined: Sequence[bool], k: int) -> float:
-    """Volume (mm^3) between planes ``k`` and ``k + 1``: the integral over the gap of the polynomial
-    through the areas of the planes ``k - 1 .. k + 2`` of the run (cubic; quadratic or linear
-    where the run ends), kept within :data:`BETWEEN_QUAD_LIMIT` of the trapezoid."""
-    idx = [k, k + 1]
-    if k > 0 and joined[k - 1]:
-        idx.insert(0, k - 1)
-    if k + 2 < len(pz) and joined[k + 1]:
-        idx.append(k + 2)
-    z0, h = pz[k], pz[k + 1] - pz[k]
-    trap = 0.5 * h * (area[k] + area[k + 1])
-    if len(idx) < 3:
-        return float(trap)
-    x = (pz[idx] - z0) / h
-    coef = _through(x, area[idx])
-    integ = np.polynomial.polynomial.polyint(coef)
-    v = h * float(np.polynomial.polynomial.polyval(1.0, integ) - np.polynomial.polynomial.polyval(0.0, integ))
-    return float(np.clip(v, (1 - BETWEEN_QUAD_LIMIT) * trap, (1 + BETWEEN_QUAD_LIMIT) * trap))
+def _between_cc(pz: np.ndarray, area: np.ndarray, joined: Sequence[bool]) -> np.ndarray:
+    """Volume (mm^3) between planes ``k`` and ``k + 1`` (entry ``k``; NaN where they are not joined):
+    the integral over the gap of the polynomial through the areas of the planes ``k - 1 .. k + 2``
+    of the run (cubic; quadratic or linear where the run ends), kept within
+    :data:`BETWEEN_QUAD_LIMIT` of the trapezoid."""
+    n = len(pz)
+    out = np.full(max(n - 1, 0), np.nan)
+    by_len: dict[int, list[tuple[int, list[int]]]] = {}
+    for k in range(n - 1):
+        if not joined[k]:
+            continue
+        idx = [k, k + 1]
+        if k > 0 and joined[k - 1]:
+            idx.insert(0, k - 1)
+        if k + 2 < n and joined[k + 1]:
+            idx.append(k + 2)
+        by_len.setdefault(len(idx), []).append((k, idx))
+    for m, items in by_len.items():
+        ks = np.array([k for k, _ in items])
+        ii = np.array([idx for _, idx in items])
+        z0, h = pz[ks], pz[ks + 1] - pz[ks]
+        trap = 0.5 * h * (area[ks] + area[ks + 1])
+        if m < 3:
+            out[ks] = trap
+            continue
+        # the interpolating polynomials (increasing powers), integrated over [0, 1] (Horner, as
+        # numpy.polynomial's polyint and polyval)
+        x = (pz[ii] - z0[:, None]) / h[:, None]
+        coef = _through(x, area[ii])
+        integ = coef[:, m - 1] / m
+        for p in range(m - 2, -1, -1):
+            integ = coef[:, p] / (p + 1) + integ
+        out[ks] = np.clip(h * integ, (1 - BETWEEN_QUAD_LIMIT) * trap, (1 + BETWEEN_QUAD_LIMIT) * trap)
+    return out
 
 
 def _through(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Coefficients (increasing powers) of the polynomial through the points ``(x, y)``."""
-    return np.linalg.solve(np.vander(np.asarray(x, dtype=np.float64), len(x), increasing=True),
-                           np.asarray(y, dtype=np.float64))
-
-
-def _cells_inside_length(phi_a: np.ndarray, phi_b: np.ndarray, length: float) -> float:
-    """Sum over lattice cells of the length of ``z`` in ``[0, length]`` where the signed distance,
-    linear from ``phi_a`` to ``phi_b``, is <= 0 (the cells' z intervals of one gap)."""
-    fa = phi_a.astype(np.float64).ravel()
-    fb = phi_b.astype(np.float64).ravel()
-    both = (fa <= 0) & (fb <= 0)
-    tot = float(np.count_nonzero(both)) * length
-    one = (fa <= 0) != (fb <= 0)
-    fa, fb = fa[one], fb[one]
-    neg = np.where(fa <= 0, fa, fb)
-    return tot + float(np.sum(length * neg / (neg - np.where(fa <= 0, fb, fa))))
+    """Coefficients (increasing powers) of the polynomials through the points ``(x[i], y[i])``:
+    ``x``, ``y`` of shape (m, L), one system per row, solved in one call (the same numbers as one
+    call each)."""
+    x = np.asarray(x, dtype=np.float64)
+    m, n = x.shape
+    vander = np.empty((m, n, n))  # rows of np.vander(x[i], n, increasing=True), built as it builds them
+    vander[:, :, 0] = 1.0
+    if n > 1:
+        vander[:, :, 1:] = x[:, :, None]
+        np.multiply.accumulate(vander[:, :, 1:], axis=2, out=vander[:, :, 1:])
+    return np.linalg.solve(vander, np.asarray(y, dtype=np.float64)[:, :, None])[:, :, 0]
 
 
 def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int, float, int, int]]:
@@ -542,6 +574,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     pz_all = np.array([sl.z for sl in slabs])
     aeff = np.array([a if a is not None else _sampled_area(sl.loops, 4 * MIN_SAMPLE_MM) for a, sl in zip(areas, slabs)])
     joined = _joined(slabs)
+    between = _between_cc(pz_all, aeff, joined)
     while start < len(g_all):
         # a chunk of gaps whose planes (with a cap's second plane inward) span at most `per` planes
         lo_p = min(_gap_planes(g_all[start]))
@@ -606,22 +639,23 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
         # interpolating polynomial (:func:`_between_cc`), a cap the volume of its cells' z intervals
         # (extruded: the end plane's area over its slab part); each piece's samples are weighted
         # so that it holds that (within GAP_WEIGHT_LIMIT), the whole scaled to the sum below
+        cells_all = np.empty(len(chunk))
+        kern.cells_inside_length(phi, box, gpa, gpb, gz1 - gz0, cells_all)
+        gw = np.empty(len(chunk))
         for i, g in enumerate(chunk):
-            ba, bb = box[gpa[i]], box[gpb[i]]
-            win = (slice(min(ba[0], bb[0]), max(ba[1], bb[1])), slice(min(ba[2], bb[2]), max(ba[3], bb[3])))
-            cells = _cells_inside_length(phi[gpa[i]][win], phi[gpb[i]][win], gz1[i] - gz0[i]) * s * s
+            cells = float(cells_all[i]) * s * s
             if g[2] == 0:
-                want = _between_cc(pz_all, aeff, joined, g[3])
+                want = float(between[g[3]])
             elif gpa[i] == gpb[i]:
                 want = area_q[g[3] - p_lo] * (g[1] - g[0])
             else:
                 k = g[3] - p_lo
                 want = cells * area_q[k] / (max(int(np.count_nonzero(phi[k] <= 0)), 1) * s * s)
             target_cc += want / 1000.0
-            wgt = float(np.clip(want / cells, 1.0 / GAP_WEIGHT_LIMIT, GAP_WEIGHT_LIMIT)) if cells > 0 else 1.0
-            one = slice(i, i + 1)
-            kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0[one], gz1[one],
-                                  gpa[one], gpb[one], wgt * s * s / 1000.0, inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
+            wgt = min(max(want / cells, 1.0 / GAP_WEIGHT_LIMIT), GAP_WEIGHT_LIMIT) if cells > 0 else 1.0
+            gw[i] = wgt * s * s / 1000.0
+        kern.roi_interpolated(lat, klo, gzs, zin_lo, zin_hi, cuts, phi, box, rin, cin, gz0, gz1, gpa, gpb, gw,
+                              inv_w, FLAT_SEGMENT_BINS, A, B, P, acc)
     flush()
     empty = RoiSamples(np.zeros(0, np.float32), np.zeros(0), notes)
     if acc[0] <= 0:
@@ -629,7 +663,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     # the interpolated shape's volume: areas integrated between planes, caps as modelled
     f = target_cc / acc[0]
     acc[[0, 1, 4]] *= f
-    return _histogram_result(A, B, P, acc, notes, label, scale=f)
+    return _histogram_result(A, B, P, acc, inv_w, notes, label, scale=f)
 
 
 def _histogram_arrays(d: np.ndarray, bin_width: float):
@@ -641,13 +675,16 @@ def _histogram_arrays(d: np.ndarray, bin_width: float):
     return inv_w, np.zeros(nbins + 1), np.zeros(nbins + 1), np.zeros(nbins), np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
 
 
-def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarray, notes: list[str], label: str,
-                      scale: float = 1.0) -> RoiSamples:
+def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarray, inv_w: float, notes: list[str],
+                      label: str, scale: float = 1.0) -> RoiSamples:
     """The differential histogram from the kernels' accumulators (``A``, ``B``: linear-run ramps,
-    ``P``: point masses; the histogram times ``scale``) and ``acc`` = [volume cc, volume x mean dose,
-    min, max, volume outside the dose grid], with a note when part of the ROI lies outside the grid."""
+    ``P``: point masses; bins of ``1 / inv_w`` Gy; the histogram times ``scale``) and ``acc`` =
+    [volume cc, volume x mean dose, min, max, volume outside the dose grid], with a note when part
+    of the ROI lies outside the grid. Bins above the highest dose's are 0 (the ramps' sums leave
+    rounding residue there, some 1e-16 cc, that would stretch the dose axis)."""
     G = np.arange(len(P) + 1) * np.cumsum(A) - np.cumsum(B)
     hist = np.diff(G) + P
+    hist[min(int(float(acc[3]) * inv_w), len(hist) - 1) + 1:] = 0.0
     if scale != 1.0:
         hist = hist * scale
     outside_cc = float(acc[4])
@@ -743,69 +780,18 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
 
 
 
-def _segments(loops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Start points and vectors of every edge of closed loops (N, 2)."""
-    a = np.concatenate([lp for lp in loops])
-    b = np.concatenate([np.roll(lp, -1, axis=0) for lp in loops])
-    return a, b - a
-
-
-def _boundary_distance(pts: np.ndarray, seg: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Distance (mm) from points (M, 2) to the nearest edge ``seg`` (:func:`_segments`)."""
-    from . import _dvh_kernels as kern
-
-    a, v = seg
-    out = np.empty(len(pts))
-    col = np.ascontiguousarray
-    kern.boundary_distance(col(pts[:, 0], dtype=np.float64), col(pts[:, 1], dtype=np.float64), col(a[:, 0]),
-                           col(a[:, 1]), col(v[:, 0]), col(v[:, 1]), out)
-    return out
-
-
-def _inside_even_odd(pts: np.ndarray, loops: Sequence[np.ndarray]) -> np.ndarray:
-    """Whether points (M, 2) lie inside loops combined even-odd (ray casting)."""
-    inside = np.zeros(len(pts), dtype=bool)
-    x, y = pts[:, 0:1], pts[:, 1:2]
-    for lp in loops:
-        x0, y0 = lp[:, 0], lp[:, 1]
-        x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-        crosses = (y0 > y) != (y1 > y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-        inside ^= (np.count_nonzero(crosses & (x < xc), axis=1) % 2).astype(bool)
-    return inside
-
-
 def _inradius(loops: Sequence[np.ndarray], start: np.ndarray, s: float) -> float:
     """Largest distance (mm) from a point inside the region to its boundary, by pattern search
     from ``start`` (the deepest lattice cell) with steps from ``s / 2`` down to ``s / 16``, against
-    the edges that can be nearest within the search's reach."""
-    a, v = _segments(loops)
-    best = start.astype(np.float64)
-    near = _boundary_distance(np.array([best]), (a, v))[0]
-    # edges farther than (distance + 2 s) from the start are never the nearest within s of it
-    mid = a + 0.5 * v
-    half = 0.5 * np.hypot(v[:, 0], v[:, 1])
-    keep = np.hypot(mid[:, 0] - best[0], mid[:, 1] - best[1]) - half <= near + 2.0 * s
-    seg = (a[keep], v[keep])
-    val = float(near)
-    dirs = np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [1, -1], [-1, 1], [-1, -1]], float) / np.sqrt(
-        [1, 1, 1, 1, 2, 2, 2, 2])[:, None]
-    step = 0.5 * s
-    moved = 0.0
-    while step > s / 16 and moved < s:
-        cand = best + step * dirs
-        dist = _boundary_distance(cand, seg)
-        if step >= val:  # a step this long may leave the region
-            dist[~_inside_even_odd(cand, loops)] = -np.inf
-        j = int(np.argmax(dist))
-        if dist[j] > val:
-            best, val = cand[j], float(dist[j])
-            moved += step
-        else:
-            step *= 0.5
-    return val
+    the edges that can be nearest within the search's reach (compiled,
+    :func:`grtv_nb._dvh_kernels.inradius`)."""
+    from . import _dvh_kernels as kern
 
+    xy = np.concatenate(loops)
+    first = np.zeros(len(loops) + 1, np.int64)
+    np.cumsum([len(lp) for lp in loops], out=first[1:])
+    return float(kern.inradius(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first,
+                               float(start[0]), float(start[1]), float(s)))
 
 
 def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Sequence[np.ndarray]],
@@ -836,20 +822,27 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     phi_end = phis[0]
     area_end, area_1 = float(areas[0]), float(areas[1])
     d1 = float(dist[1])
-    rho = np.array([inradius(j) for j in range(len(phis))])
-    rho_e, rho_1 = rho[0], rho[1]
-    if not (rho_e > 0 and rho_1 > (1.0 + CAP_MIN_SHRINK) * rho_e and area_1 > area_end > 0):
+    if not area_1 > area_end > 0:
         return None
+    rho_e, rho_1 = inradius(0), inradius(1)
+    if not (rho_e > 0 and rho_1 > (1.0 + CAP_MIN_SHRINK) * rho_e):
+        return None
+    rho = np.array([rho_e, rho_1] + [inradius(j) for j in range(2, len(phis))])
     k = float(np.clip(np.log(area_1 / area_end) / np.log(rho_1 / rho_e), 1.0, 2.0))
     u_pts = -np.asarray(dist, dtype=np.float64)
+    # the polynomials through (u, rho**2) of the three end planes and, with a fourth plane, through
+    # (u, rho**2) and (u, area) of planes 2-4
+    fits = [(u_pts[:3], rho[:3] ** 2)]
+    if len(rho) > 3:
+        fits += [(u_pts[1:], rho[1:] ** 2), (u_pts[1:], np.asarray(areas[1:], dtype=np.float64))]
+    coef = _through(np.stack([x for x, _ in fits]), np.stack([y for _, y in fits]))
     if len(rho) > 3:
         # which model extrapolates better: fitted to planes 2-4, predicting the end plane
-        pr = _through(u_pts[1:], rho[1:] ** 2)[0]  # the value at u = 0
-        pa = _through(u_pts[1:], np.asarray(areas[1:], dtype=np.float64))[0]
+        pr, pa = coef[1, 0], coef[2, 0]  # the values at u = 0
         err_r = abs((np.sqrt(max(pr, 0.0)) / rho_e) ** k - 1.0)
         if abs(pa / area_end - 1.0) < err_r or err_r > CAP_MODEL_TOL:
             return None
-    g = _through(u_pts[:3], rho[:3] ** 2)
+    g = coef[0]
     uu = np.linspace(0.0, (1.0 + CAP_ROOT_TOL) * d1, 4 * CAP_STEPS)
     gg = np.minimum.accumulate(np.polynomial.polynomial.polyval(uu, g))
     zero = np.flatnonzero(gg <= 0)
@@ -863,16 +856,19 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     rho = np.minimum(rho, rho_e)
     a_u = area_end * (rho / rho_e) ** k
     flat = phi_end.ravel().astype(np.float64)
-    srt = np.sort(flat)
-    cells = np.searchsorted(srt, flat, side="right").astype(np.float64)
-    n_end = float(np.count_nonzero(flat <= 0))
-    a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
-    inside = flat <= 0
+    # only the cells inside the end region move; each one's count of cells with phi <= its phi is
+    # its count among the inside cells (all outside cells have phi > 0)
+    idx = np.flatnonzero(flat <= 0)
+    fi = flat[idx]
+    cells = np.searchsorted(np.sort(fi), fi, side="right").astype(np.float64)
+    a_c = cells * (area_end / max(float(len(idx)), 1.0))  # the region {phi <= phi_c} has about this area
     # a cell stays in the cap while a(u) >= its a_c: up to u*
     ustar = np.interp(a_c, a_u[::-1], u[::-1], left=Lc, right=0.0)
-    stays = inside & (a_c <= a_u[-1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        far = np.where(inside & (ustar > 0), flat * (1.0 - Lc / ustar), flat)
-    far = np.where(inside & (ustar <= 0), np.float32(s), far)
-    far = np.where(stays, flat, far).reshape(phi_end.shape)
+        fnew = np.where(ustar > 0, fi * (1.0 - Lc / ustar), fi)
+    fnew = np.where(ustar <= 0, np.float32(s), fnew)
+    fnew = np.where(a_c <= a_u[-1], fi, fnew)  # stays
+    far = flat.copy()
+    far[idx] = fnew
+    far = far.reshape(phi_end.shape)
     return far.astype(np.float32), Lc

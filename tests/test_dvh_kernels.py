@@ -122,3 +122,40 @@ def test_boundary_distance_against_closed_form():
     inside = (qx <= 0) & (qy <= 0)
     want = np.where(inside, np.minimum(-qx, -qy), np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)))
     np.testing.assert_allclose(out, want, atol=1e-12)
+
+
+def test_inradius_against_closed_form():
+    """The end caps' inradius search against the largest inscribed circle known in closed form: a
+    regular 720-gon of circumradius 12 mm (its apothem 12 cos(pi/720)), a 20 x 6 mm rectangle (3 mm
+    anywhere on its mid-line), and an annulus 4..9 mm (holes: 2.5 mm, the ring's half width), from
+    starts some s / 2 off the best points (the search starts at the deepest lattice cell and moves at
+    most s), each within the search's last steps (s / 8)."""
+    s = 0.5
+    t = np.linspace(0, 2 * np.pi, 720, endpoint=False)
+    poly = np.stack([12 * np.cos(t) + 0.3, 12 * np.sin(t) - 0.2], axis=1)
+    rect = np.array([[-10.0, -3.0], [10.0, -3.0], [10.0, 3.0], [-10.0, 3.0]])
+    inner = np.stack([4 * np.cos(t[::-1]), 4 * np.sin(t[::-1])], axis=1)
+    outer = np.stack([9 * np.cos(t), 9 * np.sin(t)], axis=1)
+    for loops, start, want in (([poly], (0.5, -0.05), 12 * np.cos(np.pi / 720)), ([rect], (4.0, -0.2), 3.0),
+                               ([outer, inner], (6.3, 0.3), 2.5)):
+        xy = np.concatenate(loops)
+        first = np.cumsum([0] + [len(lp) for lp in loops]).astype(np.int64)
+        got = kern.inradius(xy[:, 0].copy(), xy[:, 1].copy(), first, start[0], start[1], s)
+        assert want - s / 8 <= got <= want + 1e-9
+
+
+def test_cells_inside_length_against_closed_form():
+    """Length of the gap where the signed distance, linear from one plane to the other, is <= 0: a
+    cell inside both planes holds the whole gap L, one inside a only (phi -1 -> +3) the first L / 4,
+    one inside b only (phi +1 -> -1) the last L / 2; cells outside both hold nothing."""
+    phi = np.full((2, 6, 7), 5.0, np.float32)
+    phi[0, 1:3, 1:4] = -1.0  # plane a inside: rows 1-2, cols 1-3
+    phi[1, 1:3, 1:3] = -2.0  # both inside: rows 1-2, cols 1-2 (4 cells)
+    phi[1, 1:3, 3] = 3.0  # a only (2 cells)
+    phi[1, 4, 2:5] = -1.0  # b only (3 cells), a there +1
+    phi[0, 4, 2:5] = 1.0
+    box = kern.inside_boxes(phi)
+    out = np.empty(1)
+    L = 2.5
+    kern.cells_inside_length(phi, box, np.array([0]), np.array([1]), np.array([L]), out)
+    assert out[0] == pytest.approx(4 * L + 2 * L / 4 + 3 * L / 2, rel=1e-12)
