@@ -475,13 +475,15 @@ def test_read_rois_from_the_raw_header_gives_pydicoms_rois_on_every_real_rtstruc
     files = _rt_files(shared_data, "RTSTRUCT")
     assert len(files) >= 8
     for p in files:
-        hdr = reader.read_rt_header(p, None)  # no fallback: every value read raw
-        assert hdr is not None, p
+        fallbacks: list = []  # the file's pydicom dataset, counted: every value must be read raw
+        hdr = reader.read_rt_header(p, lambda p=p, fb=fallbacks: fb.append(p) or pydicom.dcmread(p))
+        assert hdr is not None and hdr.complete, p
         _assert_same_rois(_rois_reports_of(hdr), _rois_reports_of(pydicom.dcmread(p)), p)
         ref = pydicom.dcmread(p)
         assert folder.referenced_series_uids(hdr) == folder.referenced_series_uids(ref)
         assert folder.referenced_image_uids(hdr) == folder.referenced_image_uids(ref)
         assert folder.referenced_image_uids(hdr) or "empty" in str(p) or "rt-utils" in str(p)
+        assert not fallbacks, p
 
 
 @pytest.mark.parametrize("damage", ["roi_number", "color", "contour_nan", "contour_count", "name_latin1",
@@ -540,10 +542,14 @@ def test_read_dose_from_the_raw_header_gives_pydicoms_dose_on_every_real_rtdose(
     files = _rt_files(shared_data, "RTDOSE")
     assert len(files) >= 3
     for p in files:
-        hdr = reader.read_rt_header(p, None)
+        fallbacks: list = []  # the file's pydicom dataset, counted: every value must be read raw
+        hdr = reader.read_rt_header(p, lambda p=p, fb=fallbacks: fb.append(p) or pydicom.dcmread(p))
         assert hdr is not None
         assert rtdose._native_pixels(hdr, 1, 1, 1) is None  # not the declared size: pydicom decodes it
-        got = rtdose.read_dose(DicomFile(p, None, "RTDOSE", hdr=hdr))
+        f = DicomFile(p, None, "RTDOSE", hdr=hdr)
+        assert f.raw_header is hdr
+        got = rtdose.read_dose(f)
+        assert not fallbacks, p
         ref = rtdose.read_dose(DicomFile(p, None, "RTDOSE"))
         np.testing.assert_array_equal(got.array, ref.array)
         assert got.array.dtype == ref.array.dtype
@@ -591,6 +597,8 @@ def test_read_dose_raw_gives_pydicoms_errors_on_bad_values(shared_data, tmp_path
             return type(exc).__name__, str(exc)
         return "ok", d.array.tobytes()
 
-    got = outcome(DicomFile(out, None, "RTDOSE", hdr=hdr))
+    f = DicomFile(out, None, "RTDOSE", hdr=hdr)
+    assert f.raw_header is hdr
+    got = outcome(f)
     assert got == outcome(DicomFile(out, None, "RTDOSE"))
     assert got[0] != "ok" or damage == "bits12"

@@ -73,6 +73,23 @@ class RawHeader:
         self._resolve = resolve
         self._parent = parent
 
+    def bind(self, *, implicit: bool | None = None, parent: tuple[RawHeader, int, int] | None = None,
+             file_meta: RawHeader | None = None, resolve: Callable[[], Dataset] | None = None,
+             element: RawElement | None = None) -> None:
+        """Complete a header as it is assembled (:func:`grtv_nb.dicom.reader.read_rt_header`): its
+        transfer syntax, origin (``parent``: an item's; ``resolve``: a file's full read), file meta
+        and one more ``element`` (the pixel data, located apart)."""
+        if implicit is not None:
+            self._implicit = implicit
+        if parent is not None:
+            self._parent = parent
+        if file_meta is not None:
+            self._file_meta = file_meta
+        if resolve is not None:
+            self._resolve = resolve
+        if element is not None:
+            self._dict[element.tag] = element
+
     @property
     def complete(self) -> bool:
         """Every element of the file (or sequence item) is here (raw, or as a raw sequence)."""

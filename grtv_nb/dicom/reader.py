@@ -19,6 +19,11 @@ Backends
     backend. The gain is on the usual 512 x 512 slices: header parsed in C++ from the first 64 KiB,
     pixels read once, straight into the image array.
 
+RT objects (RTSTRUCT, RTDOSE, RTPLAN) in the usual form are read whole, raw, by
+:func:`read_rt_header` (dicomsdl locates every element; sequences become raw item headers, built
+on first use), so that opening a folder does not import pydicom; the file's pydicom dataset is
+read for anything their raw bytes do not answer.
+
 The backend is chosen by :func:`set_backend` or the environment variable ``GRTV_NB_DICOM_READER``
 (``pydicom`` or ``dicomsdl``); by default dicomsdl when it is installed, else pydicom. Datasets from
 both backends compare equal element by element (tested on the real series in ``../shared/data``).
@@ -593,7 +598,7 @@ def _rt_items(keep, sdl_elem, data: bytes, implicit: bool, names: dict, parent: 
     items = []
     for i, item in enumerate(sdl_elem.toSequence()):
         child = _rt_node(item, data, implicit, names, None, keep)
-        child._parent = (parent, tag, i)
+        child.bind(parent=(parent, tag, i))
         items.append(child)
     return items
 
@@ -622,7 +627,7 @@ def _rt_node(sdl_ds, data: bytes, implicit: bool | None, names: dict, meta: dict
             if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
                 raise _Refused(f"transfer syntax {ts!r}")
             implicit = ts == _IMPLICIT_LE
-            node._implicit = implicit
+            node.bind(implicit=implicit)
         if tag >> 16 == 0:
             raise _Refused("command set")
         if vr == "SQ":  # its items are read when first used (most are never: ContourImageSequence...)
@@ -741,10 +746,7 @@ def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
     except Exception as exc:  # _Refused, or dicomsdl's refusal
         log.debug("%s is read by pydicom (%s)", path, exc)
         return None
-    if _TS_TAG not in meta or not (root._dict or root._seqs):
+    if _TS_TAG not in meta or not len(root):
         return None
-    if pixels is not None:
-        root._dict[pixels.tag] = pixels
-    root._file_meta = RawHeader(meta, False, is_meta=True)
-    root._resolve = resolve
+    root.bind(file_meta=RawHeader(meta, False, is_meta=True), resolve=resolve, element=pixels)
     return root
