@@ -568,7 +568,7 @@ def open_study(
     # Is the image series complete enough to be the reference grid?
     reference = "image"
     if image_vol is not None and sel.series is not None and sel.rtstruct is not None:
-        refs = referenced_image_uids(sel.rtstruct.ds)
+        refs = referenced_image_uids(sel.rtstruct.hdr)
         present = sel.series.sop_uids & refs
         if present and len(present) < len(refs):
             missing = len(refs) - len(present)
@@ -609,8 +609,12 @@ def open_study(
     # ROIs
     rois: list[ROI] = []
     if sel.rtstruct is not None:
-        contours = read_roi_contours(sel.rtstruct.path) if get_backend() == "dicomsdl" else None
-        rois = read_rois(sel.rtstruct.ds, source_name=sel.rtstruct.path.name, roi_contours=contours)
+        rs_hdr = sel.rtstruct.raw_header
+        if rs_hdr is not None:  # read raw, without a pydicom dataset
+            rois = read_rois(rs_hdr, source_name=sel.rtstruct.path.name)
+        else:
+            contours = read_roi_contours(sel.rtstruct.path) if get_backend() == "dicomsdl" else None
+            rois = read_rois(sel.rtstruct.ds, source_name=sel.rtstruct.path.name, roi_contours=contours)
         ref_for = grid.frame_of_reference_uid
         bad_for = {r.frame_of_reference_uid for r in rois if r.frame_of_reference_uid and ref_for
                    and r.frame_of_reference_uid != ref_for}
@@ -625,7 +629,7 @@ def open_study(
                     r.geometric_type = ""
     # the first slice's header holds the attributes read here (reader.IMAGE_HEADER_TAGS): no full dataset
     first = image_vol.files[0].hdr if headers and image_vol is not None else (
-        sel.rtstruct.ds if sel.rtstruct else doses[0].files[0].ds)
+        sel.rtstruct.hdr if sel.rtstruct else doses[0].files[0].hdr)
     attrs = {
         "patient_name": text(first, "PatientName"),
         "patient_id": text(first, "PatientID"),
@@ -646,7 +650,8 @@ def open_study(
         "folder": Path(folder).resolve(),
         "image_files": [f.path for f in image_vol.files] if image_vol is not None else [],
         "rtstruct": sel.rtstruct.path if sel.rtstruct else None,
-        "rtstruct_ds": sel.rtstruct.ds if sel.rtstruct else None,
+        # the RTSTRUCT's dataset (a complete raw header answers as its pydicom dataset, read when used)
+        "rtstruct_ds": sel.rtstruct.hdr if sel.rtstruct else None,
         "rtdoses": [d.path for d in sel.rtdoses],
         "rtplan": sel.rtplan.path if sel.rtplan else None,
         "layout": image_vol.layout if image_vol is not None else None,

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("dask", "tensorflow", "vtk", "matplotlib", "pyvista", "torch", "numba", "requests")
 
@@ -276,3 +278,66 @@ def test_a_ct_series_is_read_without_pydicom(phantom_dir, tmp_path):
     assert not leaks, f"pydicom/xarray/pandas/requests imported by: {leaks}"
     assert steps[-1] == ["getImageDcmTags", ["pydicom"]]
     assert name == ref_name and name and uid == ref_uid and uid
+
+
+_CHILD_RT_NO_PYDICOM = r"""
+import json, sys, warnings
+warnings.simplefilter("ignore")
+folder = sys.argv[1]
+steps = []
+def check(label):
+    steps.append([label, "pydicom" in sys.modules])
+
+import grtv_nb
+from grtv import *  # noqa: F403
+st = grtv_nb.open_study(folder)
+check("open_study")
+g = pyGRTV()
+for label, call in [
+    ("readRTDir", lambda: g.readRTDir(folder)),
+    ("getROIList", lambda: g.getROIList([])),
+    ("readGRTVRaw roi", lambda: g.readGRTVRaw(GRTV_DATA_TYPE_ROI, 0)),
+    ("readGRTVRaw dose", lambda: g.readGRTVRaw(GRTV_DATA_TYPE_DOSE) if st.has_dose else GRTV_STATUS_OK),
+    ("rtstruct dataset", lambda: (GRTV_STATUS_OK, str(st.source["rtstruct_ds"].StructureSetLabel))),
+]:
+    res = call()
+    status = res[0] if isinstance(res, tuple) else res
+    if status != GRTV_STATUS_OK:
+        raise SystemExit(f"{label} failed: {g.lastError}")
+    check(label)
+tags = {}
+tags_ok = st.image is None or g.getImageDcmTags(tags) == GRTV_STATUS_OK and bool(tags.get("PatientID"))
+print("STEPS " + json.dumps([steps, [r.name for r in st.rois], st.has_dose,
+                             str(st.source["rtstruct_ds"].SOPInstanceUID), tags_ok]))
+"""
+
+
+@pytest.mark.parametrize("folder", ["phantom", "cerr-radiomics-phantom/pat_1", "dicompyler-example/example_data"])
+def test_a_folder_with_rtstruct_and_rtdose_is_read_without_pydicom(folder, phantom_dir):
+    """With the dicomsdl backend a CT + RTSTRUCT (+ RTDOSE, RTPLAN) folder is opened, its ROIs and
+    dose read, without importing pydicom; the RTSTRUCT's dataset (the study's source) imports it
+    then and answers pydicom's attributes, and getImageDcmTags works. The ROI names are pydicom's
+    (read here by pydicom, in this process)."""
+    from grtv_nb.dicom.reader import available_backends
+
+    if "dicomsdl" not in available_backends():
+        pytest.skip("dicomsdl is not installed")
+    path = phantom_dir if folder == "phantom" else ROOT.parent / "shared" / "data" / folder
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    p = subprocess.run([sys.executable, "-c", _CHILD_RT_NO_PYDICOM, str(path)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("STEPS ")), None)
+    assert p.returncode == 0 and line, p.stdout[-2000:] + p.stderr[-3000:]
+    steps, names, has_dose, sop_uid, tags_ok = json.loads(line[6:])
+    assert [s[0] for s in steps] == ["open_study", "readRTDir", "getROIList", "readGRTVRaw roi", "readGRTVRaw dose",
+                                     "rtstruct dataset"]
+    assert tags_ok
+    assert [s[1] for s in steps] == [False] * 5 + [True], steps
+    assert has_dose == (folder != "cerr-radiomics-phantom/pat_1")
+    import pydicom
+
+    rs = [ds for ds in (pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(path.iterdir()) if f.is_file()
+                        and f.suffix == ".dcm") if ds.get("Modality") == "RTSTRUCT"]
+    assert len(rs) == 1 and sop_uid == rs[0].SOPInstanceUID
+    assert set(names) <= {str(i.ROIName) for i in rs[0].StructureSetROISequence} and names

@@ -369,3 +369,236 @@ def test_bulk_contour_parse_gives_pydicoms_values_on_every_real_rtstruct(shared_
     assert rtstruct._all_contour_data(ds) == {}
     got = rtstruct._contour_data(c)
     assert got is not None and got[1] == 10.0 and got.size == len(raw.split(b"\\"))
+
+
+# ----------------------------------------------------------------------------- RT objects read raw
+
+
+def _rt_files(shared_data, *modalities):
+    return [p for p in _dicom_files(shared_data)
+            if pydicom.dcmread(p, stop_before_pixels=True).get("Modality") in modalities]
+
+
+def _walk_equal(node, ds, where) -> int:
+    """Every element of pydicom's dataset ``ds`` is in the raw header ``node`` with pydicom's raw
+    bytes, VR and length (sequences item by item); returns the number of elements compared."""
+    from pydicom.dataelem import RawDataElement
+
+    n = 0
+    assert len(node) == len(ds), where
+    for elem in ds:
+        tag = int(elem.tag)
+        if elem.VR == "SQ":
+            items = node.sequence(tag)
+            assert items is not None and len(items) == len(elem.value), (where, hex(tag))
+            for a, b in zip(items, elem.value):
+                n += _walk_equal(a, b, where)
+            continue
+        got, ref = node.get_item(tag), ds.get_item(tag)
+        assert got is not None, (where, hex(tag))
+        if isinstance(ref, RawDataElement):  # (SpecificCharacterSet is converted by pydicom's read)
+            assert (got.VR, got.length, got.value) == (ref.VR, ref.length, ref.value), (where, hex(tag))
+        n += 1
+    return n
+
+
+def test_rt_raw_header_holds_pydicoms_elements_on_every_real_rt_file(shared_data):
+    """read_rt_header (dicomsdl locates every element) against pydicom's read of the same file, on
+    every real RTSTRUCT, RTDOSE and RTPLAN: the same elements, bytes, VRs and lengths, sequence by
+    sequence; the pydicom dataset a raw header falls back to is the file's (item for item)."""
+    files = _rt_files(shared_data, "RTSTRUCT", "RTDOSE", "RTPLAN")
+    assert len(files) >= 10
+    for p in files:
+        hdr = reader.read_rt_header(p, lambda p=p: pydicom.dcmread(p))
+        assert hdr is not None and hdr.complete, p
+        assert _walk_equal(hdr, pydicom.dcmread(p), p) > 40
+        assert str(hdr.SOPInstanceUID) == pydicom.dcmread(p).SOPInstanceUID  # through the fallback dataset
+        seq = next((t for t in (0x30060020, 0x300A00B0, 0x300C0002, 0x30060010) if hdr.sequence(t)), None)
+        if seq is not None:  # an item's pydicom dataset is the same item of the file's dataset
+            assert hdr.sequence(seq)[0].dataset() == pydicom.dcmread(p)[seq].value[0]
+
+
+def test_rt_raw_header_refuses_what_is_not_the_usual_form(shared_data, tmp_path):
+    """Files read_rt_header leaves to pydicom: truncated (dicomsdl must never see a cut element),
+    trailing bytes, a deflated/big-endian/compressed transfer syntax, a CT slice, an RTDOSE whose
+    pixel data does not close the file."""
+    src = shared_data / "cerr-radiomics-phantom" / "pat_1" / "DCM_RS_00060.dcm"
+    dose = shared_data / "pydicom-rt-testfiles" / "rtdose.dcm"
+    data, ddata = src.read_bytes(), dose.read_bytes()
+    cases = {
+        "cut_mid.dcm": data[: len(data) // 2],
+        "cut_end.dcm": data[:-3],
+        "trailing.dcm": data + b"\x00\x00",
+        "dose_cut.dcm": ddata[:-100],
+        "dose_trailing.dcm": ddata + b"\x08\x00\x10\x00\x00\x00\x00\x00",
+    }
+    for name, blob in cases.items():
+        (tmp_path / name).write_bytes(blob)
+        assert reader.read_rt_header(tmp_path / name, None) is None, name
+    ds = pydicom.dcmread(src)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    pydicom.dcmwrite(tmp_path / "big.dcm", ds, implicit_vr=False, little_endian=False, enforce_file_format=True)
+    assert pydicom.dcmread(tmp_path / "big.dcm").ROIContourSequence[0].ContourSequence[0].ContourData
+    assert reader.read_rt_header(tmp_path / "big.dcm", None) is None
+    ct = next(p for p in sorted((shared_data / "cerr-radiomics-phantom" / "pat_1").iterdir()) if p != src)
+    assert reader.read_rt_header(ct, None) is None
+
+
+def _rois_reports_of(ds):
+    from grtv_nb.dicom import rtstruct
+
+    reports: list[str] = []
+    rois = rtstruct.read_rois(ds, source_name="RS", report=reports.append)
+    return rois, reports
+
+
+def _assert_same_rois(got, ref, where):
+    rois, reports = got
+    ref_rois, ref_reports = ref
+    assert reports == ref_reports, where
+    assert len(rois) == len(ref_rois) > 0, where
+    for a, b in zip(rois, ref_rois):
+        assert (a.name, a.number, a.color, a.roi_type, a.geometric_type, a.frame_of_reference_uid,
+                a.observation_label) == (b.name, b.number, b.color, b.roi_type, b.geometric_type,
+                                         b.frame_of_reference_uid, b.observation_label), where
+        assert len(a.contours) == len(b.contours) and len(a.other_data) == len(b.other_data), where
+        for x, y in zip(a.contours + a.other_data, b.contours + b.other_data):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_read_rois_from_the_raw_header_gives_pydicoms_rois_on_every_real_rtstruct(shared_data):
+    """read_rois on the raw header against read_rois on pydicom's dataset (the reference, read
+    independently) for every real RTSTRUCT: names, numbers, colours, types, contour points, frames
+    of reference, warnings; and the referenced series/image UIDs."""
+    from grtv_nb.dicom import folder
+
+    files = _rt_files(shared_data, "RTSTRUCT")
+    assert len(files) >= 8
+    for p in files:
+        fallbacks: list = []  # the file's pydicom dataset, counted: every value must be read raw
+        hdr = reader.read_rt_header(p, lambda p=p, fb=fallbacks: fb.append(p) or pydicom.dcmread(p))
+        assert hdr is not None and hdr.complete, p
+        _assert_same_rois(_rois_reports_of(hdr), _rois_reports_of(pydicom.dcmread(p)), p)
+        ref = pydicom.dcmread(p)
+        assert folder.referenced_series_uids(hdr) == folder.referenced_series_uids(ref)
+        assert folder.referenced_image_uids(hdr) == folder.referenced_image_uids(ref)
+        assert folder.referenced_image_uids(hdr) or "empty" in str(p) or "rt-utils" in str(p)
+        assert not fallbacks, p
+
+
+@pytest.mark.parametrize("damage", ["roi_number", "color", "contour_nan", "contour_count", "name_latin1",
+                                    "duplicate_number", "ref_number"])
+def test_read_rois_raw_gives_pydicoms_diagnostics_on_bad_values(shared_data, tmp_path, damage):
+    """Bad values written raw into a real RTSTRUCT: the raw header's read (falling back to pydicom
+    for what it does not read raw) gives pydicom's ROIs and the same warnings."""
+    from pydicom.dataelem import RawDataElement
+
+    src = shared_data / "dicompyler-example" / "example_data" / "rtss.dcm"
+    ds = pydicom.dcmread(src)
+    ss, rc = ds.StructureSetROISequence, ds.ROIContourSequence
+    assert len(ss) > 2
+
+    def put(item, keyword, vr, value: bytes):
+        tag = pydicom.tag.Tag(keyword)
+        item._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, ds.is_implicit_VR, True)
+
+    if damage == "roi_number":
+        put(ss[0], "ROINumber", "IS", b"abc ")
+    elif damage == "color":
+        put(rc[0], "ROIDisplayColor", "IS", b"1.5\\x\\3 ")
+    elif damage == "contour_nan":
+        put(rc[0].ContourSequence[0], "ContourData", "DS", b"1\\2\\nan\\4\\5\\6 ")
+    elif damage == "contour_count":
+        put(rc[0].ContourSequence[0], "ContourData", "DS", b"1\\2\\3\\4 ")
+    elif damage == "name_latin1":
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        put(ss[0], "ROIName", "LO", "Lèvre".encode("latin-1") + b" ")
+    elif damage == "duplicate_number":
+        put(ss[-1], "ROINumber", "IS", str(ss[0].ROINumber).encode() + b" ")
+    elif damage == "ref_number":
+        put(rc[0], "ReferencedROINumber", "IS", b"99999")
+    out = tmp_path / "RS.dcm"
+    ds.save_as(out)
+    hdr = reader.read_rt_header(out, lambda: pydicom.dcmread(out))
+    assert hdr is not None
+    got = _rois_reports_of(hdr)
+    ref = _rois_reports_of(pydicom.dcmread(out))
+    _assert_same_rois(got, ref, damage)
+    if damage == "color":  # an unusable colour: the default one, silently
+        from grtv_nb.display import default_color
+
+        assert got[0][0].color == default_color(0)
+    elif damage == "name_latin1":
+        assert got[0][0].name == "Lèvre"
+    else:
+        assert ref[1], damage  # the damage is diagnosed
+
+
+def test_read_dose_from_the_raw_header_gives_pydicoms_dose_on_every_real_rtdose(shared_data):
+    """read_dose on the raw header (pixels decoded from its bytes) against read_dose on pydicom's
+    dataset (pixel_array) for every real RTDOSE: the same array, grid, units, types."""
+    from grtv_nb.dicom import rtdose
+
+    files = _rt_files(shared_data, "RTDOSE")
+    assert len(files) >= 3
+    for p in files:
+        fallbacks: list = []  # the file's pydicom dataset, counted: every value must be read raw
+        hdr = reader.read_rt_header(p, lambda p=p, fb=fallbacks: fb.append(p) or pydicom.dcmread(p))
+        assert hdr is not None
+        assert rtdose._native_pixels(hdr, 1, 1, 1) is None  # not the declared size: pydicom decodes it
+        f = DicomFile(p, None, "RTDOSE", hdr=hdr)
+        assert f.raw_header is hdr
+        got = rtdose.read_dose(f)
+        assert not fallbacks, p
+        ref = rtdose.read_dose(DicomFile(p, None, "RTDOSE"))
+        np.testing.assert_array_equal(got.array, ref.array)
+        assert got.array.dtype == ref.array.dtype
+        assert got.grid.same_as(ref.grid) and got.grid.frame_of_reference_uid == ref.grid.frame_of_reference_uid
+        np.testing.assert_array_equal(got.grid.z, ref.grid.z)
+        assert (got.units, got.dose_type, got.summation_type) == (ref.units, ref.dose_type, ref.summation_type)
+        ds = pydicom.dcmread(p)
+        n = int(ds.get("NumberOfFrames", 1))
+        np.testing.assert_array_equal(rtdose._native_pixels(hdr, ds.Rows, ds.Columns, n).reshape(n, ds.Rows, -1),
+                                      ds.pixel_array.reshape(n, ds.Rows, ds.Columns))
+
+
+@pytest.mark.parametrize("damage", ["scaling_zero", "scaling_text", "offsets", "short_pixels", "bits12"])
+def test_read_dose_raw_gives_pydicoms_errors_on_bad_values(shared_data, tmp_path, damage):
+    """Bad values in a real RTDOSE: the raw header's read raises pydicom's error (or gives its dose)."""
+    from pydicom.dataelem import RawDataElement
+
+    from grtv_nb.dicom import rtdose
+
+    ds = pydicom.dcmread(shared_data / "pydicom-rt-testfiles" / "rtdose.dcm")
+
+    def put(keyword, vr, value: bytes):
+        tag = pydicom.tag.Tag(keyword)
+        ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, ds.is_implicit_VR, True)
+
+    if damage == "scaling_zero":
+        put("DoseGridScaling", "DS", b"0 ")
+    elif damage == "scaling_text":
+        put("DoseGridScaling", "DS", b"abc ")
+    elif damage == "offsets":
+        put("GridFrameOffsetVector", "DS", b"0\\0\\5\\" + b"\\".join(b"%d" % i for i in range(3, ds.NumberOfFrames)))
+    elif damage == "short_pixels":
+        ds.PixelData = ds.PixelData[:-4]
+    elif damage == "bits12":
+        ds.BitsStored = 12
+    out = tmp_path / "RD.dcm"
+    ds.save_as(out)
+    hdr = reader.read_rt_header(out, lambda: pydicom.dcmread(out))
+    assert hdr is not None
+
+    def outcome(f):
+        try:
+            d = rtdose.read_dose(f)
+        except Exception as exc:
+            return type(exc).__name__, str(exc)
+        return "ok", d.array.tobytes()
+
+    f = DicomFile(out, None, "RTDOSE", hdr=hdr)
+    assert f.raw_header is hdr
+    got = outcome(f)
+    assert got == outcome(DicomFile(out, None, "RTDOSE"))
+    assert got[0] != "ok" or damage == "bits12"

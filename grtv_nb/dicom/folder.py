@@ -23,11 +23,10 @@ import numpy as np
 from .._lazyimports import import_pydicom
 from ..errors import DicomReadError, warn
 from ..fileio import is_bookkeeping_name
+from .rawheader import RawHeader
 
 if TYPE_CHECKING:
     import pydicom
-
-    from .rawheader import RawHeader
 
 RTSTRUCT_SOP = "1.2.840.10008.5.1.4.1.1.481.3"
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -65,6 +64,8 @@ class DicomFile:
 
     @property
     def ds(self) -> pydicom.Dataset:
+        if self._ds is None and self.raw_header is not None:
+            self._ds = self.raw_header.dataset()  # a complete raw header's dataset: the file's full read
         if self._ds is None:
             self._ds = read_header(self.path)
             if self.pixels_taken and 0x7FE00010 in self._ds:
@@ -91,6 +92,13 @@ class DicomFile:
         return self._hdr if self._hdr is not None else self.ds
 
     @property
+    def raw_header(self) -> RawHeader | None:
+        """The file's complete raw header (an RT object read by
+        :func:`grtv_nb.dicom.reader.read_rt_header`), None when it was read otherwise."""
+        hdr = self._hdr
+        return hdr if isinstance(hdr, RawHeader) and hdr.complete else None
+
+    @property
     def modality(self) -> str:
         return _text(self.hdr, "Modality")
 
@@ -106,7 +114,9 @@ class DicomFile:
     def frame_of_reference_uid(self) -> str:
         uid = _text(self.hdr, "FrameOfReferenceUID")
         if not uid and self.kind == "RTSTRUCT":
-            for item in self.ds.get("ReferencedFrameOfReferenceSequence", []):
+            from .values import sequence_items
+
+            for item in sequence_items(self.hdr, "ReferencedFrameOfReferenceSequence"):
                 uid = _text(item, "FrameOfReferenceUID")
                 if uid:
                     break
@@ -262,6 +272,19 @@ def _image_header(path: Path) -> RawHeader | None:
         return None
 
 
+def _rt_header(path: Path) -> RawHeader | None:
+    """:func:`grtv_nb.dicom.reader.read_rt_header` (its pydicom dataset: :func:`read_header`'s),
+    or None where the full read must decide."""
+    from functools import partial
+
+    from .reader import read_rt_header
+
+    try:
+        return read_rt_header(path, partial(read_header, path))
+    except Exception:  # the full read reports it
+        return None
+
+
 def _drop_unknown_vrs(ds: pydicom.Dataset, path: Path) -> None:
     """:func:`drop_unknown_vrs` with a warning naming the file and the tags (a value grtv_nb
     needs is then reported missing by the reader)."""
@@ -304,9 +327,16 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     for p in paths:
         if fast:
             hdr = _image_header(p)
-            if hdr is not None and _classify(hdr) == "IMAGE":
+            kind = _classify(hdr) if hdr is not None else ""
+            if kind == "IMAGE":
                 files.append(DicomFile(p, None, "IMAGE", hdr=hdr))
                 continue
+            if kind in ("", "RTSTRUCT", "RTDOSE", "RTPLAN"):  # an RT object read whole, raw (no pydicom dataset)
+                rt = _rt_header(p)
+                rt_kind = _classify(rt) if rt is not None else ""
+                if rt_kind in ("RTSTRUCT", "RTDOSE", "RTPLAN"):
+                    files.append(DicomFile(p, None, rt_kind, hdr=rt))
+                    continue
         try:
             ds = read_header(p)
         except Exception as exc:
@@ -367,9 +397,11 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
 def _referenced_series(rtstruct: pydicom.Dataset):
     """The RTReferencedSeriesSequence items of an RTSTRUCT (through frames of reference and
     studies)."""
-    for fr in rtstruct.get("ReferencedFrameOfReferenceSequence", []):
-        for st in fr.get("RTReferencedStudySequence", []):
-            yield from st.get("RTReferencedSeriesSequence", [])
+    from .values import sequence_items
+
+    for fr in sequence_items(rtstruct, "ReferencedFrameOfReferenceSequence"):
+        for st in sequence_items(fr, "RTReferencedStudySequence"):
+            yield from sequence_items(st, "RTReferencedSeriesSequence")
 
 
 def referenced_series_uids(rtstruct: pydicom.Dataset) -> set[str]:
@@ -381,8 +413,14 @@ def referenced_series_uids(rtstruct: pydicom.Dataset) -> set[str]:
 def referenced_image_uids(rtstruct: pydicom.Dataset) -> set[str]:
     """SOPInstanceUIDs of the image slices an RTSTRUCT's contours refer to."""
     uids = (_text(im, "ReferencedSOPInstanceUID") for se in _referenced_series(rtstruct)
-            for im in se.get("ContourImageSequence", []))
+            for im in _contour_images(se))
     return {u for u in uids if u}
+
+
+def _contour_images(series_item) -> list:
+    from .values import sequence_items
+
+    return sequence_items(series_item, "ContourImageSequence")
 
 
 @dataclass
@@ -425,10 +463,10 @@ def select(
         rs = _pick_path(scan.rtstructs, rtstruct, "RTSTRUCT")
     elif scan.rtstructs:
         def score(f: DicomFile) -> tuple:
-            refs = referenced_series_uids(f.ds)
+            refs = referenced_series_uids(f.hdr)
             by_uid = any(s.series_uid in refs for s in series if s.series_uid)
             by_for = any(s.frame_of_reference_uid == f.frame_of_reference_uid for s in series)
-            return (by_uid, by_for, _text(f.ds, "StructureSetDate") + _text(f.ds, "StructureSetTime"))
+            return (by_uid, by_for, _text(f.hdr, "StructureSetDate") + _text(f.hdr, "StructureSetTime"))
 
         ranked = sorted(scan.rtstructs, key=score, reverse=True)
         rs = ranked[0]
@@ -452,8 +490,8 @@ def select(
         chosen = series[0]
         reason = "the largest"
         if rs is not None:
-            refs = referenced_series_uids(rs.ds)
-            img_refs = referenced_image_uids(rs.ds)
+            refs = referenced_series_uids(rs.hdr)
+            img_refs = referenced_image_uids(rs.hdr)
             hit = [s for s in series if s.series_uid and s.series_uid in refs]
             hit = hit or [s for s in series if s.sop_uids & img_refs]
             hit = hit or [s for s in series if s.frame_of_reference_uid == rs.frame_of_reference_uid]
@@ -488,21 +526,21 @@ def select(
                 f"{len(other)} RTDOSE file(s) ignored: their frame of reference differs from the image's "
                 f"({', '.join(d.path.name for d in other)})"
             )
-        plan = [d for d in cands if _text(d.ds, "DoseSummationType").upper() != "BEAM"]
-        beams = [d for d in cands if _text(d.ds, "DoseSummationType").upper() == "BEAM"]
+        plan = [d for d in cands if _text(d.hdr, "DoseSummationType").upper() != "BEAM"]
+        beams = [d for d in cands if _text(d.hdr, "DoseSummationType").upper() == "BEAM"]
         if plan:
             doses = [plan[0]]
             if len(plan) > 1 or beams:
                 notes.append(
                     f"{len(cands)} RTDOSE files found; using {plan[0].path.name} "
-                    f"(DoseSummationType {_text(plan[0].ds, 'DoseSummationType')}; pass rtdose= to choose)"
+                    f"(DoseSummationType {_text(plan[0].hdr, 'DoseSummationType')}; pass rtdose= to choose)"
                 )
         elif beams:
             doses = beams
             if len(beams) > 1:
-                plans = {_plan_uid(d.ds) for d in beams}
+                plans = {_plan_uid(d.hdr) for d in beams}
                 if len(plans) > 1:
-                    doses = [d for d in beams if _plan_uid(d.ds) == _plan_uid(beams[0].ds)]
+                    doses = [d for d in beams if _plan_uid(d.hdr) == _plan_uid(beams[0].hdr)]
                     notes.append("RTDOSE beam doses of several plans found; using those of the first plan")
                 notes.append(
                     f"summed {len(doses)} per-beam RTDOSE files of one plan into the plan dose "
@@ -510,12 +548,14 @@ def select(
                 )
     plan_file = None
     if scan.rtplans:
-        want = _plan_uid(doses[0].ds) if doses else ""
+        want = _plan_uid(doses[0].hdr) if doses else ""
         plan_file = next((p for p in scan.rtplans if p.sop_instance_uid == want), scan.rtplans[0])
     return Selection(chosen, rs, doses, plan_file, notes)
 
 
 def _plan_uid(ds: pydicom.Dataset) -> str:
-    for item in ds.get("ReferencedRTPlanSequence", []):
+    from .values import sequence_items
+
+    for item in sequence_items(ds, "ReferencedRTPlanSequence"):
         return _text(item, "ReferencedSOPInstanceUID")
     return ""

@@ -13,6 +13,7 @@ validation of bad values are pydicom's. Opening a CT series therefore does not i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -50,17 +51,63 @@ class RawHeader:
     ``implicit``: the dataset's transfer syntax is implicit VR little endian (each element's VR is
     then None, the dictionary's). Element deletions (:meth:`__delitem__`) apply to the pydicom
     dataset too when it was built.
+
+    A *complete* header holds every element of a file (an RT object read by
+    :func:`grtv_nb.dicom.reader.read_rt_header`): its sequences as lists of item headers
+    (``seqs``: tag -> items, see :meth:`sequence`), and its pydicom dataset is the file's own, read
+    on first use (``resolve``: the root's full read; an item's is the same item of its parent's
+    pydicom dataset, ``parent``: (parent header, sequence tag, item index)).
     """
 
-    __slots__ = ("_dict", "_implicit", "_ds", "_file_meta", "_is_meta")
+    __slots__ = ("_dict", "_implicit", "_ds", "_file_meta", "_is_meta", "_seqs", "_resolve", "_parent")
 
     def __init__(self, elements: dict[int, RawElement], implicit: bool, *, file_meta: RawHeader | None = None,
-                 is_meta: bool = False):
+                 is_meta: bool = False, seqs: dict[int, Any] | None = None,
+                 resolve: Callable[[], Dataset] | None = None, parent: tuple[RawHeader, int, int] | None = None):
         self._dict = elements
         self._implicit = implicit
         self._ds: Dataset | None = None
         self._file_meta = file_meta
         self._is_meta = is_meta
+        self._seqs = seqs
+        self._resolve = resolve
+        self._parent = parent
+
+    def bind(self, *, implicit: bool | None = None, parent: tuple[RawHeader, int, int] | None = None,
+             file_meta: RawHeader | None = None, resolve: Callable[[], Dataset] | None = None,
+             element: RawElement | None = None) -> None:
+        """Complete a header as it is assembled (:func:`grtv_nb.dicom.reader.read_rt_header`): its
+        transfer syntax, origin (``parent``: an item's; ``resolve``: a file's full read), file meta
+        and one more ``element`` (the pixel data, located apart)."""
+        if implicit is not None:
+            self._implicit = implicit
+        if parent is not None:
+            self._parent = parent
+        if file_meta is not None:
+            self._file_meta = file_meta
+        if resolve is not None:
+            self._resolve = resolve
+        if element is not None:
+            self._dict[element.tag] = element
+
+    @property
+    def complete(self) -> bool:
+        """Every element of the file (or sequence item) is here (raw, or as a raw sequence)."""
+        return self._resolve is not None or self._parent is not None
+
+    def sequence(self, tag: int) -> list[RawHeader] | None:
+        """The items of sequence ``tag`` as raw headers (read on first use); None when it is not a
+        raw sequence here, or when its raw read was refused (its pydicom items are then read)."""
+        if self._seqs is None:
+            return None
+        items = self._seqs.get(tag)
+        if callable(items):
+            try:
+                items = items()
+            except Exception:  # an item not of the usual form: the pydicom dataset's items
+                items = None
+            self._seqs[tag] = items
+        return items
 
     # ------------------------------------------------------------- read without pydicom
     @property
@@ -69,7 +116,7 @@ class RawHeader:
 
     def __contains__(self, key) -> bool:
         if isinstance(key, int):
-            return key in self._dict
+            return key in self._dict or (self._seqs is not None and key in self._seqs)
         return key in self.dataset()
 
     def get_item(self, key, *, keep_deferred: bool = False):
@@ -82,7 +129,10 @@ class RawHeader:
     def __delitem__(self, key) -> None:
         if not isinstance(key, int):
             raise KeyError(key)
-        del self._dict[key]
+        if self._seqs is not None and key in self._seqs:
+            del self._seqs[key]
+        else:
+            del self._dict[key]
         if self._ds is not None and key in self._ds:
             del self._ds[key]
 
@@ -90,6 +140,11 @@ class RawHeader:
     def dataset(self) -> Dataset:
         """The pydicom dataset of these raw elements (a ``FileMetaDataset`` for a file meta),
         built once, on first use."""
+        if self._ds is None and self._parent is not None:
+            parent, tag, index = self._parent
+            self._ds = parent.dataset()[tag].value[index]
+        elif self._ds is None and self._resolve is not None:
+            self._ds = self._resolve()
         if self._ds is None:
             from .._lazyimports import import_pydicom
 
@@ -122,7 +177,7 @@ class RawHeader:
         return iter(self.dataset())
 
     def __len__(self) -> int:
-        return len(self._dict)
+        return len(self._dict) + (len(self._seqs) if self._seqs is not None else 0)
 
     def __eq__(self, other) -> bool:
         if isinstance(other, RawHeader):

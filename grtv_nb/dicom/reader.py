@@ -19,6 +19,11 @@ Backends
     backend. The gain is on the usual 512 x 512 slices: header parsed in C++ from the first 64 KiB,
     pixels read once, straight into the image array.
 
+RT objects (RTSTRUCT, RTDOSE, RTPLAN) in the usual form are read whole, raw, by
+:func:`read_rt_header` (dicomsdl locates every element; sequences become raw item headers, built
+on first use), so that opening a folder does not import pydicom; the file's pydicom dataset is
+read for anything their raw bytes do not answer.
+
 The backend is chosen by :func:`set_backend` or the environment variable ``GRTV_NB_DICOM_READER``
 (``pydicom`` or ``dicomsdl``); by default dicomsdl when it is installed, else pydicom. Datasets from
 both backends compare equal element by element (tested on the real series in ``../shared/data``).
@@ -29,6 +34,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -553,3 +559,194 @@ def read_roi_contours(path: str | os.PathLike) -> list[RawItem] | None:
         log.debug("dicomsdl refused the contours of %s (%s)", path, exc)
         return None
     return out
+
+
+# ----------------------------------------------------------------------------- RT objects, whole
+
+_ALL_VRS = _SHORT_VRS | _LONG_VRS
+
+
+class _Refused(Exception):
+    """An element :func:`read_rt_header` does not take raw: the reference reads the file."""
+
+
+def _raw_field(data: bytes, tag: int, vr: str | None, length: int, off: int, implicit: bool) -> str | None:
+    """The VR pydicom's ``RawDataElement`` holds for an element dicomsdl located (None for implicit
+    VR), after checking that the length field (and the VR, explicit) just before the value are
+    the ones dicomsdl read; raises :class:`_Refused` otherwise."""
+    if vr not in _ALL_VRS or length == _UNDEFINED or off < _PREAMBLE + 12 or off + length > len(data):
+        raise _Refused(f"element ({tag:08X})")
+    if implicit:
+        if int.from_bytes(data[off - 4:off], "little") != length:
+            raise _Refused(f"element ({tag:08X})")
+        return None
+    if vr in _LONG_VRS:
+        file_vr = data[off - 8:off - 6].decode("latin-1")
+        if file_vr != vr or data[off - 6:off - 4] != b"\x00\x00" \
+                or int.from_bytes(data[off - 4:off], "little") != length:
+            raise _Refused(f"element ({tag:08X})")
+        return file_vr
+    file_vr = data[off - 4:off - 2].decode("latin-1")
+    if file_vr != vr or int.from_bytes(data[off - 2:off], "little") != length:
+        raise _Refused(f"element ({tag:08X})")
+    return file_vr
+
+
+def _rt_items(keep, sdl_elem, data: bytes, implicit: bool, names: dict, parent: RawHeader, tag: int) -> list:
+    """The items of a sequence element as raw headers (see :func:`_rt_node`). ``keep``: the
+    dicomsdl file the element belongs to, held while the element is."""
+    items = []
+    for i, item in enumerate(sdl_elem.toSequence()):
+        child = _rt_node(item, data, implicit, names, None, keep)
+        child.bind(parent=(parent, tag, i))
+        items.append(child)
+    return items
+
+
+def _rt_node(sdl_ds, data: bytes, implicit: bool | None, names: dict, meta: dict | None, keep=None) -> RawHeader:
+    """The raw header of one dicomsdl dataset (a file's top level, or a sequence item): every
+    element as pydicom's ``RawDataElement`` would hold it, sequences as item headers built on
+    first use (:meth:`~grtv_nb.dicom.rawheader.RawHeader.sequence`); raises :class:`_Refused`
+    for anything but the usual form (see :func:`read_rt_header`). ``keep``: the dicomsdl file
+    (default ``sdl_ds``), held by the sequences for their later reads."""
+    keep = sdl_ds if keep is None else keep
+    elements: dict[int, RawElement] = {}
+    seqs: dict[int, list[RawHeader]] = {}
+    node = RawHeader(elements, bool(implicit), seqs=seqs)
+    for e in sdl_ds:
+        tag = e.tag()
+        vr = names.get(int(e.vr()))
+        if tag >> 16 == 2 and meta is not None:
+            length, off = e.length(), e.offset()
+            file_vr = _raw_field(data, tag, vr, length, off, False)
+            meta[tag] = RawElement(tag, file_vr, length, data[off:off + length], off, False, True)
+            continue
+        if implicit is None:
+            raw_ts = meta.get(_TS_TAG) if meta is not None else None
+            ts = raw_ts.value.rstrip(b"\x00 ").decode("ascii", "replace") if raw_ts and raw_ts.value else ""
+            if ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
+                raise _Refused(f"transfer syntax {ts!r}")
+            implicit = ts == _IMPLICIT_LE
+            node.bind(implicit=implicit)
+        if tag >> 16 == 0:
+            raise _Refused("command set")
+        if vr == "SQ":  # its items are read when first used (most are never: ContourImageSequence...)
+            seqs[tag] = partial(_rt_items, keep, e, data, implicit, names, node, tag)
+            continue
+        length, off = e.length(), e.offset()
+        file_vr = _raw_field(data, tag, vr, length, off, bool(implicit))
+        elements[tag] = RawElement(tag, file_vr, length, data[off:off + length], off, bool(implicit), True)
+    return node
+
+
+#: the SOP classes (file meta MediaStorageSOPClassUID) :func:`read_rt_header` reads
+RT_RAW_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.481.3", "1.2.840.10008.5.1.4.1.1.481.2",
+                                "1.2.840.10008.5.1.4.1.1.481.5"})
+_MEDIA_SOP_CLASS = 0x00020002
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _rt_meta(data: bytes, names: dict) -> dict[int, RawElement] | None:
+    """The file meta's MediaStorageSOPClassUID and TransferSyntaxUID, parsed alone by dicomsdl
+    (None when absent or refused)."""
+    import dicomsdl
+
+    meta: dict[int, RawElement] = {}
+    try:
+        mdf = dicomsdl.open_memory(data, copy_data=False, load_until=0x0002FFFF)
+        for tag in (_MEDIA_SOP_CLASS, _TS_TAG):
+            e = mdf.getDataElement(tag)
+            length, off = e.length(), e.offset()
+            if not off:
+                return None
+            meta[tag] = RawElement(tag, _raw_field(data, tag, names.get(int(e.vr())), length, off, False), length,
+                                   data[off:off + length], off, False, True)
+    except Exception as exc:
+        log.debug("file meta refused (%s)", exc)
+        return None
+    return meta
+
+
+def _closing_pixels(fp, data: bytes, implicit: bool, size: int) -> tuple[int, RawElement | None] | None:
+    """(where the dataset before the pixel data ends, the pixel element) for a file whose one
+    native (7FE0,0010) element closes it; (the file's size, None) for a file without that tag;
+    None otherwise (the tag where :func:`_final_pixel_element` finds no closing element)."""
+    at = data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4)
+    if at < 0:
+        return len(data), None
+    while at >= 0:
+        pixels = _final_pixel_element(fp, data, at, implicit, size)
+        if pixels is not None:
+            return at, pixels
+        at = data.find(b"\xe0\x7f\x10\x00", at + 1)
+    return None
+
+
+def _ends_at(df, head: bytes, names: dict, end: int) -> bool:
+    """The last top-level element dicomsdl read ends the bytes parsed (nothing cut or left over)."""
+    last = None
+    for e in df:
+        last = e
+    if last is None:
+        return False
+    if names.get(int(last.vr())) == "SQ" and last.length() == _UNDEFINED:
+        return head[-8:] == _SEQ_DELIMITER
+    return last.offset() + last.length() == end
+
+
+def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
+    """Every element of an RTSTRUCT, RTDOSE or RTPLAN file as a complete
+    :class:`~grtv_nb.dicom.rawheader.RawHeader`, located by dicomsdl in one read of the file,
+    without importing pydicom: sequences as item headers, each element's raw bytes as pydicom's
+    ``RawDataElement`` holds them, read by :mod:`grtv_nb.dicom.values` as pydicom reads them.
+    ``resolve``: a function reading the file's pydicom dataset, called on the first use of anything
+    the raw elements do not answer (items: the same item of that dataset).
+
+    None (the caller reads the file with pydicom, the reference) where dicomsdl is not installed or
+    refuses the file, and for anything but the usual form: no DICM preamble, a file meta SOP class
+    other than RT Structure Set / Dose / Plan, a transfer syntax other than native little endian, a
+    command set, an element of undefined length other than a sequence, a VR that is not a DICOM VR,
+    a length/VR field that is not the one dicomsdl read, pixel data other than one native element
+    closing the file, or a last element that does not end the file (truncated or trailing bytes).
+
+    dicomsdl is never handed pixel data nor a file cut inside an element's header it could misread
+    (it crashes on truncated pixel data): the file meta is parsed first, alone; the pixel data is
+    located by :func:`_final_pixel_element` and the bytes before it are parsed.
+    """
+    if "dicomsdl" not in available_backends():
+        return None
+    names = {int(k): v for k, v in _vr_names().items()}  # (int keys: a dicomsdl VR hashes slowly)
+    import dicomsdl
+
+    with open(path, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            return None
+        data = fp.read()
+        if len(data) != size or len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
+            return None
+        meta = _rt_meta(data, names)
+        if meta is None:
+            return None
+        sop, ts = (bytes(meta[t].value or b"").rstrip(b"\x00 ").decode("ascii", "replace")
+                   for t in (_MEDIA_SOP_CLASS, _TS_TAG))
+        if sop not in RT_RAW_SOP_CLASSES or ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
+            return None
+        located = _closing_pixels(fp, data, ts == _IMPLICIT_LE, size)
+        if located is None:
+            return None
+        end, pixels = located
+    head = data[:end] if end < len(data) else data
+    meta = {}
+    try:
+        df = dicomsdl.open_memory(head, copy_data=False)
+        root = _rt_node(df, head, None, names, meta)
+        if not _ends_at(df, head, names, end):
+            return None
+    except Exception as exc:  # _Refused, or dicomsdl's refusal
+        log.debug("%s is read by pydicom (%s)", path, exc)
+        return None
+    if _TS_TAG not in meta or not len(root):
+        return None
+    root.bind(file_meta=RawHeader(meta, False, is_meta=True), resolve=resolve, element=pixels)
+    return root

@@ -20,6 +20,7 @@ from ..errors import DicomReadError, DicomValueError, warn
 from ..geometry import Grid, grid_from_planes
 from . import values
 from .folder import DicomFile
+from .rawheader import RawHeader
 
 if TYPE_CHECKING:
     import pydicom
@@ -47,15 +48,20 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
         geometry attribute, frame count, GridFrameOffsetVector (not strictly monotonic) or
         DoseGridScaling (missing, 0, negative, or giving doses beyond MAX_DOSE_GY).
     """
-    import_pydicom()
-    import pydicom
-
     report = report or warn
     name = f.path.name
-    try:
-        ds = pydicom.dcmread(f.path, force=True)
-    except Exception as exc:
-        raise DicomReadError(f"RTDOSE {name}: can't be read ({type(exc).__name__}: {exc})") from exc
+    hdr = f.raw_header
+    ds: pydicom.Dataset | RawHeader
+    if hdr is not None:
+        ds = hdr  # the file's raw elements (reader.read_rt_header), anything else by pydicom
+    else:
+        import_pydicom()
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(f.path, force=True)
+        except Exception as exc:
+            raise DicomReadError(f"RTDOSE {name}: can't be read ({type(exc).__name__}: {exc})") from exc
     # every value through grtv_nb.dicom.values (DicomValueError names file and attribute); sizes are
     # checked against the pixel data before anything is decoded or allocated
     ipp = values.image_position(ds, f.path)
@@ -67,7 +73,9 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     scaling = values.dose_grid_scaling(ds, f.path)
     values.check_pixel_length(ds, f.path, rows, cols, nframes)
     try:
-        arr = ds.pixel_array
+        arr = _native_pixels(ds, rows, cols, nframes) if isinstance(ds, RawHeader) else None
+        if arr is None:
+            arr = ds.pixel_array
         arr = arr.reshape(nframes, rows, cols)
     except Exception as exc:
         raise DicomReadError(f"RTDOSE {name}: pixel data can't be decoded as {nframes} frame(s) of {rows}x{cols} "
@@ -107,6 +115,32 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
         layout.to_canonical(values_gy), grid, units, values.text(ds, "DoseType"),
         values.text(ds, "DoseSummationType"), [f],
     )
+
+
+def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int) -> np.ndarray | None:
+    """The dose grid of a raw header's native pixel data, as pydicom's ``pixel_array`` gives it,
+    for the usual form only: little-endian native transfer syntax, one sample of 16 or 32 stored
+    bits filling their allocation (no bit masking, no sign extension), exactly the declared length
+    (an odd one padded by one byte); None otherwise (pydicom decodes it)."""
+    meta = hdr.file_meta
+    if meta is None or values.text(meta, "TransferSyntaxUID") not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+        return None
+    elem = hdr.get_item(0x7FE00010)
+    raw = getattr(elem, "value", None)
+    if not isinstance(raw, bytes):
+        return None
+    bits = values.raw_numbers(hdr, "BitsAllocated")
+    stored = values.raw_numbers(hdr, "BitsStored")
+    rep = values.raw_numbers(hdr, "PixelRepresentation")
+    spp = values.raw_numbers(hdr, "SamplesPerPixel")
+    if bits not in ([16], [32]) or stored != bits or rep not in ([0], [1]) or spp != [1]:
+        return None
+    n = rows * cols * frames
+    need = n * bits[0] // 8
+    if len(raw) != need + (need & 1):
+        return None
+    dtype = np.dtype(f"<{'i' if rep == [1] else 'u'}{bits[0] // 8}")
+    return np.frombuffer(raw, dtype=dtype, count=n).astype(dtype.newbyteorder("="))
 
 
 def sum_doses(doses: list[DoseVolume], target: Grid) -> np.ndarray:

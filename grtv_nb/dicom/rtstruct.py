@@ -23,6 +23,7 @@ from ..display import default_color
 from ..errors import DicomValueError, warn
 from ..validate import check_roi_name
 from . import values
+from .rawheader import RawHeader
 from .reader import RawItem
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def _color(v, i: int) -> tuple[int, int, int]:
 
 
 _CONTOUR_DATA = 0x30060050
+_ROI_DISPLAY_COLOR = 0x3006002A
 
 
 def _contour_data(item: pydicom.Dataset | RawItem) -> np.ndarray | None:
@@ -108,9 +110,9 @@ def _contour_data(item: pydicom.Dataset | RawItem) -> np.ndarray | None:
             return np.array(list(map(float, raw.split(b"\\"))), dtype=np.float64)
         except ValueError:
             pass
+    data = item.ContourData
     from pydicom.multival import MultiValue  # the item converted its value: pydicom is imported
 
-    data = item.ContourData
     if data is None:
         return None
     if not isinstance(data, list | tuple | MultiValue):
@@ -123,7 +125,7 @@ def _contour_items(roi_item) -> list:
     :class:`~grtv_nb.dicom.reader.RawItem`); raises where the sequence can't be decoded."""
     if isinstance(roi_item, RawItem):
         return roi_item.contours or []
-    return list(roi_item.get("ContourSequence", []))
+    return values.sequence_items(roi_item, "ContourSequence")
 
 
 def _raw_contour_data(c):
@@ -131,6 +133,9 @@ def _raw_contour_data(c):
     if isinstance(c, RawItem):
         elem = c.elements.get(_CONTOUR_DATA)
         return None if elem is None else elem.value
+    if isinstance(c, RawHeader):
+        elem = c.get_item(_CONTOUR_DATA)
+        return None if elem is None else getattr(elem, "value", None)
     from pydicom.dataset import Dataset  # c comes from a pydicom sequence: pydicom is imported
 
     if not isinstance(c, Dataset):
@@ -140,7 +145,7 @@ def _raw_contour_data(c):
     return getattr(c.get_item(_CONTOUR_DATA), "value", None)
 
 
-def _all_contour_data(ds: pydicom.Dataset, roi_items: list | None = None) -> dict[int, np.ndarray]:
+def _all_contour_data(ds: pydicom.Dataset | RawHeader, roi_items: list | None = None) -> dict[int, np.ndarray]:
     """ContourData of every contour item (keyed by ``id(item)``), parsed in one pass by NumPy's C
     text parser (:func:`numpy.loadtxt`, which accepts a subset of what ``float()`` does): 2-4x faster
     than float() per value, without importing pandas. Items whose raw bytes don't parse cleanly are
@@ -148,7 +153,7 @@ def _all_contour_data(ds: pydicom.Dataset, roi_items: list | None = None) -> dic
     ``roi_items``: the ROIContourSequence items when read otherwise than from ``ds``."""
     items, blobs = [], []
     try:
-        roi_items = list(ds.get("ROIContourSequence", [])) if roi_items is None else roi_items
+        roi_items = values.sequence_items(ds, "ROIContourSequence") if roi_items is None else roi_items
     except Exception:
         return {}
     for roi_item in roi_items:
@@ -174,19 +179,26 @@ def _all_contour_data(ds: pydicom.Dataset, roi_items: list | None = None) -> dic
         counts = np.array([b.count(b"\\") + 1 for b in blobs])
         # one line of backslash-separated values; a bad value, an empty one or a line break in a blob
         # raises (the items are then parsed one by one)
-        values = np.loadtxt(io.BytesIO(b"\\".join(blobs)), dtype=np.float64, delimiter="\\", comments=None,
+        flat = np.loadtxt(io.BytesIO(b"\\".join(blobs)), dtype=np.float64, delimiter="\\", comments=None,
                             encoding="latin-1", ndmin=2).reshape(-1)
     except Exception:
         return {}
-    if values.size != counts.sum() or not np.isfinite(values).all():
+    if flat.size != counts.sum() or not np.isfinite(flat).all():
         return {}
-    parts = np.split(values, np.cumsum(counts)[:-1])
+    parts = np.split(flat, np.cumsum(counts)[:-1])
     return {id(c): v for c, v in zip(items, parts)}
 
 
 def _items(ds, keyword: str, file) -> list:
     """The items of a sequence ([] when absent); a corrupted one (not a sequence) is a
     DicomValueError naming the file."""
+    if isinstance(ds, RawHeader):  # a complete raw header's raw items (else its pydicom dataset's)
+        items = ds.sequence(values.KNOWN_KEYWORDS[keyword][0])
+        if items is not None:
+            return list(items)
+        if ds.complete and values.KNOWN_KEYWORDS[keyword][0] not in ds:
+            return []
+        ds = ds.dataset()
     try:
         seq = ds.get(keyword, None)
     except Exception as exc:
@@ -200,7 +212,7 @@ def _items(ds, keyword: str, file) -> list:
     return list(seq)
 
 
-def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None,
+def read_rois(ds: pydicom.Dataset | RawHeader, *, source_name: str = "RTSTRUCT", report=None,
               roi_contours: list | None = None) -> list[ROI]:
     """Read every ROI of an RTSTRUCT dataset (contours in patient mm).
 
@@ -211,7 +223,9 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
 
     ``roi_contours``: the file's ROIContourSequence items as
     :func:`grtv_nb.dicom.reader.read_roi_contours` gives them (the same raw elements, without a
-    pydicom dataset per contour), used instead of ``ds``'s."""
+    pydicom dataset per contour), used instead of ``ds``'s. ``ds`` may be the file's complete raw
+    header (:func:`grtv_nb.dicom.reader.read_rt_header`): its values are read from the same bytes
+    as pydicom's (anything else by pydicom, from the file's dataset), with the same checks."""
     report = report or warn
     parsed = _all_contour_data(ds, roi_contours)
     top_for = values.text(ds, "FrameOfReferenceUID")
@@ -270,9 +284,10 @@ def read_rois(ds: pydicom.Dataset, *, source_name: str = "RTSTRUCT", report=None
             report(f"{source_name}: contours for ROINumber {num}, which StructureSetROISequence does not define, "
                    "were ignored")
             continue
-        if "ROIDisplayColor" in item:
+        if _ROI_DISPLAY_COLOR in item:
             try:
-                roi.color = _color(item.ROIDisplayColor, order.index(num))
+                raw = values.raw_numbers(item, "ROIDisplayColor")  # None: pydicom converts it
+                roi.color = _color(item.ROIDisplayColor if raw is None else raw, order.index(num))
             except Exception:  # undecodable colour: the default one
                 roi.color = default_color(order.index(num))
         kinds = set()

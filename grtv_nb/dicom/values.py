@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DicomValueError
-from .rawheader import RawElement
+from .rawheader import RawElement, RawHeader
 
 # ---------------------------------------------------------------- limits (the one table)
 #: largest |coordinate| (mm) accepted in positions and contours (100 m: far beyond any patient)
@@ -86,7 +86,7 @@ def _raw(ds, keyword: str, file):
 
 
 _MISSING = object()
-_FAST_VRS = frozenset({"DS", "IS", "US", "CS", "UI", "LO", "SH", "PN"})
+_FAST_VRS = frozenset({"DS", "IS", "US", "CS", "UI", "DA", "TM", "LO", "SH", "PN"})
 #: keyword -> (tag, the dictionary's VR) of the elements read from raw bytes while opening a series:
 #: looked up here, not in pydicom's dictionary (which imports pydicom); the test suite checks the
 #: table against pydicom's dictionary. Other keywords are looked up in pydicom's.
@@ -103,6 +103,20 @@ KNOWN_KEYWORDS: dict[str, tuple[int, str]] = {
     "Columns": (0x00280011, "US"), "PixelSpacing": (0x00280030, "DS"), "BitsAllocated": (0x00280100, "US"),
     "BitsStored": (0x00280101, "US"), "PixelRepresentation": (0x00280103, "US"),
     "RescaleIntercept": (0x00281052, "DS"), "RescaleSlope": (0x00281053, "DS"),
+    # RT Structure Set and RT Dose (read from a complete raw header, reader.read_rt_header)
+    "StructureSetDate": (0x30060008, "DA"), "StructureSetTime": (0x30060009, "TM"),
+    "ReferencedFrameOfReferenceSequence": (0x30060010, "SQ"), "RTReferencedStudySequence": (0x30060012, "SQ"),
+    "RTReferencedSeriesSequence": (0x30060014, "SQ"), "ContourImageSequence": (0x30060016, "SQ"),
+    "StructureSetROISequence": (0x30060020, "SQ"), "ROINumber": (0x30060022, "IS"),
+    "ReferencedFrameOfReferenceUID": (0x30060024, "UI"), "ROIName": (0x30060026, "LO"),
+    "ROIDisplayColor": (0x3006002A, "IS"), "ROIContourSequence": (0x30060039, "SQ"),
+    "ContourSequence": (0x30060040, "SQ"), "ContourGeometricType": (0x30060042, "CS"),
+    "ContourData": (0x30060050, "DS"), "RTROIObservationsSequence": (0x30060080, "SQ"),
+    "ReferencedROINumber": (0x30060084, "IS"), "ROIObservationLabel": (0x30060085, "SH"),
+    "RTROIInterpretedType": (0x300600A4, "CS"), "ReferencedSOPInstanceUID": (0x00081155, "UI"),
+    "ReferencedRTPlanSequence": (0x300C0002, "SQ"), "DoseUnits": (0x30040002, "CS"),
+    "DoseType": (0x30040004, "CS"), "DoseSummationType": (0x3004000A, "CS"),
+    "GridFrameOffsetVector": (0x3004000C, "DS"), "DoseGridScaling": (0x3004000E, "DS"),
 }
 _KEYWORD_TAGS: dict[str, tuple[int | None, str | None]] = dict(KNOWN_KEYWORDS)
 #: SpecificCharacterSet values (or none) under which printable ASCII bytes of a text value decode to
@@ -135,7 +149,7 @@ def _unconverted(ds, keyword: str):
             dvr = None
         entry = _KEYWORD_TAGS[keyword] = (tag, dvr)
     tag, dvr = entry
-    if tag is None:
+    if tag is None or dvr == "SQ":
         return None
     elem = d.get(tag)
     if elem is None:
@@ -192,7 +206,7 @@ def _fast_text(ds, keyword: str):
     vr, value, _ = raw
     if b"\\" in value:
         return None
-    if vr in ("CS", "UI"):
+    if vr in ("CS", "UI", "DA", "TM"):  # default character set (pydicom keeps DA/TM as text by default)
         return value.decode("latin-1").rstrip(" \0")
     if vr not in ("LO", "SH", "PN"):
         return None
@@ -203,6 +217,28 @@ def _fast_text(ds, keyword: str):
     if charset is None or (charset is not _MISSING and charset.strip() not in _ASCII_SAFE_CHARSETS):
         return None
     return value.decode("ascii")
+
+
+def raw_numbers(ds, keyword: str) -> list | None:
+    """The values of a raw DS/IS/US element as pydicom gives them (strings for DS, ints for IS and
+    US; [] when empty), None when pydicom must convert it (see :func:`_unconverted`)."""
+    fast = _fast_numbers(ds, keyword)
+    return [] if fast is _MISSING else fast
+
+
+def sequence_items(ds, keyword: str) -> list:
+    """The items of sequence ``keyword`` ([] when absent): a complete
+    :class:`~grtv_nb.dicom.rawheader.RawHeader`'s raw items, else the pydicom dataset's (pydicom's
+    errors are raised as pydicom raises them)."""
+    if isinstance(ds, RawHeader):
+        tag = KNOWN_KEYWORDS[keyword][0]
+        items = ds.sequence(tag)
+        if items is not None:
+            return list(items)
+        if ds.complete and tag not in ds:
+            return []
+        ds = ds.dataset()
+    return list(ds.get(keyword, []))
 
 
 def _raw_element_type():
