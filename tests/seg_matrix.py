@@ -61,10 +61,6 @@ FEW_SLICES = {"lungs": 412.0, "spinal_cord": 324.0, "liver": 364.0, "lkidney": 3
 #: with the reason. tests/test_segment_robust.py asserts that exactly these fail, so a regression
 #: and a fix both show.
 _SPINE = "spinal canal / lung code, being reworked on branch segspine (issue 15); not diagnosed here"
-_BOWEL = ("the 6 mm opening does not cut the left kidney from a small-bowel loop at its lower pole (same HU; "
-          "the full CT's liver contour took that loop, keeping it out there); a 9 mm opening loses the kidney")
-_RESAMPLED = ("the left kidney's 6 mm opening does not cut it from a small-bowel loop at its lower pole (and "
-              "on 4-5 mm slabs from the spleen): one candidate, same HU")
 _BORDER = "just above PRESENT_FRAC of the organ in 15 mm: the method needs more of it"
 KNOWN: dict[tuple[str, str], str] = {
     ("thorax only (z >= 397)", "spinal_cord"): _SPINE,
@@ -74,7 +70,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                                 "(same HU)",
     ("abdomen only (z 280-390)", "liver"): "better than the full CT on the same part (Delta > 0): "
                                            "the seed rule without lung bases",
-    ("abdomen only (z 280-390)", "lkidney"): _BOWEL,
     ("abdomen only (z 280-390)", "rkidney"): "the candidate joins the right psoas (same HU; 713 voxels) that "
                                              "the full CT's kidney leaves out",
     ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "
@@ -82,22 +77,16 @@ KNOWN: dict[tuple[str, str], str] = {
                                              "outside the rib cage",
     ("abdomen only (z 250-360)", "liver"): "better than the full CT on the same part (Delta > 0; WRONG, Dice "
                                            "0.20, before the back-muscle check of the liver candidate)",
-    ("abdomen only (z 250-360)", "lkidney"): _BOWEL,
     ("pelvis only (z <= 250)", "spinal_cord"): _SPINE,
     ("5 slices of lungs (z 412)", "llung"): _SPINE,
     ("5 slices of lungs (z 412)", "liver"): _BORDER,
     ("5 slices of lungs (z 412)", "stomach"): _BORDER,
     ("5 slices of liver (z 364)", "lkidney"): _BORDER,
     ("5 slices of rkidney (z 345)", "spinal_cord"): _SPINE,
-    ("1 mm slices", "lkidney"): _RESAMPLED,
-    ("2 mm slices", "lkidney"): _RESAMPLED,
-    ("4 mm slices", "lkidney"): _RESAMPLED,
     ("5 mm slices", "llung"): _SPINE,
     ("5 mm slices", "rlung"): _SPINE,
     ("5 mm slices", "spinal_cord"): _SPINE,
     ("5 mm slices", "liver"): "partial volume of 5 mm slabs at the liver's edges (-0.045)",
-    ("5 mm slices", "lkidney"): _RESAMPLED,
-    ("5 mm slices", "rkidney"): "partial volume of 5 mm slabs (-0.040)",
     ("noise sd 40 HU", "spinal_cord"): _SPINE,
 }
 

@@ -218,6 +218,32 @@ def test_kidneys_match_totalsegmentator(ts):
         assert dice(segment_organ(img, organ), ts_reference(lab, organ)) >= 0.78, organ
 
 
+def test_kidney_pieces_cut_narrow_necks_only():
+    """The kidney candidate's split (issue 15) on analytic shapes, 3 mm voxels: two balls of radius
+    24 and 15 mm (a kidney and a bowel loop) joined by a rod of radius 6 mm are two organs (neck/depth
+    0.4 of the thinner); a bean (two balls of radius 21 mm, centres 24 mm apart: a kidney's poles)
+    and the same two balls joined by a rod of radius 12 mm (0.8) are one."""
+    from grtv_nb.segment.abdomen import _kidney_pieces
+
+    sp = (3.0, 3.0, 3.0)
+    zz, yy, xx = np.meshgrid(*(np.arange(40) * 3.0 - 60.0,) * 3, indexing="ij")
+
+    def ball(cx, r):
+        return (xx - cx) ** 2 + yy**2 + zz**2 <= r**2
+
+    def rod(x0, x1, r):
+        return (xx >= x0) & (xx <= x1) & (yy**2 + zz**2 <= r**2)
+
+    kidney, loop = ball(-24.0, 24.0), ball(33.0, 15.0)
+    lab, n = _kidney_pieces(kidney | loop | rod(-24.0, 33.0, 6.0), sp)
+    assert n == 2
+    assert len(np.unique(lab[kidney & ~rod(-60.0, 60.0, 7.0)])) == 1
+    assert lab[ball(-24.0, 3.0)].min() != lab[ball(33.0, 3.0)].max()
+    assert _kidney_pieces(ball(-12.0, 21.0) | ball(12.0, 21.0), sp)[1] == 1
+    assert _kidney_pieces(kidney | loop | rod(-24.0, 33.0, 12.0), sp)[1] == 1
+    assert _kidney_pieces(np.zeros((5, 5, 5), bool), sp)[1] == 0
+
+
 def test_stomach_with_gas(ts_dicom):
     img, lab = ts_dicom
     assert dice(segment_organ(img, "stomach"), ts_reference(lab, "stomach")) >= 0.65

@@ -476,39 +476,50 @@ def _kidneys_work(ctx: Context) -> dict:
     """Kidneys on the working grid: ``{"left": mask or None, "right": mask or None}``.
 
     Method: the kidneys are retroperitoneal, one each side of the spine, 35-120 mm from the
-    midline, from 65 mm anterior to 5 mm posterior of the canal, surrounded by perirenal fat,
+    midline, from 65 mm anterior to 5 mm posterior of the canal on the same slice (the canal's y
+    averaged over ``kidney_canal_mm`` along z, see :func:`_canal_y`), surrounded by perirenal fat,
     outside the liver's interior (the liver is found first; its outer
     ``kidney_liver_rim_mm`` (:mod:`.params`) stay searchable, since where the kidney abuts the liver at
     nearly the same HU the liver contour may have taken part of the kidney).
-    For each HU window of ``kidney_windows`` (plain, then contrast), the smoothed image
-    within the window and the side's search region is opened (4 mm ball) and cut into 3D
-    components (6 mm ball opening); a component is a kidney candidate when it holds 40-450 cc (from
+    For each HU window of ``kidney_windows`` (plain, then contrast), the image smoothed by a box
+    mean of at most ``kidney_smooth_mm`` per axis (thick slabs are not averaged with their
+    neighbours) within the window and the side's search region is opened (6 mm ball) and split
+    into convex pieces (:func:`_kidney_pieces`: a watershed of its distance map, pieces merged
+    where the neck between them is at least ``kidney_neck_frac`` of the thinner one's depth), so a
+    bowel loop or the psoas touching the kidney over a narrow neck of the same HU is cut off (the
+    opening alone, whatever its radius, either kept the neck or lost the thin kidney); a merged
+    piece is a kidney candidate when it holds 40-450 cc (from
     ``kidney_cut_cc`` when the image's first or last slice cuts it: a pole of a kidney the CT ends in),
     is compact (at least 15 % of its bounding box), is not longer than 170 mm craniocaudally, not wider
     than 110 mm and not narrower than ``kidney_min_width_mm`` in either in-plane direction (psoas, crus), and
     does not run into the zone's lateral limit (120 mm from the midline) on more than
     ``kidney_lateral_edge_frac`` of its slices (there it is part of a larger organ beyond the
-    zone: the spleen or the liver, as on a CT that ends at the liver dome, above most of the kidney).
+    zone: the spleen or the liver, as on a CT that ends at the liver dome, above most of the kidney),
+    nor into its front limit on more than ``kidney_front_edge_frac`` of them (a small-bowel loop in
+    front of the kidney, split off it).
     The best candidate is kept; its score multiplies compactness, closeness to 150 cc, closeness
     to the expected position in-plane (75 mm from the midline, 25 mm anterior of the canal) and,
     when the liver was found, along z (centre 40 mm above the liver's lower end); the opening is undone
-    within the window (6 mm), then holes are filled slice by slice and a 3 mm closing adds the
-    sinus and the other half of a corticomedullary pattern.
+    within the window (6 mm, only where no other piece is nearer), then holes are filled slice by
+    slice and a 3 mm closing adds the sinus and the other half of a corticomedullary pattern.
 
     Failure modes: a kidney touching the liver or spleen at the same HU (plain CT with a fatty
     liver; nephrographic phase close to the spleen's HU); atrophic (< 40 cc), horseshoe or
     transplant (pelvic) kidneys are not found; large cysts are left out unless enclosed.
     """
     organ = "kidneys"
-    sm = _smooth(ctx)
+    sp = ctx.spacing
+    # box mean over at most kidney_smooth_mm per axis: an odd number of voxels, 1 on thick slabs
+    size = [max(2 * int((P.kidney_smooth_mm / d + 1e-6 - 1.0) // 2) + 1, 1) for d in sp]
+    sm = ndi.uniform_filter(ctx.w, size=size)
     trunk = _abdomen(ctx, organ)[2]
     gx, gy = ctx.grid.x, ctx.grid.y
     xm = midline_x(ctx)
-    cy = float(np.nanmedian(canal_track(ctx)["y"]))
+    cyz = _canal_y(ctx)
     depth = body_depth(ctx)
     X = gx[None, None, :]
-    Y = gy[None, :, None]
-    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > cy - 65.0) & (Y < cy + 5.0)
+    Y = gy[None, :, None] - cyz[:, None, None]  # mm posterior of the canal on the same slice
+    base = (depth > 8.0) & ~_bone(ctx) & ~_lung_near(ctx) & (Y > -65.0) & (Y < 5.0)
     base &= ~_near_spine(ctx, 32.0) & trunk[:, None, None]
     z_expect = None
     try:
@@ -518,7 +529,6 @@ def _kidneys_work(ctx: Context) -> dict:
         z_expect = float(ctx.grid.z[np.nonzero(liver.any(axis=(1, 2)))[0][0]]) + 40.0
     except SegmentationError:
         pass
-    sp = ctx.spacing
     vcc = ctx.grid.voxel_cc
     out: dict = {"left": None, "right": None}
     k0, k1 = P.kidney_midline_mm
@@ -531,10 +541,10 @@ def _kidneys_work(ctx: Context) -> dict:
         best, best_score = None, 0.0
         for lo, hi in P.kidney_windows:
             cand = (sm[box] >= lo) & (sm[box] <= hi) & region[box]
-            opened = open_mm(cand, 6.0, sp)
-            lab, n = label(opened)
+            lab, n = _kidney_pieces(open_mm(cand, 6.0, sp), sp)
             if n == 0:
                 continue
+            near = None  # the nearest piece of each voxel (computed once a candidate is kept)
             sizes = component_sizes(lab, n) * vcc
             for i, sl in enumerate(ndi.find_objects(lab)):
                 # a piece cut by the image's first or last slice is part of a kidney at most
@@ -556,19 +566,27 @@ def _kidneys_work(ctx: Context) -> dict:
                 n_z = max(int(comp.any(axis=(1, 2)).sum()), 1)
                 if comp[:, :, edge].any(axis=(1, 2)).sum() > P.kidney_lateral_edge_frac * n_z:
                     continue
-                zz, yy, xx = (np.nonzero(comp.any(axis=(1, 2)))[0], np.nonzero(comp.any(axis=(0, 2)))[0],
-                              np.nonzero(comp.any(axis=(0, 1)))[0])
+                # ... and one cut by the zone's front limit on most of its slices is a bowel loop in
+                # front of the kidney (the kidney's front lies in the zone)
+                front = Y[box[0], box[1], 0][sl[0], sl[1]] < -65.0 + 1.5 * sp[1]
+                if (comp & front[:, :, None]).any(axis=(1, 2)).sum() > P.kidney_front_edge_frac * n_z:
+                    continue
+                zz, xx = np.nonzero(comp.any(axis=(1, 2)))[0], np.nonzero(comp.any(axis=(0, 1)))[0]
                 zc = float(ctx.grid.z[box[0]][sl[0]][zz].mean())
-                yc = float(gy[box[1]][sl[1]][yy].mean())
+                yc = float(Y[box[0], box[1], 0][sl[0], sl[1]][comp.any(axis=2)].mean())  # from the canal
                 xc = float(gx[box[2]][sl[2]][xx].mean())
                 score = fill * np.exp(-abs(np.log(sizes[i] / 150.0)))
-                score *= np.exp(-(((abs(xc - xm) - 75.0) / 30.0) ** 2) - ((yc - (cy - 25.0)) / 25.0) ** 2)
+                score *= np.exp(-(((abs(xc - xm) - 75.0) / 30.0) ** 2) - ((yc + 25.0) / 25.0) ** 2)
                 if z_expect is not None:
                     score *= np.exp(-(((zc - z_expect) / 60.0) ** 2))
                 if score > best_score:
                     best_score = score
                     comp = lab == i + 1
-                    grown = dilate_mm(comp, 6.0, sp) & cand
+                    if near is None:
+                        idx = ndi.distance_transform_edt(lab == 0, sampling=sp, return_distances=False,
+                                                          return_indices=True)
+                        near = lab[tuple(idx)]
+                    grown = dilate_mm(comp, 6.0, sp) & cand & (near == i + 1)
                     lab2, _ = label(grown)
                     comp = np.isin(lab2, np.unique(lab2[comp & (lab2 > 0)]))
                     best = (box, comp, lo)
@@ -582,6 +600,72 @@ def _kidneys_work(ctx: Context) -> dict:
             m[box] = comp
             out[side] = m
     return out
+
+
+def _canal_y(ctx: Context) -> np.ndarray:
+    """Per working slice: the y (mm) of the spinal canal, interpolated along z where it was not
+    tracked (nearest value beyond the track) and averaged over ``kidney_canal_mm`` along z."""
+    tr = canal_track(ctx)
+    z = ctx.grid.z
+    ok = np.isfinite(tr["y"])
+    y = np.interp(z, z[ok], tr["y"][ok])
+    n = max(int(round(P.kidney_canal_mm / ctx.spacing[0])), 1)
+    return ndi.uniform_filter1d(y, n, mode="nearest")
+
+
+def _kidney_pieces(mask: np.ndarray, sp) -> tuple[np.ndarray, int]:
+    """``mask`` (a kidney candidate: the window opened) split into organs joined by narrow necks:
+    (labels, count).
+
+    A watershed of the distance map to the mask's edge from its maxima (at least
+    ``kidney_peak_sep_mm`` apart) cuts it into convex pieces; two adjacent pieces are merged when
+    their neck (the largest distance to the edge found on their border, taken on both sides) is at
+    least ``kidney_neck_frac`` of the smaller of their two maxima (widest necks first; a merged group
+    counts with its deepest maximum, so a shallow piece of a neck joins one side only). A kidney's own pieces (its
+    poles, the lips of the hilum) meet over wide necks; a bowel loop or the psoas that touches it
+    over a few mm of the same HU does not. Pieces so merged are one label."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    comps, n0 = label(mask)
+    if n0 == 0:
+        return comps, 0
+    dist = ndi.distance_transform_edt(mask, sampling=sp)
+    seeds = peak_local_max(dist, min_distance=max(int(round(P.kidney_peak_sep_mm / min(sp))), 1),
+                           labels=comps, exclude_border=False)
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
+    pieces = watershed(-dist, markers, mask=mask)
+    n = int(pieces.max())
+    depth = np.zeros(n + 1)
+    np.maximum.at(depth, pieces.ravel(), dist.ravel())
+    neck = np.zeros((n + 1, n + 1))
+    for ax in range(3):
+        a, d = np.moveaxis(pieces, ax, 0), np.moveaxis(dist, ax, 0)
+        la, lb = a[:-1].ravel(), a[1:].ravel()
+        on = (la > 0) & (lb > 0) & (la != lb)
+        v = np.minimum(d[:-1], d[1:]).ravel()[on]
+        np.maximum.at(neck, (la[on], lb[on]), v)
+        np.maximum.at(neck, (lb[on], la[on]), v)
+    parent = np.arange(n + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    # widest necks first; a merged group is as deep as its deepest piece, so a shallow piece
+    # between two organs (a stretch of the neck itself) joins one of them, not both
+    ii, jj = np.nonzero(np.triu(neck, 1))
+    for k in np.argsort(-neck[ii, jj], kind="stable"):
+        a, b = root(int(ii[k])), root(int(jj[k]))
+        if a != b and neck[ii[k], jj[k]] >= P.kidney_neck_frac * min(depth[a], depth[b]):
+            parent[a] = b
+            depth[b] = max(depth[a], depth[b])
+    roots = np.array([root(i) for i in range(n + 1)])
+    _, group = np.unique(roots, return_inverse=True)  # root 0 (the background) stays 0
+    return group.reshape(-1)[pieces].astype(np.int32), int(group.max())
 
 
 def segment_kidney(ctx: Context, side: str) -> np.ndarray:

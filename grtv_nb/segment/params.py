@@ -139,6 +139,23 @@ class SegmentParams:
     kidney_lateral_edge_frac: float = 0.75  # a candidate touching the zone's lateral limit on more
     #                                      than this fraction of its slices is spleen or liver (the
     #                                      spleen alone: 0.9-0.96; a kidney merged with it on 5 mm slabs: 0.55)
+    kidney_front_edge_frac: float = 0.5  # a candidate touching the zone's front limit (65 mm anterior of the
+    #                                  canal) on more than this fraction of its slices is bowel (example CT,
+    #                                  pieces split off the left kidney: small-bowel loops 0.87-0.97;
+    #                                  kidneys 0-0.15)
+    kidney_smooth_mm: float = 9.0  # the kidney's HU mean filter spans at most this along each axis (an odd
+    #                              number of voxels: 3 on 2-3 mm grids; 1 along z on 4-5 mm slabs, where 3
+    #                              slabs (12-15 mm) blurred the spleen into the left kidney's upper pole)
+    kidney_canal_mm: float = 30.0  # the search zone follows the canal's y slice by slice, averaged over this
+    #                              along z (the lumbar lordosis moves it 30 mm on the example CT; one
+    #                              median for the image moved the zone by 7 mm with the image's z range)
+    kidney_peak_sep_mm: float = 8.0  # least distance between the seeds (distance-map maxima) of the pieces
+    #                                a kidney candidate is split into
+    kidney_neck_frac: float = 0.5  # two adjacent pieces are one organ when the neck between them (the
+    #                              largest distance to the candidate's edge on their border) is at least
+    #                              this fraction of the thinner piece's (example CT: within the kidney
+    #                              0.6-1.0; kidney to a small-bowel loop at its lower pole 0.35; to psoas
+    #                              0.33; results alike for 0.4-0.6)
     stomach_gas_hu: float = -600.0  # stomach gas pocket is below
     stomach_gas_cc: float = 2.0  # least gas pocket
     stomach_cage_depth_q: float = 0.25  # without lung bases: on the slices whose cage window the image's
