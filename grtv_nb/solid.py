@@ -69,6 +69,7 @@ from .raster import boxes_overlap as _boxes_overlap
 from .raster import classify_loops as _classify
 from .raster import crossings as _crossings
 from .raster import fill_plane, region_area, summarised
+from .raster import loop_boxes as _loop_boxes
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.
 SAMPLES_ACROSS = 64
@@ -201,7 +202,19 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
 def _nesting(slabs) -> list[tuple | None]:
     """How each slab's loops nest (:func:`grtv_nb.raster.classify_loops`), ``None`` where no two of
     their bounding boxes overlap: classified once for the plane's area and its fill."""
-    return [_classify(sl.loops) if len(sl.loops) > 1 and _boxes_overlap(sl.loops) else None for sl in slabs]
+    out: list[tuple | None] = [None] * len(slabs)
+    multi = [k for k, sl in enumerate(slabs) if len(sl.loops) > 1]
+    if not multi:
+        return out
+    boxes = _loop_boxes([lp for k in multi for lp in slabs[k].loops])  # all planes' boxes at once
+    i = 0
+    for k in multi:
+        loops = slabs[k].loops
+        b = boxes[i:i + len(loops)]
+        i += len(loops)
+        if _boxes_overlap(loops, b):
+            out[k] = _classify(loops, b)
+    return out
 
 
 def _plane_areas(slabs, nests: Sequence[tuple | None]) -> list[float | None]:
