@@ -408,6 +408,11 @@ def _as_bool_mask(mask: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _check_dose(dose: Any, grid: Grid) -> np.ndarray:
+    return _checked_dose(dose, grid)[0]
+
+
+def _checked_dose(dose: Any, grid: Grid) -> tuple[np.ndarray, float]:
+    """The dose as a float array, validated against ``grid``, and its maximum (Gy; 0 if empty)."""
     d = np.asarray(dose)
     if d.ndim != 3:
         raise ValidationError(f"dose must be a 3D array (z, y, x) in Gy, got shape {d.shape}")
@@ -418,11 +423,12 @@ def _check_dose(dose: Any, grid: Grid) -> np.ndarray:
     if d.dtype not in (np.float32, np.float64):
         d = d.astype(np.float32)
     dmin = float(d.min()) if d.size else 0.0
-    if np.isnan(dmin) or np.isnan(float(d.max()) if d.size else 0.0):
+    dmax = float(d.max()) if d.size else 0.0
+    if np.isnan(dmin) or np.isnan(dmax):
         raise ValidationError("dose contains NaN values")
     if dmin < 0:
         raise ValidationError(f"dose has negative values (min {dmin:g} Gy)")
-    return d
+    return d, dmax
 
 
 # ----------------------------------------------------------------------------------------------
@@ -842,14 +848,14 @@ def compute_roi_dvh(
 
     check_end_cap(end_cap)
     opts = _stat_options(**kwargs)
-    d = _check_dose(dose, dose_grid)
+    d, dmax = _checked_dose(dose, dose_grid)
     out_names: list[str] = []
     vox: list[_Voxels] = []
     for n in names:
         smp = roi_samples(
             d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, between=between,
             sample_mm=sample_mm, single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"],
-            label=f"ROI '{n}'",
+            label=f"ROI '{n}'", dose_max=dmax,
         )
         if notes is not None:
             notes.extend(smp.notes)
