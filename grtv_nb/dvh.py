@@ -244,7 +244,7 @@ class DVHResult:
         cum = self.cumulative.values
         vol = self.stats["volume_cc"].values
         target = vol * volume / 100.0 if relative else np.full(len(vol), float(volume))
-        vals = np.array([_dose_at(cum[i], self.dose, target[i], vol[i])[0] for i in range(len(vol))])
+        vals = np.array([_dose_at(cum[i], self.dose, target[i], vol[i]) for i in range(len(vol))])
         return self.stats["volume_cc"].copy(data=vals).rename("D")
 
     def volume_at_dose(self, dose_gy: float, *, relative: bool = False) -> Any:
@@ -322,7 +322,12 @@ def _atomic_csv(path: str | os.PathLike, header: list[str], rows: Any) -> Path:
 # ----------------------------------------------------------------------------------------------
 # interpolation on the cumulative curve
 # ----------------------------------------------------------------------------------------------
-def _dose_at(cum: np.ndarray, edges: np.ndarray, v: Any, total: float) -> np.ndarray:
+def _dose_at(cum: np.ndarray, edges: np.ndarray, v: float, total: float) -> float:
+    """Largest dose d with cum(d) >= v, cum linear between bin edges (:func:`_doses_at`)."""
+    return float(_doses_at(cum, edges, v, total)[0])
+
+
+def _doses_at(cum: np.ndarray, edges: np.ndarray, v: Any, total: float) -> np.ndarray:
     """Largest dose d with cum(d) >= v, cum linear between bin edges, for each volume of ``v``
     (NaN where ``v`` is negative, not finite or above ``total``)."""
     v = np.atleast_1d(np.asarray(v, dtype=np.float64))
@@ -603,7 +608,7 @@ def _histograms(
     }
     # each ROI's doses to all asked volumes (% of its volume, then cc) at once
     pct, cc = np.array(dose_pct, dtype=np.float64), np.array(dose_cc, dtype=np.float64)
-    dv = np.array([_dose_at(cum[i], edges, np.concatenate([vol[i] * pct / 100.0, cc]), vol[i])
+    dv = np.array([_doses_at(cum[i], edges, np.concatenate([vol[i] * pct / 100.0, cc]), vol[i])
                    for i in range(n)]).reshape(n, len(pct) + len(cc))
     for j, x in enumerate(dose_pct):
         stats[f"D{x:g}"] = (("roi",), dv[:, j], {"units": "Gy", "long_name": f"dose to {x:g}% of volume"})
