@@ -102,13 +102,16 @@ def _dose_at(lat, kbase, gz, r, c, z):
 
 
 @nb.njit(inline="always", **_OPTS)
-def _edt_1d(f, n, d, v, zz):
-    """Squared distance transform of the samples ``f[:n]`` (Felzenszwalb & Huttenlocher) into ``d``."""
+def _edt_1d(f, lo, hi, n, d, v, zz):
+    """Squared distance transform (Felzenszwalb & Huttenlocher) into ``d[:n]`` of the samples
+    ``f[lo:hi]``, the others taken as infinitely far: ``d[q]`` = min over ``lo <= i < hi`` of
+    ``(q - i)**2 + f[i]``. (Samples ``f`` = ``big`` outside ``lo:hi`` give the same numbers:
+    their parabolas never hold the lower envelope within ``0:n``.)"""
     k = 0
-    v[0] = 0
+    v[0] = lo
     zz[0] = -1e300
     zz[1] = 1e300
-    for q in range(1, n):
+    for q in range(lo + 1, hi):
         s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * q - 2.0 * v[k])
         while s <= zz[k]:
             k -= 1
@@ -304,7 +307,7 @@ def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
     for r in range(r0, r1):
         for c in range(ca, cb):
             f[c - ca] = g[r, c]
-        _edt_1d(f, cb - ca, d, v, zz)
+        _edt_1d(f, 0, cb - ca, cb - ca, d, v, zz)
         for c in range(ca, cb):
             g[r, c] = d[c - ca]
 
@@ -318,8 +321,8 @@ def signed_distance(mask, s, phi):
 
     Squared distances are whole numbers, exact in float64, so the passes are cut to where they can
     matter: the distances of inside cells within the region's bounding box (one cell more each
-    side), those of outside cells with the column pass only through the box's columns (the others
-    hold no inside cell)."""
+    side), those of outside cells with the column pass only through the box's columns and the row
+    pass's lower envelope built from those columns only (the others hold no inside cell)."""
     npl, ny, nx = mask.shape
     m = max(ny, nx) + 2
     f = np.empty(m, np.float64)
@@ -335,26 +338,19 @@ def signed_distance(mask, s, phi):
                 for c in range(nx):
                     phi[p, r, c] = (np.sqrt(big) - 0.5) * s
             continue
-        # outside cells: distance to the region (columns without inside cells stay far)
-        for c in range(nx):
-            if c < c0 or c >= c1:
-                for r in range(ny):
-                    g[0, r, c] = big
-                continue
+        _inside_distance(mask[p], g[1], r0, r1, c0, c1, big, f, d, v, zz)
+        # outside cells: distance to the region, from the columns holding inside cells
+        for c in range(c0, c1):
             _edt_binary_column(mask[p], c, 0, ny, False, big, g[0], c)
         for r in range(ny):
-            for c in range(nx):
+            for c in range(c0, c1):
                 f[c] = g[0, r, c]
-            _edt_1d(f, nx, d, v, zz)
-            for c in range(nx):
-                g[0, r, c] = d[c]
-        _inside_distance(mask[p], g[1], r0, r1, c0, c1, big, f, d, v, zz)
-        for r in range(ny):
+            _edt_1d(f, c0, c1, nx, d, v, zz)
             for c in range(nx):
                 if mask[p, r, c]:
                     phi[p, r, c] = (0.5 - np.sqrt(g[1, r, c])) * s
                 else:
-                    phi[p, r, c] = (np.sqrt(g[0, r, c]) - 0.5) * s
+                    phi[p, r, c] = (np.sqrt(d[c]) - 0.5) * s
 
 
 @nb.njit(**_OPTS)

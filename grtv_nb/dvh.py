@@ -323,18 +323,29 @@ def _atomic_csv(path: str | os.PathLike, header: list[str], rows: Any) -> Path:
 # interpolation on the cumulative curve
 # ----------------------------------------------------------------------------------------------
 def _dose_at(cum: np.ndarray, edges: np.ndarray, v: float, total: float) -> float:
-    """Largest dose d with cum(d) >= v, cum linear between bin edges."""
-    if not total > 0 or not np.isfinite(v) or v > total * (1 + 1e-9) or v < 0:
-        return float("nan")
+    """Largest dose d with cum(d) >= v, cum linear between bin edges (:func:`_doses_at`)."""
+    return float(_doses_at(cum, edges, v, total)[0])
+
+
+def _doses_at(cum: np.ndarray, edges: np.ndarray, v: Any, total: float) -> np.ndarray:
+    """Largest dose d with cum(d) >= v, cum linear between bin edges, for each volume of ``v``
+    (NaN where ``v`` is negative, not finite or above ``total``)."""
+    v = np.atleast_1d(np.asarray(v, dtype=np.float64))
+    out = np.full(len(v), np.nan)
+    ok = np.isfinite(v) & (v >= 0) & ~(v > total * (1 + 1e-9))
+    if not total > 0 or not ok.any():
+        return out
+    v = v[ok]
     # cum is non-increasing; k = last index with cum[k] >= v
-    k = int(np.searchsorted(-cum, -v, side="right")) - 1
-    k = max(k, 0)
-    if k >= len(cum) - 1:
-        return float(edges[-1])
-    c0, c1 = cum[k], cum[k + 1]
-    if c0 <= c1:
-        return float(edges[k])
-    return float(edges[k] + (edges[k + 1] - edges[k]) * (c0 - v) / (c0 - c1))
+    k = np.maximum(np.searchsorted(-cum, -v, side="right") - 1, 0)
+    top = k >= len(cum) - 1
+    k1 = np.minimum(k + 1, len(cum) - 1)
+    c0, c1 = cum[k], cum[k1]
+    e0, e1 = edges[k], edges[k1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lin = e0 + (e1 - e0) * (c0 - v) / (c0 - c1)
+    out[ok] = np.where(top, edges[-1], np.where(c0 <= c1, e0, lin))
+    return out
 
 
 def _volume_at(cum: np.ndarray, edges: np.ndarray, d: float) -> float:
@@ -402,6 +413,11 @@ def _as_bool_mask(mask: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _check_dose(dose: Any, grid: Grid) -> np.ndarray:
+    return _checked_dose(dose, grid)[0]
+
+
+def _checked_dose(dose: Any, grid: Grid) -> tuple[np.ndarray, float]:
+    """The dose as a float array, validated against ``grid``, and its maximum (Gy; 0 if empty)."""
     d = np.asarray(dose)
     if d.ndim != 3:
         raise ValidationError(f"dose must be a 3D array (z, y, x) in Gy, got shape {d.shape}")
@@ -412,11 +428,12 @@ def _check_dose(dose: Any, grid: Grid) -> np.ndarray:
     if d.dtype not in (np.float32, np.float64):
         d = d.astype(np.float32)
     dmin = float(d.min()) if d.size else 0.0
-    if np.isnan(dmin) or np.isnan(float(d.max()) if d.size else 0.0):
+    dmax = float(d.max()) if d.size else 0.0
+    if np.isnan(dmin) or np.isnan(dmax):
         raise ValidationError("dose contains NaN values")
     if dmin < 0:
         raise ValidationError(f"dose has negative values (min {dmin:g} Gy)")
-    return d
+    return d, dmax
 
 
 # ----------------------------------------------------------------------------------------------
@@ -589,12 +606,14 @@ def _histograms(
         "mean": (("roi",), dmean, {"units": "Gy"}),
         "max": (("roi",), dmax, {"units": "Gy"}),
     }
-    for x in dose_pct:
-        vals = np.array([_dose_at(cum[i], edges, vol[i] * x / 100.0, vol[i]) for i in range(n)])
-        stats[f"D{x:g}"] = (("roi",), vals, {"units": "Gy", "long_name": f"dose to {x:g}% of volume"})
-    for x in dose_cc:
-        vals = np.array([_dose_at(cum[i], edges, float(x), vol[i]) for i in range(n)])
-        stats[f"D{x:g}cc"] = (("roi",), vals, {"units": "Gy", "long_name": f"dose to {x:g} cc"})
+    # each ROI's doses to all asked volumes (% of its volume, then cc) at once
+    pct, cc = np.array(dose_pct, dtype=np.float64), np.array(dose_cc, dtype=np.float64)
+    dv = np.array([_doses_at(cum[i], edges, np.concatenate([vol[i] * pct / 100.0, cc]), vol[i])
+                   for i in range(n)]).reshape(n, len(pct) + len(cc))
+    for j, x in enumerate(dose_pct):
+        stats[f"D{x:g}"] = (("roi",), dv[:, j], {"units": "Gy", "long_name": f"dose to {x:g}% of volume"})
+    for j, x in enumerate(dose_cc):
+        stats[f"D{x:g}cc"] = (("roi",), dv[:, len(pct) + j], {"units": "Gy", "long_name": f"dose to {x:g} cc"})
     rel = np.where(vol > 0, 100.0 / np.where(vol > 0, vol, 1.0), np.nan)
     for x in volume_gy:
         vals = np.array([_volume_at(cum[i], edges, float(x)) for i in range(n)])
@@ -834,14 +853,14 @@ def compute_roi_dvh(
 
     check_end_cap(end_cap)
     opts = _stat_options(**kwargs)
-    d = _check_dose(dose, dose_grid)
+    d, dmax = _checked_dose(dose, dose_grid)
     out_names: list[str] = []
     vox: list[_Voxels] = []
     for n in names:
         smp = roi_samples(
             d, dose_grid, list(contours[n]), convention=convention, end_cap=end_cap, between=between,
             sample_mm=sample_mm, single_thickness=single_thickness, ref_z=ref_z, bin_width=opts["w"],
-            label=f"ROI '{n}'",
+            label=f"ROI '{n}'", dose_max=dmax,
         )
         if notes is not None:
             notes.extend(smp.notes)

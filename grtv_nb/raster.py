@@ -114,12 +114,24 @@ def fill_simple_planes(
         mask[ks, r0:r1, c0:c1] = inside
 
 
-def boxes_overlap(loops: Sequence[np.ndarray]) -> bool:
+def loop_boxes(loops: Sequence[np.ndarray]) -> np.ndarray:
+    """Bounding boxes ``(x min, x max, y min, y max)`` of ``loops`` (each a non-empty (N, 2) array),
+    one row per loop, all at once."""
+    pts = np.concatenate(loops)
+    first = np.zeros(len(loops), np.int64)
+    np.cumsum([len(lp) for lp in loops[:-1]], out=first[1:])
+    x, y = pts[:, 0], pts[:, 1]
+    return np.stack([np.minimum.reduceat(x, first), np.maximum.reduceat(x, first),
+                     np.minimum.reduceat(y, first), np.maximum.reduceat(y, first)], axis=1)
+
+
+def boxes_overlap(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None) -> bool:
     """Whether the bounding boxes of any two of ``loops`` (each (N, 2) array of (col, row)
-    points) overlap: only then can one loop lie inside another (nested fill needed)."""
+    points) overlap: only then can one loop lie inside another (nested fill needed). ``boxes``:
+    their :func:`loop_boxes`, when already known."""
     if len(loops) < 2:
         return False
-    b = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
+    b = loop_boxes(loops) if boxes is None else boxes
     ox = (b[:, None, 0] <= b[None, :, 1]) & (b[None, :, 0] <= b[:, None, 1])
     oy = (b[:, None, 2] <= b[None, :, 3]) & (b[None, :, 2] <= b[:, None, 3])
     o = ox & oy
@@ -164,14 +176,16 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
     """
     n = len(loops)
     if boxes is None:
-        boxes = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
+        boxes = loop_boxes(loops)
     dup = np.zeros(n, dtype=bool)
-    for a in range(n):
-        for b in range(a + 1, n):
-            # duplicates have about the same bounding box (far within 10x _same_loop's tolerance)
-            near = np.abs(boxes[a] - boxes[b]).max() <= 10 * (1e-3 + 1e-5 * np.abs(boxes[b]).max())
-            if not dup[b] and near and _same_loop(loops[a], loops[b]):
-                dup[b] = True
+    # duplicates have about the same bounding box (far within 10x _same_loop's tolerance): the
+    # pairs a < b with near boxes, in order
+    bx = np.asarray(boxes)
+    tol = 10 * (1e-3 + 1e-5 * np.abs(bx).max(axis=1))
+    near = np.abs(bx[:, None, :] - bx[None, :, :]).max(axis=2) <= tol[None, :]
+    for a, b in zip(*np.nonzero(np.triu(near, 1))):
+        if not dup[b] and _same_loop(loops[a], loops[b]):
+            dup[b] = True
     keep = [i for i in range(n) if not dup[i]]
     # containment is tested on up to _CLASSIFY_POINTS vertices of each loop (loops of a valid
     # structure do not cross, so a few vertices decide; a crossing is seen as some in, some out)
@@ -183,16 +197,17 @@ def classify_loops(loops: Sequence[np.ndarray], boxes: np.ndarray | None = None)
             inside[(b, a)] = _points_in_loop(probe[b], loops[a])
         return inside[(b, a)]
 
+    bl = np.asarray(boxes).tolist()  # the same numbers, compared as Python floats
     contains = np.zeros((n, n), dtype=bool)  # contains[a, b]: loop b lies inside loop a
     for a in keep:
         for b in keep:
-            ba, bb = boxes[a], boxes[b]
+            ba, bb = bl[a], bl[b]
             if a != b and bb[0] >= ba[0] and bb[1] <= ba[1] and bb[2] >= ba[2] and bb[3] <= ba[3]:
                 contains[a, b] = bool(inside_of(b, a).all())
     partial = 0
     for ia, a in enumerate(keep):
         for b in keep[ia + 1 :]:
-            ba, bb = boxes[a], boxes[b]
+            ba, bb = bl[a], bl[b]
             disjoint = ba[1] < bb[0] or bb[1] < ba[0] or ba[3] < bb[2] or bb[3] < ba[2]
             if disjoint or contains[a, b] or contains[b, a]:
                 continue
@@ -245,8 +260,8 @@ def fill_plane(
     loops = [np.asarray(lp, dtype=np.float64) for lp in loops if len(lp) >= 3]
     if not loops:
         return mask
-    boxes = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
-    overlap = boxes_overlap(loops)
+    boxes = loop_boxes(loops)
+    overlap = boxes_overlap(loops, boxes)
     r0 = max(int(np.floor(boxes[:, 2].min())), 0)
     r1 = min(int(np.ceil(boxes[:, 3].max())) + 1, ny)
     c0 = max(int(np.floor(boxes[:, 0].min())), 0)

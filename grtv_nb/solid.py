@@ -69,6 +69,7 @@ from .raster import boxes_overlap as _boxes_overlap
 from .raster import classify_loops as _classify
 from .raster import crossings as _crossings
 from .raster import fill_plane, region_area, summarised
+from .raster import loop_boxes as _loop_boxes
 
 #: In-plane samples across the equivalent diameter of an ROI's largest plane.
 SAMPLES_ACROSS = 64
@@ -201,7 +202,19 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
 def _nesting(slabs) -> list[tuple | None]:
     """How each slab's loops nest (:func:`grtv_nb.raster.classify_loops`), ``None`` where no two of
     their bounding boxes overlap: classified once for the plane's area and its fill."""
-    return [_classify(sl.loops) if len(sl.loops) > 1 and _boxes_overlap(sl.loops) else None for sl in slabs]
+    out: list[tuple | None] = [None] * len(slabs)
+    multi = [k for k, sl in enumerate(slabs) if len(sl.loops) > 1]
+    if not multi:
+        return out
+    boxes = _loop_boxes([lp for k in multi for lp in slabs[k].loops])  # all planes' boxes at once
+    i = 0
+    for k in multi:
+        loops = slabs[k].loops
+        b = boxes[i:i + len(loops)]
+        i += len(loops)
+        if _boxes_overlap(loops, b):
+            out[k] = _classify(loops, b)
+    return out
 
 
 def _plane_areas(slabs, nests: Sequence[tuple | None]) -> list[float | None]:
@@ -264,6 +277,7 @@ def roi_samples(
     bin_width: float = 0.01,
     label: str = "ROI",
     report=None,
+    dose_max: float | None = None,
 ) -> RoiSamples:
     """Dose samples and their volumes for one ROI (see the module docstring).
 
@@ -293,6 +307,9 @@ def roi_samples(
         Names the ROI in notes and warnings.
     report : callable(str), optional
         Receives the summary of overlapping loops (default :func:`grtv_nb.errors.warn`).
+    dose_max : float, optional
+        ``dose``'s maximum (Gy), when already known (several ROIs on one dose): the exact
+        convention's histogram reaches one bin past it.
     """
     if convention not in CONVENTIONS:
         raise ValidationError(f"convention must be one of {', '.join(CONVENTIONS)} or 'voxel', got {convention!r}")
@@ -332,14 +349,15 @@ def roi_samples(
         s = min(MAX_SAMPLE_FRACTION * min(grid.dx, grid.dy), max(deq / SAMPLES_ACROSS, MIN_SAMPLE_MM))
     else:
         s = float(sample_mm)
+    dmax = float(np.max(d)) if dose_max is None else float(dose_max)
     if _interpolates(between, groups.spacing, areas):
         return _interpolated(d, grid, slabs, areas, nests, s, (xmin, xmax, ymin, ymax), notes, label, report,
-                             bin_width)
+                             bin_width, dmax)
     s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice((xmin, xmax, ymin, ymax), s, grid)
     collect, flush = summarised(report, label)
     from . import _dvh_kernels as kern
 
-    inv_w, A, B, P, acc = _histogram_arrays(d, bin_width)
+    inv_w, A, B, P, acc = _histogram_arrays(dmax, bin_width)
     gz_cut = np.concatenate([grid.z, [grid.z[0] - 0.5 * grid.dz, grid.z[-1] + 0.5 * grid.dz]]) if nz > 1 else (
         np.array([grid.z[0] - 0.5 * grid.dz, grid.z[0] + 0.5 * grid.dz]))
     cut_l = np.sort(gz_cut).tolist()
@@ -551,8 +569,9 @@ def _gaps(slabs: Sequence[PlaneSlab]) -> list[tuple[float, float, int, int, int,
 
 
 def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list[str], label: str, report,
-                  bin_width: float) -> RoiSamples:
-    """The exact convention with the shape interpolated between planes (module docstring)."""
+                  bin_width: float, dmax: float) -> RoiSamples:
+    """The exact convention with the shape interpolated between planes (module docstring); ``dmax``
+    is the maximum of the dose ``d``."""
     from . import _dvh_kernels as kern
 
     nz, ny, nx = d.shape
@@ -566,7 +585,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     half = 0.5 * grid.dz
     zin_lo, zin_hi = gzs[0] - half - 1e-9, gzs[-1] + half + 1e-9
     cuts = np.sort(np.concatenate([gzs, [gzs[0] - half, gzs[-1] + half]]))
-    inv_w, A, B, P, acc = _histogram_arrays(d, bin_width)
+    inv_w, A, B, P, acc = _histogram_arrays(dmax, bin_width)
     per = max(2, MAX_CHUNK_CELLS // (nxf * nyf))
     g_all = gaps
     start = 0
@@ -666,12 +685,12 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     return _histogram_result(A, B, P, acc, inv_w, notes, label, scale=f)
 
 
-def _histogram_arrays(d: np.ndarray, bin_width: float):
-    """The accumulators the histogram kernels fill for a dose ``d``: ``1 / bin_width``, the ramps
-    ``A``, ``B`` and point masses ``P`` (bins up to one past the highest dose) and ``acc`` (see
-    :func:`_histogram_result`)."""
+def _histogram_arrays(dmax: float, bin_width: float):
+    """The accumulators the histogram kernels fill for a dose of maximum ``dmax`` (Gy):
+    ``1 / bin_width``, the ramps ``A``, ``B`` and point masses ``P`` (bins up to one past the
+    highest dose) and ``acc`` (see :func:`_histogram_result`)."""
     inv_w = 1.0 / float(bin_width)
-    nbins = int(float(np.max(d)) * inv_w) + 2
+    nbins = int(dmax * inv_w) + 2
     return inv_w, np.zeros(nbins + 1), np.zeros(nbins + 1), np.zeros(nbins), np.array([0.0, 0.0, np.inf, -np.inf, 0.0])
 
 

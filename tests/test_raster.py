@@ -120,3 +120,17 @@ def test_plane_slabs_end_caps_gaps_and_nonuniform_runs():
     assert len(slabs(np.arange(0, 10.0), ref_z=np.arange(-1.5, 12, 3.0))) == 10
     with pytest.raises(Exception, match="end_cap"):
         group_planes([_sq3(0, 1, 0)], end_cap="round")
+
+
+def test_loop_boxes_are_each_loops_extent():
+    """raster.loop_boxes (all loops at once) against each loop's min/max taken alone."""
+    from grtv_nb.raster import boxes_overlap, loop_boxes
+
+    rng = np.random.default_rng(7)
+    loops = [rng.normal(size=(int(n), 2)) * 10 + rng.normal(size=2) * 50 for n in rng.integers(1, 40, size=25)]
+    want = np.array([[lp[:, 0].min(), lp[:, 0].max(), lp[:, 1].min(), lp[:, 1].max()] for lp in loops])
+    np.testing.assert_array_equal(loop_boxes(loops), want)
+    # two unit squares: overlapping boxes only when shifted by less than their width
+    sq = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    assert boxes_overlap([sq, sq + 0.5]) and not boxes_overlap([sq, sq + 1.5])
+    assert boxes_overlap([sq, sq + 1.5], loop_boxes([sq, sq])) is True  # given boxes are used as given
