@@ -85,6 +85,8 @@ class SegmentParams:
     canal_edge_strip_mm: float = 70.0  # strip along an image edge that cuts the body, completed by its
     #                                    mirror image to look for a canal the edge cuts (symmetry box
     #                                    40 mm + enclosure reach 25 mm)
+    canal_edge_depth_frac: float = 0.5  # ... where the body on the edge column spans this fraction of its
+    #                                   AP extent (the example CT cut through the spine: 0.8-1)
     canal_edge_width_frac: float = 0.6  # ... the completed canal is at least this wide for its depth
     canal_edge_min_mm2: float = 80.0  # ... and this large (the edge 4 mm or more past the canal's middle,
     #                                   a sliver of it in the image: 54-63 mm2, where the edge cuts near its

@@ -211,20 +211,24 @@ def _slice_candidates(wk, bk, enck, gx, gy, yrange, xc, spacing, mirror: float |
 
 
 def _edge_candidates(ctx: Context, cut: np.ndarray, first: bool) -> dict:
-    """Candidates of a canal that the image's first (``first``) or last column cuts: on the
-    slices where that edge cuts the body (and the image is narrower than ``canal_wide_fov_mm``),
-    a strip of ``canal_edge_strip_mm`` along the edge is completed by its mirror image about the
-    edge column (a vertebra is nearly symmetric about its canal, so an edge through the canal
-    leaves the half that, mirrored, closes its bony ring) and searched as a slice is, keeping
-    only the regions that straddle the edge (the others are mirror images of regions in the
-    image). The candidate's centre is that of its part in the image, its area that of the
-    completed canal.
-    ``{slice index: candidates}``."""
+    """Candidates of a canal that the image's first (``first``) or last column cuts.
+
+    On the slices where that edge cuts the trunk through its depth (the body on the edge column
+    spans ``canal_edge_depth_frac`` of its anterior-posterior extent, as an edge through the
+    spine does; an edge across an arm does not) and the image is narrower than
+    ``canal_wide_fov_mm``, a strip of ``canal_edge_strip_mm`` along the edge is completed by its
+    mirror image about the edge column (a vertebra is nearly symmetric about its canal, so an
+    edge through the canal leaves the half that, mirrored, closes its bony ring) and searched
+    as a slice is, keeping only the regions that straddle the edge (the others are mirror
+    images of regions in the image). The candidate's centre is that of its part in the image,
+    its area that of the completed canal. Returns ``{slice index: candidates}``."""
     body = body_work(ctx)
     gx, gy = ctx.grid.x, ctx.grid.y
     nx = len(gx)
     col = 0 if first else nx - 1
-    ks = np.nonzero(cut & body[:, :, col].any(axis=1))[0]
+    # the edge cuts the trunk through its depth (as through the spine), not an arm beside it
+    depth = body.any(axis=2).sum(axis=1)
+    ks = np.nonzero(cut & (body[:, :, col].sum(axis=1) >= P.canal_edge_depth_frac * np.maximum(depth, 1)))[0]
     m = min(int(np.ceil(P.canal_edge_strip_mm / ctx.spacing[2])), nx - 1)
     if len(ks) == 0 or m < 2:
         return {}
