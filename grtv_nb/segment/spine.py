@@ -27,8 +27,10 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
    track must also be plausible along z: the canal runs on upwards through the whole trunk and
    neck, so the track must reach within ``canal_top_gap_mm`` of the highest slice whose body
    the image cuts (a chain of marrow cavities in the hip bones or the iliac wing, found where an
-   image edge through or past the spine has cut the canal off, ends in the pelvis). The longest
-   chain that does is the track; without one the canal is not found (and the midline is not
+   image edge through or past the spine has cut the canal off, ends in the pelvis), unless at
+   least ``canal_min_slices`` of its candidates lie on slices the image does not cut (held near
+   the body's centre there). Otherwise the longest chain that reaches that high is the track;
+   without one the canal is not found (and, where most slices are cut, the midline is not
    known: :func:`midline_known`).
 4. Slices of the track without a closed ring (disc levels, foramina) get the canal of the
    interpolated centre: the soft-tissue region (-100..150 HU) connected to that centre, limited
@@ -72,12 +74,14 @@ def canal_track(ctx: Context) -> dict:
 
 def midline_known(ctx: Context) -> bool:
     """Whether :func:`midline_x` is the patient's midline: the spinal canal was found, or the
-    image does not cut the body on its left or right edge (its centre is then the midline). An
-    image whose edge cuts the trunk without a canal in it (an edge through or past the spine)
-    has no known midline: the visible body's centre lies off it by up to half its width."""
+    image cuts the body on its left or right edge on fewer than half of the slices with a body
+    (the centre of the body on the other slices is then the midline). An image whose edge cuts
+    the trunk without a canal in it (an edge through or past the spine) has no known midline:
+    the visible body's centre lies off it by up to half its width."""
     if np.isfinite(canal_track(ctx)["x"]).any():
         return True
-    return not bool(ctx.get("canal_cut_lr", _cut_lr).any())
+    cut = ctx.get("canal_cut_lr", _cut_lr)
+    return bool(cut.sum() < 0.5 * max(body_work(ctx).any(axis=(1, 2)).sum(), 1))
 
 
 def _cut_lr(ctx: Context) -> np.ndarray:
@@ -91,12 +95,15 @@ def _cut_lr(ctx: Context) -> np.ndarray:
 
 def midline_x(ctx: Context) -> float:
     """Left-right position (mm) of the patient's midline: the spinal canal if found, else the
-    body's centre (see :func:`midline_known` for whether that is the midline)."""
+    body's centre on the slices the image's edges do not cut (all slices if it cuts every one;
+    see :func:`midline_known` for whether that is the midline)."""
     tr = canal_track(ctx)
     if np.isfinite(tr["x"]).any():
         return float(np.nanmedian(tr["x"]))
     body = body_work(ctx)
-    prof = body.sum(axis=(0, 1)).astype(float)
+    cut = ctx.get("canal_cut_lr", _cut_lr)
+    keep = ~cut if (~cut & body.any(axis=(1, 2))).any() else np.ones_like(cut)
+    prof = body[keep].sum(axis=(0, 1)).astype(float)
     return float(np.sum(ctx.grid.x * prof) / max(prof.sum(), 1.0))
 
 
@@ -309,11 +316,16 @@ def _canal_work(ctx: Context) -> np.ndarray:
     track = {"x": np.full(nz, np.nan), "y": np.full(nz, np.nan), "r": np.full(nz, np.nan)}
     ctx.cache["canal_track"] = track
     cands = _candidates(ctx)
+    chain = _chain(cands, z)
     cut = ctx.get("canal_cut_lr", _cut_lr)
-    # where the image cuts the body the candidates are not held near its centre: the track must
-    # run on up to the highest cut slice (step 3)
-    top = float(z[np.nonzero(cut)[0].max()]) - P.canal_top_gap_mm if cut.any() else None
-    chain = _chain(cands, z, top)
+    if cut.any():
+        # where the image cuts the body the candidates are not held near its centre: the track
+        # must run on up to the highest cut slice, or hold canal_min_slices candidates on slices
+        # it does not cut (held there near the body's centre) (step 3)
+        top = float(z[np.nonzero(cut)[0].max()]) - P.canal_top_gap_mm
+        ks = [k for k in range(nz) if chain[k] is not None]
+        if not ks or (z[ks[-1]] < top and sum(not cut[k] for k in ks) < P.canal_min_slices):
+            chain = _chain(cands, z, top)
     found = [k for k in range(nz) if chain[k] is not None]
     if len(found) < P.canal_min_slices:
         return out
