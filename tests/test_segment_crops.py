@@ -145,3 +145,22 @@ def test_midline_known_only_with_the_canal_or_an_uncut_body(ts):
         if known:
             assert abs(midline_x(ctx) - 2.0) <= 5.0, name  # the cord's middle
     close_session()
+
+
+@pytest.mark.parametrize("half", [150.0, 120.0])
+def test_narrow_field_of_view_cutting_both_sides(ts, half):
+    """A field of view 300 / 240 mm wide about the cord cuts the body on both sides on every
+    slice. The gap between the back and the couch, rimmed by the body everywhere but at the
+    image's posterior edge, was taken inside the body, and its air for the lungs (main: left
+    lung Dice 0 on both, right lung 0 / 0.16); now a border-touching region is inside only where
+    body lies in front of and behind it. Both lungs >= 0.95 against the reference, the canal
+    covering >= 95 % of the cord."""
+    img, lab = ts
+    keep = np.abs(img.x.values - 2.0) < half
+    crop, clab = img.isel(x=keep), lab.isel(x=keep)
+    close_session()
+    for organ in ("llung", "rlung"):
+        assert dice(segment_organ(crop, organ), _ref(clab, organ)) >= 0.95, organ
+    cord = _ref(clab, "spinal_cord")
+    assert (segment_organ(crop, "spinal_cord") & cord).sum() / cord.sum() >= 0.95
+    close_session()

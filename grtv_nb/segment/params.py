@@ -33,6 +33,10 @@ class SegmentParams:
     body_min_cc: float = 20.0  # smallest trunk (largest tissue region) that is a patient
     body_outside_air_hu: float = -900.0  # border-touching background above this mean may be inside
     body_inside_rim_frac: float = 0.75  # ... when the body makes this much of its rim
+    body_inside_between_frac: float = 0.5  # ... and, if it reaches across the image, lies on both sides of this
+    #                                       much of it, front and back or left and right (the CERR hemithorax
+    #                                       crops' lung reaching from the image's top to its bottom: 0.25 / 1;
+    #                                       the couch gap behind the back of a body cut on both sides: 0 / 0)
     limb_min_cm2: float = 10.0  # arm lying against the trunk: least area per slice
     limb_max_frac: float = 0.3  # ... most area, as a fraction of the trunk's
     limb_bone_hu: float = 300.0  # bone of a limb (humerus, radius, ulna)
