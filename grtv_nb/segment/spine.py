@@ -35,7 +35,9 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
 4. Slices of the track without a closed ring (disc levels, foramina) get the canal of the
    interpolated centre: the soft-tissue region (-100..150 HU) connected to that centre, limited
    to a disk of the interpolated radius + 2 mm. The track is not extended beyond its first/last
-   detected slice by more than 10 mm (the canal ends at the foramen magnum and the sacrum).
+   detected slice by more than 10 mm (the canal ends at the foramen magnum and the sacrum),
+   except to the image's first/last slice when that lies within ``canal_gap_mm`` (the image
+   cuts the canal there).
 5. The result grows by one working voxel (2-3 mm) where the HU is below 250 (the partial-volume
    rim of the canal wall belongs to the canal).
 
@@ -333,7 +335,12 @@ def _canal_work(ctx: Context) -> np.ndarray:
         cx, cy, area, _ = cands[k][chain[k]]
         track["x"][k], track["y"][k], track["r"][k] = cx, cy, np.sqrt(area / np.pi)
     fz = z[found]
-    ks = [k for k in range(nz) if fz[0] - P.canal_extend_mm <= z[k] <= fz[-1] + P.canal_extend_mm]
+    # beyond its ends the track is extended by canal_extend_mm (the canal ends at the sacrum and
+    # the foramen magnum), or to the image's end where that is within canal_gap_mm: the image cuts
+    # the canal there, and a stretch without a closed ring that long is bridged inside the track
+    lo = z[0] if fz[0] - z[0] <= P.canal_gap_mm else fz[0] - P.canal_extend_mm
+    hi = z[-1] if z[-1] - fz[-1] <= P.canal_gap_mm else fz[-1] + P.canal_extend_mm
+    ks = [k for k in range(nz) if lo <= z[k] <= hi]
     xi = np.interp(z[ks], fz, track["x"][found])
     yi = np.interp(z[ks], fz, track["y"][found])
     ri = np.interp(z[ks], fz, track["r"][found])
