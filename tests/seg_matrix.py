@@ -63,7 +63,6 @@ FEW_SLICES = {"lungs": 412.0, "spinal_cord": 324.0, "liver": 364.0, "lkidney": 3
 _SPINE = "spinal canal / lung code, being reworked on branch segspine (issue 15); not diagnosed here"
 _BORDER = "just above PRESENT_FRAC of the organ in 15 mm: the method needs more of it"
 KNOWN: dict[tuple[str, str], str] = {
-    ("thorax only (z >= 397)", "spinal_cord"): _SPINE,
     ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
     ("thorax + abdomen (z >= 300)", "rkidney"): "the image's bottom cuts the right kidney 8 mm above its lower "
                                                 "pole: there the candidate joins the psoas and back muscle "
@@ -78,14 +77,14 @@ KNOWN: dict[tuple[str, str], str] = {
     ("abdomen only (z 250-360)", "liver"): "better than the full CT on the same part (Delta > 0; WRONG, Dice "
                                            "0.20, before the back-muscle check of the liver candidate)",
     ("pelvis only (z <= 250)", "spinal_cord"): _SPINE,
-    ("5 slices of lungs (z 412)", "llung"): _SPINE,
+    ("5 slices of lungs (z 412)", "llung"): "the left lung base in these 15 mm is a 9.9 cc piece, under lung_min_cc "
+                                            "(10 cc), beside the stomach's gas (25.5 cc, median -951 HU)",
     ("5 slices of lungs (z 412)", "liver"): _BORDER,
     ("5 slices of lungs (z 412)", "stomach"): _BORDER,
     ("5 slices of liver (z 364)", "lkidney"): _BORDER,
     ("5 slices of rkidney (z 345)", "spinal_cord"): _SPINE,
     ("5 mm slices", "llung"): _SPINE,
     ("5 mm slices", "rlung"): _SPINE,
-    ("5 mm slices", "spinal_cord"): _SPINE,
     ("5 mm slices", "liver"): "partial volume of 5 mm slabs at the liver's edges (-0.045)",
     ("noise sd 40 HU", "spinal_cord"): _SPINE,
 }

@@ -37,7 +37,7 @@ from ._common import (
 from .body import body_depth, body_work
 from .lungs import lungs_work
 from .params import PARAMS as P
-from .spine import canal_track, midline_x
+from .spine import canal_track, midline_known, midline_x
 
 
 def _smooth(ctx: Context) -> np.ndarray:
@@ -220,6 +220,9 @@ XX
 
     tr = canal_track(ctx)
     if not np.isfinite(tr["x"]).any():
+        if not midline_known(ctx):
+            raise not_found(organ, "no spinal canal was found: the image's left or right edge cuts the trunk "
+                            "and the spine is not in the image, so the patient's left and right cannot be told")
         raise not_found(organ, "no spinal canal was found, so this is not a CT of the trunk")
     body = body_work(ctx)
     z = ctx.grid.z

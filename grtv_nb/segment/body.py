@@ -22,7 +22,9 @@ Method (on the ~2 mm working grid)
 6. Holes are filled slice by slice, so lungs, airways and bowel gas are inside the body. A region
    touching the image border that is not pure air (mean HU > -900, a removed arm counting as
    air) and is mostly (75 % of its rim) surrounded by the body, e.g. a lung cut by a small
-   field of view, also counts as inside.
+   field of view, also counts as inside; one that reaches across the image only where, for at
+   least half of it, body lies on both sides along its column or its row (the gap between the
+   back and the couch, when the image's left and right edges both cut the body, does not).
 7. The body ROI (:func:`patient_work`, what ``segment_organ(image, "body")`` returns) is the
    whole patient, as a clinical external contour is (the planning system treats everything
    outside it as air): the trunk of step 4 with the arms lying against it, plus every other
@@ -188,7 +190,11 @@ def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Fill holes slice by slice; a background region touching the image border is also inside
     when it is not pure air (mean > -900 HU) and the body makes at least 75 % of its rim away
     from the border (a lung cut by a small field of view), not e.g. the gap between the back and
-    a couch mattress."""
+    a couch mattress. A region that reaches across the image (touches its left and right, or
+    its top and bottom, border) must also lie on both sides of ``body_inside_between_frac`` of
+    it along its image columns (body in front and behind) or rows (left and right): where the
+    image's left and right edges both cut the body, the couch gap is rimmed by the body
+    everywhere but at the image's posterior edge, with body only in front of it."""
     out = np.zeros_like(body)
     edge = np.zeros(body.shape[1:], bool)
     edge[0, :] = edge[-1, :] = True
@@ -214,10 +220,23 @@ def _fill_inside(body: np.ndarray, w: np.ndarray) -> np.ndarray:
                 comp = bg[sl] == t
                 rim = ndi.binary_dilation(comp) & ~comp & ~edge[sl]
                 if rim.any() and b[sl][rim].mean() >= P.body_inside_rim_frac:
-                    inside[t] = True
+                    inside[t] = not _across(bg == t) or _between(b, bg == t) >= P.body_inside_between_frac
         inside[0] = True
         out[k] = inside[bg] | b
     return out
+
+
+def _across(region: np.ndarray) -> bool:
+    """The 2D region touches two opposite borders of the image."""
+    return bool((region[:, 0].any() and region[:, -1].any()) or (region[0].any() and region[-1].any()))
+
+
+def _between(b: np.ndarray, region: np.ndarray) -> float:
+    """The larger of the fractions of ``region`` with body ``b`` on both sides along its column
+    (in front and behind) and along its row (left and right)."""
+    ap = np.maximum.accumulate(b, axis=0) & np.maximum.accumulate(b[::-1], axis=0)[::-1]
+    lr = np.maximum.accumulate(b, axis=1) & np.maximum.accumulate(b[:, ::-1], axis=1)[:, ::-1]
+    return max(float(ap[region].mean()), float(lr[region].mean()))
 
 
 def body_depth(ctx: Context) -> np.ndarray:

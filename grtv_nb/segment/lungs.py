@@ -30,7 +30,9 @@ Method (on the ~2 mm working grid)
    merged. A single component spanning both sides of the midline (the spinal canal's mean x,
    else the body's centre) (lungs touching at the anterior junction) is eroded step by step (up
    to 12 mm) until it splits into two parts of at least 10 % each that lie on different sides;
-   every voxel then goes to the nearest part. A single lung is named by where its chest wall is:
+   every voxel then goes to the nearest part; this is not tried where the midline is not known
+   (an image edge through or past the spine, :func:`.spine.midline_known`), where a single
+   component is one lung. A single lung is named by where its chest wall is:
    along each image row through it, the skin is nearer on its lateral side than across the
    mediastinum (or the body runs off the image there); this also holds in a field of view
    cropped to one hemithorax, where the midline is unknown. Only when the rows don't decide
@@ -62,7 +64,7 @@ from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label,
 from .body import body_work
 from .params import PARAMS as P
 from .params import min_cc
-from .spine import midline_x
+from .spine import midline_known, midline_x
 
 
 def lungs_work(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +175,10 @@ def _lungs_work(ctx: Context):
         parts = parts[:1]
     if len(parts) == 2 and same_side(parts, gx):
         parts = [parts[0] | parts[1]]  # one lung cut in two (tumour, fissure), not two lungs
-    elif len(parts) == 1:
+    elif len(parts) == 1 and midline_known(ctx):
+        # (without a known midline, in an image whose edge cuts the trunk without the spinal
+        # canal in it, the visible body's centre is no midline: the single component is one
+        # lung, named by its chest wall)
         comp = parts[0]
         xs = gx[np.nonzero(comp)[2]]
         left_frac = np.mean(xs > xc)

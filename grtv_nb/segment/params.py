@@ -33,6 +33,10 @@ class SegmentParams:
     body_min_cc: float = 20.0  # smallest trunk (largest tissue region) that is a patient
     body_outside_air_hu: float = -900.0  # border-touching background above this mean may be inside
     body_inside_rim_frac: float = 0.75  # ... when the body makes this much of its rim
+    body_inside_between_frac: float = 0.5  # ... and, if it reaches across the image, lies on both sides of this
+    #                                       much of it, front and back or left and right (the CERR hemithorax
+    #                                       crops' lung reaching from the image's top to its bottom: 0.25 / 1;
+    #                                       the couch gap behind the back of a body cut on both sides: 0 / 0)
     limb_min_cm2: float = 10.0  # arm lying against the trunk: least area per slice
     limb_max_frac: float = 0.3  # ... most area, as a fraction of the trunk's
     limb_bone_hu: float = 300.0  # bone of a limb (humerus, radius, ulna)
@@ -82,6 +86,15 @@ class SegmentParams:
     canal_posterior_frac: float = 0.35  # candidate lies behind this fraction of the body's depth
     canal_midline_mm: float = 40.0  # candidate within this of the body's left-right centre
     canal_wide_fov_mm: float = 300.0  # ... also where the image cuts the body, if it is this wide
+    canal_edge_strip_mm: float = 70.0  # strip along an image edge that cuts the body, completed by its
+    #                                    mirror image to look for a canal the edge cuts (symmetry box
+    #                                    40 mm + enclosure reach 25 mm)
+    canal_edge_depth_frac: float = 0.5  # ... where the body on the edge column spans this fraction of its
+    #                                   AP extent (the example CT cut through the spine: 0.8-1)
+    canal_edge_width_frac: float = 0.6  # ... the completed canal is at least this wide for its depth
+    canal_edge_min_mm2: float = 80.0  # ... and this large (the edge 4 mm or more past the canal's middle,
+    #                                   a sliver of it in the image: 54-63 mm2, where the edge cuts near its
+    #                                   middle: 63-300 mm2, median 110-150)
     vbody_min_hu: float = 110.0  # mean HU of the vertebral body just anterior of the canal
     canal_sym_box_mm: tuple = (40.0, -40.0, 30.0)  # symmetry boxes: lateral extent, y range from the canal
     canal_sym_frac: float = 0.35  # bone on the poorer side at least this fraction of the other side's
@@ -90,6 +103,11 @@ class SegmentParams:
     canal_gap_mm: float = 35.0  # largest z gap between two ring slices of one track: one vertebral
     #                            level (body + disc, 25-35 mm) may show no closed ring at all on 5 mm
     #                            slabs or in noise (25 mm cut the lumbar or the upper thoracic canal off)
+    canal_top_gap_mm: float = 70.0  # where the image cuts the body on its left or right edge, the track
+    #                                must reach within this (two vertebral levels) of the highest cut
+    #                                slice: the canal runs on up through the trunk and neck (example CT
+    #                                cut at x > 0 / x < 0 mm, through the canal: a chain of hip-bone
+    #                                marrow cavities ended 230 mm below the top)
     canal_extend_mm: float = 10.0  # the track is not extended beyond its ends by more than this
     canal_delta_hu: float = 90.0  # image-grid refinement: region below content + this
     canal_rim_hu: float = 250.0  # partial-volume rim of the canal wall is below this
