@@ -56,7 +56,7 @@ def _floats(ds, name, n=None):
 
 
 _PIXEL_DATA = 0x7FE00010
-_NATIVE_TS = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit / explicit VR little endian
+_NATIVE_TS = values.NATIVE_LE_TRANSFER_SYNTAXES
 
 
 def _decode(f: DicomFile) -> np.ndarray:

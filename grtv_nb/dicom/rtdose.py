@@ -123,7 +123,7 @@ def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int) -> np.ndar
     bits filling their allocation (no bit masking, no sign extension), exactly the declared length
     (an odd one padded by one byte); None otherwise (pydicom decodes it)."""
     meta = hdr.file_meta
-    if meta is None or values.text(meta, "TransferSyntaxUID") not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+    if meta is None or values.text(meta, "TransferSyntaxUID") not in values.NATIVE_LE_TRANSFER_SYNTAXES:
         return None
     elem = hdr.get_item(0x7FE00010)
     raw = getattr(elem, "value", None)

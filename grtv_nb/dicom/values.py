@@ -48,6 +48,9 @@ MAX_ABS_RESCALE_SLOPE = 1.0e6
 MAX_ABS_RESCALE_INTERCEPT = 1.0e6
 #: DoseGridScaling accepted: > 0 and at most this (Gy per stored unit)
 MAX_DOSE_GRID_SCALING = 1.0e3
+
+#: implicit / explicit VR little endian: pixel data stored as plain little-endian words
+NATIVE_LE_TRANSFER_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 #: the largest dose (Gy) a grid may hold (10 kGy: far beyond any treatment, still finite in float32)
 MAX_DOSE_GY = 1.0e4
 #: largest file read (bytes); larger files are skipped unread
@@ -452,7 +455,7 @@ def check_pixel_length(ds, file, rows: int, cols: int, frames: int = 1) -> None:
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         ts = text(meta, "TransferSyntaxUID")
-    if ts not in ("", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"):
+    if ts not in NATIVE_LE_TRANSFER_SYNTAXES and ts not in ("", "1.2.840.10008.1.2.2"):  # or big endian
         return  # encapsulated: the decoder checks its frames
     try:
         if 0x7FE00010 not in ds:
