@@ -63,7 +63,18 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, label_medians, not_found, same_side
+from ._common import (
+    Context,
+    ball,
+    bbox,
+    component_sizes,
+    disk,
+    fill_holes_2d,
+    label,
+    label_medians,
+    not_found,
+    same_side,
+)
 from .body import body_work
 from .params import PARAMS as P
 from .params import min_cc
@@ -146,7 +157,9 @@ def _airway_work(ctx: Context) -> np.ndarray:
 
 
 def _lungs_work(ctx: Context):
-    air = internal_air(ctx) & ~airway_work(ctx)
+    airway = airway_work(ctx)
+    ctx.cache["not_lung_air"] = airway
+    air = internal_air(ctx) & ~airway
     # pure gas (bowel, stomach) is never lung parenchyma: cut it out, with a 1-voxel margin, so
     # that gas under a thin diaphragm does not join a lung base
     gas = ndi.uniform_filter(ctx.w, size=3) < P.gas_hu
@@ -161,6 +174,7 @@ def _lungs_work(ctx: Context):
         if big_gas.any():
             margin = ndi.binary_dilation(big_gas)
             air &= ~margin
+            ctx.cache["not_lung_air"] = airway | margin
             gas_rim = (gas_rim | ndi.binary_dilation(margin)) & air
     lab, n, sizes, keep, pieces = _lung_components(ctx, air, gas_rim)
     # below the diaphragm nothing is lung: the internal air is cut below the slice where the
@@ -397,9 +411,35 @@ def _split(comp: np.ndarray, spacing) -> list[np.ndarray] | None:
     return None
 
 
+def lung_on_image(ctx: Context, lung: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """A lung found on the working grid (``lung``; ``other``: the other lung) on the image grid,
+    its edge drawn at the image's own resolution.
+
+    Mapping the working-grid mask alone (:meth:`.WorkGrid.to_image`) puts the edge where the
+    coarser grid's voxels change, up to half a working voxel off (an image slice midway between two
+    working slices takes the union of both: 1 mm slices on the 2 mm grid). The lung's edge is
+    where the partial-volume-averaged HU crosses ``air_hu`` (half lung, half tissue), so: the lung
+    eroded by one working voxel is kept as mapped (vessels inside it included), and in the band
+    one working voxel either side of its edge (not in the other lung, the airways or a gas
+    pocket's margin, which are air too) an image voxel is lung where its HU is below ``air_hu``.
+    On a working grid equal to the image grid the mask is returned as it is."""
+    g = ctx.grid
+    if g.identity:
+        return lung.copy()
+    se = ndi.generate_binary_structure(3, 1)
+    inner = ndi.binary_erosion(lung, se)
+    outer = ndi.binary_dilation(lung, se) & ~other & ~ctx.cache.get("not_lung_air", np.zeros_like(lung))
+    out = g.to_image(inner)
+    band = g.to_image(outer) & ~out
+    box = bbox(band, margin=0)
+    if box is not None:
+        out[box] |= band[box] & (ctx.hu[box] < P.air_hu)
+    return out
+
+
 def segment_lung(ctx: Context, side: str) -> np.ndarray:
     left, right = lungs_work(ctx)
-    m = left if side == "left" else right
+    m, other = (left, right) if side == "left" else (right, left)
     if m.sum() * ctx.grid.voxel_cc < min_cc(side[0] + 'lung'):
         raise not_found(f"{side} lung", f"no aerated lung of at least {min_cc(side[0] + 'lung'):g} cc on that side")
-    return ctx.grid.to_image(m)
+    return lung_on_image(ctx, m, other)
