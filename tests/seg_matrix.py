@@ -63,7 +63,7 @@ FEW_SLICES = {"lungs": 412.0, "spinal_cord": 324.0, "liver": 364.0, "lkidney": 3
 #: (cell, organ) pairs that do not meet the goal yet (a miss, a wrong organ, or |Delta| > DELTA_MAX),
 #: with the reason. tests/test_segment_robust.py asserts that exactly these fail, so a regression
 #: and a fix both show.
-_SPINE = "spinal canal / lung code: not diagnosed yet (the crop and field-of-view rules did not change it)"
+_SPINE = "spinal canal code: not diagnosed yet (the crop and field-of-view rules did not change it)"
 _BORDER = "just above PRESENT_FRAC of the organ in 15 mm: the method needs more of it"
 KNOWN: dict[tuple[str, str], str] = {
     ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
@@ -220,7 +220,7 @@ def _builders(img, lab, tmp: Path | None) -> dict[str, Callable[[], Cell]]:
     def resliced(step):
         image, labels = reslice_z(img, lab, step)
         return Cell(f"{step:.0f} mm slices", image, labels, "resampled",
-                    "interpolated" if step < 3.0 else "the 3 mm slices within each slab averaged",
+                    "interpolated" if step < 3.0 else "the 3 mm slices in each slab averaged, weighted by overlap",
                     zweights=z_weights(img.z.values, step)[1].astype(np.float32), source=lab.values)
 
     for step in (1.0, 2.0, 4.0, 5.0):
