@@ -41,6 +41,10 @@ Method (on the ~2 mm working grid)
    cropped to one hemithorax, where the midline is unknown. Only when the rows don't decide
    does the side of its centre relative to the midline.
 5. Vessels inside each lung are included by filling holes slice by slice and a 2 mm closing.
+6. On the image grid (when it is finer than the working grid) the edge is drawn at the image's
+   own resolution (:func:`lung_on_image`): the lung eroded by one working voxel as mapped, and
+   within one working voxel of its edge the image voxels below -400 HU (half lung by partial
+   volume), not the other lung, the airways or a gas pocket's margin.
 
 Assumptions and failure modes
 -----------------------------
