@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from nifti_ref import dice
+from nifti_ref import TS_LABELS, dice
 from scipy import ndimage as ndi
 
 from grtv_nb.errors import SegmentationError
@@ -223,6 +223,41 @@ def test_canal_on_thick_slabs_and_in_noise(ts):
         close_session()
         m = segment_organ(image, "spinal_cord")
         assert (m & ref).sum() / ref.sum() >= 0.93
+    close_session()
+
+
+def test_thick_slab_weights_are_the_slices_overlap():
+    """seg_matrix.z_weights (the matrix's resampled cells and their reference): a 5 mm slab made
+    of 3 mm slices weighs each slice by the length of its extent inside the slab (analytical:
+    slab [0, 5] mm over slices centred at 0, 3, 6 mm, each +-1.5 mm: 1.5, 3 and 0.5 mm of 5;
+    slab [5, 10]: 2.5 and 2.5 mm), and a thinner grid interpolates linearly."""
+    from seg_matrix import z_weights
+
+    z = np.arange(0.0, 31.0, 3.0)
+    nz, w = z_weights(z, 5.0)
+    assert np.allclose(nz[:2], [2.5, 7.5])
+    assert np.allclose(w[0, :3], [0.3, 0.6, 0.1]) and np.allclose(w[1, 2:4], [0.5, 0.5])
+    assert np.allclose(w.sum(axis=1), 1.0)
+    nz, w = z_weights(z, 1.0)
+    assert np.allclose(w[1, :2], [2 / 3, 1 / 3]) and np.allclose(w @ z, nz)
+
+
+def test_lungs_on_thick_slabs_and_thin_slices(ts):
+    """5 mm slabs of the real CT: the top slab cuts the left lung's anterolateral costophrenic
+    recess (8.6 cc, under lung_min_cc) off its base; it was dropped (left lung Dice 0.757 against
+    the overlap-weighted reference) and now joins the lung (0.924). 1 mm slices (the 2 mm working
+    grid): the working mask mapped back took the union of two working slices on every other
+    image slice (0.931 / 0.940); the edge is now drawn on the image grid (0.938 / 0.948)."""
+    from seg_matrix import reslice_z, z_weights
+
+    img, lab = ts
+    for step, least in ((5.0, {"llung": 0.91, "rlung": 0.92}), (1.0, {"llung": 0.935, "rlung": 0.945})):
+        image, _ = reslice_z(img, lab, step)
+        w = z_weights(img.z.values, step)[1]
+        close_session()
+        for organ, lo in least.items():
+            ref = np.tensordot(w, np.isin(lab.values, TS_LABELS[organ]).astype(float), axes=(1, 0)) >= 0.5 - 1e-6
+            assert dice(segment_organ(image, organ), ref) >= lo, (step, organ)
     close_session()
 
 

@@ -17,7 +17,10 @@ Method (on the ~2 mm working grid)
    air, median below -920; partial-volume rims of fat are above -600), whose centre is not in
    the anterior third of the body (bowel content with gas bubbles has lung-like HU); components
    under 150 cc must also reach the top slice (a lung base whose lung continues above the
-   image).
+   image). Smaller pieces (1-10 cc) that reach the top slice and pass the same tests, hold no
+   pure gas and do not touch a gas pocket's margin are pieces of a lung base that the top slice
+   cut off (the costophrenic recess, joined to the rest above the image; likelier on thick
+   slices): one that runs at least 10 mm down joins the lung within 12 mm of it on the top slice.
    Nothing below the diaphragm is lung (:func:`above_diaphragm`): below the slice where the
    lung-like components are largest, a lung only narrows, so a 2D piece of air there is kept
    only where it lies under the kept lung of the slice above (small holes of that lung filled,
@@ -38,6 +41,10 @@ Method (on the ~2 mm working grid)
    cropped to one hemithorax, where the midline is unknown. Only when the rows don't decide
    does the side of its centre relative to the midline.
 5. Vessels inside each lung are included by filling holes slice by slice and a 2 mm closing.
+6. On the image grid (when it is finer than the working grid) the edge is drawn at the image's
+   own resolution (:func:`lung_on_image`): the lung eroded by one working voxel as mapped, and
+   within one working voxel of its edge the image voxels below -400 HU (half lung by partial
+   volume), not the other lung, the airways or a gas pocket's margin.
 
 Assumptions and failure modes
 -----------------------------
@@ -60,7 +67,18 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, ball, component_sizes, disk, fill_holes_2d, label, label_medians, not_found, same_side
+from ._common import (
+    Context,
+    ball,
+    bbox,
+    component_sizes,
+    disk,
+    fill_holes_2d,
+    label,
+    label_medians,
+    not_found,
+    same_side,
+)
 from .body import body_work
 from .params import PARAMS as P
 from .params import min_cc
@@ -143,17 +161,26 @@ def _airway_work(ctx: Context) -> np.ndarray:
 
 
 def _lungs_work(ctx: Context):
-    air = internal_air(ctx) & ~airway_work(ctx)
+    airway = airway_work(ctx)
+    ctx.cache["not_lung_air"] = airway
+    air = internal_air(ctx) & ~airway
     # pure gas (bowel, stomach) is never lung parenchyma: cut it out, with a 1-voxel margin, so
     # that gas under a thin diaphragm does not join a lung base
     gas = ndi.uniform_filter(ctx.w, size=3) < P.gas_hu
     glab, gn = label(gas & air)
+    # (air holding pure gas, or touching that margin, with no tissue between it and the gas, is a
+    # gas pocket or its partial-volume rim, never a small piece of lung base, which the diaphragm
+    # separates from the gas)
+    gas_rim = gas & air
     if gn:
         gsizes = component_sizes(glab, gn) * ctx.grid.voxel_cc
         big_gas = np.isin(glab, np.nonzero(gsizes >= P.gas_min_cc)[0] + 1)
         if big_gas.any():
-            air &= ~ndi.binary_dilation(big_gas)
-    lab, n, sizes, keep = _lung_components(ctx, air)
+            margin = ndi.binary_dilation(big_gas)
+            air &= ~margin
+            ctx.cache["not_lung_air"] = airway | margin
+            gas_rim = (gas_rim | ndi.binary_dilation(margin)) & air
+    lab, n, sizes, keep, pieces = _lung_components(ctx, air, gas_rim)
     # below the diaphragm nothing is lung: the internal air is cut below the slice where the
     # lungs found so far are largest, where it does not continue from the lung above (gas under
     # the diaphragm that a partial-volume leak joined to a lung base, or that passed the tests of
@@ -162,8 +189,8 @@ def _lungs_work(ctx: Context):
     # may fail them)
     ref = np.isin(lab, _lung_like(ctx, lab, n, sizes))
     if ref.any():
-        air = above_diaphragm(air, ref, ctx.spacing)
-        lab, n, sizes, keep = _lung_components(ctx, air)
+        air = above_diaphragm(air, ref | np.isin(lab, pieces), ctx.spacing)
+        lab, n, sizes, keep, pieces = _lung_components(ctx, air, gas_rim)
     if not keep:
         return np.zeros_like(air), np.zeros_like(air)
     body = body_work(ctx)
@@ -196,6 +223,7 @@ def _lungs_work(ctx: Context):
         res_left = parts[0]
     else:
         res_right = parts[0]
+    _join_top_pieces(ctx, lab, pieces, res_left, res_right)
     se = ball(P.lung_close_mm, ctx.spacing)
     out = []
     for m in (res_left, res_right):
@@ -255,25 +283,59 @@ def above_diaphragm(air: np.ndarray, lungs: np.ndarray, spacing) -> np.ndarray:
     return out
 
 
-def _lung_like(ctx: Context, lab: np.ndarray, n: int, sizes: np.ndarray) -> list[int]:
-    """Labels of the components of at least ``lung_min_cc`` whose median HU is lung-like."""
+def _join_top_pieces(ctx: Context, lab: np.ndarray, pieces: list[int], left: np.ndarray,
+                     right: np.ndarray) -> None:
+    """Add to the lungs ``left`` / ``right`` (in place) the small pieces of lung base that the
+    image's top slice cuts off them (``pieces``, from :func:`_lung_components`).
+
+    Where the image ends at the lung bases, the ring of the costophrenic recess round the dome
+    (anterior, lateral, posterior) can be cut by the top slice into several pieces joined only
+    above the image; thick slices (a 5 mm top slab ends lower) make this likelier. A piece joins
+    the lung nearest to it on the top slice, where both are cut, if within ``lung_piece_gap_mm``
+    of it (in-plane distance), and if it reaches ``lung_piece_min_mm`` down from the top slice (a
+    recess runs down along the chest wall; partial volume at a gas pocket's edge cut by the top
+    slice may be a lung-like sliver on that slice alone)."""
+    if not pieces or not (left.any() or right.any()):
+        return
+    dz, dy, dx = ctx.spacing
+    top = lab.shape[0] - 1
+    dist = [ndi.distance_transform_edt(~m[top], sampling=(dy, dx)) if m[top].any() else None
+            for m in (left, right)]
+    for i in pieces:
+        comp = lab == i
+        zs = np.nonzero(comp.any(axis=(1, 2)))[0]
+        if (top - zs[0] + 1) * dz < P.lung_piece_min_mm:
+            continue
+        d = [np.inf if e is None else float(e[comp[top]].min()) for e in dist]
+        j = int(np.argmin(d))
+        if d[j] <= P.lung_piece_gap_mm:
+            (left, right)[j][comp] = True
+
+
+def _lung_like(ctx: Context, lab: np.ndarray, n: int, sizes: np.ndarray,
+               least_cc: float = P.lung_min_cc) -> list[int]:
+    """Labels of the components of at least ``least_cc`` whose median HU is lung-like."""
     idx = np.arange(1, n + 1)
-    big = idx[sizes >= P.lung_min_cc]
+    big = idx[sizes >= least_cc]
     if len(big) == 0:
         return []
     meds = label_medians(ctx.w, lab, big)
     return [int(i) for i, m in zip(big, meds) if P.lung_median_hu[0] < m < P.lung_median_hu[1]]
 
 
-def _lung_components(ctx: Context, air: np.ndarray):
-    """``(labels, n, sizes in cc, kept labels)``: the 3D components of ``air`` that are lung
-    (step 3 of the module docstring)."""
+def _lung_components(ctx: Context, air: np.ndarray, gas_rim: np.ndarray):
+    """``(labels, n, sizes in cc, kept labels, pieces)``: the 3D components of ``air`` that are
+    lung (step 3 of the module docstring), and the pieces of lung base cut by the image's top
+    slice that are too small to be a lung alone (at least ``lung_piece_min_cc``, less than
+    ``lung_min_cc``, passing the same tests as a small lung base, and not touching ``gas_rim``:
+    pure gas, or the air next to the margin cut round a gas pocket)."""
     vcc = ctx.grid.voxel_cc
     lab, n = label(air)
     sizes = component_sizes(lab, n) * vcc
-    keep = _lung_like(ctx, lab, n, sizes)
+    cand = _lung_like(ctx, lab, n, sizes, P.lung_piece_min_cc)
+    keep = [i for i in cand if sizes[i - 1] >= P.lung_min_cc]
     if not keep:
-        return lab, n, sizes, []
+        return lab, n, sizes, [], []
     # lungs are not centred in the anterior third of the body (bowel content with gas bubbles
     # has lung-like HU); a small component is a lung base only if it reaches the top slice of
     # the image (the rest of the lung is above the field of view). A small apex at the bottom of
@@ -286,14 +348,18 @@ def _lung_components(ctx: Context, air: np.ndarray):
     front_seen = float(np.mean(body[:, 0, :].any(axis=1))) < 0.5
     objs = ndi.find_objects(lab)
     drop = []
-    for i in keep:
+    for i in cand:
         sl = objs[i - 1]
         yy = np.nonzero(lab[sl] == i)[1] + sl[1].start
         if float(ctx.grid.y[yy].mean()) < y_front and (front_seen or sizes[i - 1] < P.lung_large_cc):
             drop.append(i)
         elif sizes[i - 1] < P.lung_large_cc and sl[0].stop < lab.shape[0]:
             drop.append(i)
-    return lab, n, sizes, [i for i in keep if i not in drop]
+    pieces = [i for i in cand if i not in drop and sizes[i - 1] < P.lung_min_cc]
+    if pieces:
+        on_rim = set(np.unique(lab[gas_rim]).tolist())
+        pieces = [i for i in pieces if i not in on_rim]
+    return lab, n, sizes, [i for i in keep if i not in drop], pieces
 
 
 def _single_lung_is_left(comp: np.ndarray, body: np.ndarray, gx: np.ndarray, xm: float) -> bool:
@@ -349,9 +415,35 @@ def _split(comp: np.ndarray, spacing) -> list[np.ndarray] | None:
     return None
 
 
+def lung_on_image(ctx: Context, lung: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """A lung found on the working grid (``lung``; ``other``: the other lung) on the image grid,
+    its edge drawn at the image's own resolution.
+
+    Mapping the working-grid mask alone (:meth:`.WorkGrid.to_image`) puts the edge where the
+    coarser grid's voxels change, up to half a working voxel off (an image slice midway between two
+    working slices takes the union of both: 1 mm slices on the 2 mm grid). The lung's edge is
+    where the partial-volume-averaged HU crosses ``air_hu`` (half lung, half tissue), so: the lung
+    eroded by one working voxel is kept as mapped (vessels inside it included), and in the band
+    one working voxel either side of its edge (not in the other lung, the airways or a gas
+    pocket's margin, which are air too) an image voxel is lung where its HU is below ``air_hu``.
+    On a working grid equal to the image grid the mask is returned as it is."""
+    g = ctx.grid
+    if g.identity:
+        return lung.copy()
+    se = ndi.generate_binary_structure(3, 1)
+    inner = ndi.binary_erosion(lung, se)
+    outer = ndi.binary_dilation(lung, se) & ~other & ~ctx.cache.get("not_lung_air", np.zeros_like(lung))
+    out = g.to_image(inner)
+    band = g.to_image(outer) & ~out
+    box = bbox(band, margin=0)
+    if box is not None:
+        out[box] |= band[box] & (ctx.hu[box] < P.air_hu)
+    return out
+
+
 def segment_lung(ctx: Context, side: str) -> np.ndarray:
     left, right = lungs_work(ctx)
-    m = left if side == "left" else right
+    m, other = (left, right) if side == "left" else (right, left)
     if m.sum() * ctx.grid.voxel_cc < min_cc(side[0] + 'lung'):
         raise not_found(f"{side} lung", f"no aerated lung of at least {min_cc(side[0] + 'lung'):g} cc on that side")
-    return ctx.grid.to_image(m)
+    return lung_on_image(ctx, m, other)

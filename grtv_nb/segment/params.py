@@ -64,6 +64,13 @@ class SegmentParams:
     gas_hu: float = -950.0  # pure gas (bowel, stomach): 3x3x3 mean below this
     gas_min_cc: float = 5.0  # ... in blobs of at least this volume
     lung_min_cc: float = 10.0  # smallest lung component
+    lung_piece_min_cc: float = 1.0  # a smaller piece of lung base cut off by the image's top slice (the
+    #                                 costophrenic ring cut apart; likelier on thick slices) joins a lung ...
+    lung_piece_gap_mm: float = 12.0  # ... within this of it on the top slice (example CT, 5 mm slabs: the
+    #                                 left lung's anterolateral recess, 8.6 cc, 6.7 mm from its base; gas
+    #                                 partial volume in the stomach's fundus, cut to x > 40 mm: 17.5 mm)
+    lung_piece_min_mm: float = 10.0  # ... reaching at least this far down from the top slice (a recess runs
+    #                                 down along the chest wall: 30 mm; that gas partial volume: 3 mm, one slice)
     lung_median_hu: tuple = (-920.0, -600.0)  # median HU range of aerated lung
     lung_large_cc: float = 150.0  # smaller components must reach the top slice (a lung base)
     lung_front_frac: float = 0.3  # lungs are not centred in this anterior fraction of the body
