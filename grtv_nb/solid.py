@@ -594,6 +594,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     aeff = np.array([a if a is not None else _sampled_area(sl.loops, 4 * MIN_SAMPLE_MM) for a, sl in zip(areas, slabs)])
     joined = _joined(slabs)
     between = _between_cc(pz_all, aeff, joined)
+    radii: dict[int, float] = {}  # each plane's inradius, once (the caps of a short ROI share planes)
     while start < len(g_all):
         # a chunk of gaps whose planes (with a cap's second plane inward) span at most `per` planes
         lo_p = min(_gap_planes(g_all[start]))
@@ -634,7 +635,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
                 continue
             trio = [q for q in (k, g[4], g[6], g[7]) if q >= 0]
             got = _cap_inset([phi[q - p_lo] for q in trio], aeff[trio], [slabs[q].loops for q in trio],
-                             np.abs(pz_all[trio] - pz_all[k]), (x0, y0), s, g[1] - g[0])
+                             np.abs(pz_all[trio] - pz_all[k]), (x0, y0), s, g[1] - g[0], radii=radii, keys=trio)
             if got is None:
                 got = _cap_far(phi[k - p_lo], area_q[k - p_lo], s, g[1] - g[0], a1, g[5], a2, d2)
             if got is None:
@@ -814,7 +815,9 @@ def _inradius(loops: Sequence[np.ndarray], start: np.ndarray, s: float) -> float
 
 
 def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Sequence[np.ndarray]],
-               dist: np.ndarray, origin: tuple[float, float], s: float, L: float) -> tuple[np.ndarray, float] | None:
+               dist: np.ndarray, origin: tuple[float, float], s: float, L: float, *,
+               radii: dict[int, float] | None = None,
+               keys: Sequence[int] | None = None) -> tuple[np.ndarray, float] | None:
     """A shrinking end cap from the shape's local radius (see the module docstring), or ``None``
     to extrapolate its area instead (:func:`_cap_far`).
 
@@ -831,12 +834,18 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     outward held no contour), else ``None``; its cross-section is the end region inset
     (cells leave in order of their signed distance) so that its area follows ``rho**k``, ``k``
     (1..2) from the end plane's and its neighbour's areas and inradii (2: a disc shrinking, 1: a
-    strip narrowing)."""
+    strip narrowing). ``radii``: the inradii known so far (filled here), by ``keys`` (the planes'
+    numbers, one per entry of ``phis``)."""
 
     def inradius(j: int) -> float:
+        known = {} if radii is None or keys is None else radii
+        key = -1 if keys is None else int(keys[j])
+        if key in known:
+            return known[key]
         r0, c0 = np.unravel_index(int(np.argmin(phis[j])), phis[j].shape)
         lps = [np.asarray(lp, dtype=np.float64) for lp in loops[j]]
-        return _inradius(lps, np.array([origin[0] + c0 * s, origin[1] + r0 * s]), s)
+        known[key] = _inradius(lps, np.array([origin[0] + c0 * s, origin[1] + r0 * s]), s)
+        return known[key]
 
     phi_end = phis[0]
     area_end, area_1 = float(areas[0]), float(areas[1])
