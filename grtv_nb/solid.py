@@ -800,7 +800,16 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
 
 
 
-def _inradius(loops: Sequence[np.ndarray], start: np.ndarray, s: float) -> float:
+def _polyval(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The polynomial of coefficients ``c`` (increasing powers) at ``x`` by Horner's scheme: the
+    operations of :func:`numpy.polynomial.polynomial.polyval`, without its argument handling."""
+    out = c[-1] + x * 0
+    for i in range(2, len(c) + 1):
+        out = c[-i] + out * x
+    return out
+
+
+def _inradius(loops: Sequence[np.ndarray], start: tuple[float, float], s: float) -> float:
     """Largest distance (mm) from a point inside the region to its boundary, by pattern search
     from ``start`` (the deepest lattice cell) with steps from ``s / 2`` down to ``s / 16``, against
     the edges that can be nearest within the search's reach (compiled,
@@ -842,9 +851,9 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
         key = -1 if keys is None else int(keys[j])
         if key in known:
             return known[key]
-        r0, c0 = np.unravel_index(int(np.argmin(phis[j])), phis[j].shape)
+        r0, c0 = divmod(int(np.argmin(phis[j])), phis[j].shape[1])  # = np.unravel_index
         lps = [np.asarray(lp, dtype=np.float64) for lp in loops[j]]
-        known[key] = _inradius(lps, np.array([origin[0] + c0 * s, origin[1] + r0 * s]), s)
+        known[key] = _inradius(lps, (origin[0] + c0 * s, origin[1] + r0 * s), s)
         return known[key]
 
     phi_end = phis[0]
@@ -872,7 +881,7 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
             return None
     g = coef[0]
     uu = np.linspace(0.0, (1.0 + CAP_ROOT_TOL) * d1, 4 * CAP_STEPS)
-    gg = np.minimum.accumulate(np.polynomial.polynomial.polyval(uu, g))
+    gg = np.minimum.accumulate(_polyval(uu, g))
     zero = np.flatnonzero(gg <= 0)
     if not len(zero):
         return None
@@ -880,7 +889,7 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     if not Lc > 0:
         return None
     u = np.linspace(0.0, Lc, CAP_STEPS)
-    rho = np.sqrt(np.clip(np.minimum.accumulate(np.polynomial.polynomial.polyval(u, g)), 0.0, None))
+    rho = np.sqrt(np.clip(np.minimum.accumulate(_polyval(u, g)), 0.0, None))
     rho = np.minimum(rho, rho_e)
     a_u = area_end * (rho / rho_e) ** k
     flat = phi_end.ravel().astype(np.float64)
