@@ -586,24 +586,32 @@ def cells_inside_length(phi, box, gpa, gpb, glen, out):
 @nb.njit(**_OPTS)
 def boundary_distance(px, py, ax, ay, vx, vy, out):
     """``out[i]`` = distance from point (``px[i]``, ``py[i]``) to the nearest edge ``a + t v``
-    (``0 <= t <= 1``) of the edges ``(ax, ay, vx, vy)`` (end caps' inradii, :mod:`grtv_nb.solid`)."""
-    for i in range(len(px)):
-        best = np.inf
-        for j in range(len(ax)):
-            dx = px[i] - ax[j]
-            dy = py[i] - ay[j]
-            vv = vx[j] * vx[j] + vy[j] * vy[j]
-            t = (dx * vx[j] + dy * vy[j]) / vv if vv > 0.0 else 0.0
-            if t < 0.0:
-                t = 0.0
-            elif t > 1.0:
-                t = 1.0
-            dx -= t * vx[j]
-            dy -= t * vy[j]
-            d2 = dx * dx + dy * dy
-            if d2 < best:
-                best = d2
-        out[i] = np.sqrt(best)
+    (``0 <= t <= 1``) of the edges ``(ax, ay, vx, vy)`` (end caps' inradii, :mod:`grtv_nb.solid`).
+
+    Edge by edge, all points at once (the inner loop has no branch and compiles to vector
+    instructions: the search of :func:`inradius` tries 8 points at a time); the same operations on
+    each (point, edge) pair as point by point, and the minimum does not depend on the order."""
+    n = len(px)
+    for i in range(n):
+        out[i] = np.inf  # squared distances until the end
+    for j in range(len(ax)):
+        axj, ayj, vxj, vyj = ax[j], ay[j], vx[j], vy[j]
+        vv = vxj * vxj + vyj * vyj
+        if vv > 0.0:
+            for i in range(n):
+                dx = px[i] - axj
+                dy = py[i] - ayj
+                t = min(max((dx * vxj + dy * vyj) / vv, 0.0), 1.0)
+                dx -= t * vxj
+                dy -= t * vyj
+                out[i] = min(out[i], dx * dx + dy * dy)
+        else:  # a zero-length edge: its point
+            for i in range(n):
+                dx = px[i] - axj
+                dy = py[i] - ayj
+                out[i] = min(out[i], dx * dx + dy * dy)
+    for i in range(n):
+        out[i] = np.sqrt(out[i])
 
 
 @nb.njit(**_OPTS)

@@ -594,6 +594,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     aeff = np.array([a if a is not None else _sampled_area(sl.loops, 4 * MIN_SAMPLE_MM) for a, sl in zip(areas, slabs)])
     joined = _joined(slabs)
     between = _between_cc(pz_all, aeff, joined)
+    radii: dict[int, float] = {}  # each plane's inradius, once (the caps of a short ROI share planes)
     while start < len(g_all):
         # a chunk of gaps whose planes (with a cap's second plane inward) span at most `per` planes
         lo_p = min(_gap_planes(g_all[start]))
@@ -634,7 +635,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
                 continue
             trio = [q for q in (k, g[4], g[6], g[7]) if q >= 0]
             got = _cap_inset([phi[q - p_lo] for q in trio], aeff[trio], [slabs[q].loops for q in trio],
-                             np.abs(pz_all[trio] - pz_all[k]), (x0, y0), s, g[1] - g[0])
+                             np.abs(pz_all[trio] - pz_all[k]), (x0, y0), s, g[1] - g[0], radii=radii, keys=trio)
             if got is None:
                 got = _cap_far(phi[k - p_lo], area_q[k - p_lo], s, g[1] - g[0], a1, g[5], a2, d2)
             if got is None:
@@ -799,7 +800,16 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
 
 
 
-def _inradius(loops: Sequence[np.ndarray], start: np.ndarray, s: float) -> float:
+def _polyval(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The polynomial of coefficients ``c`` (increasing powers) at ``x`` by Horner's scheme: the
+    operations of :func:`numpy.polynomial.polynomial.polyval`, without its argument handling."""
+    out = c[-1] + x * 0
+    for i in range(2, len(c) + 1):
+        out = c[-i] + out * x
+    return out
+
+
+def _inradius(loops: Sequence[np.ndarray], start: tuple[float, float], s: float) -> float:
     """Largest distance (mm) from a point inside the region to its boundary, by pattern search
     from ``start`` (the deepest lattice cell) with steps from ``s / 2`` down to ``s / 16``, against
     the edges that can be nearest within the search's reach (compiled,
@@ -814,7 +824,9 @@ def _inradius(loops: Sequence[np.ndarray], start: np.ndarray, s: float) -> float
 
 
 def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Sequence[np.ndarray]],
-               dist: np.ndarray, origin: tuple[float, float], s: float, L: float) -> tuple[np.ndarray, float] | None:
+               dist: np.ndarray, origin: tuple[float, float], s: float, L: float, *,
+               radii: dict[int, float] | None = None,
+               keys: Sequence[int] | None = None) -> tuple[np.ndarray, float] | None:
     """A shrinking end cap from the shape's local radius (see the module docstring), or ``None``
     to extrapolate its area instead (:func:`_cap_far`).
 
@@ -831,12 +843,18 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     outward held no contour), else ``None``; its cross-section is the end region inset
     (cells leave in order of their signed distance) so that its area follows ``rho**k``, ``k``
     (1..2) from the end plane's and its neighbour's areas and inradii (2: a disc shrinking, 1: a
-    strip narrowing)."""
+    strip narrowing). ``radii``: the inradii known so far (filled here), by ``keys`` (the planes'
+    numbers, one per entry of ``phis``)."""
 
     def inradius(j: int) -> float:
-        r0, c0 = np.unravel_index(int(np.argmin(phis[j])), phis[j].shape)
+        known = {} if radii is None or keys is None else radii
+        key = -1 if keys is None else int(keys[j])
+        if key in known:
+            return known[key]
+        r0, c0 = divmod(int(np.argmin(phis[j])), phis[j].shape[1])  # = np.unravel_index
         lps = [np.asarray(lp, dtype=np.float64) for lp in loops[j]]
-        return _inradius(lps, np.array([origin[0] + c0 * s, origin[1] + r0 * s]), s)
+        known[key] = _inradius(lps, (origin[0] + c0 * s, origin[1] + r0 * s), s)
+        return known[key]
 
     phi_end = phis[0]
     area_end, area_1 = float(areas[0]), float(areas[1])
@@ -863,7 +881,7 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
             return None
     g = coef[0]
     uu = np.linspace(0.0, (1.0 + CAP_ROOT_TOL) * d1, 4 * CAP_STEPS)
-    gg = np.minimum.accumulate(np.polynomial.polynomial.polyval(uu, g))
+    gg = np.minimum.accumulate(_polyval(uu, g))
     zero = np.flatnonzero(gg <= 0)
     if not len(zero):
         return None
@@ -871,7 +889,7 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     if not Lc > 0:
         return None
     u = np.linspace(0.0, Lc, CAP_STEPS)
-    rho = np.sqrt(np.clip(np.minimum.accumulate(np.polynomial.polynomial.polyval(u, g)), 0.0, None))
+    rho = np.sqrt(np.clip(np.minimum.accumulate(_polyval(u, g)), 0.0, None))
     rho = np.minimum(rho, rho_e)
     a_u = area_end * (rho / rho_e) ** k
     flat = phi_end.ravel().astype(np.float64)
