@@ -64,9 +64,6 @@ FEW_SLICES = {"lungs": 412.0, "spinal_cord": 324.0, "liver": 364.0, "lkidney": 3
 _SPINE = "spinal canal / lung code: not diagnosed yet (the crop and field-of-view rules did not change it)"
 _BORDER = "just above PRESENT_FRAC of the organ in 15 mm: the method needs more of it"
 KNOWN: dict[tuple[str, str], str] = {
-    ("left side past the spine (x > 20)", "stomach"): "the hull of the left ribs and the bone at the image's edge "
-                                                      "cuts the stomach's medial part off along a chord (Dice "
-                                                      "0.53; refused before the midline was placed from the body)",
     ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
     ("thorax + abdomen (z >= 300)", "rkidney"): "the image's bottom cuts the right kidney 8 mm above its lower "
                                                 "pole: there the candidate joins the psoas over a wide neck "

@@ -82,7 +82,7 @@ def test_canal_past_the_image_edge_is_refused(ts, name):
 
 #: crop -> (the patient's side it holds, its organs with a Dice goal against the reference)
 ONE_SIDE = {"x<-20": ("right", {"liver": 0.85, "rkidney": 0.8}), "x<-40": ("right", {"liver": 0.85, "rkidney": 0.8}),
-            "x>20": ("left", {"lkidney": 0.83, "stomach": 0.5}), "x>40": ("left", {"lkidney": 0.83})}
+            "x>20": ("left", {"lkidney": 0.83, "stomach": 0.7}), "x>40": ("left", {"lkidney": 0.83, "stomach": 0.7})}
 
 
 @pytest.mark.parametrize("name", list(ONE_SIDE))
@@ -95,8 +95,10 @@ def test_abdominal_organs_on_one_side_past_the_spine(ts, name):
     depth; the side's organs are found (liver 0.87, right kidney 0.82-0.83, left kidney
     0.85-0.86 against the reference; the whole CT's on the same voxels 0.88-0.89, 0.83-0.84,
     0.87), the other side's refused, naming the side. The stomach, which crosses the midline,
-    is found on x > 20 (80 % of it in the image; Dice 0.53, the whole CT's 0.71: the hull of the
-    left ribs cuts its medial part off); on x > 40 what is drawn lies in it."""
+    is found with its rib-cage hull completed by the bone's mirror image (80 % / 58 % of it in
+    the image: Dice 0.73 / 0.74, the whole CT's 0.71 / 0.81; with the hull of the left ribs
+    alone 0.53 / 0.24); on x > 20 the aorta, which the edge cuts, is no piece of it (a tube along
+    z: taken, Dice 0)."""
     from grtv_nb.segment import _common
     from grtv_nb.segment.abdomen import _xm, image_side
 
@@ -111,9 +113,6 @@ def test_abdominal_organs_on_one_side_past_the_spine(ts, name):
         ref = _ref(lab, organ)
         if organ in goals:
             assert dice(segment_organ(crop, organ), ref) >= goals[organ], (name, organ)
-        elif organ == "stomach" and name == "x>40":
-            m = segment_organ(crop, organ)
-            assert (m & ref).sum() >= 0.9 * m.sum()
         else:
             assert ref.sum() < 0.2 * n_full
             with pytest.raises(SegmentationError, match=f"holds the patient's {side} side"):

@@ -169,10 +169,11 @@ def _cage_stomach(ctx: Context) -> np.ndarray:
     slices the body deeper under the skin than the cage lies on the other slices (the
     ``stomach_cage_depth_q`` quantile of the depth of the hull's edge on the slices with ribs: the
     abdominal wall and the ribs) is added; the wall's muscle, whose HU is the stomach's, stays out (the whole body, as
-    for the liver, let it in)."""
+    for the liver, let it in). Where the image's edge on the patient's right cuts the trunk, the
+    hull is completed by the bone's mirror image about the midline (:func:`_cage_left_side`)."""
 
     def f(c: Context) -> np.ndarray:
-        out = _cage(c)
+        out = _cage_left_side(c)
         cut = _cut_ends(c)
         if _lung_any(c).any() or not cut.any():
             return out
@@ -188,6 +189,19 @@ def _cage_stomach(ctx: Context) -> np.ndarray:
         return out
 
     return ctx.get("cage_stomach", f)
+
+
+def _cage_left_side(ctx: Context) -> np.ndarray:
+    """The strict hull of :func:`_cage`, completed (as the liver's on the other side) by the bone's
+    mirror image about the midline where the image's edge on the patient's right cuts the trunk:
+    the hull of the left ribs and the bone at that edge cut the stomach's medial part off along a
+    chord (example CT cut 20 mm left of the midline: stomach Dice 0.53, the whole CT's on the same
+    voxels 0.71; now 0.73; cut at the midline and 40 mm right of it: 0.65-0.66, the whole CT's 0.63-0.65)."""
+
+    def f(c: Context) -> np.ndarray:
+        return _cage_hull(c, mirror="right") if _edge_cut(c, "right").any() else _cage(c)
+
+    return ctx.get("cage_left_side", f)
 
 
 def _near_spine(ctx: Context, radius: float) -> np.ndarray:
@@ -837,7 +851,8 @@ def _stomach_work(ctx: Context) -> np.ndarray:
        ``stomach_seed_cm2`` (the stomach runs on up to the dome; a loop of small bowel is
        narrower; chosen as below, such a crop took small bowel). Soft tissue (-15..90 HU, smoothed) of the region,
        opened by 4 mm, is split into convex pieces by a watershed of its distance map (one
-       basin per local maximum at least 8 mm apart and 6 mm deep). Pieces of at least 3 cc whose
+       basin per local maximum at least 8 mm apart and 6 mm deep). Pieces of at least 3 cc, not
+       tubes along z (``stomach_tube_ratio``: the aorta), whose
        centre lies 35-90 mm left of the midline and 50 mm or more anterior of the canal (in front
        of the vertebral body, medial of the spleen) and which reach within 60 mm of the top of
        the region (under the left dome) are candidates; the largest and the candidates touching
@@ -985,6 +1000,12 @@ def _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=False):
         zz, yy, xx = np.nonzero(comp)
         xc = float(gx[sl[2]][xx].mean()) - xm
         yc = float(gy[sl[1]][yy].mean()) - cy
+        # a tube running along z (the aorta, a crus, a bowel loop beside them) is no piece of the
+        # stomach: longer craniocaudally than stomach_tube_ratio times its mean diameter
+        n_z = int(comp.any(axis=(1, 2)).sum())
+        diam = 2.0 * np.sqrt(comp.sum() * sp[1] * sp[2] / max(n_z, 1) / np.pi)
+        if n_z * sp[0] > P.stomach_tube_ratio * diam:
+            continue
         if 35.0 <= xc <= 90.0 and yc <= -50.0 and float(gz[sl[0]][zz].max()) >= z_top - 60.0:
             cand[i + 1] = vol
     seeds = cand

@@ -196,6 +196,10 @@ class SegmentParams:
     stomach_bed_mm: float = 55.0  # without lung bases: the fluid route needs the image's top this far
     #                             above the left kidney's lowest slice (half a kidney's 110 mm length: the
     #                             top reaches the kidney's upper half, the stomach bed)
+    stomach_tube_ratio: float = 4.0  # a soft-tissue piece of the fluid route longer along z than this times
+    #                               its mean diameter is a tube (the aorta with the bowel beside it: example CT
+    #                               cut 20 mm left of the midline, 156 mm long, 21 mm across: 7.4), no stomach
+    #                               (its pieces: 0.9-2)
     stomach_seed_cm2: float = 7.0  # without lung bases: the fluid route's first piece is cut by the image's
     #                              top over at least this (a loop of small bowel is under 30 mm across:
     #                              example CT 4 cm2 on a crop cut through the jejunum; the stomach's body 10)
