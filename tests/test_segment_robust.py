@@ -226,6 +226,20 @@ def test_canal_on_thick_slabs_and_in_noise(ts):
     close_session()
 
 
+def test_canal_continues_along_its_curve_through_the_image_end(ts):
+    """A pelvis-only CT (z <= 250 mm) ends in the lumbar lordosis, where the canal moves 30 mm
+    forwards in 40 mm; its last closed ring is at z 232, and the track, extended to the image's
+    top at that ring's y, drew the canal in the laminae behind it on the top slices (coverage of
+    the cord 0.83; the whole CT's 0.98). It is now continued at its slope: >= 0.95."""
+    img, lab = ts
+    crop, clab = img.sel(z=slice(None, 250.0)), lab.sel(z=slice(None, 250.0))
+    close_session()
+    cord = clab.values == 79
+    m = segment_organ(crop, "spinal_cord")
+    assert (m & cord).sum() / cord.sum() >= 0.95
+    close_session()
+
+
 def test_no_stomach_drawn_on_abdominal_crops_without_it(ts):
     """Abdomen-only crops below the stomach (no lungs in the image, no stomach voxel in the
     reference, or 15 % of it: z 250-360): the stomach is refused. The fluid route (the soft-tissue
