@@ -202,3 +202,50 @@ def test_narrow_field_of_view_cutting_both_sides(ts, half):
     cord = _ref(clab, "spinal_cord")
     assert (segment_organ(crop, "spinal_cord") & cord).sum() / cord.sum() >= 0.95
     close_session()
+
+
+@pytest.mark.parametrize("name", ["x<-20", "x>20"])
+def test_one_side_of_the_pelvis_draws_no_abdominal_organ(ts, name):
+    """The pelvis-only CT (z <= 250 mm) cut 20 mm past the canal: a chain of holes in the hip
+    bone reaching the image's top passes for the canal, and the pelvis landmark needed a wing on
+    each side, so main drew a kidney there (Dice 0; no kidney voxel in the image). The pelvis is
+    now found from the one wing of the side the image holds, measured from the midline placed
+    from the body: every abdominal organ is refused, naming the pelvis."""
+    crop, lab = _crop(ts, name)
+    crop, lab = crop.sel(z=slice(None, 250.0)), lab.sel(z=slice(None, 250.0))
+    close_session()
+    for organ in ("liver", "lkidney", "rkidney", "stomach"):
+        assert not _ref(lab, organ).any()
+        with pytest.raises(SegmentationError, match="pelvis only|holds the patient's"):
+            segment_organ(crop, organ)
+    close_session()
+
+
+def test_pelvis_landmark_on_one_side(ts):
+    """On the whole height cut 20 mm past the canal on either side, the top of the pelvis is the
+    iliac crest of the side the image holds (TotalSegmentator's hip labels 77/78 end at
+    z = 274.3 mm), within 6 mm."""
+    from grtv_nb.segment import _common
+    from grtv_nb.segment.landmarks import pelvis_top_z
+
+    hips = np.isin(ts[1].values, [77, 78]).any(axis=(1, 2))
+    crest = float(ts[0].z.values[np.nonzero(hips)[0].max()])
+    for name in ("x<-20", "x>20"):
+        crop, _ = _crop(ts, name)
+        close_session()
+        ctx = _common.get_context(crop.values, crop.x.values, crop.y.values, crop.z.values)
+        z = pelvis_top_z(ctx)
+        assert z is not None and abs(z - crest) <= 6.0, (name, z)
+    close_session()
+
+
+def test_liver_under_the_dome_on_one_side_of_the_thorax(ts):
+    """The lung bases (z >= 397 mm) cut 20 mm right of the canal: the liver under the right dome
+    fills 0.48 of the body in the image and was refused as "not separable" (more than 40 % of
+    the trunk); the trunk is now taken as twice its part on the held side of the midline: found,
+    Dice >= 0.9 against the reference (0.94)."""
+    crop, lab = _crop(ts, "x<-20")
+    crop, lab = crop.sel(z=slice(397.0, None)), lab.sel(z=slice(397.0, None))
+    close_session()
+    assert dice(segment_organ(crop, "liver"), _ref(lab, "liver")) >= 0.9
+    close_session()

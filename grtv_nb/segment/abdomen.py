@@ -238,12 +238,19 @@ def image_side(ctx: Context) -> str | None:
     right are the image's frame (x to the patient's left), so the side is known; only the midline's
     place is not (:func:`_xm`). None otherwise (the canal was found, or the body is not cut on
     one side only)."""
-    return ctx.get("abd_side", _image_side)
-
-
-def _image_side(ctx: Context) -> str | None:
     if np.isfinite(canal_track(ctx)["x"]).any():
         return None
+    return held_side(ctx)
+
+
+def held_side(ctx: Context) -> str | None:
+    """``"right"`` or ``"left"``: the patient's side of the trunk that the image holds, where one
+    of its edges cuts the trunk (see :func:`image_side`, which also needs the canal absent);
+    None where neither or both do."""
+    return ctx.get("abd_held_side", _held_side)
+
+
+def _held_side(ctx: Context) -> str | None:
     body = body_work(ctx)
     has = body.any(axis=(1, 2))
     n = int(has.sum())
@@ -260,17 +267,24 @@ def _image_side(ctx: Context) -> str | None:
     return None
 
 
+def side_midline(ctx: Context) -> float:
+    """The midline x (mm) of an image holding one side of the trunk (:func:`held_side`), placed from
+    the body as in :func:`_xm` (without the canal, at least ``side_midline_mm`` beyond the cut
+    edge; with it, from the lateral skin only: the edge may lie on either side of the midline)."""
+    return ctx.get("abd_side_midline", _side_midline)
+
+
 def _xm(ctx: Context) -> float:
     """The patient's midline x (mm) for the abdominal organs: the spinal canal's (:func:`.spine.midline_x`),
     or, on an image holding one side of the trunk without the spine (:func:`image_side`), the
     trunk's half-width (``side_halfwidth_frac`` of its anterior-posterior extent) from the lateral
     skin, but at least ``side_midline_mm`` beyond the edge that cuts the trunk (the canal is not in
     the image); medians over the slices whose edge cuts the trunk."""
-    return ctx.get("abd_midline", _midline)
+    return midline_x(ctx) if image_side(ctx) is None else side_midline(ctx)
 
 
-def _midline(ctx: Context) -> float:
-    side = image_side(ctx)
+def _side_midline(ctx: Context) -> float:
+    side = held_side(ctx)
     if side is None:
         return midline_x(ctx)
     body = body_work(ctx)
@@ -284,9 +298,13 @@ def _midline(ctx: Context) -> float:
         ys = gy[body[k].any(axis=1)]
         skin.append(float(xs.min() if side == "right" else xs.max()))
         half.append(P.side_halfwidth_frac * float(ys.max() - ys.min()))
-    if side == "right":
-        return max(float(gx[-1]) + P.side_midline_mm, float(np.median(skin)) + float(np.median(half)))
-    return min(float(gx[0]) - P.side_midline_mm, float(np.median(skin)) - float(np.median(half)))
+    sign = 1.0 if side == "right" else -1.0
+    est = float(np.median(skin)) + sign * float(np.median(half))
+    if image_side(ctx) is None:
+        return est  # the canal is in the image: the edge may lie on either side of the midline
+    # no canal in the image: the midline lies beyond the edge that cuts the trunk
+    edge = float(gx[-1] if side == "right" else gx[0]) + sign * P.side_midline_mm
+    return max(edge, est) if side == "right" else min(edge, est)
 
 
 def _canal_y_raw(ctx: Context) -> np.ndarray:
@@ -533,6 +551,13 @@ def _liver_work(ctx: Context) -> np.ndarray:
     if box is None or not peaks:
         raise not_found(organ, "no soft tissue in the right upper abdomen")
     body_cc = body[trunk].sum() * ctx.grid.voxel_cc
+    held = held_side(ctx)
+    if held is not None:
+        # the image holds one side of the trunk: the trunk is twice its part on that side of the
+        # midline (the liver under the right dome of the example thorax cut 20 mm past the spine:
+        # 0.48 of the body in the image, "not separable")
+        half = (X < xm) if held == "right" else (X > xm)
+        body_cc = 2.0 * (body & half)[trunk].sum() * ctx.grid.voxel_cc
     why = ""
     for mu, hw_lo, hw_hi in peaks[:2]:
         lo = mu - float(np.clip(2.5 * hw_lo, 12.0, 30.0))
