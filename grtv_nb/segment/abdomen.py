@@ -534,6 +534,12 @@ def _liver_work(ctx: Context) -> np.ndarray:
     bone = _bone(ctx)
     seed = (depth > 15.0) & (X < xm - 20.0) & (Y < cy + 20.0) & ~bone & ~lung_d & trunk[:, None, None]
     if z_base is not None:
+        if trunk.any() and gz[np.nonzero(trunk)[0].max()] < z_base:
+            # the dome lies under the lung bases: trunk slices that stop below them (an image cut
+            # so far to one side that the body there is too narrow for a trunk) have cut the
+            # seed band off; what is left of it is the liver's lower tip and its neighbours
+            raise not_found(organ, f"the abdominal slices end below the lung bases (z = {z_base:.0f} mm): "
+                            "the body there is too narrow for a trunk, and the liver is looked for under them")
         seed &= (Z > z_base - 40.0) & (Z < z_base + 30.0)
         footprint = lungs_work(ctx)[1].any(axis=0)
         if (seed & footprint[None]).sum() * ctx.grid.voxel_cc > 20.0:
