@@ -169,7 +169,7 @@ def _cage_stomach(ctx: Context) -> np.ndarray:
     slices the body deeper under the skin than the cage lies on the other slices (the
     ``stomach_cage_depth_q`` quantile of the depth of the hull's edge on the slices with ribs: the
     abdominal wall and the ribs) is added; the wall's muscle, whose HU is the stomach's, stays out (the whole body, as
-    for the liver, let it in). Where the image's edge on the patient's right cuts the trunk, the
+    for the liver, let it in). On an image holding the patient's left side without the spine, the
     hull is completed by the bone's mirror image about the midline (:func:`_cage_left_side`)."""
 
     def f(c: Context) -> np.ndarray:
@@ -419,7 +419,7 @@ def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.nda
     # left or right edge cuts through or past the spine has no canal there, and a ring of bone
     # elsewhere, such as the iliac wing below the organs, may have been tracked instead)
     if side is not None:
-        return lung, z_base, trunk  # one side of the trunk, no canal: the midline is placed from the edge
+        return lung, z_base, trunk  # one side of the trunk, no canal: the midline is placed from the body
     ok = np.nonzero(np.isfinite(tr["x"]))[0]
     along = float(np.mean((z[trunk] >= z[ok[0]]) & (z[trunk] <= z[ok[-1]])))
     if along < P.abdomen_canal_frac:
