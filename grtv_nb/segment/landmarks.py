@@ -43,12 +43,19 @@ def pelvis_top_z(ctx: Context) -> float | None:
     image may lack) at ``pelvis_lateral_mm`` from it: the iliac wings
     (lower down the acetabula and femoral heads). Ribs are thin and vertebrae lie within 50 mm of
     the midline. The longest run of pelvis slices must span ``pelvis_min_slices_mm``; the top is
-    the highest point of the lateral bone connected to its wings (the crests)."""
+    the highest point of the lateral bone connected to its wings (the crests). On an image that
+    holds one side of the trunk (:func:`.abdomen.held_side`: its other edge cuts the trunk) one
+    wing, on that side of the midline placed from the body (:func:`.abdomen.side_midline`: a ring
+    of the hip bone may pass for the canal there), makes a pelvis slice."""
     return ctx.get("pelvis_top", _pelvis_top)
 
 
 def _pelvis_top(ctx: Context) -> float | None:
+    from .abdomen import held_side, side_midline
+
     body = body_work(ctx)
+    side = held_side(ctx)
+    x_side = side_midline(ctx) if side is not None else None
     dz, dy, dx = ctx.spacing
     gx = ctx.grid.x
     lo, hi = P.pelvis_lateral_mm
@@ -60,14 +67,14 @@ def _pelvis_top(ctx: Context) -> float | None:
         lab, n = ndi.label(bone[k])
         area = np.bincount(lab.ravel(), minlength=n + 1)[1:] * dy * dx / 100.0
         big = np.nonzero(area >= P.pelvis_wing_cm2)[0] + 1
-        if len(big) < 2:
+        if len(big) < (2 if side is None else 1):
             continue
         prof = body[k].sum(axis=0)
-        xm = float(np.sum(gx * prof) / max(prof.sum(), 1))
+        xm = float(np.sum(gx * prof) / max(prof.sum(), 1)) if x_side is None else x_side
         xs = np.atleast_1d(ndi.mean(np.broadcast_to(gx, lab.shape), lab, big)) - xm
         right = np.any((xs <= -lo) & (xs >= -hi))
         left = np.any((xs >= lo) & (xs <= hi))
-        hit[k] = bool(right and left)
+        hit[k] = bool(right and left) if side is None else bool(right if side == "right" else left)
     runs, n = ndi.label(hit)
     if n == 0:
         return None
@@ -80,7 +87,7 @@ def _pelvis_top(ctx: Context) -> float | None:
     # the lateral bone (> pelvis_crest_hu, beyond pelvis_lateral_mm[0] from the midline, which
     # cuts off the sacrum and the spine) connected to the wings of that run
     prof = body.sum(axis=(0, 1))
-    xm = float(np.sum(gx * prof) / max(prof.sum(), 1))
+    xm = float(np.sum(gx * prof) / max(prof.sum(), 1)) if x_side is None else x_side
     lateral = (ctx.w > P.pelvis_crest_hu) & body & (np.abs(gx - xm) >= lo)[None, None, :]
     lab3, n3 = ndi.label(lateral)
     seeds = np.unique(lab3[ks][bone[ks] & (lab3[ks] > 0)])

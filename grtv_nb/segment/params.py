@@ -142,6 +142,18 @@ class SegmentParams:
     #                                   edge column spans this fraction of its AP extent (cut 20 mm past
     #                                   the midline: 0.82-1; the example CT's flank grazing its edge in the
     #                                   abdomen: <= 0.2; its hips, cut by the edge below the organs: 0.3-0.7)
+    side_cut_frac: float = 0.8  # no spinal canal in the image: it holds one side of the trunk only (the side
+    #                           whose edge does not cut it) where one edge cuts the trunk (the body on the edge
+    #                           column spans cage_cut_depth_frac of its AP extent) on at least this fraction
+    #                           of the slices with a body and the other edge on none (example CT cut 20-40 mm
+    #                           past the canal, x < -20, x > 20: 1 and 0)
+    side_midline_mm: float = 10.0  # ... the midline is then at least this far beyond that edge (the canal,
+    #                              12-20 mm wide, is found where the edge is up to 4 mm past its middle)
+    side_halfwidth_frac: float = 0.65  # ... and no nearer the lateral skin than this fraction of the body's
+    #                                  anterior-posterior extent (the trunk's half-width: the abdomen is
+    #                                  1.2-1.5 times as wide as deep in adults; example CT 1.3)
+    canal_back_frac: float = 0.3  # ... and the canal's y this fraction of the body's anterior-posterior extent
+    #                             in front of its back (example CT, abdomen: 0.25-0.34, also on x < -20, x > 20)
     liver_open_mm: float = 8.0  # opening that cuts bridges to the liver's neighbours
     liver_spine_mm: float = 35.0  # radius round the vertebral body left out (crura, aorta, IVC)
     liver_seed_top_mm: float = 40.0  # without lung bases in the image: the liver's seed zone is the
@@ -191,6 +203,10 @@ class SegmentParams:
     stomach_bed_mm: float = 55.0  # without lung bases: the fluid route needs the image's top this far
     #                             above the left kidney's lowest slice (half a kidney's 110 mm length: the
     #                             top reaches the kidney's upper half, the stomach bed)
+    stomach_tube_ratio: float = 4.0  # a soft-tissue piece of the fluid route longer along z than this times
+    #                               its mean diameter is a tube (the aorta with the bowel beside it: example CT
+    #                               cut 20 mm left of the midline, 156 mm long, 21 mm across: 7.4), no stomach
+    #                               (its pieces: 0.9-2)
     stomach_seed_cm2: float = 7.0  # without lung bases: the fluid route's first piece is cut by the image's
     #                              top over at least this (a loop of small bowel is under 30 mm across:
     #                              example CT 4 cm2 on a crop cut through the jejunum; the stomach's body 10)

@@ -37,7 +37,7 @@ Method (on the ~2 mm working grid, slice by slice, then along z)
    to a disk of the interpolated radius + 2 mm. The track is not extended beyond its first/last
    detected slice by more than 10 mm (the canal ends at the foramen magnum and the sacrum),
    except to the image's first/last slice when that lies within ``canal_gap_mm`` (the image
-   cuts the canal there).
+   cuts the canal there; the centre is continued at the track's slope, :func:`_along`).
 5. The result grows by one working voxel (2-3 mm) where the HU is below 250 (the partial-volume
    rim of the canal wall belongs to the canal).
 
@@ -341,8 +341,8 @@ def _canal_work(ctx: Context) -> np.ndarray:
     lo = z[0] if fz[0] - z[0] <= P.canal_gap_mm else fz[0] - P.canal_extend_mm
     hi = z[-1] if z[-1] - fz[-1] <= P.canal_gap_mm else fz[-1] + P.canal_extend_mm
     ks = [k for k in range(nz) if lo <= z[k] <= hi]
-    xi = np.interp(z[ks], fz, track["x"][found])
-    yi = np.interp(z[ks], fz, track["y"][found])
+    xi = _along(z[ks], fz, track["x"][found], lo == z[0], hi == z[-1])
+    yi = _along(z[ks], fz, track["y"][found], lo == z[0], hi == z[-1])
     ri = np.interp(z[ks], fz, track["r"][found])
     enc = enclosure(ctx)
     X, Y = np.meshgrid(gx, gy)
@@ -363,6 +363,28 @@ def _canal_work(ctx: Context) -> np.ndarray:
     # the partial-volume rim of the canal wall: one more voxel (2-3 mm) where not dense bone
     rim = ndi.binary_dilation(out, structure=disk(1.01 * max(dx, dy), dy, dx)) & (w < P.canal_rim_hu)
     return out | rim
+
+
+def _along(zq: np.ndarray, fz: np.ndarray, v: np.ndarray, cut_lo: bool, cut_hi: bool) -> np.ndarray:
+    """The track's coordinate ``v`` (at its ring slices ``fz``) at ``zq``: interpolated between
+    ring slices; beyond an end that the image cuts (``cut_lo``, ``cut_hi``: the track is extended
+    to the image's end) continued at its slope over the last ``canal_gap_mm`` of the track (a
+    least-squares line, its slope at most ``canal_step_mm`` per 10 mm), since the canal runs on
+    through the image's end along its curve (the lumbar lordosis moves it 30 mm in 40 mm: held at
+    its last value, it was drawn behind the canal, in the laminae); beyond the other ends, the
+    nearest value (the canal ends at the sacrum and the foramen magnum)."""
+    out = np.interp(zq, fz, v)
+    lim = P.canal_step_mm / 10.0
+    for cut, beyond, near in ((cut_lo, zq < fz[0], fz <= fz[0] + P.canal_gap_mm),
+                              (cut_hi, zq > fz[-1], fz >= fz[-1] - P.canal_gap_mm)):
+        if not cut or not beyond.any() or near.sum() < 2:
+            continue
+        slope, icpt = np.polyfit(fz[near], v[near], 1)
+        slope = float(np.clip(slope, -lim, lim))
+        end = fz[0] if zq[beyond].max() < fz[0] else fz[-1]
+        v_end = float(slope * end + icpt)
+        out[beyond] = v_end + slope * (zq[beyond] - end)
+    return out
 
 
 def segment_canal(ctx: Context) -> np.ndarray:
