@@ -602,3 +602,13 @@ def test_read_dose_raw_gives_pydicoms_errors_on_bad_values(shared_data, tmp_path
     got = outcome(f)
     assert got == outcome(DicomFile(out, None, "RTDOSE"))
     assert got[0] != "ok" or damage == "bits12"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 60])
+def test_median_is_numpys(n):
+    """geometry.median (which spares the read path numpy.ma's import) gives np.median's number."""
+    from grtv_nb.geometry import median
+
+    rng = np.random.default_rng(n)
+    for vals in (rng.normal(3.0, 1.0, n), np.round(rng.uniform(-5, 5, n), 1), np.full(n, 2.5)):
+        assert median(vals) == float(np.median(vals))

@@ -321,6 +321,7 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
     from .reader import get_backend
+    from .values import looks_like_dicom
 
     fast = get_backend() == "dicomsdl"
     files: list[DicomFile] = []
@@ -331,6 +332,11 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             if kind == "IMAGE":
                 files.append(DicomFile(p, None, "IMAGE", hdr=hdr))
                 continue
+            if kind == "":
+                ok, why = looks_like_dicom(p)
+                if not ok:  # read_header's verdict, without importing pydicom for its exception
+                    skipped.append((p, why))
+                    continue
             if kind in ("", "RTSTRUCT", "RTDOSE", "RTPLAN"):  # an RT object read whole, raw (no pydicom dataset)
                 rt = _rt_header(p)
                 rt_kind = _classify(rt) if rt is not None else ""

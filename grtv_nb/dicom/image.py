@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DicomReadError, GeometryError
-from ..geometry import Grid, StorageLayout, grid_from_planes
+from ..geometry import Grid, StorageLayout, grid_from_planes, median
 from . import values
 from .folder import DicomFile, ImageSeries
 
@@ -311,7 +311,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     # --- gaps
     if len(s) > 2:
         d = np.diff(s)
-        med = float(np.median(d))
+        med = median(d)
         big = np.where(d > 1.5 * med)[0]
         if big.size:
             report(
@@ -323,7 +323,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             notes.append(f"non-uniform slice spacing ({d.min():.3g}..{d.max():.3g} mm); every slice keeps its own z")
     thickness = values.slice_thickness(files[0].hdr, files[0].path)
     if not thickness and len(s) > 1:
-        thickness = float(np.median(np.diff(s)))
+        thickness = median(np.diff(s))
     grid, layout = grid_from_planes(
         ipps,
         iop,

@@ -32,7 +32,6 @@ both backends compare equal element by element (tested on the real series in ``.
 from __future__ import annotations
 
 import io
-import logging
 import os
 from functools import partial
 from pathlib import Path
@@ -45,7 +44,14 @@ from .values import MAX_FILE_BYTES
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset, FileDataset
 
-log = logging.getLogger(__name__)
+
+
+def _log():
+    """This module's logger (``logging`` is imported on first use: reading the usual files never logs)."""
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 BACKENDS = ("pydicom", "dicomsdl")
 ENV_VAR = "GRTV_NB_DICOM_READER"
@@ -115,11 +121,11 @@ def get_backend() -> str:
     if _backend is None:
         want = os.environ.get(ENV_VAR, "").strip().lower()
         if want and want not in BACKENDS:
-            log.warning("%s=%r is not one of %s; using the default", ENV_VAR, want, BACKENDS)
+            _log().warning("%s=%r is not one of %s; using the default", ENV_VAR, want, BACKENDS)
             want = ""
         have = available_backends()
         if want and want not in have:
-            log.warning("%s=%r but %s is not installed; using pydicom", ENV_VAR, want, want)
+            _log().warning("%s=%r but %s is not installed; using pydicom", ENV_VAR, want, want)
         _backend = want if want in have else ("dicomsdl" if "dicomsdl" in have else "pydicom")
     return _backend
 
@@ -214,7 +220,7 @@ def _sdl_table(data: bytes) -> list[tuple[int, str | None, int, int]] | None:
         df = dicomsdl.open_memory(data, copy_data=False, load_until=_PIXEL_DATA - 1)
         return [(e.tag(), names.get(e.vr()), e.length(), e.offset()) for e in df]
     except Exception as exc:
-        log.debug("dicomsdl refused the data (%s)", exc)
+        _log().debug("dicomsdl refused the data (%s)", exc)
         return None
 
 
@@ -376,7 +382,7 @@ def read_image_header(path: str | os.PathLike) -> RawHeader | None:
                 if off:  # 0: absent
                     found.append((tag, e.length(), off))
         except Exception as exc:
-            log.debug("dicomsdl refused the header of %s (%s)", path, exc)
+            _log().debug("dicomsdl refused the header of %s (%s)", path, exc)
             return None
         meta: dict[int, RawElement] = {}
         body: dict[int, RawElement] = {}
@@ -556,7 +562,7 @@ def read_roi_contours(path: str | os.PathLike) -> list[RawItem] | None:
                     contours.append(RawItem(celems, implicit))
             out.append(RawItem(elems, implicit, contours))
     except Exception as exc:
-        log.debug("dicomsdl refused the contours of %s (%s)", path, exc)
+        _log().debug("dicomsdl refused the contours of %s (%s)", path, exc)
         return None
     return out
 
@@ -662,7 +668,7 @@ def _rt_meta(data: bytes, names: dict) -> dict[int, RawElement] | None:
             meta[tag] = RawElement(tag, _raw_field(data, tag, names.get(int(e.vr())), length, off, False), length,
                                    data[off:off + length], off, False, True)
     except Exception as exc:
-        log.debug("file meta refused (%s)", exc)
+        _log().debug("file meta refused (%s)", exc)
         return None
     return meta
 
@@ -744,7 +750,7 @@ def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
         if not _ends_at(df, head, names, end):
             return None
     except Exception as exc:  # _Refused, or dicomsdl's refusal
-        log.debug("%s is read by pydicom (%s)", path, exc)
+        _log().debug("%s is read by pydicom (%s)", path, exc)
         return None
     if _TS_TAG not in meta or not len(root):
         return None
