@@ -649,7 +649,17 @@ def _rt_node(sdl_ds, data: bytes, implicit: bool | None, names: dict, meta: dict
 RT_RAW_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.481.3", "1.2.840.10008.5.1.4.1.1.481.2",
                                 "1.2.840.10008.5.1.4.1.1.481.5"})
 _MEDIA_SOP_CLASS = 0x00020002
+_RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _meta_within(data: bytes) -> bool:
+    """The bytes hold the whole file meta, by its group length ((0002,0000) UL, explicit VR, right
+    after the DICM marker): dicomsdl's parse of the meta alone never reaches their end."""
+    head = data[_PREAMBLE + 4:_PREAMBLE + 16]
+    if len(head) < 12 or head[:6] != b"\x02\x00\x00\x00UL" or head[6:8] != b"\x04\x00":
+        return False
+    return _PREAMBLE + 16 + int.from_bytes(head[8:12], "little") + 16 <= len(data)  # + the next element's header
 
 
 def _rt_meta(data: bytes, names: dict) -> dict[int, RawElement] | None:
@@ -673,19 +683,32 @@ def _rt_meta(data: bytes, names: dict) -> dict[int, RawElement] | None:
     return meta
 
 
-def _closing_pixels(fp, data: bytes, implicit: bool, size: int) -> tuple[int, RawElement | None] | None:
-    """(where the dataset before the pixel data ends, the pixel element) for a file whose one
-    native (7FE0,0010) element closes it; (the file's size, None) for a file without that tag;
-    None otherwise (the tag where :func:`_final_pixel_element` finds no closing element)."""
-    at = data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4)
-    if at < 0:
-        return len(data), None
-    while at >= 0:
-        pixels = _final_pixel_element(fp, data, at, implicit, size)
-        if pixels is not None:
-            return at, pixels
-        at = data.find(b"\xe0\x7f\x10\x00", at + 1)
-    return None
+def _closing_pixels(fp, data: bytes, implicit: bool, size: int) -> tuple[bytes, int, RawElement | None] | None:
+    """(the bytes read, where the dataset before the pixel data ends, the pixel element, deferred:
+    its value is read from the file when used) for a file whose one native (7FE0,0010) element
+    closes it; (the whole file, its size, None) for a file without that tag; None otherwise (the
+    tag where :func:`_final_pixel_element` finds no closing element, or a file that changed size).
+
+    ``data``: the first bytes of the file (``fp``). More are read, doubling, only until the closing
+    element is found: the pixels of an RTDOSE are neither read here nor copied out of the bytes."""
+    start = _PREAMBLE + 4
+    seen = False
+    while True:
+        at = data.find(b"\xe0\x7f\x10\x00", start)
+        while at >= 0:
+            seen = True
+            pixels = _final_pixel_element(fp, data, at, implicit, size, defer=True)
+            if pixels is not None:
+                return data, at, pixels
+            at = data.find(b"\xe0\x7f\x10\x00", at + 1)
+        if len(data) >= size:
+            return None if seen or len(data) != size else (data, len(data), None)
+        start = max(len(data) - 3, start)  # a tag across the end of the bytes read is found next
+        fp.seek(len(data))
+        more = fp.read(len(data))
+        if not more:
+            return None  # the file shrank while read
+        data += more
 
 
 def _ends_at(df, head: bytes, names: dict, end: int) -> bool:
@@ -728,9 +751,11 @@ def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
         size = os.fstat(fp.fileno()).st_size
         if size > MAX_FILE_BYTES:
             return None
-        data = fp.read()
-        if len(data) != size or len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
+        data = fp.read(_HEAD_BYTES)
+        if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
+        if not _meta_within(data):
+            data += fp.read()  # a file meta beyond the first bytes (or none): dicomsdl parses whole bytes
         meta = _rt_meta(data, names)
         if meta is None:
             return None
@@ -738,10 +763,12 @@ def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
                    for t in (_MEDIA_SOP_CLASS, _TS_TAG))
         if sop not in RT_RAW_SOP_CLASSES or ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
             return None
+        if sop != _RTDOSE_SOP_CLASS:
+            data += fp.read()  # no pixel data expected: the whole file at once
         located = _closing_pixels(fp, data, ts == _IMPLICIT_LE, size)
         if located is None:
             return None
-        end, pixels = located
+        data, end, pixels = located
     head = data[:end] if end < len(data) else data
     meta = {}
     try:

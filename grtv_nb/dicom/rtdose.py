@@ -73,7 +73,7 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     scaling = values.dose_grid_scaling(ds, f.path)
     values.check_pixel_length(ds, f.path, rows, cols, nframes)
     try:
-        arr = _native_pixels(ds, rows, cols, nframes) if isinstance(ds, RawHeader) else None
+        arr = _native_pixels(ds, rows, cols, nframes, f.path) if isinstance(ds, RawHeader) else None
         if arr is None:
             arr = ds.pixel_array
         arr = arr.reshape(nframes, rows, cols)
@@ -91,15 +91,16 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
             offsets = offsets - offsets[0]
     positions = ipp[None, :] + offsets[:, None] * n[None, :]
     order = np.argsort(offsets, kind="stable")
-    arr = arr[order]
-    positions = positions[order]
-    offsets = offsets[order]
+    if (order != np.arange(len(order))).any():  # frames stored out of order (usually they are not: no copy)
+        arr = arr[order]
+        positions = positions[order]
+        offsets = offsets[order]
     if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind == "c":
         raise DicomValueError(f.path, "PixelData", f"has unsupported pixel type {arr.dtype}")
     if arr.dtype.kind in "iu" and int(arr.min(initial=0)) < 0:
         raise DicomValueError(f.path, "PixelData", f"holds negative dose values (min {int(arr.min())}; "
                               "PixelRepresentation signed)")
-    values_gy = arr.astype(np.float32) * np.float32(scaling)
+    values_gy = np.multiply(arr, np.float32(scaling), dtype=np.float32)  # = arr.astype(float32) * scaling
     if not np.isfinite(values_gy).all() or (values_gy.size and float(values_gy.max()) > values.MAX_DOSE_GY):
         raise DicomValueError(f.path, "DoseGridScaling",
                               f"value {scaling:g} gives a dose maximum of {float(np.nanmax(values_gy)):g}, "
@@ -117,17 +118,19 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     )
 
 
-def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int) -> np.ndarray | None:
+def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int, path=None) -> np.ndarray | None:
     """The dose grid of a raw header's native pixel data, as pydicom's ``pixel_array`` gives it,
     for the usual form only: little-endian native transfer syntax, one sample of 16 or 32 stored
     bits filling their allocation (no bit masking, no sign extension), exactly the declared length
-    (an odd one padded by one byte); None otherwise (pydicom decodes it)."""
+    (an odd one padded by one byte); None otherwise (pydicom decodes it). A deferred pixel element
+    (:func:`grtv_nb.dicom.reader.read_rt_header`) is read from ``path`` straight into the array."""
     meta = hdr.file_meta
     if meta is None or values.text(meta, "TransferSyntaxUID") not in values.NATIVE_LE_TRANSFER_SYNTAXES:
         return None
     elem = hdr.get_item(0x7FE00010)
     raw = getattr(elem, "value", None)
-    if not isinstance(raw, bytes):
+    deferred = raw is None and path is not None and getattr(elem, "value_tell", None) is not None
+    if not isinstance(raw, bytes) and not deferred:
         return None
     bits = values.raw_numbers(hdr, "BitsAllocated")
     stored = values.raw_numbers(hdr, "BitsStored")
@@ -137,17 +140,21 @@ def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int) -> np.ndar
         return None
     n = rows * cols * frames
     need = n * bits[0] // 8
-    if len(raw) != need + (need & 1):
+    if (len(raw) if isinstance(raw, bytes) else elem.length) != need + (need & 1):
         return None
     dtype = np.dtype(f"<{'i' if rep == [1] else 'u'}{bits[0] // 8}")
-    return np.frombuffer(raw, dtype=dtype, count=n).astype(dtype.newbyteorder("="))
+    if isinstance(raw, bytes):
+        return np.frombuffer(raw, dtype=dtype, count=n).astype(dtype.newbyteorder("="))
+    arr = np.fromfile(path, dtype=dtype, count=n, offset=int(elem.value_tell))
+    if arr.size != n:
+        return None  # the file changed since its header was read: pydicom reads (and reports) it
+    return arr if dtype.isnative else arr.astype(dtype.newbyteorder("="))
 
 
 def sum_doses(doses: list[DoseVolume], target: Grid) -> np.ndarray:
     """Interpolate each dose onto ``target`` (linear, 0 outside its grid) and sum them."""
     from ..geometry import resample_onto
 
-    total = np.zeros(target.shape, dtype=np.float32)
     # Doses on one grid are summed before interpolation.
     groups: list[tuple[Grid, np.ndarray]] = []
     for d in doses:
@@ -157,9 +164,19 @@ def sum_doses(doses: list[DoseVolume], target: Grid) -> np.ndarray:
                 break
         else:
             groups.append((d.grid, d.array.copy() if len(doses) > 1 else d.array))
+    total = None
     for g, a in groups:
-        total += resample_onto(a, g, target, fill=0.0)
-    return total
+        r = resample_onto(a, g, target, fill=0.0)
+        if total is None and r.dtype == np.float32 and r.shape == target.shape and r.flags.writeable \
+                and not np.may_share_memory(r, a):
+            total = r  # the first sum, in place: no zeroed volume (0 + r, computed: -0.0 becomes 0.0 as before)
+            np.add(total, np.float32(0.0), out=total)
+        elif total is None:
+            total = np.zeros(target.shape, dtype=np.float32)
+            total += r
+        else:
+            total += r
+    return total if total is not None else np.zeros(target.shape, dtype=np.float32)
 
 
 RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"
