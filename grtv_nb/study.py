@@ -30,12 +30,12 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._record import Record
 from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
 from .dicom.image import read_series
 from .dicom.reader import get_backend, read_roi_contours
@@ -53,14 +53,19 @@ if TYPE_CHECKING:
     from .dvh import DVHResult
 
 
-@dataclass
-class PackedMask:
+class PackedMask(Record):
     """A boolean volume kept as bits, cropped to its bounding box."""
+
+    _fields = ("shape", "offset", "box", "bits")
 
     shape: tuple[int, int, int]
     offset: tuple[int, int, int]
     box: tuple[int, int, int]
     bits: np.ndarray  # uint8 (bz, by, ceil(bx/8)), packed along x
+
+    def __init__(self, shape: tuple[int, int, int], offset: tuple[int, int, int], box: tuple[int, int, int],
+                 bits: np.ndarray):
+        self.shape, self.offset, self.box, self.bits = shape, offset, box, bits
 
     @classmethod
     def pack(cls, mask: np.ndarray) -> PackedMask:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._lazyimports import import_pydicom
+from .._record import Record
 from ..errors import DicomReadError, warn
 from ..fileio import is_bookkeeping_name
 from .rawheader import RawHeader
@@ -138,13 +138,18 @@ class HeaderList(Sequence):
         return self._files[i].ds
 
 
-@dataclass
-class ImageSeries:
+class ImageSeries(Record):
     """Image slices that form one series."""
+
+    _fields = ("key", "modality", "files")
 
     key: str
     modality: str
-    files: list[DicomFile] = field(default_factory=list)
+    files: list[DicomFile]
+
+    def __init__(self, key: str, modality: str, files: list[DicomFile] | None = None):
+        self.key, self.modality = key, modality
+        self.files = [] if files is None else files
 
     @property
     def series_uid(self) -> str:
@@ -165,9 +170,10 @@ class ImageSeries:
         return f"{self.modality} series {uid} '{desc}' ({len(self.files)} slices)"
 
 
-@dataclass
-class FolderScan:
+class FolderScan(Record):
     """Everything found in a folder."""
+
+    _fields = ("folder", "series", "rtstructs", "rtdoses", "rtplans", "skipped")
 
     folder: Path
     series: list[ImageSeries]
@@ -175,6 +181,11 @@ class FolderScan:
     rtdoses: list[DicomFile]
     rtplans: list[DicomFile]
     skipped: list[tuple[Path, str]]
+
+    def __init__(self, folder: Path, series: list[ImageSeries], rtstructs: list[DicomFile],
+                 rtdoses: list[DicomFile], rtplans: list[DicomFile], skipped: list[tuple[Path, str]]):
+        self.folder, self.series, self.rtstructs = folder, series, rtstructs
+        self.rtdoses, self.rtplans, self.skipped = rtdoses, rtplans, skipped
 
     def describe(self) -> str:
         lines = [f"DICOM folder {self.folder}:"]
@@ -429,15 +440,20 @@ def _contour_images(series_item) -> list:
     return sequence_items(series_item, "ContourImageSequence")
 
 
-@dataclass
-class Selection:
+class Selection(Record):
     """The files chosen to form one study, with the reasons."""
+
+    _fields = ("series", "rtstruct", "rtdoses", "rtplan", "notes")
 
     series: ImageSeries | None
     rtstruct: DicomFile | None
     rtdoses: list[DicomFile]
     rtplan: DicomFile | None
     notes: list[str]
+
+    def __init__(self, series: ImageSeries | None, rtstruct: DicomFile | None, rtdoses: list[DicomFile],
+                 rtplan: DicomFile | None, notes: list[str]):
+        self.series, self.rtstruct, self.rtdoses, self.rtplan, self.notes = series, rtstruct, rtdoses, rtplan, notes
 
 
 def _pick_path(candidates: list[DicomFile], wanted: str | os.PathLike, what: str) -> DicomFile:

@@ -10,11 +10,11 @@ plugins for JPEG 2000, JPEG-LS, JPEG lossless and RLE).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._record import Record
 from ..errors import DicomReadError, GeometryError
 from ..geometry import Grid, StorageLayout, grid_from_planes, median
 from . import values
@@ -27,16 +27,22 @@ _ORIENT_TOL = 1e-4
 _TILT_TOL_MM = 0.05
 
 
-@dataclass
-class ImageVolume:
+class ImageVolume(Record):
     """A decoded image series in the canonical frame (see :mod:`grtv_nb.geometry`)."""
+
+    _fields = ("array", "grid", "layout", "modality", "files", "notes")
 
     array: np.ndarray  # (z, y, x)
     grid: Grid
     layout: StorageLayout
     modality: str
     files: list[DicomFile]  # in sorted slice order (storage order)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str]
+
+    def __init__(self, array: np.ndarray, grid: Grid, layout: StorageLayout, modality: str, files: list[DicomFile],
+                 notes: list[str] | None = None):
+        self.array, self.grid, self.layout, self.modality, self.files = array, grid, layout, modality, files
+        self.notes = [] if notes is None else notes
 
     @property
     def first(self) -> pydicom.Dataset:

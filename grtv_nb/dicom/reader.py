@@ -62,6 +62,7 @@ _PREAMBLE = 128
 _PIXEL_DATA = 0x7FE00010
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _HEAD_BYTES = 64 * 1024  # first read of a larger file: holds a CT/MR slice header (the rest is pixels)
+_FIRST_BYTES = 8 * 1024  # first read of an image header (read on to _HEAD_BYTES when the pixel tag is not in it)
 _SMALL_FILE = 256 * 1024  # files up to this size go to the reference: dicomsdl's gain is in big files
 
 #: the elements of an image slice grtv_nb reads while scanning a folder and building a series
@@ -366,10 +367,13 @@ def read_image_header(path: str | os.PathLike) -> RawHeader | None:
         size = os.fstat(fp.fileno()).st_size
         if size > MAX_FILE_BYTES:
             return None
-        data = fp.read(_HEAD_BYTES)
+        data = fp.read(_FIRST_BYTES)  # a slice header usually fits: reading 64 KiB costs 4x more
         if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
         end = data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4)
+        if end < 0 and len(data) == _FIRST_BYTES:  # the same first tag as in the first _HEAD_BYTES
+            data += fp.read(_HEAD_BYTES - _FIRST_BYTES)
+            end = data.find(b"\xe0\x7f\x10\x00", _FIRST_BYTES - 3)
         if end < 0:
             return None
         head = data[:end]

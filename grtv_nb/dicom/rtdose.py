@@ -10,12 +10,12 @@ RELATIVE), DoseType, DoseSummationType, ReferencedRTPlanSequence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._lazyimports import import_pydicom
+from .._record import Record
 from ..errors import DicomReadError, DicomValueError, warn
 from ..geometry import Grid, grid_from_planes
 from . import values
@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     import pydicom
 
 
-@dataclass
-class DoseVolume:
+class DoseVolume(Record):
     """A dose in the canonical frame of its own grid."""
+
+    _fields = ("array", "grid", "units", "dose_type", "summation_type", "files")
 
     array: np.ndarray  # float32 (z, y, x), Gy (or relative units if units != "GY")
     grid: Grid
@@ -36,6 +37,11 @@ class DoseVolume:
     dose_type: str
     summation_type: str
     files: list[DicomFile]
+
+    def __init__(self, array: np.ndarray, grid: Grid, units: str, dose_type: str, summation_type: str,
+                 files: list[DicomFile]):
+        self.array, self.grid, self.units, self.dose_type = array, grid, units, dose_type
+        self.summation_type, self.files = summation_type, files
 
 
 def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
