@@ -568,7 +568,8 @@ def test_read_dose_from_the_raw_header_gives_pydicoms_dose_on_every_real_rtdose(
         assert hdr.get_item(0x7FE00010).value is None  # the pixels were read from the file, not kept in the header
 
 
-@pytest.mark.parametrize("damage", ["scaling_zero", "scaling_text", "offsets", "short_pixels", "bits12"])
+@pytest.mark.parametrize("damage", ["scaling_zero", "scaling_text", "scaling_huge", "offsets", "short_pixels",
+                                    "bits12"])
 def test_read_dose_raw_gives_pydicoms_errors_on_bad_values(shared_data, tmp_path, damage):
     """Bad values in a real RTDOSE: the raw header's read raises pydicom's error (or gives its dose)."""
     from pydicom.dataelem import RawDataElement
@@ -585,6 +586,8 @@ def test_read_dose_raw_gives_pydicoms_errors_on_bad_values(shared_data, tmp_path
         put("DoseGridScaling", "DS", b"0 ")
     elif damage == "scaling_text":
         put("DoseGridScaling", "DS", b"abc ")
+    elif damage == "scaling_huge":  # a plausible scaling giving doses beyond MAX_DOSE_GY
+        put("DoseGridScaling", "DS", b"900 ")
     elif damage == "offsets":
         put("GridFrameOffsetVector", "DS", b"0\\0\\5\\" + b"\\".join(b"%d" % i for i in range(3, ds.NumberOfFrames)))
     elif damage == "short_pixels":

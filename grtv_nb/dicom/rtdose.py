@@ -10,6 +10,7 @@ RELATIVE), DoseType, DoseSummationType, ReferencedRTPlanSequence.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -103,11 +104,14 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
         offsets = offsets[order]
     if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind == "c":
         raise DicomValueError(f.path, "PixelData", f"has unsupported pixel type {arr.dtype}")
-    if arr.dtype.kind in "iu" and int(arr.min(initial=0)) < 0:
+    if arr.dtype.kind == "i" and int(arr.min(initial=0)) < 0:  # (unsigned values never are)
         raise DicomValueError(f.path, "PixelData", f"holds negative dose values (min {int(arr.min())}; "
                               "PixelRepresentation signed)")
     values_gy = np.multiply(arr, np.float32(scaling), dtype=np.float32)  # = arr.astype(float32) * scaling
-    if not np.isfinite(values_gy).all() or (values_gy.size and float(values_gy.max()) > values.MAX_DOSE_GY):
+    vmax = float(values_gy.max()) if values_gy.size else 0.0
+    # integers times a finite scaling are all finite when their maximum is (an overflow is +inf): one pass
+    finite = math.isfinite(vmax) if arr.dtype.kind in "iu" else bool(np.isfinite(values_gy).all())
+    if not finite or vmax > values.MAX_DOSE_GY:
         raise DicomValueError(f.path, "DoseGridScaling",
                               f"value {scaling:g} gives a dose maximum of {float(np.nanmax(values_gy)):g}, "
                               f"beyond {values.MAX_DOSE_GY:g} Gy")
