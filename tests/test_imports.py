@@ -346,7 +346,8 @@ def test_a_folder_with_rtstruct_and_rtdose_is_read_without_pydicom(folder, phant
 # What a script's first readRTDir imports beyond numpy and dicomsdl (which every reader of the
 # series imports too) is part of the time it waits (issue 14): modules the reading never uses stay
 # unimported. numpy.ma (np.median's first call), logging, the writers' hashlib/socket/secrets/
-# shutil/json, tempfile (the numba cache's folder) and pydicom (the exception of a non-DICOM file).
+# shutil/json, tempfile (the numba cache's folder), pydicom (the exception of a non-DICOM file),
+# dataclasses (the read path's records, grtv_nb._record), threading (a lock) and the rasteriser.
 _CHILD_READ_ONLY = r"""
 import json, sys, warnings
 warnings.simplefilter("ignore")
@@ -363,7 +364,8 @@ if g.readRTDir(sys.argv[1]) != GRTV_STATUS_OK:
 print("NEW " + json.dumps(sorted(set(sys.modules) - before)))
 """
 _READ_LAZY = ("numpy.ma", "logging", "hashlib", "socket", "secrets", "shutil", "json", "tempfile", "pydicom",
-              "scipy", "numba", "xarray", "pandas", "requests", "skimage", "PIL")
+              "scipy", "numba", "xarray", "pandas", "requests", "skimage", "PIL", "dataclasses", "threading",
+              "grtv_nb.raster")
 
 
 @pytest.mark.parametrize("folder", ["phantom", "cerr-radiomics-phantom/pat_1", "dicompyler-example/example_data",
