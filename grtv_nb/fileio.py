@@ -37,6 +37,7 @@ import contextlib
 import functools
 import os
 import re
+import stat
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -224,7 +225,11 @@ def source_folders(paths: Iterable[str | os.PathLike | None]) -> list[Path]:
         if p is None:
             continue
         p = Path(p)
-        if p.is_symlink() or p.is_dir() or p.name in ("", ".", ".."):
+        try:
+            mode = os.lstat(p).st_mode  # one call answers is_symlink() and, for anything else, is_dir()
+        except (OSError, ValueError):
+            mode = 0
+        if stat.S_ISLNK(mode) or stat.S_ISDIR(mode) or p.name in ("", ".", ".."):
             p = p.resolve()
             d = p if p.is_dir() else p.parent
         else:  # a plain file (or nothing): its real folder is its folder's
