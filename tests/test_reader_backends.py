@@ -621,3 +621,28 @@ def test_median_is_numpys(n):
     rng = np.random.default_rng(n)
     for vals in (rng.normal(3.0, 1.0, n), np.round(rng.uniform(-5, 5, n), 1), np.full(n, 2.5)):
         assert median(vals) == float(np.median(vals))
+
+
+def test_slice_cut_after_its_header_was_read_is_left_out_and_named(shared_data, tmp_path):
+    """A slice whose file loses its last bytes between the folder scan and the pixel read (the
+    pixels read straight into the stack): left out with a warning naming it, the rest read as pydicom
+    reads them."""
+    from grtv_nb.dicom.folder import scan_folder
+    from grtv_nb.dicom.image import read_series
+
+    src = shared_data / "cerr-radiomics-phantom" / "pat_2"
+    for p in sorted(src.glob("DCM_IMG_*.dcm"))[:4]:
+        shutil.copy(p, tmp_path / p.name)
+    if "dicomsdl" not in reader.available_backends():
+        pytest.skip("dicomsdl is not installed")
+    with backend("dicomsdl"):
+        scan = scan_folder(tmp_path)
+    victim = scan.series[0].files[2].path
+    victim.write_bytes(victim.read_bytes()[:-10])
+    reports: list[str] = []
+    vol = read_series(scan.series[0], report=reports.append)
+    assert len(reports) == 1 and victim.name in reports[0] and "truncated" in reports[0]
+    assert vol.array.shape[0] == 3
+    kept = sorted((pydicom.dcmread(f.path) for f in vol.files), key=lambda d: float(d.ImagePositionPatient[2]))
+    ref = np.stack([d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept) for d in kept])
+    assert np.array_equal(np.sort(vol.array.ravel()), np.sort(ref.ravel()))

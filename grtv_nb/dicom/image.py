@@ -10,6 +10,7 @@ plugins for JPEG 2000, JPEG-LS, JPEG lossless and RLE).
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -130,9 +131,22 @@ def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
 def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
     """Read one slice's native pixels from ``f.path`` at ``offset`` straight into ``out``."""
     need = out.nbytes
-    with open(f.path, "rb") as fh:
-        fh.seek(offset)
-        got = fh.readinto(memoryview(out).cast("B"))  # type: ignore[arg-type]  # ndarray is a buffer
+    buf = memoryview(out).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
+    if hasattr(os, "preadv"):  # one system call, no Python file object (~8 us a slice less)
+        fd = os.open(f.path, os.O_RDONLY)
+        try:
+            got = 0
+            while got < need:
+                n = os.preadv(fd, [buf[got:]], offset + got)
+                if n <= 0:
+                    break
+                got += n
+        finally:
+            os.close(fd)
+    else:
+        with open(f.path, "rb") as fh:
+            fh.seek(offset)
+            got = fh.readinto(buf)
     if got < need:
         raise DicomReadError(f"{f.path.name}: pixel data truncated ({got // out.itemsize} of {out.size} pixels)")
 
