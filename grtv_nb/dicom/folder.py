@@ -400,7 +400,10 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             except Exception:  # malformed values: grouped by their text; read_series names the bad value
                 geo = tuple(_text(hdr, k) for k in ("ImageOrientationPatient", "Rows", "Columns", "PixelSpacing"))
             key = "|".join(map(str, ("nouid", f.modality, f.frame_of_reference_uid, *geo)))
-        groups.setdefault(key, ImageSeries(key, f.modality)).files.append(f)
+        series = groups.get(key)
+        if series is None:  # (not setdefault: a series object and a modality read per slice)
+            series = groups[key] = ImageSeries(key, f.modality)
+        series.files.append(f)
     return FolderScan(
         folder=folder,
         series=sorted(groups.values(), key=lambda s: -len(s.files)),
