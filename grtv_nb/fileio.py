@@ -84,9 +84,10 @@ _LOCK_ATTEMPTS = 20
 #: files created by writers: 0o666 minus the umask
 _FILE_MODE = 0o666
 
-_TMP_RE = re.compile(r"~grtv_nb-tmp-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z")
-_STAGE_RE = re.compile(r"\A\.grtv_nb-stage-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# patterns compiled on first use (re's cache): a study's reading, which imports this module, never uses them
+_TMP_RE = r"~grtv_nb-tmp-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z"
+_STAGE_RE = r"\A\.grtv_nb-stage-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z"
+_CONTROL = r"[\x00-\x1f\x7f]"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def check_file_name(name: object, what: str = "file name") -> str:
     bad = ""
     if "/" in name or "\\" in name or (os.altsep and os.altsep in name):
         bad = "a path separator"
-    elif _CONTROL.search(name):
+    elif re.search(_CONTROL, name):
         bad = "a control character"
     elif name.startswith("."):
         bad = "a leading dot"
@@ -145,14 +146,14 @@ def _pid_alive(pid: int) -> bool:
 
 def _stale(name: str) -> bool:
     """Whether ``name`` is a temporary or staging folder of this module whose process is gone."""
-    m = _TMP_RE.search(name) if name.startswith(".") else None
-    m = m or _STAGE_RE.match(name)
+    m = re.search(_TMP_RE, name) if name.startswith(".") else None
+    m = m or re.match(_STAGE_RE, name)
     return m is not None and m.group(1) == _host() and not _pid_alive(int(m.group(2)))
 
 
 def is_temporary_name(name: str) -> bool:
     """Whether ``name`` is one of this module's temporary files or staging folders."""
-    return name.startswith(".") and bool(_TMP_RE.search(name) or _STAGE_RE.match(name))
+    return name.startswith(".") and bool(re.search(_TMP_RE, name) or re.match(_STAGE_RE, name))
 
 
 def is_bookkeeping_name(name: str) -> bool:
@@ -177,7 +178,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
         if not _stale(e.name):
             continue
         try:
-            if _STAGE_RE.match(e.name) and e.is_dir(follow_symlinks=False):
+            if re.match(_STAGE_RE, e.name) and e.is_dir(follow_symlinks=False):
                 shutil.rmtree(e.path)
             elif not e.is_dir(follow_symlinks=False):
                 os.unlink(e.path)
@@ -329,7 +330,7 @@ def check_file_target(path: str | os.PathLike, what: str = "path", *, create_par
     path = Path(os.fspath(path))
     if not path.name or path.is_dir():
         raise ValidationError(f"{what} {str(path)!r} is a folder; give a file name")
-    if _CONTROL.search(str(path)):
+    if re.search(_CONTROL, str(path)):
         raise ValidationError(f"{what} {str(path)!r} contains a control character")
     parent = path.parent
     if parent.exists() and not parent.is_dir():
@@ -596,7 +597,7 @@ class FolderTransaction:
         if jpath.exists():
             data = _read_json(jpath, JOURNAL_FORMAT, self.what)
             stage_name = data.get("stage")
-            if not isinstance(stage_name, str) or not _STAGE_RE.match(stage_name):
+            if not isinstance(stage_name, str) or not re.match(_STAGE_RE, stage_name):
                 raise ValidationError(f"{self.what}: journal '{jpath}' names a bad staging folder {stage_name!r}")
             names = _name_list(data, "move", jpath, self.what)
             remove = _name_list(data, "remove", jpath, self.what)
@@ -665,7 +666,7 @@ def replace_folder(target: str | os.PathLike, what: str = "folder", *, overwrite
     if not isinstance(target, str | os.PathLike):
         raise ValidationError(f"{what} must be a folder path, got {type(target).__name__}")
     path = Path(os.fsdecode(os.fspath(target)))
-    if _CONTROL.search(str(path)):
+    if re.search(_CONTROL, str(path)):
         raise ValidationError(f"{what} {str(path)!r} contains a control character")
     if path.exists() and not path.is_dir():
         raise ValidationError(f"{what} '{path}' is a file, not a folder")

@@ -29,7 +29,7 @@ from .reader import RawItem
 if TYPE_CHECKING:
     import pydicom
 
-_BODY_NAMES = re.compile(r"^(body|external|skin|outline|patient|body_?contour)$", re.IGNORECASE)
+_BODY_NAMES = r"^(body|external|skin|outline|patient|body_?contour)$"  # (compiled on first use)
 
 
 def interpreted_type(name: str, roi_type: str = "") -> str:
@@ -37,7 +37,7 @@ def interpreted_type(name: str, roi_type: str = "") -> str:
     else ORGAN."""
     if roi_type:
         return roi_type
-    return "EXTERNAL" if _BODY_NAMES.match(name) else "ORGAN"
+    return "EXTERNAL" if re.match(_BODY_NAMES, name, re.IGNORECASE) else "ORGAN"
 
 
 class ROI(Record):
