@@ -107,7 +107,8 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     if arr.dtype.kind == "i" and int(arr.min(initial=0)) < 0:  # (unsigned values never are)
         raise DicomValueError(f.path, "PixelData", f"holds negative dose values (min {int(arr.min())}; "
                               "PixelRepresentation signed)")
-    values_gy = np.multiply(arr, np.float32(scaling), dtype=np.float32)  # = arr.astype(float32) * scaling
+    values_gy = arr.astype(np.float32)
+    values_gy *= np.float32(scaling)  # (in place: one float32 volume, not two)
     vmax = float(values_gy.max()) if values_gy.size else 0.0
     # integers times a finite scaling are all finite when their maximum is (an overflow is +inf): one pass
     finite = math.isfinite(vmax) if arr.dtype.kind in "iu" else bool(np.isfinite(values_gy).all())
