@@ -449,6 +449,7 @@ _ROI_CONTOUR_SEQUENCE = 0x30060039
 _CONTOUR_SEQUENCE = 0x30060040
 _ROI_ITEM_TAGS = (0x30060084, 0x3006002A)  # ReferencedROINumber, ROIDisplayColor
 _CONTOUR_ITEM_TAGS = (0x30060042, 0x30060050)  # ContourGeometricType, ContourData
+_CONTOUR_ITEM_SET = frozenset(_CONTOUR_ITEM_TAGS)
 
 
 class RawItem:
@@ -604,13 +605,39 @@ def _raw_field(data: bytes, tag: int, vr: str | None, length: int, off: int, imp
 
 def _rt_items(keep, sdl_elem, data: bytes, implicit: bool, names: dict, parent: RawHeader, tag: int) -> list:
     """The items of a sequence element as raw headers (see :func:`_rt_node`). ``keep``: the
-    dicomsdl file the element belongs to, held while the element is."""
+    dicomsdl file the element belongs to, held while the element is. The items of a
+    ContourSequence (thousands in a clinical RTSTRUCT) are partial headers holding the elements
+    grtv_nb reads from them (:data:`_CONTOUR_ITEM_TAGS`), located by tag: a few dicomsdl calls an
+    item instead of several per element; their other elements are read from the pydicom dataset."""
     items = []
+    partial = tag == _CONTOUR_SEQUENCE
     for i, item in enumerate(sdl_elem.toSequence()):
-        child = _rt_node(item, data, implicit, names, None, keep)
+        if partial:
+            child = RawHeader(_rt_elements(item, data, implicit, names, _CONTOUR_ITEM_TAGS), implicit,
+                              only=_CONTOUR_ITEM_SET)
+        else:
+            child = _rt_node(item, data, implicit, names, None, keep)
         child.bind(parent=(parent, tag, i))
         items.append(child)
     return items
+
+
+def _rt_elements(sdl_ds, data: bytes, implicit: bool, names: dict, tags: tuple) -> dict[int, RawElement]:
+    """The elements ``tags`` of a dicomsdl dataset that are present, as :func:`_rt_node` holds them
+    (checked by :func:`_raw_field`, which raises :class:`_Refused` for anything but the usual form)."""
+    out: dict[int, RawElement] = {}
+    for tag in tags:
+        e = sdl_ds.getDataElement(tag)
+        off = e.offset()
+        if not off:
+            continue
+        vr = names.get(int(e.vr()))
+        if vr == "SQ":
+            raise _Refused(f"element ({tag:08X}) is a sequence")
+        length = e.length()
+        out[tag] = RawElement(tag, _raw_field(data, tag, vr, length, off, implicit), length, data[off:off + length],
+                              off, implicit, True)
+    return out
 
 
 def _rt_node(sdl_ds, data: bytes, implicit: bool | None, names: dict, meta: dict | None, keep=None) -> RawHeader:
