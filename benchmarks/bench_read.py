@@ -28,7 +28,9 @@ interpreter and its imports, ~100-200 MB for the Python tools).
 Fresh process (issue 14, what a script pays for its first read): ``grtv readRTDir`` (``from grtv
 import *`` + ``pyGRTV().readRTDir``), ``grtv_nb open``, ``dicomsdl``, ``SimpleITK`` and the ``pydicom
 loop``, each in its own new process, timed from before its first import (numpy's included) to the
-end of its first read; best of five processes. ``--fresh-only`` prints that table alone.
+end of its first read; best of five processes (tools alternating), wall clock and CPU time.
+``--fresh-only`` prints that table alone; with ``--all`` on every real folder holding a CT series,
+``--repeat N`` processes per tool, ``--quick`` for grtv readRTDir, dicomsdl and SimpleITK only.
 
 Run: ``.venv/bin/python benchmarks/bench_read.py`` (or ``make bench``). Missing tools give n/a rows.
 """
@@ -215,12 +217,12 @@ def worker_main(tool: str, args: dict) -> None:
 def fresh_main(tool: str, args: dict) -> None:
     """One import + read in this new process: the tool's imports (and numpy's) and its first read,
     timed from before the first import."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run = WORKERS[tool](args)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     run()
-    t2 = time.perf_counter()
-    print("RESULT " + json.dumps({"import": t1 - t0, "read": t2 - t1}))
+    t2, c2 = time.perf_counter(), time.process_time()
+    print("RESULT " + json.dumps({"import": t1 - t0, "read": t2 - t1, "cpu_import": c1 - c0, "cpu_read": c2 - c1}))
 
 
 def mem40_main(nx: int, nz: int, n_rois: int) -> None:
@@ -312,34 +314,57 @@ FRESH_TOOLS = ("grtv readRTDir", "grtv_nb open", "dicomsdl", "SimpleITK", "pydic
 FRESH_REPEAT = 5
 
 
+def _fresh_once(tool: str, args: dict) -> dict:
+    rc, out, _, _, _ = _spawn([sys.executable, __file__, "--fresh", tool, json.dumps(args)])
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if rc != 0 or line is None:
+        return {"error": out.strip().splitlines()[-1][:80] if out.strip() else f"exit {rc}"}
+    return json.loads(line[7:])
+
+
+def _fresh_best(runs: list[dict]) -> dict:
+    """The best wall-clock total of some fresh runs and its parts, and the best CPU total (user +
+    sys of the process from its first import: steadier than wall time on a shared machine)."""
+    bad = next((r for r in runs if "error" in r), None)
+    if bad is not None:
+        return bad
+    best = min(runs, key=lambda r: r["import"] + r["read"])
+    cpu = min(runs, key=lambda r: r["cpu_import"] + r["cpu_read"])
+    return {"total": best["import"] + best["read"], "import": best["import"], "read": best["read"],
+            "cpu": cpu["cpu_import"] + cpu["cpu_read"], "cpu_import": cpu["cpu_import"], "cpu_read": cpu["cpu_read"]}
+
+
 def run_fresh(tool: str, args: dict, repeat: int = FRESH_REPEAT) -> dict:
     """``tool`` in ``repeat`` new processes, each timing its imports and its first read (the
     interpreter's own start, the same for every tool, excluded): the best total and its parts."""
-    runs = []
-    for _ in range(repeat):
-        rc, out, _, _, _ = _spawn([sys.executable, __file__, "--fresh", tool, json.dumps(args)])
-        line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
-        if rc != 0 or line is None:
-            return {"error": out.strip().splitlines()[-1][:80] if out.strip() else f"exit {rc}"}
-        runs.append(json.loads(line[7:]))
-    best = min(runs, key=lambda r: r["import"] + r["read"])
-    return {"total": best["import"] + best["read"], "import": best["import"], "read": best["read"]}
+    return _fresh_best([_fresh_once(tool, args) for _ in range(repeat)])
 
 
-def fresh_cases() -> list[tuple[str, Path]]:
+def fresh_cases(everything: bool = False) -> list[tuple[str, Path]]:
+    """The head-and-neck CT and cerr pat_1; ``everything``: every real folder holding a CT series
+    (the four cerr patients, dicompyler's 1-slice CT + RTSTRUCT + RTDOSE + RTPLAN, rt-utils' two)."""
     out = []
     hn = DATA / "pycerr-headneck-ct" / "head_and_neck" / "pt_1"
     if hn.is_dir():
         out.append(("headneck-ct (90 sl)", hn))
-    d = DATA / "cerr-radiomics-phantom" / "pat_1"
-    if d.is_dir():
-        out.append(("cerr pat_1", d))
+    for i in range(1, 5 if everything else 2):
+        d = DATA / "cerr-radiomics-phantom" / f"pat_{i}"
+        if d.is_dir():
+            out.append((f"cerr pat_{i}", d))
+    if everything:
+        for label, d in (("dicompyler (1 CT sl)", DATA / "dicompyler-example" / "example_data"),
+                         ("rt-utils mock_data", DATA / "rt-utils-testdata" / "tests" / "mock_data"),
+                         ("rt-utils oriented", DATA / "rt-utils-testdata" / "tests" / "oriented_data")):
+            if d.is_dir():
+                out.append((label, d))
     return out
 
 
-def print_fresh(cases: list[tuple[str, Path]], repeat: int = FRESH_REPEAT) -> None:
+def print_fresh(cases: list[tuple[str, Path]], repeat: int = FRESH_REPEAT,
+                tools: tuple[str, ...] = FRESH_TOOLS) -> None:
     """Issue 14, a script's first read: each tool in its own new process, imports + first read of
-    the folder (grtv: the series, RTSTRUCT and RTDOSE; the others the CT; see the tool list)."""
+    the folder (grtv: the series, RTSTRUCT and RTDOSE; the others the CT; see the tool list). The
+    tools alternate, process after process; the best of ``repeat`` each, wall clock and CPU."""
     have = set()
     for mod, tool in (("dicomsdl", "dicomsdl"), ("SimpleITK", "SimpleITK")):
         try:
@@ -347,23 +372,37 @@ def print_fresh(cases: list[tuple[str, Path]], repeat: int = FRESH_REPEAT) -> No
             have.add(tool)
         except ImportError:
             pass
-    tools = [t for t in FRESH_TOOLS if t not in ("dicomsdl", "SimpleITK") or t in have]
-    print(f"Fresh process: imports + first read, each tool in its own new process (best of {repeat}; "
-          "s; import = the tool's imports with numpy's)")
-    hdr = f"{'case':<22} " + " ".join(f"{t:>16}" for t in tools)
+    tools = tuple(t for t in tools if t not in ("dicomsdl", "SimpleITK") or t in have)
+    print(f"Fresh process: imports + first read, each tool in its own new process, tools alternating (best of "
+          f"{repeat}; s; import = the tool's imports with numpy's)")
+    hdr = f"{'case':<22} " + " ".join(f"{t:>18}" for t in tools) + f" {'/dicomsdl':>9} {'/SimpleITK':>10}"
     print(hdr)
     print("-" * len(hdr))
+    cpu_rows = []
     for label, folder in cases:
         print(f"  {label} (fresh) ...", file=sys.stderr, flush=True)
-        ct = _image_files(folder)
-        cells = []
-        for t in tools:
-            r = run_fresh(t, {"ct_files": ct} if t == "pydicom loop" else {"folder": str(folder)}, repeat)
-            cells.append(f"{'error':>16}" if "error" in r else f"{r['total']:6.3f} ({r['import']:.2f}+{r['read']:.2f})"
-                         .rjust(16))
-        print(f"{label:<22} " + " ".join(cells))
+        ct = _image_files(folder) if "pydicom loop" in tools else []
+        runs: dict[str, list[dict]] = {t: [] for t in tools}
+        for _ in range(repeat):
+            for t in tools:
+                runs[t].append(_fresh_once(t, {"ct_files": ct} if t == "pydicom loop" else {"folder": str(folder)}))
+        res = {t: _fresh_best(v) for t, v in runs.items()}
+        cells = [f"{'error':>18}" if "error" in r else f"{r['total']:6.3f} ({r['import']:.3f}+{r['read']:.3f})"
+                 .rjust(18) for r in res.values()]
+
+        def ratio(other: str, key: str, width: int, res: dict = res) -> str:
+            ours, o = res.get("grtv readRTDir", {}), res.get(other, {})
+            return f"{ours[key] / o[key]:{width}.2f}" if key in ours and key in o else f"{'n/a':>{width}}"
+
+        print(f"{label:<22} " + " ".join(cells) + f" {ratio('dicomsdl', 'total', 9)} {ratio('SimpleITK', 'total', 10)}")
+        cpu_rows.append(f"{label:<22} " + " ".join(f"{r['cpu']:18.3f}" if "cpu" in r else f"{'error':>18}"
+                                                    for r in res.values())
+                        + f" {ratio('dicomsdl', 'cpu', 9)} {ratio('SimpleITK', 'cpu', 10)}")
     print("(total (import + read)); grtv readRTDir = from grtv import * + pyGRTV().readRTDir; grtv_nb open = "
-          "open_study")
+          "open_study; ratios: grtv readRTDir / the tool")
+    print("CPU s (user + sys from the first import to the end of the read, best of the same processes):")
+    for row in cpu_rows:
+        print(row)
 
 
 def run_plastimatch(cmd_for_dir) -> dict:
@@ -556,7 +595,11 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "--fresh":
         fresh_main(sys.argv[2], json.loads(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--fresh-only":  # the fresh-process table alone
-        print_fresh(fresh_cases())
+        # options: --all (every real CT folder), --repeat N, --quick (grtv readRTDir, dicomsdl, SimpleITK only)
+        opts = sys.argv[2:]
+        n = int(opts[opts.index("--repeat") + 1]) if "--repeat" in opts else FRESH_REPEAT
+        print_fresh(fresh_cases("--all" in opts), n,
+                    ("grtv readRTDir", "dicomsdl", "SimpleITK") if "--quick" in opts else FRESH_TOOLS)
     elif len(sys.argv) > 1 and sys.argv[1] == "--mem40":
         mem40_main(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:

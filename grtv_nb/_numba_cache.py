@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,6 +34,8 @@ def choose_cache_dir() -> None:
     """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
+    import tempfile  # here only: the read path imports this module (transforms) but never calls this
+
     here = _PACKAGE_DIR
     if os.access(here / "__pycache__", os.W_OK) or (not (here / "__pycache__").exists() and os.access(here, os.W_OK)):
         return  # numba's in-tree cache works

@@ -3,6 +3,7 @@ names the file or argument and says what is wrong."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import types
@@ -43,7 +44,11 @@ class GRTVWarning(UserWarning):
     """Something odd in the input that grtv_nb worked around (skipped file, gap, dropped contour)."""
 
 
-_LIBRARY_FILES = (str(Path(__file__).resolve().parent) + os.sep, str(Path(__file__).resolve().parents[1] / "grtv.py"))
+@functools.cache
+def _library_files() -> tuple[str, str]:
+    """The package's folder and the ``grtv`` facade module (resolved on the first warning, not at import)."""
+    here = Path(__file__).resolve()
+    return str(here.parent) + os.sep, str(here.parents[1] / "grtv.py")
 
 
 def _user_stacklevel() -> int:
@@ -52,7 +57,7 @@ def _user_stacklevel() -> int:
     warning was raised."""
     level = 2  # 1: warn(); 2: the library function calling warn()
     frame: types.FrameType | None = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_FILES):
+    while frame is not None and frame.f_code.co_filename.startswith(_library_files()):
         frame, level = frame.f_back, level + 1
     return level
 

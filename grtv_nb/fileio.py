@@ -34,14 +34,10 @@ folders are not fsynced (an fsync per file made an export of 64 CT slices 2-4 ti
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import logging
+import functools
 import os
 import re
-import secrets
-import shutil
-import socket
+import stat
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -50,7 +46,23 @@ from typing import cast
 
 from .errors import FolderBusyError, GRTVError, ValidationError, WriteError
 
-log = logging.getLogger(__name__)
+
+def _log():
+    """This module's logger (``logging`` is imported on first use: a study's reading never logs)."""
+    import logging
+
+    return logging.getLogger(__name__)
+
+
+@functools.cache
+def _host() -> str:
+    """This host's tag in temporary names (8 hex digits of the host name's SHA-1), computed on first use
+    (``hashlib`` and ``socket`` are not imported by reading a study)."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
 
 #: name of the lock file a folder transaction holds (removed when it ends)
 LOCK_NAME = ".grtv_nb.lock"
@@ -72,10 +84,10 @@ _LOCK_ATTEMPTS = 20
 #: files created by writers: 0o666 minus the umask
 _FILE_MODE = 0o666
 
-_HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
-_TMP_RE = re.compile(r"~grtv_nb-tmp-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z")
-_STAGE_RE = re.compile(r"\A\.grtv_nb-stage-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# patterns compiled on first use (re's cache): a study's reading, which imports this module, never uses them
+_TMP_RE = r"~grtv_nb-tmp-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z"
+_STAGE_RE = r"\A\.grtv_nb-stage-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}\Z"
+_CONTROL = r"[\x00-\x1f\x7f]"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,7 +108,7 @@ def check_file_name(name: object, what: str = "file name") -> str:
     bad = ""
     if "/" in name or "\\" in name or (os.altsep and os.altsep in name):
         bad = "a path separator"
-    elif _CONTROL.search(name):
+    elif re.search(_CONTROL, name):
         bad = "a control character"
     elif name.startswith("."):
         bad = "a leading dot"
@@ -112,8 +124,10 @@ def check_file_name(name: object, what: str = "file name") -> str:
 
 
 def _tmp_name(final_name: str) -> str:
+    import secrets
+
     base = final_name.encode("utf-8", "replace")[:_TMP_BASE_BYTES].decode("utf-8", "ignore")
-    return f".{base}~grtv_nb-tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f".{base}~grtv_nb-tmp-{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -132,14 +146,14 @@ def _pid_alive(pid: int) -> bool:
 
 def _stale(name: str) -> bool:
     """Whether ``name`` is a temporary or staging folder of this module whose process is gone."""
-    m = _TMP_RE.search(name) if name.startswith(".") else None
-    m = m or _STAGE_RE.match(name)
-    return m is not None and m.group(1) == _HOST and not _pid_alive(int(m.group(2)))
+    m = re.search(_TMP_RE, name) if name.startswith(".") else None
+    m = m or re.match(_STAGE_RE, name)
+    return m is not None and m.group(1) == _host() and not _pid_alive(int(m.group(2)))
 
 
 def is_temporary_name(name: str) -> bool:
     """Whether ``name`` is one of this module's temporary files or staging folders."""
-    return name.startswith(".") and bool(_TMP_RE.search(name) or _STAGE_RE.match(name))
+    return name.startswith(".") and bool(re.search(_TMP_RE, name) or re.match(_STAGE_RE, name))
 
 
 def is_bookkeeping_name(name: str) -> bool:
@@ -152,6 +166,8 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
     """Remove the temporaries (and staging folders) that killed runs left in ``folder``: only
     names of this module's pattern, only when the process that made them is gone. Returns how
     many were removed."""
+    import shutil
+
     folder = Path(folder)
     n = 0
     try:
@@ -162,16 +178,16 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
         if not _stale(e.name):
             continue
         try:
-            if _STAGE_RE.match(e.name) and e.is_dir(follow_symlinks=False):
+            if re.match(_STAGE_RE, e.name) and e.is_dir(follow_symlinks=False):
                 shutil.rmtree(e.path)
             elif not e.is_dir(follow_symlinks=False):
                 os.unlink(e.path)
             else:
                 continue
         except OSError as exc:  # pragma: no cover - best effort
-            log.info("could not remove stale temporary %s: %s", e.path, exc)
+            _log().info("could not remove stale temporary %s: %s", e.path, exc)
             continue
-        log.info("removed %s, left by a killed grtv_nb run", e.path)
+        _log().info("removed %s, left by a killed grtv_nb run", e.path)
         n += 1
     return n
 
@@ -210,7 +226,11 @@ def source_folders(paths: Iterable[str | os.PathLike | None]) -> list[Path]:
         if p is None:
             continue
         p = Path(p)
-        if p.is_symlink() or p.is_dir() or p.name in ("", ".", ".."):
+        try:
+            mode = os.lstat(p).st_mode  # one call answers is_symlink() and, for anything else, is_dir()
+        except (OSError, ValueError):
+            mode = 0
+        if stat.S_ISLNK(mode) or stat.S_ISDIR(mode) or p.name in ("", ".", ".."):
             p = p.resolve()
             d = p if p.is_dir() else p.parent
         else:  # a plain file (or nothing): its real folder is its folder's
@@ -310,7 +330,7 @@ def check_file_target(path: str | os.PathLike, what: str = "path", *, create_par
     path = Path(os.fspath(path))
     if not path.name or path.is_dir():
         raise ValidationError(f"{what} {str(path)!r} is a folder; give a file name")
-    if _CONTROL.search(str(path)):
+    if re.search(_CONTROL, str(path)):
         raise ValidationError(f"{what} {str(path)!r} contains a control character")
     parent = path.parent
     if parent.exists() and not parent.is_dir():
@@ -443,6 +463,8 @@ def _unlock_folder(folder: Path, fd: int) -> None:
 
 
 def _read_json(path: Path, fmt: str, what: str) -> dict:
+    import json
+
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -507,6 +529,8 @@ class FolderTransaction:
         self._leave(failed=exc_type is not None)
 
     def _leave(self, failed: bool) -> None:
+        import shutil
+
         try:
             if self._stage is not None:
                 shutil.rmtree(self._stage, ignore_errors=True)
@@ -521,8 +545,10 @@ class FolderTransaction:
     # ------------------------------------------------------------------
     def stage(self) -> Path:
         """The staging folder (created on first use) inside the target folder."""
+        import secrets
+
         if self._stage is None:
-            st = self.folder / f".grtv_nb-stage-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+            st = self.folder / f".grtv_nb-stage-{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
             os.mkdir(st)
             self._stage = st
         return self._stage
@@ -536,6 +562,8 @@ class FolderTransaction:
         """Move the staged files ``names`` into the folder (in order; existing files of those names
         are replaced) and delete the files ``remove`` (only names directly in the folder), under
         the journal: after a kill the next transaction finishes the commit."""
+        import json
+
         stage = self.stage()
         names = [n if n == MANIFEST_NAME else check_file_name(n, "staged file") for n in names]
         remove = [check_file_name(n, "file to remove") for n in remove]
@@ -563,16 +591,18 @@ class FolderTransaction:
 
     def recover(self) -> None:
         """Finish a commit a killed run left (its journal), remove stale temporaries."""
+        import shutil
+
         jpath = self.folder / JOURNAL_NAME
         if jpath.exists():
             data = _read_json(jpath, JOURNAL_FORMAT, self.what)
             stage_name = data.get("stage")
-            if not isinstance(stage_name, str) or not _STAGE_RE.match(stage_name):
+            if not isinstance(stage_name, str) or not re.match(_STAGE_RE, stage_name):
                 raise ValidationError(f"{self.what}: journal '{jpath}' names a bad staging folder {stage_name!r}")
             names = _name_list(data, "move", jpath, self.what)
             remove = _name_list(data, "remove", jpath, self.what)
             stage = self.folder / stage_name
-            log.info("finishing the commit of a killed grtv_nb run in %s", self.folder)
+            _log().info("finishing the commit of a killed grtv_nb run in %s", self.folder)
             self._roll_forward(stage, names, remove)
             if stage.is_dir() and not stage.is_symlink():
                 shutil.rmtree(stage, ignore_errors=True)
@@ -631,10 +661,12 @@ def replace_folder(target: str | os.PathLike, what: str = "folder", *, overwrite
     WriteError
         The disk refused a write; ``target`` is left as it was.
     """
+    import json
+
     if not isinstance(target, str | os.PathLike):
         raise ValidationError(f"{what} must be a folder path, got {type(target).__name__}")
     path = Path(os.fsdecode(os.fspath(target)))
-    if _CONTROL.search(str(path)):
+    if re.search(_CONTROL, str(path)):
         raise ValidationError(f"{what} {str(path)!r} contains a control character")
     if path.exists() and not path.is_dir():
         raise ValidationError(f"{what} '{path}' is a file, not a folder")

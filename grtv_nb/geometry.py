@@ -19,10 +19,9 @@ For axis-aligned series ``direction`` is the identity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
+from ._record import FrozenRecord
 from .errors import GeometryError
 
 _AXIS_TOL = 1e-3
@@ -35,8 +34,7 @@ def slice_weights(z: np.ndarray) -> np.ndarray:
     return 0.5 * (np.concatenate([[d[0]], d]) + np.concatenate([d, [d[-1]]]))
 
 
-@dataclass(frozen=True, eq=False)
-class Grid:
+class Grid(FrozenRecord):
     """A rectilinear voxel grid in the canonical frame.
 
     Attributes
@@ -51,12 +49,20 @@ class Grid:
         Nominal slice thickness (mm), used for contour matching on 1-slice grids.
     """
 
+    _fields = ("x", "y", "z", "direction", "frame_of_reference_uid", "slice_thickness")
+    _eq = False  # compared by identity (same_as compares geometry)
+
     x: np.ndarray
     y: np.ndarray
     z: np.ndarray
-    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
-    frame_of_reference_uid: str = ""
-    slice_thickness: float = 0.0
+    direction: np.ndarray
+    frame_of_reference_uid: str
+    slice_thickness: float
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, direction: np.ndarray | None = None,
+                 frame_of_reference_uid: str = "", slice_thickness: float = 0.0):
+        self._init(x=x, y=y, z=z, direction=np.eye(3) if direction is None else direction,
+                   frame_of_reference_uid=frame_of_reference_uid, slice_thickness=slice_thickness)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -74,9 +80,7 @@ class Grid:
     def dz(self) -> float:
         """Median slice spacing (mm); the slice thickness for a 1-slice grid."""
         if len(self.z) > 1:
-            srt = np.sort(np.diff(self.z))
-            mid = len(srt) // 2
-            return float(srt[mid] if len(srt) % 2 else (srt[mid - 1] + srt[mid]) / 2.0)  # = np.median, faster
+            return median(np.diff(self.z))
         return float(self.slice_thickness or 1.0)
 
     @property
@@ -152,13 +156,26 @@ def _step(c: np.ndarray) -> float:
     return float(c[1] - c[0]) if len(c) > 1 else 1.0
 
 
-@dataclass(frozen=True)
-class StorageLayout:
+def median(values) -> float:
+    """The median of finite values (at least one), the number ``np.median`` gives: the middle value,
+    or the mean of the two middle ones. ``np.median`` imports ``numpy.ma`` on its first call
+    (~15 ms of a fresh process's first read)."""
+    srt = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    mid = len(srt) // 2
+    return float(srt[mid] if len(srt) % 2 else (srt[mid - 1] + srt[mid]) / 2.0)
+
+
+class StorageLayout(FrozenRecord):
     """How a stored stack (slices sorted along the normal, rows, columns) maps onto the
     canonical frame: ``canonical = np.flip(stack.transpose(perm), flips)``."""
 
+    _fields = ("perm", "flips")
+
     perm: tuple[int, int, int]
     flips: tuple[int, ...]
+
+    def __init__(self, perm: tuple[int, int, int], flips: tuple[int, ...]):
+        self._init(perm=perm, flips=flips)
 
     def to_canonical(self, stack: np.ndarray) -> np.ndarray:
         out = stack.transpose(self.perm)

@@ -26,11 +26,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "grtv_nb"
 # Entries are module names or package prefixes (the longest matching entry wins); the package root
 # "grtv_nb" names the root module only. Entries for modules that do not exist (yet) are harmless.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation: errors, input checks, the atomic writer, colours, tag names, numba and NumPy kernels, "
+    ("foundation: errors, input checks, the atomic writer, colours, tag names, numba and NumPy kernels, records, "
      "version, import helpers", [
         "grtv_nb.errors", "grtv_nb.validate", "grtv_nb.fileio", "grtv_nb.display", "grtv_nb.dicom.tags",
         "grtv_nb._kernels", "grtv_nb._dvh_kernels", "grtv_nb._numpy_kernels", "grtv_nb._version",
-        "grtv_nb._xarray_nodask", "grtv_nb._lazyimports", "grtv_nb._numba_cache",
+        "grtv_nb._xarray_nodask", "grtv_nb._lazyimports", "grtv_nb._numba_cache", "grtv_nb._record",
     ]),
     ("geometry and array transforms", ["grtv_nb.geometry", "grtv_nb.transforms"]),
     ("pure RT computations and file I/O (functions of arrays and grids)", [

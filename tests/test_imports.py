@@ -341,3 +341,47 @@ def test_a_folder_with_rtstruct_and_rtdose_is_read_without_pydicom(folder, phant
                         and f.suffix == ".dcm") if ds.get("Modality") == "RTSTRUCT"]
     assert len(rs) == 1 and sop_uid == rs[0].SOPInstanceUID
     assert set(names) <= {str(i.ROIName) for i in rs[0].StructureSetROISequence} and names
+
+
+# What a script's first readRTDir imports beyond numpy and dicomsdl (which every reader of the
+# series imports too) is part of the time it waits (issue 14): modules the reading never uses stay
+# unimported. numpy.ma (np.median's first call), logging, the writers' hashlib/socket/secrets/
+# shutil/json, tempfile (the numba cache's folder), pydicom (the exception of a non-DICOM file),
+# dataclasses (the read path's records, grtv_nb._record), threading (a lock) and the rasteriser.
+_CHILD_READ_ONLY = r"""
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import numpy
+try:
+    import dicomsdl  # noqa: F401
+except ImportError:
+    pass
+before = set(sys.modules)
+from grtv import GRTV_STATUS_OK, pyGRTV
+g = pyGRTV()
+if g.readRTDir(sys.argv[1]) != GRTV_STATUS_OK:
+    raise SystemExit(g.lastError)
+print("NEW " + json.dumps(sorted(set(sys.modules) - before)))
+"""
+_READ_LAZY = ("numpy.ma", "logging", "hashlib", "socket", "secrets", "shutil", "json", "tempfile", "pydicom",
+              "scipy", "numba", "xarray", "pandas", "requests", "skimage", "PIL", "dataclasses", "threading",
+              "grtv_nb.raster")
+
+
+@pytest.mark.parametrize("folder", ["phantom", "cerr-radiomics-phantom/pat_1", "dicompyler-example/example_data",
+                                    "rt-utils-testdata/tests/oriented_data"])
+def test_read_rt_dir_imports_only_what_reading_needs(folder, phantom_dir):
+    from grtv_nb.dicom.reader import available_backends
+
+    path = phantom_dir if folder == "phantom" else ROOT.parent / "shared" / "data" / folder
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    p = subprocess.run([sys.executable, "-c", _CHILD_READ_ONLY, str(path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("NEW ")), None)
+    assert p.returncode == 0 and line, p.stdout[-2000:] + p.stderr[-3000:]
+    new = json.loads(line[4:])
+    lazy = [m for m in _READ_LAZY if m != "pydicom" or "dicomsdl" in available_backends()]
+    leaks = sorted(m for m in new if any(m == x or m.startswith(x + ".") for x in lazy))
+    assert not leaks, f"readRTDir of {folder} imported {leaks}"
+    assert any(m.startswith("grtv_nb.dicom") for m in new)  # the check saw the reading's own imports

@@ -253,7 +253,7 @@ def _dead_pid() -> int:
 def test_leftovers_of_killed_runs_are_removed_and_nothing_else(tmp_path, small_phantom):
     from grtv_nb.phantom import write_phantom
 
-    dead, host = _dead_pid(), fileio._HOST
+    dead, host = _dead_pid(), fileio._host()
     out = tmp_path / "exp"
     _quiet(write_phantom, out, z_positions=SMALL_Z)
     stale = [f".grtv_nb-stage-{host}-{dead}-0123abcd", f".CT_0001.dcm~grtv_nb-tmp-{host}-{dead}-0123abcd"]

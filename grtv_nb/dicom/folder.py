@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._lazyimports import import_pydicom
+from .._record import Record
 from ..errors import DicomReadError, warn
 from ..fileio import is_bookkeeping_name
 from .rawheader import RawHeader
@@ -138,13 +138,18 @@ class HeaderList(Sequence):
         return self._files[i].ds
 
 
-@dataclass
-class ImageSeries:
+class ImageSeries(Record):
     """Image slices that form one series."""
+
+    _fields = ("key", "modality", "files")
 
     key: str
     modality: str
-    files: list[DicomFile] = field(default_factory=list)
+    files: list[DicomFile]
+
+    def __init__(self, key: str, modality: str, files: list[DicomFile] | None = None):
+        self.key, self.modality = key, modality
+        self.files = [] if files is None else files
 
     @property
     def series_uid(self) -> str:
@@ -165,9 +170,10 @@ class ImageSeries:
         return f"{self.modality} series {uid} '{desc}' ({len(self.files)} slices)"
 
 
-@dataclass
-class FolderScan:
+class FolderScan(Record):
     """Everything found in a folder."""
+
+    _fields = ("folder", "series", "rtstructs", "rtdoses", "rtplans", "skipped")
 
     folder: Path
     series: list[ImageSeries]
@@ -175,6 +181,11 @@ class FolderScan:
     rtdoses: list[DicomFile]
     rtplans: list[DicomFile]
     skipped: list[tuple[Path, str]]
+
+    def __init__(self, folder: Path, series: list[ImageSeries], rtstructs: list[DicomFile],
+                 rtdoses: list[DicomFile], rtplans: list[DicomFile], skipped: list[tuple[Path, str]]):
+        self.folder, self.series, self.rtstructs = folder, series, rtstructs
+        self.rtdoses, self.rtplans, self.skipped = rtdoses, rtplans, skipped
 
     def describe(self) -> str:
         lines = [f"DICOM folder {self.folder}:"]
@@ -321,6 +332,7 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
     from .reader import get_backend
+    from .values import looks_like_dicom
 
     fast = get_backend() == "dicomsdl"
     files: list[DicomFile] = []
@@ -331,6 +343,11 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             if kind == "IMAGE":
                 files.append(DicomFile(p, None, "IMAGE", hdr=hdr))
                 continue
+            if kind == "":
+                ok, why = looks_like_dicom(p)
+                if not ok:  # read_header's verdict, without importing pydicom for its exception
+                    skipped.append((p, why))
+                    continue
             if kind in ("", "RTSTRUCT", "RTDOSE", "RTPLAN"):  # an RT object read whole, raw (no pydicom dataset)
                 rt = _rt_header(p)
                 rt_kind = _classify(rt) if rt is not None else ""
@@ -383,7 +400,10 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             except Exception:  # malformed values: grouped by their text; read_series names the bad value
                 geo = tuple(_text(hdr, k) for k in ("ImageOrientationPatient", "Rows", "Columns", "PixelSpacing"))
             key = "|".join(map(str, ("nouid", f.modality, f.frame_of_reference_uid, *geo)))
-        groups.setdefault(key, ImageSeries(key, f.modality)).files.append(f)
+        series = groups.get(key)
+        if series is None:  # (not setdefault: a series object and a modality read per slice)
+            series = groups[key] = ImageSeries(key, f.modality)
+        series.files.append(f)
     return FolderScan(
         folder=folder,
         series=sorted(groups.values(), key=lambda s: -len(s.files)),
@@ -423,15 +443,20 @@ def _contour_images(series_item) -> list:
     return sequence_items(series_item, "ContourImageSequence")
 
 
-@dataclass
-class Selection:
+class Selection(Record):
     """The files chosen to form one study, with the reasons."""
+
+    _fields = ("series", "rtstruct", "rtdoses", "rtplan", "notes")
 
     series: ImageSeries | None
     rtstruct: DicomFile | None
     rtdoses: list[DicomFile]
     rtplan: DicomFile | None
     notes: list[str]
+
+    def __init__(self, series: ImageSeries | None, rtstruct: DicomFile | None, rtdoses: list[DicomFile],
+                 rtplan: DicomFile | None, notes: list[str]):
+        self.series, self.rtstruct, self.rtdoses, self.rtplan, self.notes = series, rtstruct, rtdoses, rtplan, notes
 
 
 def _pick_path(candidates: list[DicomFile], wanted: str | os.PathLike, what: str) -> DicomFile:

@@ -10,13 +10,14 @@ plugins for JPEG 2000, JPEG-LS, JPEG lossless and RLE).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._record import Record
 from ..errors import DicomReadError, GeometryError
-from ..geometry import Grid, StorageLayout, grid_from_planes
+from ..geometry import Grid, StorageLayout, grid_from_planes, median
 from . import values
 from .folder import DicomFile, ImageSeries
 
@@ -27,16 +28,22 @@ _ORIENT_TOL = 1e-4
 _TILT_TOL_MM = 0.05
 
 
-@dataclass
-class ImageVolume:
+class ImageVolume(Record):
     """A decoded image series in the canonical frame (see :mod:`grtv_nb.geometry`)."""
+
+    _fields = ("array", "grid", "layout", "modality", "files", "notes")
 
     array: np.ndarray  # (z, y, x)
     grid: Grid
     layout: StorageLayout
     modality: str
     files: list[DicomFile]  # in sorted slice order (storage order)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str]
+
+    def __init__(self, array: np.ndarray, grid: Grid, layout: StorageLayout, modality: str, files: list[DicomFile],
+                 notes: list[str] | None = None):
+        self.array, self.grid, self.layout, self.modality, self.files = array, grid, layout, modality, files
+        self.notes = [] if notes is None else notes
 
     @property
     def first(self) -> pydicom.Dataset:
@@ -124,9 +131,22 @@ def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
 def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
     """Read one slice's native pixels from ``f.path`` at ``offset`` straight into ``out``."""
     need = out.nbytes
-    with open(f.path, "rb") as fh:
-        fh.seek(offset)
-        got = fh.readinto(memoryview(out).cast("B"))  # type: ignore[arg-type]  # ndarray is a buffer
+    buf = memoryview(out).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
+    if hasattr(os, "preadv"):  # one system call, no Python file object (~8 us a slice less)
+        fd = os.open(f.path, os.O_RDONLY)
+        try:
+            got = 0
+            while got < need:
+                n = os.preadv(fd, [buf[got:]], offset + got)
+                if n <= 0:
+                    break
+                got += n
+        finally:
+            os.close(fd)
+    else:
+        with open(f.path, "rb") as fh:
+            fh.seek(offset)
+            got = fh.readinto(buf)
     if got < need:
         raise DicomReadError(f"{f.path.name}: pixel data truncated ({got // out.itemsize} of {out.size} pixels)")
 
@@ -311,7 +331,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
     # --- gaps
     if len(s) > 2:
         d = np.diff(s)
-        med = float(np.median(d))
+        med = median(d)
         big = np.where(d > 1.5 * med)[0]
         if big.size:
             report(
@@ -323,7 +343,7 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             notes.append(f"non-uniform slice spacing ({d.min():.3g}..{d.max():.3g} mm); every slice keeps its own z")
     thickness = values.slice_thickness(files[0].hdr, files[0].path)
     if not thickness and len(s) > 1:
-        thickness = float(np.median(np.diff(s)))
+        thickness = median(np.diff(s))
     grid, layout = grid_from_planes(
         ipps,
         iop,

@@ -59,11 +59,13 @@ class RawHeader:
     pydicom dataset, ``parent``: (parent header, sequence tag, item index)).
     """
 
-    __slots__ = ("_dict", "_implicit", "_ds", "_file_meta", "_is_meta", "_seqs", "_resolve", "_parent")
+    __slots__ = ("_dict", "_implicit", "_ds", "_file_meta", "_is_meta", "_seqs", "_resolve", "_parent", "_only")
 
     def __init__(self, elements: dict[int, RawElement], implicit: bool, *, file_meta: RawHeader | None = None,
                  is_meta: bool = False, seqs: dict[int, Any] | None = None,
-                 resolve: Callable[[], Dataset] | None = None, parent: tuple[RawHeader, int, int] | None = None):
+                 resolve: Callable[[], Dataset] | None = None, parent: tuple[RawHeader, int, int] | None = None,
+                 only: frozenset[int] | None = None):
+        self._only = only
         self._dict = elements
         self._implicit = implicit
         self._ds: Dataset | None = None
@@ -91,6 +93,14 @@ class RawHeader:
             self._dict[element.tag] = element
 
     @property
+    def only(self) -> frozenset[int] | None:
+        """For a *partial* item header (the many ContourSequence items of an RTSTRUCT, read by
+        :func:`grtv_nb.dicom.reader.read_rt_header` for the few elements grtv_nb reads from them):
+        the tags it answers from raw bytes, present or absent; any other tag (and iteration, length,
+        sequences) is answered by the item's pydicom dataset. None: every element is here."""
+        return self._only
+
+    @property
     def complete(self) -> bool:
         """Every element of the file (or sequence item) is here (raw, or as a raw sequence)."""
         return self._resolve is not None or self._parent is not None
@@ -115,14 +125,14 @@ class RawHeader:
         return self._file_meta
 
     def __contains__(self, key) -> bool:
-        if isinstance(key, int):
+        if isinstance(key, int) and (self._only is None or key in self._only):
             return key in self._dict or (self._seqs is not None and key in self._seqs)
         return key in self.dataset()
 
     def get_item(self, key, *, keep_deferred: bool = False):
         """The raw element of tag ``key`` (None when absent), as pydicom's ``Dataset.get_item``
         gives an unconverted element; other keys go to the pydicom dataset."""
-        if isinstance(key, int):
+        if isinstance(key, int) and (self._only is None or key in self._only):
             return self._dict.get(key)
         return self.dataset().get_item(key, keep_deferred=keep_deferred)
 
@@ -131,8 +141,10 @@ class RawHeader:
             raise KeyError(key)
         if self._seqs is not None and key in self._seqs:
             del self._seqs[key]
-        else:
+        elif self._only is None or key in self._dict:
             del self._dict[key]
+        elif key not in self.dataset():  # an element of a partial header's dataset (deleted below)
+            raise KeyError(key)
         if self._ds is not None and key in self._ds:
             del self._ds[key]
 
@@ -177,6 +189,8 @@ class RawHeader:
         return iter(self.dataset())
 
     def __len__(self) -> int:
+        if self._only is not None:
+            return len(self.dataset())
         return len(self._dict) + (len(self._seqs) if self._seqs is not None else 0)
 
     def __eq__(self, other) -> bool:

@@ -32,7 +32,6 @@ both backends compare equal element by element (tested on the real series in ``.
 from __future__ import annotations
 
 import io
-import logging
 import os
 from functools import partial
 from pathlib import Path
@@ -45,7 +44,14 @@ from .values import MAX_FILE_BYTES
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset, FileDataset
 
-log = logging.getLogger(__name__)
+
+
+def _log():
+    """This module's logger (``logging`` is imported on first use: reading the usual files never logs)."""
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 BACKENDS = ("pydicom", "dicomsdl")
 ENV_VAR = "GRTV_NB_DICOM_READER"
@@ -56,6 +62,7 @@ _PREAMBLE = 128
 _PIXEL_DATA = 0x7FE00010
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _HEAD_BYTES = 64 * 1024  # first read of a larger file: holds a CT/MR slice header (the rest is pixels)
+_FIRST_BYTES = 8 * 1024  # first read of an image header (read on to _HEAD_BYTES when the pixel tag is not in it)
 _SMALL_FILE = 256 * 1024  # files up to this size go to the reference: dicomsdl's gain is in big files
 
 #: the elements of an image slice grtv_nb reads while scanning a folder and building a series
@@ -115,11 +122,11 @@ def get_backend() -> str:
     if _backend is None:
         want = os.environ.get(ENV_VAR, "").strip().lower()
         if want and want not in BACKENDS:
-            log.warning("%s=%r is not one of %s; using the default", ENV_VAR, want, BACKENDS)
+            _log().warning("%s=%r is not one of %s; using the default", ENV_VAR, want, BACKENDS)
             want = ""
         have = available_backends()
         if want and want not in have:
-            log.warning("%s=%r but %s is not installed; using pydicom", ENV_VAR, want, want)
+            _log().warning("%s=%r but %s is not installed; using pydicom", ENV_VAR, want, want)
         _backend = want if want in have else ("dicomsdl" if "dicomsdl" in have else "pydicom")
     return _backend
 
@@ -214,7 +221,7 @@ def _sdl_table(data: bytes) -> list[tuple[int, str | None, int, int]] | None:
         df = dicomsdl.open_memory(data, copy_data=False, load_until=_PIXEL_DATA - 1)
         return [(e.tag(), names.get(e.vr()), e.length(), e.offset()) for e in df]
     except Exception as exc:
-        log.debug("dicomsdl refused the data (%s)", exc)
+        _log().debug("dicomsdl refused the data (%s)", exc)
         return None
 
 
@@ -360,10 +367,13 @@ def read_image_header(path: str | os.PathLike) -> RawHeader | None:
         size = os.fstat(fp.fileno()).st_size
         if size > MAX_FILE_BYTES:
             return None
-        data = fp.read(_HEAD_BYTES)
+        data = fp.read(_FIRST_BYTES)  # a slice header usually fits: reading 64 KiB costs 4x more
         if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
         end = data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4)
+        if end < 0 and len(data) == _FIRST_BYTES:  # the same first tag as in the first _HEAD_BYTES
+            data += fp.read(_HEAD_BYTES - _FIRST_BYTES)
+            end = data.find(b"\xe0\x7f\x10\x00", _FIRST_BYTES - 3)
         if end < 0:
             return None
         head = data[:end]
@@ -376,7 +386,7 @@ def read_image_header(path: str | os.PathLike) -> RawHeader | None:
                 if off:  # 0: absent
                     found.append((tag, e.length(), off))
         except Exception as exc:
-            log.debug("dicomsdl refused the header of %s (%s)", path, exc)
+            _log().debug("dicomsdl refused the header of %s (%s)", path, exc)
             return None
         meta: dict[int, RawElement] = {}
         body: dict[int, RawElement] = {}
@@ -439,6 +449,7 @@ _ROI_CONTOUR_SEQUENCE = 0x30060039
 _CONTOUR_SEQUENCE = 0x30060040
 _ROI_ITEM_TAGS = (0x30060084, 0x3006002A)  # ReferencedROINumber, ROIDisplayColor
 _CONTOUR_ITEM_TAGS = (0x30060042, 0x30060050)  # ContourGeometricType, ContourData
+_CONTOUR_ITEM_SET = frozenset(_CONTOUR_ITEM_TAGS)
 
 
 class RawItem:
@@ -556,7 +567,7 @@ def read_roi_contours(path: str | os.PathLike) -> list[RawItem] | None:
                     contours.append(RawItem(celems, implicit))
             out.append(RawItem(elems, implicit, contours))
     except Exception as exc:
-        log.debug("dicomsdl refused the contours of %s (%s)", path, exc)
+        _log().debug("dicomsdl refused the contours of %s (%s)", path, exc)
         return None
     return out
 
@@ -594,13 +605,39 @@ def _raw_field(data: bytes, tag: int, vr: str | None, length: int, off: int, imp
 
 def _rt_items(keep, sdl_elem, data: bytes, implicit: bool, names: dict, parent: RawHeader, tag: int) -> list:
     """The items of a sequence element as raw headers (see :func:`_rt_node`). ``keep``: the
-    dicomsdl file the element belongs to, held while the element is."""
+    dicomsdl file the element belongs to, held while the element is. The items of a
+    ContourSequence (thousands in a clinical RTSTRUCT) are partial headers holding the elements
+    grtv_nb reads from them (:data:`_CONTOUR_ITEM_TAGS`), located by tag: a few dicomsdl calls an
+    item instead of several per element; their other elements are read from the pydicom dataset."""
     items = []
+    partial = tag == _CONTOUR_SEQUENCE
     for i, item in enumerate(sdl_elem.toSequence()):
-        child = _rt_node(item, data, implicit, names, None, keep)
+        if partial:
+            child = RawHeader(_rt_elements(item, data, implicit, names, _CONTOUR_ITEM_TAGS), implicit,
+                              only=_CONTOUR_ITEM_SET)
+        else:
+            child = _rt_node(item, data, implicit, names, None, keep)
         child.bind(parent=(parent, tag, i))
         items.append(child)
     return items
+
+
+def _rt_elements(sdl_ds, data: bytes, implicit: bool, names: dict, tags: tuple) -> dict[int, RawElement]:
+    """The elements ``tags`` of a dicomsdl dataset that are present, as :func:`_rt_node` holds them
+    (checked by :func:`_raw_field`, which raises :class:`_Refused` for anything but the usual form)."""
+    out: dict[int, RawElement] = {}
+    for tag in tags:
+        e = sdl_ds.getDataElement(tag)
+        off = e.offset()
+        if not off:
+            continue
+        vr = names.get(int(e.vr()))
+        if vr == "SQ":
+            raise _Refused(f"element ({tag:08X}) is a sequence")
+        length = e.length()
+        out[tag] = RawElement(tag, _raw_field(data, tag, vr, length, off, implicit), length, data[off:off + length],
+                              off, implicit, True)
+    return out
 
 
 def _rt_node(sdl_ds, data: bytes, implicit: bool | None, names: dict, meta: dict | None, keep=None) -> RawHeader:
@@ -643,7 +680,17 @@ def _rt_node(sdl_ds, data: bytes, implicit: bool | None, names: dict, meta: dict
 RT_RAW_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.481.3", "1.2.840.10008.5.1.4.1.1.481.2",
                                 "1.2.840.10008.5.1.4.1.1.481.5"})
 _MEDIA_SOP_CLASS = 0x00020002
+_RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _meta_within(data: bytes) -> bool:
+    """The bytes hold the whole file meta, by its group length ((0002,0000) UL, explicit VR, right
+    after the DICM marker): dicomsdl's parse of the meta alone never reaches their end."""
+    head = data[_PREAMBLE + 4:_PREAMBLE + 16]
+    if len(head) < 12 or head[:6] != b"\x02\x00\x00\x00UL" or head[6:8] != b"\x04\x00":
+        return False
+    return _PREAMBLE + 16 + int.from_bytes(head[8:12], "little") + 16 <= len(data)  # + the next element's header
 
 
 def _rt_meta(data: bytes, names: dict) -> dict[int, RawElement] | None:
@@ -662,24 +709,37 @@ def _rt_meta(data: bytes, names: dict) -> dict[int, RawElement] | None:
             meta[tag] = RawElement(tag, _raw_field(data, tag, names.get(int(e.vr())), length, off, False), length,
                                    data[off:off + length], off, False, True)
     except Exception as exc:
-        log.debug("file meta refused (%s)", exc)
+        _log().debug("file meta refused (%s)", exc)
         return None
     return meta
 
 
-def _closing_pixels(fp, data: bytes, implicit: bool, size: int) -> tuple[int, RawElement | None] | None:
-    """(where the dataset before the pixel data ends, the pixel element) for a file whose one
-    native (7FE0,0010) element closes it; (the file's size, None) for a file without that tag;
-    None otherwise (the tag where :func:`_final_pixel_element` finds no closing element)."""
-    at = data.find(b"\xe0\x7f\x10\x00", _PREAMBLE + 4)
-    if at < 0:
-        return len(data), None
-    while at >= 0:
-        pixels = _final_pixel_element(fp, data, at, implicit, size)
-        if pixels is not None:
-            return at, pixels
-        at = data.find(b"\xe0\x7f\x10\x00", at + 1)
-    return None
+def _closing_pixels(fp, data: bytes, implicit: bool, size: int) -> tuple[bytes, int, RawElement | None] | None:
+    """(the bytes read, where the dataset before the pixel data ends, the pixel element, deferred:
+    its value is read from the file when used) for a file whose one native (7FE0,0010) element
+    closes it; (the whole file, its size, None) for a file without that tag; None otherwise (the
+    tag where :func:`_final_pixel_element` finds no closing element, or a file that changed size).
+
+    ``data``: the first bytes of the file (``fp``). More are read, doubling, only until the closing
+    element is found: the pixels of an RTDOSE are neither read here nor copied out of the bytes."""
+    start = _PREAMBLE + 4
+    seen = False
+    while True:
+        at = data.find(b"\xe0\x7f\x10\x00", start)
+        while at >= 0:
+            seen = True
+            pixels = _final_pixel_element(fp, data, at, implicit, size, defer=True)
+            if pixels is not None:
+                return data, at, pixels
+            at = data.find(b"\xe0\x7f\x10\x00", at + 1)
+        if len(data) >= size:
+            return None if seen or len(data) != size else (data, len(data), None)
+        start = max(len(data) - 3, start)  # a tag across the end of the bytes read is found next
+        fp.seek(len(data))
+        more = fp.read(len(data))
+        if not more:
+            return None  # the file shrank while read
+        data += more
 
 
 def _ends_at(df, head: bytes, names: dict, end: int) -> bool:
@@ -722,9 +782,11 @@ def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
         size = os.fstat(fp.fileno()).st_size
         if size > MAX_FILE_BYTES:
             return None
-        data = fp.read()
-        if len(data) != size or len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
+        data = fp.read(_HEAD_BYTES)
+        if len(data) < _PREAMBLE + 4 or data[_PREAMBLE:_PREAMBLE + 4] != b"DICM":
             return None
+        if not _meta_within(data):
+            data += fp.read()  # a file meta beyond the first bytes (or none): dicomsdl parses whole bytes
         meta = _rt_meta(data, names)
         if meta is None:
             return None
@@ -732,10 +794,12 @@ def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
                    for t in (_MEDIA_SOP_CLASS, _TS_TAG))
         if sop not in RT_RAW_SOP_CLASSES or ts not in (_IMPLICIT_LE, _EXPLICIT_LE):
             return None
+        if sop != _RTDOSE_SOP_CLASS:
+            data += fp.read()  # no pixel data expected: the whole file at once
         located = _closing_pixels(fp, data, ts == _IMPLICIT_LE, size)
         if located is None:
             return None
-        end, pixels = located
+        data, end, pixels = located
     head = data[:end] if end < len(data) else data
     meta = {}
     try:
@@ -744,7 +808,7 @@ def read_rt_header(path: str | os.PathLike, resolve) -> RawHeader | None:
         if not _ends_at(df, head, names, end):
             return None
     except Exception as exc:  # _Refused, or dicomsdl's refusal
-        log.debug("%s is read by pydicom (%s)", path, exc)
+        _log().debug("%s is read by pydicom (%s)", path, exc)
         return None
     if _TS_TAG not in meta or not len(root):
         return None

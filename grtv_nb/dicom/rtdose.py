@@ -10,12 +10,13 @@ RELATIVE), DoseType, DoseSummationType, ReferencedRTPlanSequence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._lazyimports import import_pydicom
+from .._record import Record
 from ..errors import DicomReadError, DicomValueError, warn
 from ..geometry import Grid, grid_from_planes
 from . import values
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
     import pydicom
 
 
-@dataclass
-class DoseVolume:
+class DoseVolume(Record):
     """A dose in the canonical frame of its own grid."""
+
+    _fields = ("array", "grid", "units", "dose_type", "summation_type", "files")
 
     array: np.ndarray  # float32 (z, y, x), Gy (or relative units if units != "GY")
     grid: Grid
@@ -36,6 +38,11 @@ class DoseVolume:
     dose_type: str
     summation_type: str
     files: list[DicomFile]
+
+    def __init__(self, array: np.ndarray, grid: Grid, units: str, dose_type: str, summation_type: str,
+                 files: list[DicomFile]):
+        self.array, self.grid, self.units, self.dose_type = array, grid, units, dose_type
+        self.summation_type, self.files = summation_type, files
 
 
 def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
@@ -73,7 +80,7 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     scaling = values.dose_grid_scaling(ds, f.path)
     values.check_pixel_length(ds, f.path, rows, cols, nframes)
     try:
-        arr = _native_pixels(ds, rows, cols, nframes) if isinstance(ds, RawHeader) else None
+        arr = _native_pixels(ds, rows, cols, nframes, f.path) if isinstance(ds, RawHeader) else None
         if arr is None:
             arr = ds.pixel_array
         arr = arr.reshape(nframes, rows, cols)
@@ -91,16 +98,21 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
             offsets = offsets - offsets[0]
     positions = ipp[None, :] + offsets[:, None] * n[None, :]
     order = np.argsort(offsets, kind="stable")
-    arr = arr[order]
-    positions = positions[order]
-    offsets = offsets[order]
+    if (order != np.arange(len(order))).any():  # frames stored out of order (usually they are not: no copy)
+        arr = arr[order]
+        positions = positions[order]
+        offsets = offsets[order]
     if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind == "c":
         raise DicomValueError(f.path, "PixelData", f"has unsupported pixel type {arr.dtype}")
-    if arr.dtype.kind in "iu" and int(arr.min(initial=0)) < 0:
+    if arr.dtype.kind == "i" and int(arr.min(initial=0)) < 0:  # (unsigned values never are)
         raise DicomValueError(f.path, "PixelData", f"holds negative dose values (min {int(arr.min())}; "
                               "PixelRepresentation signed)")
-    values_gy = arr.astype(np.float32) * np.float32(scaling)
-    if not np.isfinite(values_gy).all() or (values_gy.size and float(values_gy.max()) > values.MAX_DOSE_GY):
+    values_gy = arr.astype(np.float32)
+    values_gy *= np.float32(scaling)  # (in place: one float32 volume, not two)
+    vmax = float(values_gy.max()) if values_gy.size else 0.0
+    # integers times a finite scaling are all finite when their maximum is (an overflow is +inf): one pass
+    finite = math.isfinite(vmax) if arr.dtype.kind in "iu" else bool(np.isfinite(values_gy).all())
+    if not finite or vmax > values.MAX_DOSE_GY:
         raise DicomValueError(f.path, "DoseGridScaling",
                               f"value {scaling:g} gives a dose maximum of {float(np.nanmax(values_gy)):g}, "
                               f"beyond {values.MAX_DOSE_GY:g} Gy")
@@ -117,17 +129,19 @@ def read_dose(f: DicomFile, *, report=None) -> DoseVolume:
     )
 
 
-def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int) -> np.ndarray | None:
+def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int, path=None) -> np.ndarray | None:
     """The dose grid of a raw header's native pixel data, as pydicom's ``pixel_array`` gives it,
     for the usual form only: little-endian native transfer syntax, one sample of 16 or 32 stored
     bits filling their allocation (no bit masking, no sign extension), exactly the declared length
-    (an odd one padded by one byte); None otherwise (pydicom decodes it)."""
+    (an odd one padded by one byte); None otherwise (pydicom decodes it). A deferred pixel element
+    (:func:`grtv_nb.dicom.reader.read_rt_header`) is read from ``path`` straight into the array."""
     meta = hdr.file_meta
     if meta is None or values.text(meta, "TransferSyntaxUID") not in values.NATIVE_LE_TRANSFER_SYNTAXES:
         return None
     elem = hdr.get_item(0x7FE00010)
     raw = getattr(elem, "value", None)
-    if not isinstance(raw, bytes):
+    deferred = raw is None and path is not None and getattr(elem, "value_tell", None) is not None
+    if not isinstance(raw, bytes) and not deferred:
         return None
     bits = values.raw_numbers(hdr, "BitsAllocated")
     stored = values.raw_numbers(hdr, "BitsStored")
@@ -137,17 +151,21 @@ def _native_pixels(hdr: RawHeader, rows: int, cols: int, frames: int) -> np.ndar
         return None
     n = rows * cols * frames
     need = n * bits[0] // 8
-    if len(raw) != need + (need & 1):
+    if (len(raw) if isinstance(raw, bytes) else elem.length) != need + (need & 1):
         return None
     dtype = np.dtype(f"<{'i' if rep == [1] else 'u'}{bits[0] // 8}")
-    return np.frombuffer(raw, dtype=dtype, count=n).astype(dtype.newbyteorder("="))
+    if isinstance(raw, bytes):
+        return np.frombuffer(raw, dtype=dtype, count=n).astype(dtype.newbyteorder("="))
+    arr = np.fromfile(path, dtype=dtype, count=n, offset=int(elem.value_tell))
+    if arr.size != n:
+        return None  # the file changed since its header was read: pydicom reads (and reports) it
+    return arr if dtype.isnative else arr.astype(dtype.newbyteorder("="))
 
 
 def sum_doses(doses: list[DoseVolume], target: Grid) -> np.ndarray:
     """Interpolate each dose onto ``target`` (linear, 0 outside its grid) and sum them."""
     from ..geometry import resample_onto
 
-    total = np.zeros(target.shape, dtype=np.float32)
     # Doses on one grid are summed before interpolation.
     groups: list[tuple[Grid, np.ndarray]] = []
     for d in doses:
@@ -157,9 +175,19 @@ def sum_doses(doses: list[DoseVolume], target: Grid) -> np.ndarray:
                 break
         else:
             groups.append((d.grid, d.array.copy() if len(doses) > 1 else d.array))
+    total = None
     for g, a in groups:
-        total += resample_onto(a, g, target, fill=0.0)
-    return total
+        r = resample_onto(a, g, target, fill=0.0)
+        if total is None and r.dtype == np.float32 and r.shape == target.shape and r.flags.writeable \
+                and not np.may_share_memory(r, a):
+            total = r  # the first sum, in place: no zeroed volume (0 + r, computed: -0.0 becomes 0.0 as before)
+            np.add(total, np.float32(0.0), out=total)
+        elif total is None:
+            total = np.zeros(target.shape, dtype=np.float32)
+            total += r
+        else:
+            total += r
+    return total if total is not None else np.zeros(target.shape, dtype=np.float32)
 
 
 RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"

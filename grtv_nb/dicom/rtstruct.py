@@ -13,12 +13,12 @@ Attributes mapped (reading)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._lazyimports import import_pydicom
+from .._record import Record
 from ..display import default_color
 from ..errors import DicomValueError, warn
 from ..validate import check_roi_name
@@ -29,7 +29,7 @@ from .reader import RawItem
 if TYPE_CHECKING:
     import pydicom
 
-_BODY_NAMES = re.compile(r"^(body|external|skin|outline|patient|body_?contour)$", re.IGNORECASE)
+_BODY_NAMES = r"^(body|external|skin|outline|patient|body_?contour)$"  # (compiled on first use)
 
 
 def interpreted_type(name: str, roi_type: str = "") -> str:
@@ -37,11 +37,10 @@ def interpreted_type(name: str, roi_type: str = "") -> str:
     else ORGAN."""
     if roi_type:
         return roi_type
-    return "EXTERNAL" if _BODY_NAMES.match(name) else "ORGAN"
+    return "EXTERNAL" if re.match(_BODY_NAMES, name, re.IGNORECASE) else "ORGAN"
 
 
-@dataclass
-class ROI:
+class ROI(Record):
     """One structure.
 
     Attributes
@@ -65,16 +64,30 @@ class ROI:
         "RTSTRUCT", "mask" (setNewROI) or "auto" (predNewROI).
     """
 
+    _fields = ("name", "number", "color", "roi_type", "contours", "geometric_type", "other_data",
+               "frame_of_reference_uid", "source", "observation_label")
+
     name: str
     number: int
     color: tuple[int, int, int]
-    roi_type: str = ""
-    contours: list[np.ndarray] = field(default_factory=list)
-    geometric_type: str = ""
-    other_data: list[np.ndarray] = field(default_factory=list)
-    frame_of_reference_uid: str = ""
-    source: str = "RTSTRUCT"
-    observation_label: str = ""
+    roi_type: str
+    contours: list[np.ndarray]
+    geometric_type: str
+    other_data: list[np.ndarray]
+    frame_of_reference_uid: str
+    source: str
+    observation_label: str
+
+    def __init__(self, name: str, number: int, color: tuple[int, int, int], roi_type: str = "",
+                 contours: list[np.ndarray] | None = None, geometric_type: str = "",
+                 other_data: list[np.ndarray] | None = None, frame_of_reference_uid: str = "",
+                 source: str = "RTSTRUCT", observation_label: str = ""):
+        self.name, self.number, self.color, self.roi_type = name, number, color, roi_type
+        self.contours = [] if contours is None else contours
+        self.geometric_type = geometric_type
+        self.other_data = [] if other_data is None else other_data
+        self.frame_of_reference_uid, self.source, self.observation_label = (frame_of_reference_uid, source,
+                                                                            observation_label)
 
     @property
     def fillable(self) -> bool:
@@ -341,13 +354,17 @@ def read_rois(ds: pydicom.Dataset | RawHeader, *, source_name: str = "RTSTRUCT",
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
-@dataclass
-class ImageReference:
+class ImageReference(Record):
     """The image series a structure set or dose refers to."""
+
+    _fields = ("series_uid", "sop_class_uid", "slices")
 
     series_uid: str
     sop_class_uid: str
     slices: list[tuple[float, str]]  # (position along the slice normal, SOPInstanceUID), sorted
+
+    def __init__(self, series_uid: str, sop_class_uid: str, slices: list[tuple[float, str]]):
+        self.series_uid, self.sop_class_uid, self.slices = series_uid, sop_class_uid, slices
 
 
 def build_rtstruct(

@@ -154,6 +154,8 @@ def _unconverted(ds, keyword: str):
     tag, dvr = entry
     if tag is None or dvr == "SQ":
         return None
+    if type(ds) is RawHeader and ds.only is not None and tag not in ds.only:
+        return None  # a partial item header: pydicom's dataset of the item answers this one
     elem = d.get(tag)
     if elem is None:
         return _MISSING
