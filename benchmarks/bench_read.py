@@ -110,8 +110,9 @@ def _work_grtv_facade(args: dict):
 
 
 def _work_dicomsdl(args: dict):
-    """dicomsdl: every file of the folder opened; CT slices decoded, rescaled, sorted and stacked;
-    contour points of an RTSTRUCT and the pixels of an RTDOSE fetched."""
+    """dicomsdl: every file of the folder opened; CT slices decoded, rescaled (by dicomsdl's
+    pixelData), sorted and stacked; contour points of an RTSTRUCT and every frame of an RTDOSE
+    fetched and scaled to Gy."""
     from pathlib import Path
 
     import dicomsdl
@@ -126,15 +127,19 @@ def _work_dicomsdl(args: dict):
                 continue
             mod = df.Modality
             if mod in ("CT", "MR"):
-                arr = df.pixelData()
-                slope, icpt = df.RescaleSlope or 1.0, df.RescaleIntercept or 0.0
-                slices.append((float(df.ImagePositionPatient[2]), arr * slope + icpt if slope != 1 else arr + icpt))
+                # pixelData() applies RescaleSlope/RescaleIntercept itself (storedvalue=False)
+                slices.append((float(df.ImagePositionPatient[2]), df.pixelData()))
             elif mod == "RTSTRUCT":
                 for roi in df.ROIContourSequence or []:
                     for c in roi.ContourSequence or []:
                         other += len(c.ContourData or [])
             elif mod == "RTDOSE":
-                other += df.pixelData().size
+                # every frame, in Gy: dicomsdl's pixelData(i) is one frame, and it decodes 32-bit doses
+                # as 16-bit (dicomsdl 0.109.4: wrong values), so the raw bytes are taken as they are
+                info = df.getPixelDataInfo()
+                dt = np.dtype(f"<{'i' if info['PixelRepresentation'] else 'u'}{info['BitsAllocated'] // 8}")
+                dose = np.frombuffer(df.PixelData, dt) * float(df.DoseGridScaling or 1.0)
+                other += dose.size
         slices.sort(key=lambda t: t[0])
         return np.stack([a for _, a in slices]).shape if slices else other
 
