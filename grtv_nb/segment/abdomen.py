@@ -10,7 +10,7 @@ Common ground
   reported as not found. Without lungs (abdominal scans) every trunk slice is searched.
 - Left/right comes from the midline (the spinal canal, else the body centre) in the canonical
   frame (x increases to the patient's left). An image cut laterally past the spine (no canal,
-  one edge cutting the trunk: :func:`image_side`) holds one known side: its organs are looked
+  one edge cutting the trunk: :func:`.side.image_side`) holds one known side: its organs are looked
   for with the midline placed from the body (the trunk's half-width from the lateral skin, at
   least ``side_midline_mm`` beyond the cut edge) and the canal's y from the body's depth; the
   other side's organs are refused.
@@ -41,6 +41,7 @@ from ._common import (
 from .body import body_depth, body_work
 from .lungs import lungs_work
 from .params import PARAMS as P
+from .side import held_side, image_side, side_midline
 from .spine import canal_track, midline_known, midline_x
 
 
@@ -194,7 +195,7 @@ def _cage_stomach(ctx: Context) -> np.ndarray:
 def _cage_left_side(ctx: Context) -> np.ndarray:
     """The strict hull of :func:`_cage`, completed (as the liver's on the other side) by the bone's
     mirror image about the midline placed from the body where the image holds the patient's left
-    side without the spine (:func:`image_side`) and its edge cuts the trunk: the hull of the left
+    side without the spine (:func:`.side.image_side`) and its edge cuts the trunk: the hull of the left
     ribs and the bone at that edge cut the stomach's medial part off along a chord (example CT cut
     20 mm left of the midline: stomach Dice 0.53, the whole CT's on the same voxels 0.71; now 0.73).
     Not where the canal is in the image: cut at the midline or 40 mm right of it the example CT's
@@ -233,87 +234,18 @@ def _lung_any(ctx: Context) -> np.ndarray:
     return left | right
 
 
-def image_side(ctx: Context) -> str | None:
-    """``"right"`` or ``"left"`` where no spinal canal was found and the image holds that side of the
-    patient's trunk only: the image's edge on the other side cuts the trunk (the body on its edge
-    column spans ``cage_cut_depth_frac`` of its anterior-posterior extent) on at least
-    ``side_cut_frac`` of the slices with a body, and this side's edge on at most ``1 -
-    side_cut_frac`` of them (a field of view cut laterally past the spine). The patient's left and
-    right are the image's frame (x to the patient's left), so the side is known; only the midline's
-    place is not (:func:`_xm`). None otherwise (the canal was found, or the body is not cut on
-    one side only)."""
-    if np.isfinite(canal_track(ctx)["x"]).any():
-        return None
-    return held_side(ctx)
-
-
-def held_side(ctx: Context) -> str | None:
-    """``"right"`` or ``"left"``: the patient's side of the trunk that the image holds, where one
-    of its edges cuts the trunk (see :func:`image_side`, which also needs the canal absent);
-    None where neither or both do."""
-    return ctx.get("abd_held_side", _held_side)
-
-
-def _held_side(ctx: Context) -> str | None:
-    body = body_work(ctx)
-    has = body.any(axis=(1, 2))
-    n = int(has.sum())
-    if n == 0:
-        return None
-    ap = np.maximum(body.any(axis=2).sum(axis=1), 1)
-    cut_left = body[:, :, -1].sum(axis=1) >= P.cage_cut_depth_frac * ap  # x increases to the patient's left
-    cut_right = body[:, :, 0].sum(axis=1) >= P.cage_cut_depth_frac * ap
-    few = (1.0 - P.side_cut_frac) * n
-    if cut_left.sum() >= P.side_cut_frac * n and cut_right.sum() <= few:
-        return "right"
-    if cut_right.sum() >= P.side_cut_frac * n and cut_left.sum() <= few:
-        return "left"
-    return None
-
-
-def side_midline(ctx: Context) -> float:
-    """The midline x (mm) of an image holding one side of the trunk (:func:`held_side`), placed from
-    the body as in :func:`_xm` (without the canal, at least ``side_midline_mm`` beyond the cut
-    edge; with it, from the lateral skin only: the edge may lie on either side of the midline)."""
-    return ctx.get("abd_side_midline", _side_midline)
-
-
 def _xm(ctx: Context) -> float:
     """The patient's midline x (mm) for the abdominal organs: the spinal canal's (:func:`.spine.midline_x`),
-    or, on an image holding one side of the trunk without the spine (:func:`image_side`), the
+    or, on an image holding one side of the trunk without the spine (:func:`.side.image_side`), the
     trunk's half-width (``side_halfwidth_frac`` of its anterior-posterior extent) from the lateral
     skin, but at least ``side_midline_mm`` beyond the edge that cuts the trunk (the canal is not in
     the image); medians over the slices whose edge cuts the trunk."""
     return midline_x(ctx) if image_side(ctx) is None else side_midline(ctx)
 
 
-def _side_midline(ctx: Context) -> float:
-    side = held_side(ctx)
-    if side is None:
-        return midline_x(ctx)
-    body = body_work(ctx)
-    gx, gy = ctx.grid.x, ctx.grid.y
-    col = -1 if side == "right" else 0
-    ap = body.any(axis=2).sum(axis=1)
-    cut = (body[:, :, col].sum(axis=1) >= P.cage_cut_depth_frac * np.maximum(ap, 1)) & (ap > 0)
-    skin, half = [], []
-    for k in np.nonzero(cut)[0]:
-        xs = gx[body[k].any(axis=0)]
-        ys = gy[body[k].any(axis=1)]
-        skin.append(float(xs.min() if side == "right" else xs.max()))
-        half.append(P.side_halfwidth_frac * float(ys.max() - ys.min()))
-    sign = 1.0 if side == "right" else -1.0
-    est = float(np.median(skin)) + sign * float(np.median(half))
-    if image_side(ctx) is None:
-        return est  # the canal is in the image: the edge may lie on either side of the midline
-    # no canal in the image: the midline lies beyond the edge that cuts the trunk
-    edge = float(gx[-1] if side == "right" else gx[0]) + sign * P.side_midline_mm
-    return max(edge, est) if side == "right" else min(edge, est)
-
-
 def _canal_y_raw(ctx: Context) -> np.ndarray:
     """Per working slice: the y (mm) of the spinal canal where it was tracked (NaN elsewhere), or,
-    on an image holding one side of the trunk without the spine (:func:`image_side`), its estimate
+    on an image holding one side of the trunk without the spine (:func:`.side.image_side`), its estimate
     ``canal_back_frac`` of the body's anterior-posterior extent in front of the back (NaN without
     body)."""
     if image_side(ctx) is None:
@@ -336,7 +268,7 @@ def _cy(ctx: Context) -> float:
 
 def _only_side(ctx: Context, organ: str, side: str) -> None:
     """Refuse ``organ`` (which lies on the patient's ``side``) on an image that holds the other
-    side of the trunk only (:func:`image_side`)."""
+    side of the trunk only (:func:`.side.image_side`)."""
     held = image_side(ctx)
     if held is not None and held != side:
         raise not_found(organ, f"the image holds the patient's {held} side of the trunk only (its edge cuts the "
@@ -354,7 +286,7 @@ def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.nda
     (see :func:`_lowest_airway_z`); when the pelvis is in the image, above its top (the iliac
     crests) - 20 mm (:func:`.landmarks.pelvis_top_z`).
 
-    Without a spinal canal, an image that holds one side of the trunk only (:func:`image_side`: a
+    Without a spinal canal, an image that holds one side of the trunk only (:func:`.side.image_side`: a
     field of view cut laterally past the spine) is searched on that side, with the midline and the
     canal's y estimated from the body (:func:`_xm`, :func:`_canal_y_raw`); the organs of the other
     side are refused.

@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 from ._common import Context
 from .body import body_work
 from .params import PARAMS as P
+from .side import held_side, side_midline
 
 
 def lung_dome_z(ctx: Context, lungs: np.ndarray) -> tuple[float | None, bool]:
@@ -44,15 +45,13 @@ def pelvis_top_z(ctx: Context) -> float | None:
     (lower down the acetabula and femoral heads). Ribs are thin and vertebrae lie within 50 mm of
     the midline. The longest run of pelvis slices must span ``pelvis_min_slices_mm``; the top is
     the highest point of the lateral bone connected to its wings (the crests). On an image that
-    holds one side of the trunk (:func:`.abdomen.held_side`: its other edge cuts the trunk) one
-    wing, on that side of the midline placed from the body (:func:`.abdomen.side_midline`: a ring
+    holds one side of the trunk (:func:`.side.held_side`: its other edge cuts the trunk) one
+    wing, on that side of the midline placed from the body (:func:`.side.side_midline`: a ring
     of the hip bone may pass for the canal there), makes a pelvis slice."""
     return ctx.get("pelvis_top", _pelvis_top)
 
 
 def _pelvis_top(ctx: Context) -> float | None:
-    from .abdomen import held_side, side_midline
-
     body = body_work(ctx)
     side = held_side(ctx)
     x_side = side_midline(ctx) if side is not None else None
