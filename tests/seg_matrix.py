@@ -68,13 +68,8 @@ _SPINE = "spinal canal code: not diagnosed yet (the crop and field-of-view rules
 _BORDER = "just above PRESENT_FRAC of the organ in 15 mm: the method needs more of it"
 KNOWN: dict[tuple[str, str], str] = {
     ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
-    ("thorax + abdomen (z >= 300)", "rkidney"): "the image's bottom cuts the right kidney 8 mm above its lower "
-                                                "pole: there the candidate joins the psoas over a wide neck "
-                                                "(same HU; ~530 voxels)",
     ("abdomen only (z 280-390)", "liver"): "better than the full CT on the same part (Delta > 0): "
                                            "the seed rule without lung bases",
-    ("abdomen only (z 280-390)", "rkidney"): "the candidate joins the right psoas over a wide neck (same HU; "
-                                             "~900 voxels) that the full CT's kidney leaves out",
     ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "
                                              "before the stomach's cage was completed): both miss the antrum, "
                                              "outside the rib cage",

@@ -711,9 +711,13 @@ def _kidneys_work(ctx: Context) -> dict:
         if box is None:
             continue
         best, best_score = None, 0.0
+        medial = _medial_limit(ctx, box, xm)
         for lo, hi in P.kidney_windows:
             cand = (sm[box] >= lo) & (sm[box] <= hi) & region[box]
-            lab, n = _kidney_pieces(open_mm(cand, 6.0, sp), sp)
+            # the plain window also holds muscle: pieces lying against the medial limit and
+            # denser than the rest of their organ are psoas (unenhanced kidney is less dense)
+            psoas = (sm[box], medial) if lo < P.kidney_psoas_window_hu else None
+            lab, n = _kidney_pieces(open_mm(cand, 6.0, sp), sp, psoas)
             if n == 0:
                 continue
             near = None  # the nearest piece of each voxel (computed once a candidate is kept)
@@ -774,6 +778,17 @@ def _kidneys_work(ctx: Context) -> dict:
     return out
 
 
+def _medial_limit(ctx: Context, box: tuple[slice, slice, slice], xm: float) -> np.ndarray:
+    """Within ``box``: the voxels within 1.5 voxels of the kidney zone's medial limit (the
+    vertebral body's side: ``kidney_midline_mm[0]`` from the midline ``xm``, 32 mm from the
+    vertebral body's centre), where the psoas lies."""
+    sp = ctx.spacing
+    reach = 1.5 * max(sp[1], sp[2])
+    near_mid = np.abs(ctx.grid.x[box[2]] - xm) < P.kidney_midline_mm[0] + reach
+    shape = (box[0].stop - box[0].start, box[1].stop - box[1].start, len(near_mid))
+    return np.broadcast_to(near_mid, shape) | _near_spine(ctx, 32.0 + reach)[box]
+
+
 def _canal_y(ctx: Context) -> np.ndarray:
     """Per working slice: the y (mm) of the spinal canal, interpolated along z where it was not
     tracked (nearest value beyond the track) and averaged over ``kidney_canal_mm`` along z."""
@@ -785,7 +800,8 @@ def _canal_y(ctx: Context) -> np.ndarray:
     return ndi.uniform_filter1d(y, n, mode="nearest")
 
 
-def _kidney_pieces(mask: np.ndarray, sp) -> tuple[np.ndarray, int]:
+def _kidney_pieces(mask: np.ndarray, sp, psoas: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, int]:
     """``mask`` (a kidney candidate: the window opened) split into organs joined by narrow necks:
     (labels, count).
 
@@ -836,6 +852,23 @@ def _kidney_pieces(mask: np.ndarray, sp) -> tuple[np.ndarray, int]:
             parent[a] = b
             depth[b] = max(depth[a], depth[b])
     roots = np.array([root(i) for i in range(n + 1)])
+    if psoas is not None:
+        # a piece against the zone's medial limit, denser than its merged organ's median by
+        # kidney_psoas_hu, is psoas: it is split off its organ (one new organ per organ it left)
+        hu, medial = psoas
+        on = pieces > 0
+        cnt = np.bincount(pieces[on], minlength=n + 1)
+        mean = np.bincount(pieces[on], weights=hu[on], minlength=n + 1) / np.maximum(cnt, 1)
+        touch = np.bincount(pieces[on & medial], minlength=n + 1) > 0
+        vox_root = roots[pieces]
+        for r in np.unique(roots[1:]):
+            members = np.nonzero(roots == r)[0]
+            if len(members) < 2:
+                continue
+            med = float(np.median(hu[vox_root == r]))
+            off = [int(i) for i in members if touch[i] and mean[i] >= med + P.kidney_psoas_hu]
+            if off and len(off) < len(members):
+                roots[off] = n + 1 + int(r)
     _, group = np.unique(roots, return_inverse=True)  # root 0 (the background) stays 0
     return group.reshape(-1)[pieces].astype(np.int32), int(group.max())
 

@@ -193,6 +193,12 @@ class SegmentParams:
     #                              this fraction of the thinner piece's (example CT: within the kidney
     #                              0.6-1.0; kidney to a small-bowel loop at its lower pole 0.35; to psoas
     #                              0.33; results alike for 0.4-0.6)
+    kidney_psoas_hu: float = 10.0  # plain window: a piece of a kidney candidate against the zone's medial
+    #                              limit (the vertebral body's side) whose mean HU is this much above the
+    #                              candidate's median is psoas (muscle 40-60 HU, unenhanced kidney 30-35;
+    #                              example CT: psoas pieces +17 to +22 over the candidate, the kidney's
+    #                              own medial pieces -14 to +7)
+    kidney_psoas_window_hu: float = 100.0  # ... in the windows starting below this (contrast windows hold no muscle)
     stomach_gas_hu: float = -600.0  # stomach gas pocket is below
     stomach_gas_cc: float = 2.0  # least gas pocket
     stomach_cage_depth_q: float = 0.25  # without lung bases: on the slices whose cage window the image's
