@@ -84,7 +84,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                                     "back of the vertebral body, 11 mm in front of the canal "
                                                     "(no closed ring there); on the whole CT the ring slices "
                                                     "above rule it out of the chain",
-    ("5 mm slices", "liver"): "partial volume of 5 mm slabs at the liver's edges (-0.05 on the overlap-weighted slabs)",
     ("noise sd 40 HU", "spinal_cord"): "the image-grid refinement on its 3 mm pixels (smoothed only below 1.5 mm) is "
                                        "ragged in 40 HU noise at z 235-241 and 286-292 (cord coverage 0.948; a 3x3 "
                                        "median there: 0.962, Delta -0.031, left out: real planning CTs' pixels "

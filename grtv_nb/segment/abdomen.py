@@ -49,6 +49,17 @@ def _smooth(ctx: Context) -> np.ndarray:
     return ctx.get("smooth", lambda c: ndi.uniform_filter(c.w, size=3))
 
 
+def _smooth_liver(ctx: Context) -> np.ndarray:
+    """The HU box mean of the liver: at most ``liver_smooth_mm`` along each axis (an odd number of
+    voxels, 3 on 2-3 mm grids, 1 along z on 4-5 mm slabs: thick slabs are not averaged with their
+    neighbours, whose partial volume at the liver's edges spans a slab's thickness)."""
+    def f(c: Context) -> np.ndarray:
+        size = [max(2 * int((P.liver_smooth_mm / d + 1e-6 - 1.0) // 2) + 1, 1) for d in c.spacing]
+        return _smooth(c) if size == [3, 3, 3] else ndi.uniform_filter(c.w, size=size)
+
+    return ctx.get("smooth_liver", f)
+
+
 def _bone(ctx: Context) -> np.ndarray:
     def f(c):
         return dilate_mm(c.w > 200.0, 3.0, c.spacing, planar=True) & body_work(c)
@@ -76,6 +87,9 @@ def _cage(ctx: Context, open_ends: bool = False) -> np.ndarray:
       itself; its cage is not completed (mirrored there, the left-lobe search region took in
       the stomach and spleen side: a wrong liver instead of a refusal).
 
+    - on slabs thicker than ``cage_slab_mm`` the ribs are partial-volumed below ``cage_bone_hu``:
+      the hull is of the voxels above :func:`_cage_bone_hu`.
+
     The stomach keeps the strict hull (bowel gas under the abdominal wall must not become its
     gas pocket)."""
     if open_ends:
@@ -97,14 +111,22 @@ def _edge_cut(ctx: Context, side: str) -> np.ndarray:
     return body[:, :, -1 if side == "left" else 0].sum(axis=1) >= P.cage_cut_depth_frac * ap
 
 
-def _cage_hull(ctx: Context, mirror: str | None) -> np.ndarray:
+def _cage_bone_hu(ctx: Context) -> float:
+    """The HU above which a voxel is rib for the cage's hull: ``cage_bone_hu`` on slices up to
+    ``cage_slab_mm`` thick; on thicker slabs a rib fills a smaller part of the slab's thickness, so
+    its partial-volume HU falls towards soft tissue (``cage_soft_hu``) in proportion."""
+    keep = min(1.0, P.cage_slab_mm / ctx.spacing[0])
+    return P.cage_soft_hu + (P.cage_bone_hu - P.cage_soft_hu) * keep
+
+
+def _cage_hull(ctx: Context, mirror: str | None, bone_hu: float = P.cage_bone_hu) -> np.ndarray:
     """:func:`_cage` without ``open_ends``; with ``mirror`` (``"left"`` or ``"right"``), completed
     by the mirror image of the bone about the midline where the image's edge on the patient's
-    ``mirror`` side cuts the trunk."""
+    ``mirror`` side cuts the trunk; the hull of the voxels above ``bone_hu``."""
     from skimage.morphology import convex_hull_image
 
     body = body_work(ctx)
-    bone = (ctx.w > 200.0) & body
+    bone = (ctx.w > bone_hu) & body
     z = ctx.grid.z
     nx = bone.shape[2]
     cut = _edge_cut(ctx, mirror) if mirror else np.zeros(len(z), bool)
@@ -140,7 +162,12 @@ def _cage_hull(ctx: Context, mirror: str | None) -> np.ndarray:
 
 def _cage_open_ends(ctx: Context) -> np.ndarray:
     """:func:`_cage` with ``open_ends``."""
-    out = _cage(ctx) if not _left_cut(ctx).any() else _cage_hull(ctx, mirror="left")
+    thr = _cage_bone_hu(ctx)
+    mirror = "left" if _left_cut(ctx).any() else None
+    if thr < P.cage_bone_hu:
+        out = _cage_hull(ctx, mirror=mirror, bone_hu=thr)  # thick slabs: ribs partial-volumed
+    else:
+        out = _cage(ctx) if mirror is None else _cage_hull(ctx, mirror=mirror)
     if _lung_any(ctx).any():
         return out
     # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last slice
@@ -523,7 +550,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
     enhancement or large lesions loses those parts.
     """
     organ = "liver"
-    sm = _smooth(ctx)
+    sm = _smooth_liver(ctx)
     body = body_work(ctx)
     gx, gy, gz = ctx.grid.x, ctx.grid.y, ctx.grid.z
     _only_side(ctx, organ, "right")

@@ -154,6 +154,14 @@ class SegmentParams:
     #                                  1.2-1.5 times as wide as deep in adults; example CT 1.3)
     canal_back_frac: float = 0.3  # ... and the canal's y this fraction of the body's anterior-posterior extent
     #                             in front of its back (example CT, abdomen: 0.25-0.34, also on x < -20, x > 20)
+    cage_bone_hu: float = 200.0  # rib (cortex and marrow) of the rib cage's hull, on slices up to ...
+    cage_slab_mm: float = 3.0  # ... this thick; on a thicker slab a rib fills a fraction cage_slab_mm /
+    #                          thickness of it, so the threshold falls towards ...
+    cage_soft_hu: float = 40.0  # ... the soft tissue around the rib in that proportion (example CT on
+    #                          5 mm slabs at 200 HU: the hull lost the anterior ribs, 127-262 voxels of
+    #                          liver per slice outside it against 0-44 on its 3 mm slices)
+    liver_smooth_mm: float = 9.0  # the liver's HU mean filter spans at most this along each axis (as
+    #                             kidney_smooth_mm: 3 voxels on 2-3 mm grids, 1 along z on 4-5 mm slabs)
     liver_open_mm: float = 8.0  # opening that cuts bridges to the liver's neighbours
     liver_spine_mm: float = 35.0  # radius round the vertebral body left out (crura, aorta, IVC)
     liver_seed_top_mm: float = 40.0  # without lung bases in the image: the liver's seed zone is the
