@@ -683,7 +683,10 @@ def _kidneys_work(ctx: Context) -> dict:
     into convex pieces (:func:`_kidney_pieces`: a watershed of its distance map, pieces merged
     where the neck between them is at least ``kidney_neck_frac`` of the thinner one's depth), so a
     bowel loop or the psoas touching the kidney over a narrow neck of the same HU is cut off (the
-    opening alone, whatever its radius, either kept the neck or lost the thin kidney); a merged
+    opening alone, whatever its radius, either kept the neck or lost the thin kidney); in the plain
+    window (which also holds muscle) a piece against the zone's medial limit (the vertebral body's
+    side, :func:`_medial_limit`) whose mean HU is ``kidney_psoas_hu`` above its merged organ's median
+    is psoas and is split off (unenhanced kidney is less dense than muscle); a merged
     piece is a kidney candidate when it holds 40-450 cc (from
     ``kidney_cut_cc`` when the image's first or last slice cuts it: a pole of a kidney the CT ends in),
     is compact (at least 15 % of its bounding box), is not longer than 170 mm craniocaudally, not wider
@@ -838,7 +841,10 @@ def _kidney_pieces(mask: np.ndarray, sp, psoas: tuple[np.ndarray, np.ndarray] | 
     least ``kidney_neck_frac`` of the smaller of their two maxima (widest necks first; a merged group
     counts with its deepest maximum, so a shallow piece of a neck joins one side only). A kidney's own pieces (its
     poles, the lips of the hilum) meet over wide necks; a bowel loop or the psoas that touches it
-    over a few mm of the same HU does not. Pieces so merged are one label."""
+    over a few mm of the same HU does not. Pieces so merged are one label. With ``psoas`` (the
+    smoothed HU and the zone's medial limit, both on ``mask``'s grid), a merged organ's pieces that
+    touch the medial limit and whose mean HU is ``kidney_psoas_hu`` above the organ's median are
+    split off it as one more label (the psoas, denser than the unenhanced kidney)."""
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
