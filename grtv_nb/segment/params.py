@@ -159,7 +159,8 @@ class SegmentParams:
     #                          thickness of it, so the threshold falls towards ...
     cage_soft_hu: float = 40.0  # ... the soft tissue around the rib in that proportion (example CT on
     #                          5 mm slabs at 200 HU: the hull lost the anterior ribs, 127-262 voxels of
-    #                          liver per slice outside it against 0-44 on its 3 mm slices)
+    #                          liver per slice outside it against 0-44 on its 3 mm slices; liver Dice
+    #                          on 5 mm slabs 0.860 / 0.851 / 0.835 with 0 / 40 / 80 HU here)
     liver_smooth_mm: float = 9.0  # the liver's HU mean filter spans at most this along each axis (as
     #                             kidney_smooth_mm: 3 voxels on 2-3 mm grids, 1 along z on 4-5 mm slabs)
     liver_open_mm: float = 8.0  # opening that cuts bridges to the liver's neighbours
@@ -204,8 +205,8 @@ class SegmentParams:
     kidney_psoas_hu: float = 10.0  # plain window: a piece of a kidney candidate against the zone's medial
     #                              limit (the vertebral body's side) whose mean HU is this much above the
     #                              candidate's median is psoas (muscle 40-60 HU, unenhanced kidney 30-35;
-    #                              example CT: psoas pieces +17 to +22 over the candidate, the kidney's
-    #                              own medial pieces -14 to +7)
+    #                              example CT, right kidney on z crops: alike for 6-10 HU, 14 kept one
+    #                              psoas piece, 18 all of them; no kidney piece split off at 6)
     kidney_psoas_window_hu: float = 100.0  # ... in the windows starting below this (contrast windows hold no muscle)
     stomach_gas_hu: float = -600.0  # stomach gas pocket is below
     stomach_gas_cc: float = 2.0  # least gas pocket
