@@ -68,13 +68,8 @@ _SPINE = "spinal canal code: not diagnosed yet (the crop and field-of-view rules
 _BORDER = "just above PRESENT_FRAC of the organ in 15 mm: the method needs more of it"
 KNOWN: dict[tuple[str, str], str] = {
     ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
-    ("thorax + abdomen (z >= 300)", "rkidney"): "the image's bottom cuts the right kidney 8 mm above its lower "
-                                                "pole: there the candidate joins the psoas over a wide neck "
-                                                "(same HU; ~530 voxels)",
     ("abdomen only (z 280-390)", "liver"): "better than the full CT on the same part (Delta > 0): "
                                            "the seed rule without lung bases",
-    ("abdomen only (z 280-390)", "rkidney"): "the candidate joins the right psoas over a wide neck (same HU; "
-                                             "~900 voxels) that the full CT's kidney leaves out",
     ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "
                                              "before the stomach's cage was completed): both miss the antrum, "
                                              "outside the rib cage",
@@ -89,7 +84,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                                     "back of the vertebral body, 11 mm in front of the canal "
                                                     "(no closed ring there); on the whole CT the ring slices "
                                                     "above rule it out of the chain",
-    ("5 mm slices", "liver"): "partial volume of 5 mm slabs at the liver's edges (-0.05 on the overlap-weighted slabs)",
     ("noise sd 40 HU", "spinal_cord"): "the image-grid refinement on its 3 mm pixels (smoothed only below 1.5 mm) is "
                                        "ragged in 40 HU noise at z 235-241 and 286-292 (cord coverage 0.948; a 3x3 "
                                        "median there: 0.962, Delta -0.031, left out: real planning CTs' pixels "

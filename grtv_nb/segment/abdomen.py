@@ -50,6 +50,17 @@ def _smooth(ctx: Context) -> np.ndarray:
     return ctx.get("smooth", lambda c: ndi.uniform_filter(c.w, size=3))
 
 
+def _smooth_liver(ctx: Context) -> np.ndarray:
+    """The HU box mean of the liver: at most ``liver_smooth_mm`` along each axis (an odd number of
+    voxels, 3 on 2-3 mm grids, 1 along z on 4-5 mm slabs: thick slabs are not averaged with their
+    neighbours, whose partial volume at the liver's edges spans a slab's thickness)."""
+    def f(c: Context) -> np.ndarray:
+        size = [max(2 * int((P.liver_smooth_mm / d + 1e-6 - 1.0) // 2) + 1, 1) for d in c.spacing]
+        return _smooth(c) if size == [3, 3, 3] else ndi.uniform_filter(c.w, size=size)
+
+    return ctx.get("smooth_liver", f)
+
+
 def _bone(ctx: Context) -> np.ndarray:
     def f(c):
         return dilate_mm(c.w > 200.0, 3.0, c.spacing, planar=True) & body_work(c)
@@ -77,6 +88,9 @@ def _cage(ctx: Context, open_ends: bool = False) -> np.ndarray:
       itself; its cage is not completed (mirrored there, the left-lobe search region took in
       the stomach and spleen side: a wrong liver instead of a refusal).
 
+    - on slabs thicker than ``cage_slab_mm`` the ribs are partial-volumed below ``cage_bone_hu``:
+      the hull is of the voxels above :func:`_cage_bone_hu`.
+
     The stomach keeps the strict hull (bowel gas under the abdominal wall must not become its
     gas pocket)."""
     if open_ends:
@@ -98,14 +112,22 @@ def _edge_cut(ctx: Context, side: str) -> np.ndarray:
     return body[:, :, -1 if side == "left" else 0].sum(axis=1) >= P.cage_cut_depth_frac * ap
 
 
-def _cage_hull(ctx: Context, mirror: str | None) -> np.ndarray:
+def _cage_bone_hu(ctx: Context) -> float:
+    """The HU above which a voxel is rib for the cage's hull: ``cage_bone_hu`` on slices up to
+    ``cage_slab_mm`` thick; on thicker slabs a rib fills a smaller part of the slab's thickness, so
+    its partial-volume HU falls towards soft tissue (``cage_soft_hu``) in proportion."""
+    keep = min(1.0, P.cage_slab_mm / ctx.spacing[0])
+    return P.cage_soft_hu + (P.cage_bone_hu - P.cage_soft_hu) * keep
+
+
+def _cage_hull(ctx: Context, mirror: str | None, bone_hu: float = P.cage_bone_hu) -> np.ndarray:
     """:func:`_cage` without ``open_ends``; with ``mirror`` (``"left"`` or ``"right"``), completed
     by the mirror image of the bone about the midline where the image's edge on the patient's
-    ``mirror`` side cuts the trunk."""
+    ``mirror`` side cuts the trunk; the hull of the voxels above ``bone_hu``."""
     from skimage.morphology import convex_hull_image
 
     body = body_work(ctx)
-    bone = (ctx.w > 200.0) & body
+    bone = (ctx.w > bone_hu) & body
     z = ctx.grid.z
     nx = bone.shape[2]
     cut = _edge_cut(ctx, mirror) if mirror else np.zeros(len(z), bool)
@@ -141,7 +163,12 @@ def _cage_hull(ctx: Context, mirror: str | None) -> np.ndarray:
 
 def _cage_open_ends(ctx: Context) -> np.ndarray:
     """:func:`_cage` with ``open_ends``."""
-    out = _cage(ctx) if not _left_cut(ctx).any() else _cage_hull(ctx, mirror="left")
+    thr = _cage_bone_hu(ctx)
+    mirror = "left" if _left_cut(ctx).any() else None
+    if thr < P.cage_bone_hu:
+        out = _cage_hull(ctx, mirror=mirror, bone_hu=thr)  # thick slabs: ribs partial-volumed
+    else:
+        out = _cage(ctx) if mirror is None else _cage_hull(ctx, mirror=mirror)
     if _lung_any(ctx).any():
         return out
     # no lung bases in the image (an abdomen-only CT): the ribs beyond its first or last slice
@@ -455,7 +482,7 @@ def _liver_work(ctx: Context) -> np.ndarray:
     enhancement or large lesions loses those parts.
     """
     organ = "liver"
-    sm = _smooth(ctx)
+    sm = _smooth_liver(ctx)
     body = body_work(ctx)
     gx, gy, gz = ctx.grid.x, ctx.grid.y, ctx.grid.z
     _only_side(ctx, organ, "right")
@@ -588,7 +615,10 @@ def _kidneys_work(ctx: Context) -> dict:
     into convex pieces (:func:`_kidney_pieces`: a watershed of its distance map, pieces merged
     where the neck between them is at least ``kidney_neck_frac`` of the thinner one's depth), so a
     bowel loop or the psoas touching the kidney over a narrow neck of the same HU is cut off (the
-    opening alone, whatever its radius, either kept the neck or lost the thin kidney); a merged
+    opening alone, whatever its radius, either kept the neck or lost the thin kidney); in the plain
+    window (which also holds muscle) a piece against the zone's medial limit (the vertebral body's
+    side, :func:`_medial_limit`) whose mean HU is ``kidney_psoas_hu`` above its merged organ's median
+    is psoas and is split off (unenhanced kidney is less dense than muscle); a merged
     piece is a kidney candidate when it holds 40-450 cc (from
     ``kidney_cut_cc`` when the image's first or last slice cuts it: a pole of a kidney the CT ends in),
     is compact (at least 15 % of its bounding box), is not longer than 170 mm craniocaudally, not wider
@@ -643,9 +673,13 @@ def _kidneys_work(ctx: Context) -> dict:
         if box is None:
             continue
         best, best_score = None, 0.0
+        medial = _medial_limit(ctx, box, xm)
         for lo, hi in P.kidney_windows:
             cand = (sm[box] >= lo) & (sm[box] <= hi) & region[box]
-            lab, n = _kidney_pieces(open_mm(cand, 6.0, sp), sp)
+            # the plain window also holds muscle: pieces lying against the medial limit and
+            # denser than the rest of their organ are psoas (unenhanced kidney is less dense)
+            psoas = (sm[box], medial) if lo < P.kidney_psoas_window_hu else None
+            lab, n = _kidney_pieces(open_mm(cand, 6.0, sp), sp, psoas)
             if n == 0:
                 continue
             near = None  # the nearest piece of each voxel (computed once a candidate is kept)
@@ -706,6 +740,17 @@ def _kidneys_work(ctx: Context) -> dict:
     return out
 
 
+def _medial_limit(ctx: Context, box: tuple[slice, slice, slice], xm: float) -> np.ndarray:
+    """Within ``box``: the voxels within 1.5 voxels of the kidney zone's medial limit (the
+    vertebral body's side: ``kidney_midline_mm[0]`` from the midline ``xm``, 32 mm from the
+    vertebral body's centre), where the psoas lies."""
+    sp = ctx.spacing
+    reach = 1.5 * max(sp[1], sp[2])
+    near_mid = np.abs(ctx.grid.x[box[2]] - xm) < P.kidney_midline_mm[0] + reach
+    shape = (box[0].stop - box[0].start, box[1].stop - box[1].start, len(near_mid))
+    return np.broadcast_to(near_mid, shape) | _near_spine(ctx, 32.0 + reach)[box]
+
+
 def _canal_y(ctx: Context) -> np.ndarray:
     """Per working slice: the y (mm) of the spinal canal, interpolated along z where it was not
     tracked (nearest value beyond the track) and averaged over ``kidney_canal_mm`` along z."""
@@ -717,7 +762,8 @@ def _canal_y(ctx: Context) -> np.ndarray:
     return ndi.uniform_filter1d(y, n, mode="nearest")
 
 
-def _kidney_pieces(mask: np.ndarray, sp) -> tuple[np.ndarray, int]:
+def _kidney_pieces(mask: np.ndarray, sp, psoas: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, int]:
     """``mask`` (a kidney candidate: the window opened) split into organs joined by narrow necks:
     (labels, count).
 
@@ -727,7 +773,10 @@ def _kidney_pieces(mask: np.ndarray, sp) -> tuple[np.ndarray, int]:
     least ``kidney_neck_frac`` of the smaller of their two maxima (widest necks first; a merged group
     counts with its deepest maximum, so a shallow piece of a neck joins one side only). A kidney's own pieces (its
     poles, the lips of the hilum) meet over wide necks; a bowel loop or the psoas that touches it
-    over a few mm of the same HU does not. Pieces so merged are one label."""
+    over a few mm of the same HU does not. Pieces so merged are one label. With ``psoas`` (the
+    smoothed HU and the zone's medial limit, both on ``mask``'s grid), a merged organ's pieces that
+    touch the medial limit and whose mean HU is ``kidney_psoas_hu`` above the organ's median are
+    split off it as one more label (the psoas, denser than the unenhanced kidney)."""
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
@@ -768,6 +817,23 @@ def _kidney_pieces(mask: np.ndarray, sp) -> tuple[np.ndarray, int]:
             parent[a] = b
             depth[b] = max(depth[a], depth[b])
     roots = np.array([root(i) for i in range(n + 1)])
+    if psoas is not None:
+        # a piece against the zone's medial limit, denser than its merged organ's median by
+        # kidney_psoas_hu, is psoas: it is split off its organ (one new organ per organ it left)
+        hu, medial = psoas
+        on = pieces > 0
+        cnt = np.bincount(pieces[on], minlength=n + 1)
+        mean = np.bincount(pieces[on], weights=hu[on], minlength=n + 1) / np.maximum(cnt, 1)
+        touch = np.bincount(pieces[on & medial], minlength=n + 1) > 0
+        vox_root = roots[pieces]
+        for r in np.unique(roots[1:]):
+            members = np.nonzero(roots == r)[0]
+            if len(members) < 2:
+                continue
+            med = float(np.median(hu[vox_root == r]))
+            off = [int(i) for i in members if touch[i] and mean[i] >= med + P.kidney_psoas_hu]
+            if off and len(off) < len(members):
+                roots[off] = n + 1 + int(r)
     _, group = np.unique(roots, return_inverse=True)  # root 0 (the background) stays 0
     return group.reshape(-1)[pieces].astype(np.int32), int(group.max())
 

@@ -154,6 +154,15 @@ class SegmentParams:
     #                                  1.2-1.5 times as wide as deep in adults; example CT 1.3)
     canal_back_frac: float = 0.3  # ... and the canal's y this fraction of the body's anterior-posterior extent
     #                             in front of its back (example CT, abdomen: 0.25-0.34, also on x < -20, x > 20)
+    cage_bone_hu: float = 200.0  # rib (cortex and marrow) of the rib cage's hull, on slices up to ...
+    cage_slab_mm: float = 3.0  # ... this thick; on a thicker slab a rib fills a fraction cage_slab_mm /
+    #                          thickness of it, so the threshold falls towards ...
+    cage_soft_hu: float = 40.0  # ... the soft tissue around the rib in that proportion (example CT on
+    #                          5 mm slabs at 200 HU: the hull lost the anterior ribs, 127-262 voxels of
+    #                          liver per slice outside it against 0-44 on its 3 mm slices; liver Dice
+    #                          on 5 mm slabs 0.860 / 0.851 / 0.835 with 0 / 40 / 80 HU here)
+    liver_smooth_mm: float = 9.0  # the liver's HU mean filter spans at most this along each axis (as
+    #                             kidney_smooth_mm: 3 voxels on 2-3 mm grids, 1 along z on 4-5 mm slabs)
     liver_open_mm: float = 8.0  # opening that cuts bridges to the liver's neighbours
     liver_spine_mm: float = 35.0  # radius round the vertebral body left out (crura, aorta, IVC)
     liver_seed_top_mm: float = 40.0  # without lung bases in the image: the liver's seed zone is the
@@ -193,6 +202,12 @@ class SegmentParams:
     #                              this fraction of the thinner piece's (example CT: within the kidney
     #                              0.6-1.0; kidney to a small-bowel loop at its lower pole 0.35; to psoas
     #                              0.33; results alike for 0.4-0.6)
+    kidney_psoas_hu: float = 10.0  # plain window: a piece of a kidney candidate against the zone's medial
+    #                              limit (the vertebral body's side) whose mean HU is this much above the
+    #                              candidate's median is psoas (muscle 40-60 HU, unenhanced kidney 30-35;
+    #                              example CT, right kidney on z crops: alike for 6-10 HU, 14 kept one
+    #                              psoas piece, 18 all of them; no kidney piece split off at 6)
+    kidney_psoas_window_hu: float = 100.0  # ... in the windows starting below this (contrast windows hold no muscle)
     stomach_gas_hu: float = -600.0  # stomach gas pocket is below
     stomach_gas_cc: float = 2.0  # least gas pocket
     stomach_cage_depth_q: float = 0.25  # without lung bases: on the slices whose cage window the image's
