@@ -640,6 +640,7 @@ def open_study(
     # the first slice's header holds the attributes read here (reader.IMAGE_HEADER_TAGS): no full dataset
     first = image_vol.files[0].hdr if headers and image_vol is not None else (
         sel.rtstruct.hdr if sel.rtstruct else doses[0].files[0].hdr)
+    resolved_folder = Path(folder).resolve()
     attrs = {
         "patient_name": text(first, "PatientName"),
         "patient_id": text(first, "PatientID"),
@@ -651,13 +652,13 @@ def open_study(
         "patient_position": text(first, "PatientPosition") if headers else "",
         "reference_grid": reference,
         "slice_thickness": float(grid.slice_thickness),
-        "source_folder": str(Path(folder).resolve()),
+        "source_folder": str(resolved_folder),
         "dose_summation": "+".join(d.summation_type for d in doses),
         "dose_units": "/".join(sorted({d.units for d in doses})),
     }
     attrs["notes"] = notes
     source: dict[str, Any] = {
-        "folder": Path(folder).resolve(),
+        "folder": resolved_folder,
         "image_files": [f.path for f in image_vol.files] if image_vol is not None else [],
         "rtstruct": sel.rtstruct.path if sel.rtstruct else None,
         # the RTSTRUCT's dataset (a complete raw header answers as its pydicom dataset, read when used)
