@@ -215,7 +215,9 @@ def _classify(ds: pydicom.Dataset | RawHeader) -> str:
 
 
 def _entry_name(e: os.DirEntry) -> str:
-    return e.name
+    """The sort key of a listed entry: its name as the Paths of one folder compare (case-folded on
+    Windows, as is)."""
+    return os.path.normcase(e.name)
 
 
 def _entry_is_file(e: os.DirEntry) -> bool:
@@ -327,7 +329,7 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
         if not folder.is_dir():
             raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
         # os.scandir: the entry types come with the listing (no stat call a file, except for links);
-        # sorted by name, as Paths of one folder sort
+        # in the order of their Paths
         with os.scandir(folder) as it:
             entries = sorted((e for e in it if not is_bookkeeping_name(e.name)), key=_entry_name)
     except OSError as exc:
