@@ -221,22 +221,28 @@ def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
 def source_folders(paths: Iterable[str | os.PathLike | None]) -> list[Path]:
     """Resolved folders of ``paths`` (files count by their folder; ``None`` entries skipped)."""
     out: list[Path] = []
-    parents: dict[Path, Path] = {}  # resolved folder of each plain file's folder (one resolve per folder)
+    seen: set[Path] = set()
+    # resolved folder of each plain file's folder, by the folder's path text (one resolve per
+    # folder; the files of a study share a few folders: no Path object a file)
+    parents: dict[str, Path] = {}
     for p in paths:
         if p is None:
             continue
-        p = Path(p)
+        s = os.fspath(p)
         try:
-            mode = os.lstat(p).st_mode  # one call answers is_symlink() and, for anything else, is_dir()
-        except (OSError, ValueError):
+            mode = os.lstat(s).st_mode  # one call answers is_symlink() and, for anything else, is_dir()
+        except (OSError, ValueError, TypeError):
             mode = 0
-        if stat.S_ISLNK(mode) or stat.S_ISDIR(mode) or p.name in ("", ".", ".."):
-            p = p.resolve()
-            d = p if p.is_dir() else p.parent
+        name = os.path.basename(s) if isinstance(s, str) else ""
+        if stat.S_ISLNK(mode) or stat.S_ISDIR(mode) or name in ("", ".", ".."):
+            q = Path(p).resolve()
+            d = q if q.is_dir() else q.parent
         else:  # a plain file (or nothing): its real folder is its folder's
-            known = parents.get(p.parent)
-            d = known if known is not None else parents.setdefault(p.parent, p.parent.resolve())
-        if d not in out:
+            parent = os.path.dirname(s) or "."
+            known = parents.get(parent)
+            d = known if known is not None else parents.setdefault(parent, Path(parent).resolve())
+        if d not in seen:
+            seen.add(d)
             out.append(d)
     return out
 

@@ -39,7 +39,6 @@ from ._record import Record
 from .dicom.folder import HeaderList, referenced_image_uids, scan_folder, select
 from .dicom.image import read_series
 from .dicom.reader import get_backend, read_roi_contours
-from .dicom.rtdose import read_dose, sum_doses
 from .dicom.rtstruct import ROI, read_rois
 from .dicom.values import text  # undecodable or NUL-padded text never raises
 from .errors import GRTVError, ValidationError, warn
@@ -50,6 +49,7 @@ from .validate import check_free_roi_name, check_new_roi, roi_position
 if TYPE_CHECKING:
     import xarray as xr
 
+    from .dicom.rtdose import DoseVolume
     from .dvh import DVHResult
 
 
@@ -543,6 +543,15 @@ class Study:
         return f"<grtv_nb.Study {self.grid.describe()}, {len(self.rois)} ROIs, dose={'yes' if self.has_dose else 'no'}>"
 
 
+def _read_doses(files: list) -> list[DoseVolume]:
+    """The RTDOSE files read (the RTDOSE reader is imported only for a folder holding one)."""
+    if not files:
+        return []
+    from .dicom.rtdose import read_dose
+
+    return [read_dose(d) for d in files]
+
+
 def open_study(
     folder: str | os.PathLike,
     *,
@@ -570,7 +579,7 @@ def open_study(
     scan = scan_folder(folder)
     sel = select(scan, series_uid=series_uid, rtstruct=rtstruct, rtdose=rtdose)
     notes = list(sel.notes)
-    doses = [read_dose(d) for d in sel.rtdoses]
+    doses = _read_doses(sel.rtdoses)
     image_vol = None
     if sel.series is not None:
         image_vol = read_series(sel.series)
@@ -615,6 +624,8 @@ def open_study(
         units = {d.units for d in doses}
         if units != {"GY"}:
             notes.append(f"DoseUnits {'/'.join(sorted(units))}: dose values are not in Gy")
+        from .dicom.rtdose import sum_doses
+
         dose = sum_doses(doses, grid)
     # ROIs
     rois: list[ROI] = []
@@ -640,6 +651,7 @@ def open_study(
     # the first slice's header holds the attributes read here (reader.IMAGE_HEADER_TAGS): no full dataset
     first = image_vol.files[0].hdr if headers and image_vol is not None else (
         sel.rtstruct.hdr if sel.rtstruct else doses[0].files[0].hdr)
+    resolved_folder = Path(folder).resolve()
     attrs = {
         "patient_name": text(first, "PatientName"),
         "patient_id": text(first, "PatientID"),
@@ -651,13 +663,13 @@ def open_study(
         "patient_position": text(first, "PatientPosition") if headers else "",
         "reference_grid": reference,
         "slice_thickness": float(grid.slice_thickness),
-        "source_folder": str(Path(folder).resolve()),
+        "source_folder": str(resolved_folder),
         "dose_summation": "+".join(d.summation_type for d in doses),
         "dose_units": "/".join(sorted({d.units for d in doses})),
     }
     attrs["notes"] = notes
     source: dict[str, Any] = {
-        "folder": Path(folder).resolve(),
+        "folder": resolved_folder,
         "image_files": [f.path for f in image_vol.files] if image_vol is not None else [],
         "rtstruct": sel.rtstruct.path if sel.rtstruct else None,
         # the RTSTRUCT's dataset (a complete raw header answers as its pydicom dataset, read when used)

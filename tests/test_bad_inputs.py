@@ -53,6 +53,21 @@ def test_truncated_slice_is_skipped_with_a_warning_naming_it(small_phantom):
     assert "gap" in msgs  # the missing slice is reported as a gap
 
 
+def test_short_pixel_data_is_refused_after_slices_of_the_same_format(small_phantom):
+    # slices whose format elements (matrix, bits, rescale, transfer syntax) repeat the previous
+    # slice's bytes are checked once (grtv_nb.dicom.image): the pixel data length is still checked
+    # on each, a consistent file whose PixelData is one row short is left out, named
+    f = _ct_files(small_phantom)[5]
+    ds = pydicom.dcmread(f)
+    ds.PixelData = ds.PixelData[: -2 * int(ds.Columns)]
+    ds.save_as(f)
+    with pytest.warns(GRTVWarning) as rec:
+        st = open_study(small_phantom)
+    msgs = " ".join(str(w.message) for w in rec)
+    assert f.name in msgs and "PixelData" in msgs
+    assert st.grid.shape[0] == 11
+
+
 def test_non_dicom_file_among_dicom_is_skipped(small_phantom):
     (small_phantom / "README.txt").write_text("not dicom")
     with pytest.warns(GRTVWarning, match="README.txt"):

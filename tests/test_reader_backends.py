@@ -679,3 +679,33 @@ def test_contour_items_are_partial_headers_answering_the_rest_through_pydicom(sh
         assert (0x30060046 in c) == ("NumberOfContourPoints" in ref_c)
         n += 1
     assert n >= 5
+
+
+def test_contour_image_items_are_partial_headers_giving_pydicoms_references(shared_data):
+    """The ContourImageSequence items of a raw RTSTRUCT's referenced series (one per referenced
+    slice) hold ReferencedSOPClassUID and ReferencedSOPInstanceUID raw: pydicom's text of them, and
+    pydicom's answer (through the item's dataset) for anything else."""
+    from grtv_nb.dicom import values
+
+    n = 0
+    for p in _rt_files(shared_data, "RTSTRUCT"):
+        hdr = reader.read_rt_header(p, lambda p=p: pydicom.dcmread(p))
+        ref = pydicom.dcmread(p)
+        for fr, ref_fr in zip(values.sequence_items(hdr, "ReferencedFrameOfReferenceSequence"),
+                              ref.get("ReferencedFrameOfReferenceSequence", [])):
+            for st, ref_st in zip(values.sequence_items(fr, "RTReferencedStudySequence"),
+                                  ref_fr.get("RTReferencedStudySequence", [])):
+                for se, ref_se in zip(values.sequence_items(st, "RTReferencedSeriesSequence"),
+                                      ref_st.get("RTReferencedSeriesSequence", [])):
+                    items = values.sequence_items(se, "ContourImageSequence")
+                    ref_items = list(ref_se.get("ContourImageSequence", []))
+                    assert len(items) == len(ref_items), p
+                    for it, ref_it in zip(items, ref_items):
+                        assert it.only == {0x00081150, 0x00081155}
+                        for kw in ("ReferencedSOPClassUID", "ReferencedSOPInstanceUID"):
+                            assert values.text(it, kw) == str(ref_it.get(kw, "")), (p, kw)
+                        n += 1
+                    if items:  # anything else: pydicom's item
+                        assert len(items[0]) == len(ref_items[0])
+                        assert ("ReferencedFrameNumber" in items[0]) == ("ReferencedFrameNumber" in ref_items[0])
+    assert n >= 100

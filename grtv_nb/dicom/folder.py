@@ -24,6 +24,7 @@ from .._record import Record
 from ..errors import DicomReadError, warn
 from ..fileio import is_bookkeeping_name
 from .rawheader import RawHeader
+from .values import text as _values_text
 
 if TYPE_CHECKING:
     import pydicom
@@ -36,9 +37,7 @@ IMAGE_MODALITIES = {"CT", "MR", "PT", "CBCT"}
 
 
 def _text(ds, name: str, default: str = "") -> str:
-    from .values import text
-
-    return text(ds, name, default=default)
+    return _values_text(ds, name, None, default)
 
 
 class DicomFile:
@@ -215,10 +214,17 @@ def _classify(ds: pydicom.Dataset | RawHeader) -> str:
     return "OTHER"
 
 
-def _is_file(p: Path) -> bool:
-    """A regular file (following symbolic links; a broken or looping link is not one)."""
+def _entry_name(e: os.DirEntry) -> str:
+    """The sort key of a listed entry: its name as the Paths of one folder compare (case-folded on
+    Windows, as is)."""
+    return os.path.normcase(e.name)
+
+
+def _entry_is_file(e: os.DirEntry) -> bool:
+    """A regular file (following symbolic links; a broken or looping link is not one), its type
+    taken from the listing where it can be."""
     try:
-        return p.is_file()
+        return e.is_file()
     except OSError:
         return False
 
@@ -322,13 +328,20 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
             raise DicomReadError(f"rtDirPath '{folder}' does not exist (or is a broken or looping symbolic link)")
         if not folder.is_dir():
             raise DicomReadError(f"rtDirPath '{folder}' is not a folder")
-        entries = sorted(p for p in folder.iterdir() if not is_bookkeeping_name(p.name))
+        # os.scandir: the entry types come with the listing (no stat call a file, except for links);
+        # in the order of their Paths
+        with os.scandir(folder) as it:
+            entries = sorted((e for e in it if not is_bookkeeping_name(e.name)), key=_entry_name)
     except OSError as exc:
         raise DicomReadError(f"rtDirPath '{folder}' can't be listed ({type(exc).__name__}: {exc.strerror or exc})") \
             from exc
-    paths = [p for p in entries if _is_file(p)]
-    skipped: list[tuple[Path, str]] = [(p, "broken or looping symbolic link") for p in entries
-                                       if p.is_symlink() and p not in paths and not _is_dir(p)]
+    paths: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for e in entries:
+        if _entry_is_file(e):
+            paths.append(folder / e.name)
+        elif e.is_symlink() and not _is_dir(folder / e.name):
+            skipped.append((folder / e.name, "broken or looping symbolic link"))
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
     from .reader import get_backend
@@ -493,7 +506,7 @@ def select(
             by_for = any(s.frame_of_reference_uid == f.frame_of_reference_uid for s in series)
             return (by_uid, by_for, _text(f.hdr, "StructureSetDate") + _text(f.hdr, "StructureSetTime"))
 
-        ranked = sorted(scan.rtstructs, key=score, reverse=True)
+        ranked = sorted(scan.rtstructs, key=score, reverse=True) if len(scan.rtstructs) > 1 else scan.rtstructs
         rs = ranked[0]
         if len(ranked) > 1:
             notes.append(
@@ -516,9 +529,10 @@ def select(
         reason = "the largest"
         if rs is not None:
             refs = referenced_series_uids(rs.hdr)
-            img_refs = referenced_image_uids(rs.hdr)
             hit = [s for s in series if s.series_uid and s.series_uid in refs]
-            hit = hit or [s for s in series if s.sop_uids & img_refs]
+            if not hit:  # (the slice references are read only when the series references do not decide)
+                img_refs = referenced_image_uids(rs.hdr)
+                hit = [s for s in series if s.sop_uids & img_refs]
             hit = hit or [s for s in series if s.frame_of_reference_uid == rs.frame_of_reference_uid]
             if hit:
                 chosen, reason = hit[0], "referenced by the RTSTRUCT"

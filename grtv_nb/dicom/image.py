@@ -103,29 +103,63 @@ def _decode(f: DicomFile) -> np.ndarray:
     return arr
 
 
-def _direct_plan(f: DicomFile) -> tuple[int, np.dtype] | None:
-    """(file offset, pixel type) of a single-frame, single-sample native little-endian slice whose
-    pixel data the reader left in the file (deferred, see :mod:`grtv_nb.dicom.reader`): its pixels
-    can be read straight into the series' stack. None for anything else (decoded by :func:`_decode`)."""
+#: the elements that decide a slice's pixel format, matrix, spacing and rescale (with its transfer
+#: syntax: :func:`grtv_nb.dicom.values.raw_signature`): slices with the same bytes for them are
+#: checked once
+_FORMAT_TAGS = (
+    0x00280010,  # Rows
+    0x00280011,  # Columns
+    0x00280030,  # PixelSpacing
+    0x00281053,  # RescaleSlope
+    0x00281052,  # RescaleIntercept
+    0x00280002,  # SamplesPerPixel
+    0x00280008,  # NumberOfFrames
+    0x00280100,  # BitsAllocated
+    0x00280101,  # BitsStored
+    0x00280103,  # PixelRepresentation
+)
+
+
+def _direct_dtype(ds) -> np.dtype | None:
+    """The pixel type of a single-frame, single-sample native little-endian slice header, None
+    for anything else."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or values.text(meta, "TransferSyntaxUID") not in _NATIVE_TS:
+        return None
+    if 0x00280008 in ds:  # NumberOfFrames
+        return None  # _decode checks and names it
+    bits = values.us_value(ds, "BitsAllocated", 16)
+    if bits not in (8, 16, 32) or values.us_value(ds, "SamplesPerPixel", 1) != 1:
+        return None
+    signed = values.us_value(ds, "PixelRepresentation", 0) == 1
+    if signed and values.us_value(ds, "BitsStored", bits) < bits:
+        return None  # sign extension: _decode
+    return np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+
+
+def _direct_plan(f: DicomFile, sig: tuple | None = None,
+                 known: dict | None = None) -> tuple[int, np.dtype, int | None] | None:
+    """(file offset, pixel type, pixel data length) of a single-frame, single-sample native
+    little-endian slice whose pixel data the reader left in the file (deferred, see
+    :mod:`grtv_nb.dicom.reader`): its pixels can be read straight into the series' stack. None
+    for anything else (decoded by :func:`_decode`). ``known``: pixel type by format signature
+    (``sig``, see :data:`_FORMAT_TAGS`) of the slices already planned."""
     ds = f.hdr
     try:
         elem = ds.get_item(_PIXEL_DATA, keep_deferred=True) if _PIXEL_DATA in ds else None
         if elem is None or getattr(elem, "value", b"") is not None or getattr(elem, "value_tell", None) is None:
             return None
-        meta = getattr(ds, "file_meta", None)
-        if meta is None or values.text(meta, "TransferSyntaxUID") not in _NATIVE_TS:
+        if sig is not None and known is not None and sig in known:
+            dtype = known[sig]
+        else:
+            dtype = _direct_dtype(ds)
+            if sig is not None and known is not None:
+                known[sig] = dtype
+        if dtype is None:
             return None
-        if 0x00280008 in ds:  # NumberOfFrames
-            return None  # _decode checks and names it
-        bits = values.us_value(ds, "BitsAllocated", 16)
-        if bits not in (8, 16, 32) or values.us_value(ds, "SamplesPerPixel", 1) != 1:
-            return None
-        signed = values.us_value(ds, "PixelRepresentation", 0) == 1
-        if signed and values.us_value(ds, "BitsStored", bits) < bits:
-            return None  # sign extension: _decode
+        return int(elem.value_tell), dtype, getattr(elem, "length", None)
     except Exception:
         return None
-    return int(elem.value_tell), np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
 
 
 def _read_into(f: DicomFile, offset: int, out: np.ndarray) -> None:
@@ -279,8 +313,15 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
         if ps is None:
             raise GeometryError(f"{files[0].path.name}: PixelSpacing missing")
         notes.append("PixelSpacing missing; used ImagerPixelSpacing")
-    rescales = []
+    rescales: list[tuple[float, float]] = []
+    sigs = []
+    last_sig = None  # of the last slice whose values passed: a slice of the same bytes passes too
     for f in files:
+        sig = values.raw_signature(f.hdr, _FORMAT_TAGS)
+        sigs.append(sig)
+        if sig is not None and sig == last_sig:
+            rescales.append(rescales[-1])
+            continue
         r2, c2 = values.matrix_size(f.hdr, f.path)
         if (r2, c2) != (rows, cols):
             raise GeometryError(f"{f.path.name}: matrix {r2}x{c2} differs from {rows}x{cols} "
@@ -290,18 +331,25 @@ def read_series(series: ImageSeries, *, report=None) -> ImageVolume:
             raise GeometryError(f"{f.path.name}: PixelSpacing {list(p2)} differs from {list(ps)} "
                                 f"(of {files[0].path.name})")
         rescales.append(values.rescale(f.hdr, f.path))
+        last_sig = sig
     # --- decode pixels
     modality = series.modality.upper() or "CT"
-    plans = [_direct_plan(f) for f in files]
+    known: dict = {}
+    plans = [_direct_plan(f, sig, known) for f, sig in zip(files, sigs)]
     direct_plans = [p for p in plans if p is not None]
     direct = bool(files) and len(direct_plans) == len(plans) and len({p[1] for p in direct_plans}) == 1
     raws, rescale, ok, bad = [], [], [], []
     if direct:
         # every slice native, deferred by the reader, one pixel type: read straight into the stack
         raw_stack = np.empty((len(files), rows, cols), dtype=direct_plans[0][1])
+    checked: set = set()  # (format signature, pixel data length) of the slices that passed
     for i, f in enumerate(files):
         try:
-            values.check_pixel_length(f.hdr, f.path, rows, cols)  # before anything is allocated
+            key = (sigs[i], direct_plans[i][2]) if direct and sigs[i] is not None else None
+            if key is None or key not in checked:
+                values.check_pixel_length(f.hdr, f.path, rows, cols)  # before anything is allocated
+                if key is not None:
+                    checked.add(key)
             if direct:
                 _read_into(f, direct_plans[i][0], raw_stack[i])
             else:

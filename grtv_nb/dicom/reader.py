@@ -450,6 +450,14 @@ _CONTOUR_SEQUENCE = 0x30060040
 _ROI_ITEM_TAGS = (0x30060084, 0x3006002A)  # ReferencedROINumber, ROIDisplayColor
 _CONTOUR_ITEM_TAGS = (0x30060042, 0x30060050)  # ContourGeometricType, ContourData
 _CONTOUR_ITEM_SET = frozenset(_CONTOUR_ITEM_TAGS)
+_CONTOUR_IMAGE_SEQUENCE = 0x30060016
+_IMAGE_REF_TAGS = (0x00081150, 0x00081155)  # ReferencedSOPClassUID, ReferencedSOPInstanceUID
+#: the sequences whose items :func:`read_rt_header` holds as partial headers: tag -> the item
+#: elements read raw (the ones grtv_nb reads from them), and their set
+_PARTIAL_ITEMS = {
+    _CONTOUR_SEQUENCE: (_CONTOUR_ITEM_TAGS, _CONTOUR_ITEM_SET),
+    _CONTOUR_IMAGE_SEQUENCE: (_IMAGE_REF_TAGS, frozenset(_IMAGE_REF_TAGS)),
+}
 
 
 class RawItem:
@@ -606,15 +614,16 @@ def _raw_field(data: bytes, tag: int, vr: str | None, length: int, off: int, imp
 def _rt_items(keep, sdl_elem, data: bytes, implicit: bool, names: dict, parent: RawHeader, tag: int) -> list:
     """The items of a sequence element as raw headers (see :func:`_rt_node`). ``keep``: the
     dicomsdl file the element belongs to, held while the element is. The items of a
-    ContourSequence (thousands in a clinical RTSTRUCT) are partial headers holding the elements
-    grtv_nb reads from them (:data:`_CONTOUR_ITEM_TAGS`), located by tag: a few dicomsdl calls an
-    item instead of several per element; their other elements are read from the pydicom dataset."""
+    ContourSequence (thousands in a clinical RTSTRUCT) and of a ContourImageSequence (one per
+    referenced slice) are partial headers holding the elements grtv_nb reads from them
+    (:data:`_PARTIAL_ITEMS`), located by tag: a few dicomsdl calls an item instead of several per
+    element (half the time of a whole item); their other elements are read from the pydicom
+    dataset."""
     items = []
-    partial = tag == _CONTOUR_SEQUENCE
+    partial = _PARTIAL_ITEMS.get(tag)
     for i, item in enumerate(sdl_elem.toSequence()):
-        if partial:
-            child = RawHeader(_rt_elements(item, data, implicit, names, _CONTOUR_ITEM_TAGS), implicit,
-                              only=_CONTOUR_ITEM_SET)
+        if partial is not None:
+            child = RawHeader(_rt_elements(item, data, implicit, names, partial[0]), implicit, only=partial[1])
         else:
             child = _rt_node(item, data, implicit, names, None, keep)
         child.bind(parent=(parent, tag, i))

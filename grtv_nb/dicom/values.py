@@ -168,6 +168,32 @@ def _unconverted(ds, keyword: str):
     return vr, value, elem.is_little_endian
 
 
+def raw_signature(ds, tags: tuple[int, ...]) -> tuple | None:
+    """The raw form (VR, bytes, VR implicitness, byte order) of elements ``tags`` of an image
+    header and of its transfer syntax, for headers whose elements are all raw: the reading
+    functions of this module are functions of those bytes alone, so two headers with equal
+    signatures give the same values and pass or fail the same checks on those elements (the
+    slices of a series mostly repeat them). None for anything else (a pydicom dataset, a partial
+    item header, an element pydicom converted): read each one."""
+    if type(ds) is not RawHeader or ds.only is not None:
+        return None
+    d = getattr(ds, "_dict", None)
+    meta = ds.file_meta
+    md = getattr(meta, "_dict", None) if meta is not None else {}
+    if not isinstance(d, dict) or not isinstance(md, dict):
+        return None
+    out: list[tuple | None] = []
+    for table, tag in ((md, 0x00020010), *((d, t) for t in tags)):  # TransferSyntaxUID first
+        e = table.get(tag)
+        if e is None:
+            out.append(None)
+        elif type(e) is RawElement:
+            out.append((e[1], e[3], e[5], e[6]))
+        else:
+            return None
+    return tuple(out)
+
+
 def _fast_numbers(ds, keyword: str, raw=None):
     """The values of a raw DS/IS/US element as pydicom would give them (strings for DS, ints for
     IS and US), ``_MISSING`` when absent or empty, None when pydicom must convert it (an IS value
