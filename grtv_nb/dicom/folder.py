@@ -24,6 +24,7 @@ from .._record import Record
 from ..errors import DicomReadError, warn
 from ..fileio import is_bookkeeping_name
 from .rawheader import RawHeader
+from .values import looks_like_dicom, sequence_items
 from .values import text as _values_text
 
 if TYPE_CHECKING:
@@ -113,8 +114,6 @@ class DicomFile:
     def frame_of_reference_uid(self) -> str:
         uid = _text(self.hdr, "FrameOfReferenceUID")
         if not uid and self.kind == "RTSTRUCT":
-            from .values import sequence_items
-
             for item in sequence_items(self.hdr, "ReferencedFrameOfReferenceSequence"):
                 uid = _text(item, "FrameOfReferenceUID")
                 if uid:
@@ -242,7 +241,6 @@ def read_header(path: Path) -> pydicom.Dataset:
     bytes: a large non-DICOM file is never read whole). The pixel data stays raw (undecoded) in the
     dataset; the image reader drops it once decoded."""
     from .reader import read_dataset
-    from .values import looks_like_dicom
 
     ok, why = looks_like_dicom(path)
     if not ok:
@@ -345,7 +343,6 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     if not paths:
         raise DicomReadError(f"folder '{folder}' is empty: no DICOM files to read")
     from .reader import get_backend
-    from .values import looks_like_dicom
 
     fast = get_backend() == "dicomsdl"
     files: list[DicomFile] = []
@@ -430,8 +427,6 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
 def _referenced_series(rtstruct: pydicom.Dataset):
     """The RTReferencedSeriesSequence items of an RTSTRUCT (through frames of reference and
     studies)."""
-    from .values import sequence_items
-
     for fr in sequence_items(rtstruct, "ReferencedFrameOfReferenceSequence"):
         for st in sequence_items(fr, "RTReferencedStudySequence"):
             yield from sequence_items(st, "RTReferencedSeriesSequence")
@@ -446,14 +441,8 @@ def referenced_series_uids(rtstruct: pydicom.Dataset) -> set[str]:
 def referenced_image_uids(rtstruct: pydicom.Dataset) -> set[str]:
     """SOPInstanceUIDs of the image slices an RTSTRUCT's contours refer to."""
     uids = (_text(im, "ReferencedSOPInstanceUID") for se in _referenced_series(rtstruct)
-            for im in _contour_images(se))
+            for im in sequence_items(se, "ContourImageSequence"))
     return {u for u in uids if u}
-
-
-def _contour_images(series_item) -> list:
-    from .values import sequence_items
-
-    return sequence_items(series_item, "ContourImageSequence")
 
 
 class Selection(Record):
@@ -593,8 +582,6 @@ def select(
 
 
 def _plan_uid(ds: pydicom.Dataset) -> str:
-    from .values import sequence_items
-
     for item in sequence_items(ds, "ReferencedRTPlanSequence"):
         return _text(item, "ReferencedSOPInstanceUID")
     return ""
