@@ -41,7 +41,7 @@ from ._common import (
 from .body import body_depth, body_work
 from .lungs import lungs_work
 from .params import PARAMS as P
-from .side import held_side, image_side, side_midline
+from .side import edge_cut, held_side, image_side, side_midline
 from .spine import canal_track, midline_known, midline_x
 
 
@@ -50,12 +50,17 @@ def _smooth(ctx: Context) -> np.ndarray:
     return ctx.get("smooth", lambda c: ndi.uniform_filter(c.w, size=3))
 
 
+def _box_sizes(spacing, mm: float) -> list[int]:
+    """Per axis: the odd number of voxels (at least 1) of a box mean spanning at most ``mm``."""
+    return [max(2 * int((mm / d + 1e-6 - 1.0) // 2) + 1, 1) for d in spacing]
+
+
 def _smooth_liver(ctx: Context) -> np.ndarray:
     """The HU box mean of the liver: at most ``liver_smooth_mm`` along each axis (an odd number of
     voxels, 3 on 2-3 mm grids, 1 along z on 4-5 mm slabs: thick slabs are not averaged with their
     neighbours, whose partial volume at the liver's edges spans a slab's thickness)."""
     def f(c: Context) -> np.ndarray:
-        size = [max(2 * int((P.liver_smooth_mm / d + 1e-6 - 1.0) // 2) + 1, 1) for d in c.spacing]
+        size = _box_sizes(c.spacing, P.liver_smooth_mm)
         return _smooth(c) if size == [3, 3, 3] else ndi.uniform_filter(c.w, size=size)
 
     return ctx.get("smooth_liver", f)
@@ -101,15 +106,7 @@ def _cage(ctx: Context, open_ends: bool = False) -> np.ndarray:
 def _left_cut(ctx: Context) -> np.ndarray:
     """Per slice: the image's edge on the patient's left (its last column: x increases to the
     patient's left) cuts the trunk (see :func:`_cage`)."""
-    return _edge_cut(ctx, "left")
-
-
-def _edge_cut(ctx: Context, side: str) -> np.ndarray:
-    """Per slice: the image's edge on the patient's ``side`` cuts the trunk: the body on the edge
-    column spans ``cage_cut_depth_frac`` of its anterior-posterior extent."""
-    body = body_work(ctx)
-    ap = np.maximum(body.any(axis=2).sum(axis=1), 1)
-    return body[:, :, -1 if side == "left" else 0].sum(axis=1) >= P.cage_cut_depth_frac * ap
+    return edge_cut(ctx, "left")
 
 
 def _cage_bone_hu(ctx: Context) -> float:
@@ -130,7 +127,7 @@ def _cage_hull(ctx: Context, mirror: str | None, bone_hu: float = P.cage_bone_hu
     bone = (ctx.w > bone_hu) & body
     z = ctx.grid.z
     nx = bone.shape[2]
-    cut = _edge_cut(ctx, mirror) if mirror else np.zeros(len(z), bool)
+    cut = edge_cut(ctx, mirror) if mirror else np.zeros(len(z), bool)
     # column of the mirror image (about the midline) of every column, on a canvas padded by nx on
     # both sides (columns mirrored beyond it are dropped)
     col = np.rint((2.0 * _xm(ctx) - ctx.grid.x - ctx.grid.x[0]) / ctx.spacing[2]).astype(int) + nx
@@ -230,7 +227,7 @@ def _cage_left_side(ctx: Context) -> np.ndarray:
     stomach region holds the heart, grew its wrong 11 cc "stomach" to 245 cc."""
 
     def f(c: Context) -> np.ndarray:
-        cut = image_side(c) == "left" and _edge_cut(c, "right").any()
+        cut = image_side(c) == "left" and edge_cut(c, "right").any()
         return _cage_hull(c, mirror="right") if cut else _cage(c)
 
     return ctx.get("cage_left_side", f)
@@ -641,7 +638,7 @@ def _kidneys_work(ctx: Context) -> dict:
     organ = "kidneys"
     sp = ctx.spacing
     # box mean over at most kidney_smooth_mm per axis: an odd number of voxels, 1 on thick slabs
-    size = [max(2 * int((P.kidney_smooth_mm / d + 1e-6 - 1.0) // 2) + 1, 1) for d in sp]
+    size = _box_sizes(sp, P.kidney_smooth_mm)
     sm = ndi.uniform_filter(ctx.w, size=size)
     trunk = _abdomen(ctx, organ)[2]
     gx, gy = ctx.grid.x, ctx.grid.y

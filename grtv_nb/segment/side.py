@@ -38,15 +38,20 @@ def held_side(ctx: Context) -> str | None:
     return ctx.get("abd_held_side", _held_side)
 
 
-def _held_side(ctx: Context) -> str | None:
+def edge_cut(ctx: Context, side: str) -> np.ndarray:
+    """Per working slice: the image's edge on the patient's ``side`` (``"left"``: the last column,
+    x increasing to the patient's left; ``"right"``: the first) cuts the trunk: the body on the
+    edge column spans ``cage_cut_depth_frac`` of its anterior-posterior extent."""
     body = body_work(ctx)
-    has = body.any(axis=(1, 2))
-    n = int(has.sum())
+    ap = np.maximum(body.any(axis=2).sum(axis=1), 1)
+    return body[:, :, -1 if side == "left" else 0].sum(axis=1) >= P.cage_cut_depth_frac * ap
+
+
+def _held_side(ctx: Context) -> str | None:
+    n = int(body_work(ctx).any(axis=(1, 2)).sum())
     if n == 0:
         return None
-    ap = np.maximum(body.any(axis=2).sum(axis=1), 1)
-    cut_left = body[:, :, -1].sum(axis=1) >= P.cage_cut_depth_frac * ap  # x increases to the patient's left
-    cut_right = body[:, :, 0].sum(axis=1) >= P.cage_cut_depth_frac * ap
+    cut_left, cut_right = edge_cut(ctx, "left"), edge_cut(ctx, "right")
     few = (1.0 - P.side_cut_frac) * n
     if cut_left.sum() >= P.side_cut_frac * n and cut_right.sum() <= few:
         return "right"
@@ -70,9 +75,7 @@ def _side_midline(ctx: Context) -> float:
         return midline_x(ctx)
     body = body_work(ctx)
     gx, gy = ctx.grid.x, ctx.grid.y
-    col = -1 if side == "right" else 0
-    ap = body.any(axis=2).sum(axis=1)
-    cut = (body[:, :, col].sum(axis=1) >= P.cage_cut_depth_frac * np.maximum(ap, 1)) & (ap > 0)
+    cut = edge_cut(ctx, "left" if side == "right" else "right")  # the edge on the side not held
     skin, half = [], []
     for k in np.nonzero(cut)[0]:
         xs = gx[body[k].any(axis=0)]
