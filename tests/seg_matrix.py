@@ -79,7 +79,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                             "(10 cc), beside the stomach's gas (25.5 cc, median -951 HU)",
     ("5 slices of lungs (z 412)", "liver"): _BORDER,
     ("5 slices of lungs (z 412)", "stomach"): _BORDER,
-    ("5 slices of liver (z 364)", "lkidney"): _BORDER,
     ("5 slices of rkidney (z 345)", "spinal_cord"): "the track's last ring slice (z 349) is a 54 mm2 hole in the "
                                                     "back of the vertebral body, 11 mm in front of the canal "
                                                     "(no closed ring there); on the whole CT the ring slices "

@@ -368,7 +368,8 @@ def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.nda
                             "reach its top slice; there is no liver, kidney or stomach there")
         trunk &= above
     if trunk.sum() * dz < P.abdomen_min_mm:
-        raise not_found(organ, "the image has no abdominal slices: none is below the lungs and the trachea "
+        raise not_found(organ, f"the image has no abdominal slices (at least {P.abdomen_min_mm:g} mm of them): none "
+                        "is below the lungs and the trachea "
                         "with a trunk-sized body (at least 250 cm2 and 200 mm wide); a head, neck, chest "
                         "or limb CT has no liver, kidneys or stomach")
     # left and right come from the canal: it must run along the abdominal slices (an image whose
