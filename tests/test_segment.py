@@ -387,11 +387,14 @@ def test_cropped_field_of_view_one_hemithorax(shared_data, case, side):
 @pytest.mark.parametrize("case", ["pat_1", "pat_2", "pat_3", "pat_4"])
 def test_cropped_lung_cts_abdominal_organs(shared_data, case):
     """The CERR lung CTs (one hemithorax each) hold no abdominal organ, but for the lung bases'
-    slices of pat_1 (the right liver lobe under the right dome, z -100 to -20 mm, read by eye) and
-    of pat_4 (the left dome, whose top is the soft tissue ringed by lung at z -494.5 mm, over the
-    spleen and the liver's left lobe, with the heart on it). Whatever is drawn must be there: the
-    liver on pat_1, nothing on pat_2 and pat_3 (their lungs reach the image's bottom), and on
-    pat_4 no stomach in the heart (11 cc were drawn there at z -494 to -470 mm, above the dome)."""
+    slices of pat_1 (the right liver lobe, 70-75 HU, from the image's bottom at z -100 mm up to
+    about -50 mm, where a 359 cc lung tumour, the RTSTRUCT's GTV-1 at z -49 to 26 mm, sits on the
+    dome; read by eye) and of pat_4 (the left dome, whose top is the soft tissue ringed by lung at
+    z -494.5 mm, over the spleen and the liver's left lobe, with the heart on it). Whatever is
+    drawn must be there: the liver on pat_1, nothing on pat_2 and pat_3 (their lungs reach the
+    image's bottom), and on pat_4 no stomach in the heart (11 cc were drawn there at z -494 to
+    -470 mm, above the dome). Not checked here: the liver drawn on pat_1 also holds the
+    tumour's lower part (z -49 to -10 mm, liver-like HU)."""
     folder = shared_data / "cerr-radiomics-phantom" / case
     if not folder.is_dir():
         pytest.skip(f"cerr-radiomics-phantom/{case} not found")
