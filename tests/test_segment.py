@@ -384,6 +384,37 @@ def test_cropped_field_of_view_one_hemithorax(shared_data, case, side):
     assert canal.any(axis=(1, 2)).mean() >= 0.8  # followed over most slices
 
 
+@pytest.mark.parametrize("case", ["pat_1", "pat_2", "pat_3", "pat_4"])
+def test_cropped_lung_cts_abdominal_organs(shared_data, case):
+    """The CERR lung CTs (one hemithorax each) hold no abdominal organ, but for the lung bases'
+    slices of pat_1 (the right liver lobe, 70-75 HU, from the image's bottom at z -100 mm up to
+    about -50 mm, where a 359 cc lung tumour, the RTSTRUCT's GTV-1 at z -49 to 26 mm, sits on the
+    dome; read by eye) and of pat_4 (the left dome, whose top is the soft tissue ringed by lung at
+    z -494.5 mm, over the spleen and the liver's left lobe, with the heart on it). Whatever is
+    drawn must be there: the liver on pat_1, nothing on pat_2 and pat_3 (their lungs reach the
+    image's bottom), and on pat_4 no stomach in the heart (11 cc were drawn there at z -494 to
+    -470 mm, above the dome). Not checked here: the liver drawn on pat_1 also holds the
+    tumour's lower part (z -49 to -10 mm, liver-like HU)."""
+    folder = shared_data / "cerr-radiomics-phantom" / case
+    if not folder.is_dir():
+        pytest.skip(f"cerr-radiomics-phantom/{case} not found")
+    img = read_ct_folder(folder, "DCM_IMG_*")
+    close_session()
+    for organ in ("liver", "lkidney", "rkidney", "stomach"):
+        if case == "pat_1" and organ == "liver":
+            m = segment_organ(img, organ)
+            zs = img.z.values[m.any(axis=(1, 2))]
+            assert _cc(m, img) > 300.0 and zs.min() < -90.0 and zs.max() < 0.0
+            continue
+        try:
+            m = segment_organ(img, organ)
+        except SegmentationError:
+            continue
+        assert case == "pat_4", (case, organ)  # pat_4: under its left dome only
+        assert img.z.values[m.any(axis=(1, 2))].max() < -494.5, organ
+    close_session()
+
+
 def test_real_ct_same_contours_in_every_position(ts, tmp_path):
     """The real abdominal CT written (by pydicom, see nifti_ref.write_image_series) as a head-first
     supine, feet-first supine, head-first prone and feet-first prone series, each with its own

@@ -368,7 +368,8 @@ def _abdomen(ctx: Context, organ: str) -> tuple[np.ndarray, float | None, np.nda
                             "reach its top slice; there is no liver, kidney or stomach there")
         trunk &= above
     if trunk.sum() * dz < P.abdomen_min_mm:
-        raise not_found(organ, "the image has no abdominal slices: none is below the lungs and the trachea "
+        raise not_found(organ, f"the image has no abdominal slices (at least {P.abdomen_min_mm:g} mm of them): none "
+                        "is below the lungs and the trachea "
                         "with a trunk-sized body (at least 250 cm2 and 200 mm wide); a head, neck, chest "
                         "or limb CT has no liver, kidneys or stomach")
     # left and right come from the canal: it must run along the abdominal slices (an image whose
@@ -930,14 +931,16 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     regb = region[box]
     smb = sm[box]
     coords = (gz[box[0]], gy[box[1]], gx[box[2]])
+    k_cap = _thorax_cap(trunk, z_base)
+    cap = None if k_cap is None else k_cap - box[0].start
     # the gas route keeps the strict hull: bowel gas under the abdominal wall is no gas pocket
-    found = _stomach_gas(ctx, w[box] < P.stomach_gas_hu, regb & _cage(ctx)[box], smb, coords, xm)
+    found = _stomach_gas(ctx, w[box] < P.stomach_gas_hu, regb & _cage(ctx)[box], smb, coords, xm, cap)
     if found is None:
         if z_base is None and not _stomach_bed_in(ctx, kid.get("left")):
             raise not_found(organ, "no gas pocket on fluid in the left upper abdomen, and without the lung "
                             f"bases the image's top does not reach {P.stomach_bed_mm:g} mm above the left "
                             "kidney's lowest slice (the stomach bed, the kidney's upper half)")
-        st = _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=z_base is None)
+        st = _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=z_base is None, cap=cap)
         if st is None:
             raise not_found(organ, "no gas pocket on fluid and no soft-tissue mass under the left "
                             "hemidiaphragm, medial of the spleen")
@@ -950,8 +953,19 @@ def _stomach_work(ctx: Context) -> np.ndarray:
     return out
 
 
-def _stomach_gas(ctx, gas, regb, smb, coords, xm):
-    """Gas route of :func:`_stomach_work`: (contents and wall, gas pocket) or None."""
+def _thorax_cap(trunk: np.ndarray, z_base: float | None) -> int | None:
+    """Index of the abdominal slices' top slice where the lungs set it (``dome_margin_mm`` above the
+    lung bases, or below the trachea, :func:`_abdomen`) under the image's top, else None (no lungs,
+    or the image's top is the abdominal slices' top). Everything under the diaphragm ends below
+    it: a piece that reaches it runs on into the thorax (the heart, the oesophagus)."""
+    k = int(np.nonzero(trunk)[0].max())
+    return k if z_base is not None and k < len(trunk) - 1 else None
+
+
+def _stomach_gas(ctx, gas, regb, smb, coords, xm, cap=None):
+    """Gas route of :func:`_stomach_work`: (contents and wall, gas pocket) or None. ``cap``: the
+    index of the region's thoracic top slice (:func:`_thorax_cap`); a gas pocket that reaches it is
+    not the stomach's."""
     sp = ctx.spacing
     lab, n = label(gas & regb)
     if n == 0:
@@ -960,7 +974,7 @@ def _stomach_gas(ctx, gas, regb, smb, coords, xm):
     gz, _, gx = coords
     best, best_score, best_peak = None, -np.inf, None
     for i, sl in enumerate(ndi.find_objects(lab)):
-        if sizes[i] < P.stomach_gas_cc:
+        if sizes[i] < P.stomach_gas_cc or (cap is not None and sl[0].stop - 1 == cap):
             continue
         comp = lab == i + 1
         ring = dilate_mm(comp, 10.0, sp) & ~dilate_mm(comp, 4.0, sp) & regb
@@ -996,10 +1010,11 @@ def _stomach_bed_in(ctx: Context, left_kidney: np.ndarray | None) -> bool:
     return bool(z[-1] - z[np.nonzero(left_kidney.any(axis=(1, 2)))[0][0]] >= P.stomach_bed_mm)
 
 
-def _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=False):
+def _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=False, cap=None):
     """Fluid route of :func:`_stomach_work`: the soft-tissue pieces of the stomach, or None.
-    ``top_seed`` (no lung bases: the region's top is the image's, not the dome): the largest piece
-    is chosen among those cut by the region's top slice over at least ``stomach_seed_cm2`` (the
+    ``cap``: as in :func:`_stomach_gas`, for the soft-tissue pieces. ``top_seed`` (no lung bases:
+    the region's top is the image's, not the dome): the largest piece is chosen among those cut
+    by the region's top slice over at least ``stomach_seed_cm2`` (the
     stomach runs on up to the dome, above the image, and its body is wider than a loop of small
     bowel, which lies below it)."""
     from skimage.feature import peak_local_max
@@ -1036,6 +1051,8 @@ def _stomach_fluid(ctx, regb, smb, coords, xm, cy, top_seed=False):
         diam = 2.0 * np.sqrt(comp.sum() * sp[1] * sp[2] / max(n_z, 1) / np.pi)
         if n_z * sp[0] > P.stomach_tube_ratio * diam:
             continue
+        if cap is not None and sl[0].stop - 1 == cap:
+            continue  # it runs on above the abdominal slices' top: the heart on the diaphragm
         if 35.0 <= xc <= 90.0 and yc <= -50.0 and float(gz[sl[0]][zz].max()) >= z_top - 60.0:
             cand[i + 1] = vol
     seeds = cand
