@@ -238,9 +238,11 @@ def lattice_dose(dose, klo, khi, fy, fx):
 def fill_loops(px, py, first, planes, x0, y0, s, mask):
     """Even-odd fill of loops on the lattice (sample ``i`` of a row at ``x0 + i * s``, row ``j`` at
     ``y0 + j * s``): loop ``l`` has the vertices ``first[l]:first[l + 1]`` of ``px``, ``py`` (mm)
-    and fills ``mask[planes[l]]`` (loops of a plane consecutive). Value for value
-    :func:`grtv_nb.raster.fill_simple_planes` on the loops' lattice indices: a sample is inside
-    where an odd number of edges cross its row at or left of it, within the box of all loops."""
+    and fills ``mask[planes[l]]`` (loops of a plane consecutive; ``mask`` all False there before).
+    Value for value :func:`grtv_nb.raster.fill_simple_planes` on the loops' lattice indices: a
+    sample is inside where an odd number of edges cross its row at or left of it. Each plane is
+    scanned within the box of its own loops (outside it no edge crosses: False, as before).
+    Returns each plane's count of samples inside (0 for planes without loops here)."""
     npl, ny, nx = mask.shape
     n = len(px)
     ix = np.empty(n, np.float64)
@@ -248,20 +250,35 @@ def fill_loops(px, py, first, planes, x0, y0, s, mask):
     for i in range(n):
         ix[i] = (px[i] - x0) / s
         iy[i] = (py[i] - y0) / s
-    r0 = max(int(np.floor(iy.min())), 0)
-    r1 = min(int(np.ceil(iy.max())) + 1, ny)
-    c0 = max(int(np.floor(ix.min())), 0)
-    c1 = min(int(np.ceil(ix.max())) + 1, nx)
-    h, w = r1 - r0, c1 - c0
-    if h <= 0 or w <= 0:
-        return
-    tog = np.zeros((h, w + 1), np.uint8)
+    counts = np.zeros(npl, np.int64)
+    tog = np.zeros((ny, nx + 1), np.uint8)
     nl = len(first) - 1
     l = 0
     while l < nl:
         p = planes[l]
-        tog[:, :] = 0
-        while l < nl and planes[l] == p:
+        l_end = l
+        while l_end < nl and planes[l_end] == p:
+            l_end += 1
+        # the box of this plane's loops, clamped to the lattice
+        a, b = first[l], first[l_end]
+        ymin, ymax, xmin, xmax = iy[a], iy[a], ix[a], ix[a]
+        for i in range(a, b):
+            ymin = min(ymin, iy[i])
+            ymax = max(ymax, iy[i])
+            xmin = min(xmin, ix[i])
+            xmax = max(xmax, ix[i])
+        r0 = max(int(np.floor(ymin)), 0)
+        r1 = min(int(np.ceil(ymax)) + 1, ny)
+        c0 = max(int(np.floor(xmin)), 0)
+        c1 = min(int(np.ceil(xmax)) + 1, nx)
+        h, w = r1 - r0, c1 - c0
+        if h <= 0 or w <= 0:
+            l = l_end
+            continue
+        for j in range(h):
+            for c in range(w + 1):
+                tog[j, c] = 0
+        while l < l_end:
             a, b = first[l], first[l + 1]
             for i in range(a, b):
                 k = i + 1 if i + 1 < b else a
@@ -276,11 +293,15 @@ def fill_loops(px, py, first, planes, x0, y0, s, mask):
                     st = min(max(np.ceil(xc), c0), c1)
                     tog[j - r0, int(st) - c0] ^= 1
             l += 1
+        cnt = 0
         for j in range(h):
             par = 0
             for c in range(w):
                 par ^= tog[j, c]
                 mask[p, r0 + j, c0 + c] = par == 1
+                cnt += par
+        counts[p] += cnt
+    return counts
 
 
 @nb.njit(**_OPTS)

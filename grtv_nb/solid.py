@@ -132,10 +132,16 @@ class RoiSamples:
 def _axis_lookup(frac: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower index, weight of the upper neighbour and inside flag of fractional indices on an axis
     of ``n`` centres (clamped within half a voxel of the outer centres, outside beyond)."""
-    inside = (frac >= -0.5 - 1e-9) & (frac <= n - 0.5 + 1e-9)
+    inside = _axis_inside(frac, n)
     f = np.clip(frac, 0.0, n - 1.0)
     i0 = np.minimum(np.floor(f).astype(np.intp), max(n - 2, 0))
     return i0, (f - i0).astype(np.float32) if n > 1 else np.zeros(len(f), np.float32), inside
+
+
+def _axis_inside(frac: np.ndarray, n: int) -> np.ndarray:
+    """Whether fractional indices on an axis of ``n`` centres lie within half a voxel of its outer
+    centres (:func:`_axis_lookup`'s inside flag alone)."""
+    return (frac >= -0.5 - 1e-9) & (frac <= n - 0.5 + 1e-9)
 
 
 def slabs_volume_cc(slabs: Sequence[PlaneSlab]) -> float:
@@ -196,7 +202,7 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
     fxs = grid.continuous_index("x", x0 + np.arange(nxf) * s)
     fys = grid.continuous_index("y", y0 + np.arange(nyf) * s)
     nx, ny = grid.shape[2], grid.shape[1]
-    return s, x0, y0, nxf, nyf, fxs, fys, _axis_lookup(fys, ny)[2], _axis_lookup(fxs, nx)[2]
+    return s, x0, y0, nxf, nyf, fxs, fys, _axis_inside(fys, ny), _axis_inside(fxs, nx)
 
 
 def _nesting(slabs) -> list[tuple | None]:
@@ -251,11 +257,15 @@ def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, in
         # compiled, value for value raster.fill_simple_planes on the loops' lattice indices
         loops = [lp for q in simple for lp in slabs[q].loops]
         xy = np.concatenate(loops)
-        first = np.concatenate([[0], np.cumsum([len(lp) for lp in loops])])
+        first = np.zeros(len(loops) + 1, np.int64)
+        np.cumsum([len(lp) for lp in loops], out=first[1:])
         planes = np.repeat(np.array(simple, np.int64), [len(slabs[q].loops) for q in simple])
-        kern.fill_loops(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first, planes, float(x0),
-                        float(y0), float(s), m)
-    counts = np.count_nonzero(m.reshape(len(slabs), -1), axis=1)
+        counts = kern.fill_loops(xy[:, 0], xy[:, 1], first, planes, float(x0), float(y0), float(s), m)
+    else:
+        counts = np.zeros(len(slabs), np.int64)
+    if len(simple) < len(slabs):  # the planes filled by fill_plane
+        other = np.setdiff1d(np.arange(len(slabs)), simple)
+        counts[other] = np.count_nonzero(m[other].reshape(len(other), -1), axis=1)
     for q in np.flatnonzero(counts == 0):
         cc = np.concatenate(slabs[q].loops).mean(axis=0)
         r_c = int(np.clip(round((cc[1] - y0) / s), 0, nyf - 1))
@@ -387,7 +397,7 @@ def roi_samples(
         zmid = np.append(0.5 * (zall[1:] + zall[:-1]), 0.0)
         zmid[last] = zall[last]
         kz, tz, _ = _axis_lookup(grid.continuous_index("z", zall), nz)
-        zin = _axis_lookup(grid.continuous_index("z", zmid), nz)[2]
+        zin = _axis_inside(grid.continuous_index("z", zmid), nz)
         # the dose planes the chunk needs, interpolated once onto the lattice (edge-clamped)
         klo, khi = int(kz.min()), min(int(kz.max()) + 1, nz - 1)
         lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
@@ -578,7 +588,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     xmin, xmax, ymin, ymax = box
     gaps = _gaps(slabs)
     cap = max((g[1] - g[0] for g in gaps if g[2] != 0), default=0.0)
-    grows = any(_cap_may_grow(areas[g[3]], areas[g[4]]) for g in gaps if g[2] != 0 and g[4] >= 0)
+    grows = _cap_room(gaps, areas)
     s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice(box, s, grid, cap_mm=cap, cap_room=grows)
     collect, flush = summarised(report, label)
     gzs = np.asarray(grid.z, dtype=np.float64)
@@ -702,11 +712,13 @@ def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarr
     [volume cc, volume x mean dose, min, max, volume outside the dose grid], with a note when part
     of the ROI lies outside the grid. Bins above the highest dose's are 0 (the ramps' sums leave
     rounding residue there, some 1e-16 cc, that would stretch the dose axis)."""
-    G = np.arange(len(P) + 1) * np.cumsum(A) - np.cumsum(B)
-    hist = np.diff(G) + P
-    hist[min(int(float(acc[3]) * inv_w), len(hist) - 1) + 1:] = 0.0
+    # only the bins up to the highest dose's: the prefix sums there are those of the whole arrays
+    top = min(int(float(acc[3]) * inv_w), len(P) - 1) + 1
+    G = np.arange(top + 1) * np.cumsum(A[:top + 1]) - np.cumsum(B[:top + 1])
+    hist = np.zeros(len(P))
+    np.add(G[1:] - G[:-1], P[:top], out=hist[:top])  # = np.diff(G) + P
     if scale != 1.0:
-        hist = hist * scale
+        hist[:top] *= scale
     outside_cc = float(acc[4])
     if outside_cc > 0:
         notes.append(
@@ -727,6 +739,13 @@ def _extrapolated_area(u: np.ndarray, area_end: float, a1: float, d1: float, a2:
     quad = (area_end * (u + d1) * (u + d2) / (d1 * d2) + a1 * u * (u + d2) / (-d1 * (d2 - d1))
             + a2 * u * (u + d1) / (d2 * (d2 - d1)))
     return quad, lin
+
+
+def _cap_room(gaps, areas: Sequence[float | None]) -> bool:
+    """Whether the lattice needs room around the contours for a cap of :func:`_gaps` that may grow
+    (:func:`_cap_may_grow`): only a cap extrapolated from three planes or more can (a run of two
+    planes keeps the slab's cap)."""
+    return any(_cap_may_grow(areas[g[3]], areas[g[4]]) for g in gaps if g[2] != 0 and g[4] >= 0 and g[6] >= 0)
 
 
 def _cap_may_grow(area_end: float | None, a1: float | None) -> bool:

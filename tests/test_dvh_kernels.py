@@ -69,7 +69,7 @@ def test_small_lattice_margin_same_dvh(monkeypatch, shape, axis, plane_mm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GRTVWarning)
         got = compute_roi_dvh(c.dose, c.dose_grid, {"r": c.contours}, between="interpolate")
-        monkeypatch.setattr(solid, "_cap_may_grow", lambda area_end, a1: True)
+        monkeypatch.setattr(solid, "_cap_room", lambda gaps, areas: True)
         full = compute_roi_dvh(c.dose, c.dose_grid, {"r": c.contours}, between="interpolate")
     np.testing.assert_allclose(got.differential.values, full.differential.values, rtol=1e-9, atol=1e-12)
     for k in ("volume_cc", "mean", "min", "max"):
