@@ -440,6 +440,29 @@ def _histogram_segments(lo_, hi_, w_, n, inv_w, flat, A, B, P, stats):
 
 
 @nb.njit(**_OPTS)
+def ramps_histogram(A, B, P, top, scale, hist):
+    """The differential histogram from the accumulators of :func:`_histogram_segments` into
+    ``hist`` (zeros beyond bin ``top``): value for value ``G = np.arange(top + 1) *
+    np.cumsum(A[:top + 1]) - np.cumsum(B[:top + 1])``, ``hist[:top] = np.diff(G) + P[:top]``, then
+    times ``scale`` when it is not 1 (one pass, no temporaries)."""
+    ca = 0.0
+    cb = 0.0
+    g_prev = 0.0
+    for i in range(top + 1):
+        ca += A[i]
+        cb += B[i]
+        g = np.float64(i) * ca - cb
+        if i > 0:
+            h = (g - g_prev) + P[i - 1]
+            if scale != 1.0:
+                h = h * scale
+            hist[i - 1] = h
+        g_prev = g
+    for i in range(top, len(hist)):
+        hist[i] = 0.0
+
+
+@nb.njit(**_OPTS)
 def _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin):
     """The boundaries ``fzb`` of a cell inside over the whole gap ``[za, zt]`` (cut at ``cuts[i0:i1]``),
     their dose-plane taps (lower plane ``fk``, weight of the upper ``fz``) and whether each piece is

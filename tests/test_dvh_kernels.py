@@ -159,3 +159,19 @@ def test_cells_inside_length_against_closed_form():
     L = 2.5
     kern.cells_inside_length(phi, box, np.array([0]), np.array([1]), np.array([L]), out)
     assert out[0] == pytest.approx(4 * L + 2 * L / 4 + 3 * L / 2, rel=1e-12)
+
+
+def test_ramps_histogram_is_the_numpy_formula():
+    """The compiled histogram from the ramps, value for value the NumPy expression it replaces."""
+    rng = np.random.default_rng(13)
+    for trial in range(200):
+        n = int(rng.integers(1, 300))
+        A, B, P = rng.normal(size=n + 1), rng.normal(size=n + 1) * 50, rng.random(n)
+        top = int(rng.integers(1, n + 1))
+        scale = 1.0 if trial % 2 else float(rng.uniform(0.5, 2.0))
+        G = np.arange(top + 1) * np.cumsum(A[:top + 1]) - np.cumsum(B[:top + 1])
+        want = np.zeros(n)
+        want[:top] = (np.diff(G) + P[:top]) * scale if scale != 1.0 else np.diff(G) + P[:top]
+        got = np.full(n, np.nan)
+        kern.ramps_histogram(A, B, P, top, scale, got)
+        np.testing.assert_array_equal(got, want)
