@@ -605,24 +605,27 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     joined = _joined(slabs)
     between = _between_cc(pz_all, aeff, joined)
     radii: dict[int, float] = {}  # each plane's inradius, once (the caps of a short ROI share planes)
+    g_planes = [_gap_planes(g) for g in g_all]
+    g_lo, g_hi = [min(q) for q in g_planes], [max(q) for q in g_planes]
+    between_l = between.tolist()  # the same numbers as Python floats (cheaper to index one by one)
     while start < len(g_all):
         # a chunk of gaps whose planes (with a cap's second plane inward) span at most `per` planes
-        lo_p = min(_gap_planes(g_all[start]))
+        lo_p = g_lo[start]
         stop = start
         while stop < len(g_all):
-            hi_p = max(_gap_planes(g_all[stop]))
+            hi_p = g_hi[stop]
             if hi_p - lo_p + 1 > per and stop > start:
                 break
             stop += 1
         chunk = g_all[start:stop]
+        p_lo = min(g_lo[start:stop])
+        p_hi = max(g_hi[start:stop])
         start = stop
-        p_lo = min(min(_gap_planes(g)) for g in chunk)
-        p_hi = max(max(_gap_planes(g)) for g in chunk)
         sl_chunk = slabs[p_lo:p_hi + 1]
         m, counts = _fill_on_lattice(sl_chunk, x0, y0, s, (nyf, nxf), label, collect, nests[p_lo:p_hi + 1])
         area_q = np.empty(len(sl_chunk))
-        for q in range(len(sl_chunk)):
-            n_q = max(int(counts[q]), 1)  # an empty plane has its one centre sample
+        for q, n_q in enumerate(counts.tolist()):
+            n_q = max(n_q, 1)  # an empty plane has its one centre sample
             area = areas[p_lo + q]
             area_q[q] = n_q * s * s if area is None else area
         caps = [i for i, g in enumerate(chunk) if g[2] != 0 and g[4] >= 0]
@@ -672,11 +675,12 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
         cells_all = np.empty(len(chunk))
         kern.cells_inside_length(phi, box, gpa, gpb, gz1 - gz0, cells_all)
         gw = np.empty(len(chunk))
-        for i, g in enumerate(chunk):
-            cells = float(cells_all[i]) * s * s
+        same = (gpa == gpb).tolist()
+        for i, (g, cells_i) in enumerate(zip(chunk, cells_all.tolist())):
+            cells = cells_i * s * s
             if g[2] == 0:
-                want = float(between[g[3]])
-            elif gpa[i] == gpb[i]:
+                want = between_l[g[3]]
+            elif same[i]:
                 want = area_q[g[3] - p_lo] * (g[1] - g[0])
             else:
                 k = g[3] - p_lo
