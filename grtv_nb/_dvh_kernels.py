@@ -102,8 +102,8 @@ def _dose_at(lat, kbase, gz, r, c, z):
 
 
 @nb.njit(inline="always", **_OPTS)
-def _edt_1d(f, lo, hi, n, d, v, zz):
-    """Squared distance transform (Felzenszwalb & Huttenlocher) into ``d[:n]`` of the samples
+def _edt_1d(f, lo, hi, q0, n, d, v, zz):
+    """Squared distance transform (Felzenszwalb & Huttenlocher) into ``d[q0:n]`` of the samples
     ``f[lo:hi]``, the others taken as infinitely far: ``d[q]`` = min over ``lo <= i < hi`` of
     ``(q - i)**2 + f[i]``. (Samples ``f`` = ``big`` outside ``lo:hi`` give the same numbers:
     their parabolas never hold the lower envelope within ``0:n``.)"""
@@ -121,7 +121,7 @@ def _edt_1d(f, lo, hi, n, d, v, zz):
         zz[k] = s
         zz[k + 1] = 1e300
     k = 0
-    for q in range(n):
+    for q in range(q0, n):
         while zz[k + 1] < q:
             k += 1
         d[q] = (q - v[k]) * (q - v[k]) + f[v[k]]
@@ -328,7 +328,7 @@ def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
     for r in range(r0, r1):
         for c in range(ca, cb):
             f[c - ca] = g[r, c]
-        _edt_1d(f, 0, cb - ca, cb - ca, d, v, zz)
+        _edt_1d(f, 0, cb - ca, 0, cb - ca, d, v, zz)
         for c in range(ca, cb):
             g[r, c] = d[c - ca]
 
@@ -338,12 +338,37 @@ def signed_distance(mask, s, phi):
     """``phi[p]`` = signed distance (mm, negative inside) of each cell of ``mask[p]`` to the region's
     boundary: the Euclidean distance to the nearest cell of the other kind less half a cell, times
     the cell size ``s`` (exact Euclidean distance transform, two passes per plane: along columns two
-    scans of the binary mask, along rows :func:`_edt_1d`).
+    scans of the binary mask, along rows :func:`_edt_1d`). :func:`signed_distance_in` over the
+    whole lattice."""
+    npl, ny, nx = mask.shape
+    rect = np.empty((npl, 4), np.int64)
+    for p in range(npl):
+        rect[p, 0], rect[p, 1], rect[p, 2], rect[p, 3] = 0, ny, 0, nx
+    signed_distance_in(mask, s, phi, rect)
+
+
+@nb.njit(**_OPTS)
+def mask_boxes(mask):
+    """(row0, row1, col0, col1) of each plane ``mask[p]`` bounding its True cells; (ny, 0, nx, 0)
+    for a plane without any."""
+    box = np.empty((mask.shape[0], 4), np.int64)
+    for p in range(mask.shape[0]):
+        box[p, 0], box[p, 1], box[p, 2], box[p, 3] = _true_box(mask[p])
+    return box
+
+
+@nb.njit(**_OPTS)
+def signed_distance_in(mask, s, phi, rect):
+    """:func:`signed_distance`, the outside cells' distances only within ``rect[p]`` = (row0, row1,
+    col0, col1) of each plane (a rectangle holding its True cells; elsewhere ``phi`` gets the value
+    of a cell with no region at all, far outside), the inside cells' everywhere.
 
     Squared distances are whole numbers, exact in float64, so the passes are cut to where they can
     matter: the distances of inside cells within the region's bounding box (one cell more each
-    side), those of outside cells with the column pass only through the box's columns and the row
-    pass's lower envelope built from those columns only (the others hold no inside cell)."""
+    side), those of outside cells with the column pass only through the box's columns (over the
+    rectangle's rows: they hold every inside cell) and the row pass's lower envelope built from
+    those columns only (the others hold no inside cell), evaluated over the rectangle's columns.
+    Within ``rect`` the numbers are those over the whole lattice."""
     npl, ny, nx = mask.shape
     m = max(ny, nx) + 2
     f = np.empty(m, np.float64)
@@ -351,23 +376,30 @@ def signed_distance(mask, s, phi):
     v = np.empty(m, np.int64)
     zz = np.empty(m + 1, np.float64)
     big = 1e20
+    far = (np.sqrt(big) - 0.5) * s
     g = np.empty((2, ny, nx), np.float64)
     for p in range(npl):
         r0, r1, c0, c1 = _true_box(mask[p])
         if r1 == 0:  # no inside cell
             for r in range(ny):
                 for c in range(nx):
-                    phi[p, r, c] = (np.sqrt(big) - 0.5) * s
+                    phi[p, r, c] = far
             continue
+        ra, rb = min(max(rect[p, 0], 0), r0), max(min(rect[p, 1], ny), r1)
+        ca, cb = min(max(rect[p, 2], 0), c0), max(min(rect[p, 3], nx), c1)
+        if ra > 0 or rb < ny or ca > 0 or cb < nx:
+            for r in range(ny):
+                for c in range(nx):
+                    phi[p, r, c] = far
         _inside_distance(mask[p], g[1], r0, r1, c0, c1, big, f, d, v, zz)
         # outside cells: distance to the region, from the columns holding inside cells
         for c in range(c0, c1):
-            _edt_binary_column(mask[p], c, 0, ny, False, big, g[0], c)
-        for r in range(ny):
+            _edt_binary_column(mask[p], c, ra, rb, False, big, g[0], c)
+        for r in range(ra, rb):
             for c in range(c0, c1):
                 f[c] = g[0, r, c]
-            _edt_1d(f, c0, c1, nx, d, v, zz)
-            for c in range(nx):
+            _edt_1d(f, c0, c1, ca, cb, d, v, zz)
+            for c in range(ca, cb):
                 if mask[p, r, c]:
                     phi[p, r, c] = (0.5 - np.sqrt(g[1, r, c])) * s
                 else:

@@ -630,7 +630,8 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
             area_q[q] = n_q * s * s if area is None else area
         caps = [i for i, g in enumerate(chunk) if g[2] != 0 and g[4] >= 0]
         phi = np.empty((len(sl_chunk) + len(caps), nyf, nxf), np.float32)
-        kern.signed_distance(m, s, phi[:len(sl_chunk)])
+        kern.signed_distance_in(m, s, phi[:len(sl_chunk)], _distance_rects(chunk, p_lo, kern.mask_boxes(m), areas,
+                                                                           (nyf, nxf)))
         gz0 = np.array([g[0] for g in chunk])
         gz1 = np.array([g[1] for g in chunk])
         gpa = np.array([g[3] - p_lo for g in chunk], np.int64)
@@ -698,6 +699,33 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     f = target_cc / acc[0]
     acc[[0, 1, 4]] *= f
     return _histogram_result(A, B, P, acc, inv_w, notes, label, scale=f)
+
+
+def _distance_rects(chunk, p_lo: int, boxes: np.ndarray, areas: Sequence[float | None],
+                    shape: tuple[int, int]) -> np.ndarray:
+    """Where each plane of a chunk of gaps (:func:`_interpolated`; planes from ``p_lo``, their
+    regions' bounding boxes ``boxes`` on the lattice of ``shape``) needs its outside cells' signed
+    distances (:func:`grtv_nb._dvh_kernels.signed_distance_in`): the rectangle bounding its own
+    region and those of the planes it shares a gap with (the solid between two planes is read
+    within their regions' boxes only), and the whole lattice for the end plane of a cap that may
+    grow (:func:`_cap_far` ranks all its outside cells). Elsewhere only the sign is read (boxes,
+    counts, a cap's deepest cell) and a shrinking cap's far end lies within its end region."""
+    b = boxes.tolist()
+    rect = [list(r) for r in b]
+    full = set()
+    for g in chunk:
+        a = g[3] - p_lo
+        if g[2] == 0:
+            o = g[4] - p_lo
+            lo = [min(b[a][0], b[o][0]), max(b[a][1], b[o][1]), min(b[a][2], b[o][2]), max(b[a][3], b[o][3])]
+            for q in (a, o):
+                r = rect[q]
+                rect[q] = [min(r[0], lo[0]), max(r[1], lo[1]), min(r[2], lo[2]), max(r[3], lo[3])]
+        elif g[4] >= 0 and g[6] >= 0 and _cap_may_grow(areas[g[3]], areas[g[4]]):
+            full.add(a)
+    for q in full:
+        rect[q] = [0, shape[0], 0, shape[1]]
+    return np.array(rect, np.int64).reshape(len(b), 4)
 
 
 def _histogram_arrays(dmax: float, bin_width: float):

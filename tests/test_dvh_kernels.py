@@ -44,6 +44,29 @@ def test_signed_distance_matches_scipy_edt():
             np.testing.assert_allclose(phi[p], want, rtol=1e-6, atol=1e-6)
 
 
+def test_signed_distance_in_rect_is_the_whole_lattice_there():
+    """Outside cells' distances only within a rectangle holding the region: there (and at every
+    inside cell) the numbers of the whole lattice, elsewhere a cell far outside."""
+    rng = np.random.default_rng(17)
+    s = 0.37
+    for m in _random_masks(rng, 40):
+        full = np.empty(m.shape, np.float32)
+        kern.signed_distance(m, s, full)
+        boxes = kern.mask_boxes(m)
+        rect = np.empty_like(boxes)
+        for p, (r0, r1, c0, c1) in enumerate(boxes):
+            rect[p] = (int(rng.integers(0, r0 + 1)), int(rng.integers(r1, m.shape[1] + 1)),
+                       int(rng.integers(0, c0 + 1)), int(rng.integers(c1, m.shape[2] + 1)))
+        got = np.full(m.shape, np.nan, np.float32)
+        kern.signed_distance_in(m, s, got, rect)
+        for p, (ra, rb, ca, cb) in enumerate(rect):
+            inner = np.zeros(m.shape[1:], bool)
+            inner[ra:rb, ca:cb] = True
+            np.testing.assert_array_equal(got[p][inner], full[p][inner])
+            assert np.all(got[p][~inner] > full[p].max() - 1e-3)  # far outside
+            assert not m[p][~inner].any()
+
+
 def test_lattice_dose_is_sample_separable():
     rng = np.random.default_rng(5)
     for trial in range(200):
