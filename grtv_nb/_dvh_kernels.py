@@ -495,6 +495,46 @@ def ramps_histogram(A, B, P, top, scale, hist):
 
 
 @nb.njit(**_OPTS)
+def ranks_le(x):
+    """Each value's count of values ``<=`` it in the float32 array ``x`` (float64 counts): value
+    for value ``np.searchsorted(np.sort(x), x, side="right")``. A stable LSD radix sort on the
+    values' order-preserving 32-bit keys (-0.0 counted as 0.0), then one pass over its runs of
+    equal keys: linear in ``len(x)`` (a cap's thousands of cells, ranked once per cap)."""
+    n = len(x)
+    xf = np.empty(n, np.float32)
+    for i in range(n):
+        xf[i] = x[i] + np.float32(0.0)  # -0.0 -> +0.0: equal values, one key
+    key = xf.view(np.uint32)
+    for i in range(n):
+        b = key[i]
+        key[i] = ~b if b & np.uint32(0x80000000) else b | np.uint32(0x80000000)
+    order = np.arange(n)
+    tmp = np.empty(n, np.int64)
+    cnt = np.empty(257, np.int64)
+    for shift in range(0, 32, 8):
+        cnt[:] = 0
+        for i in range(n):
+            cnt[((key[order[i]] >> shift) & 255) + 1] += 1
+        for j in range(256):
+            cnt[j + 1] += cnt[j]
+        for i in range(n):
+            kk = (key[order[i]] >> shift) & 255
+            tmp[cnt[kk]] = order[i]
+            cnt[kk] += 1
+        order, tmp = tmp, order
+    out = np.empty(n)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and key[order[j]] == key[order[i]]:
+            j += 1
+        for k in range(i, j):
+            out[order[k]] = j
+        i = j
+    return out
+
+
+@nb.njit(**_OPTS)
 def _gap_taps(za, zt, cuts, i0, i1, gz, zin_lo, zin_hi, fzb, fk, fz, fin):
     """The boundaries ``fzb`` of a cell inside over the whole gap ``[za, zt]`` (cut at ``cuts[i0:i1]``),
     their dose-plane taps (lower plane ``fk``, weight of the upper ``fz``) and whether each piece is

@@ -198,3 +198,19 @@ def test_ramps_histogram_is_the_numpy_formula():
         got = np.full(n, np.nan)
         kern.ramps_histogram(A, B, P, top, scale, got)
         np.testing.assert_array_equal(got, want)
+
+
+def test_ranks_le_is_searchsorted_on_the_sorted_values():
+    """The linear-time ranks of float32 values (ties, signed zeros, both signs), value for value
+    NumPy's count of values <= each one."""
+    rng = np.random.default_rng(19)
+    for trial in range(300):
+        n = int(rng.integers(0, 600))
+        x = (rng.integers(-60, 60, n) * rng.choice([0.1, 0.37, 1e-3, 1e5])).astype(np.float32)
+        if trial % 3 == 0:
+            x = rng.normal(size=n).astype(np.float32)
+        if trial % 5 == 0 and n:
+            x[::7] = -0.0
+        want = np.searchsorted(np.sort(x), x, side="right").astype(np.float64)
+        np.testing.assert_array_equal(kern.ranks_le(x), want)
+        np.testing.assert_array_equal(solid._ranks_le(x.astype(np.float64)), want)
