@@ -102,8 +102,8 @@ def _dose_at(lat, kbase, gz, r, c, z):
 
 
 @nb.njit(inline="always", **_OPTS)
-def _edt_1d(f, lo, hi, n, d, v, zz):
-    """Squared distance transform (Felzenszwalb & Huttenlocher) into ``d[:n]`` of the samples
+def _edt_1d(f, lo, hi, q0, n, d, v, zz):
+    """Squared distance transform (Felzenszwalb & Huttenlocher) into ``d[q0:n]`` of the samples
     ``f[lo:hi]``, the others taken as infinitely far: ``d[q]`` = min over ``lo <= i < hi`` of
     ``(q - i)**2 + f[i]``. (Samples ``f`` = ``big`` outside ``lo:hi`` give the same numbers:
     their parabolas never hold the lower envelope within ``0:n``.)"""
@@ -121,7 +121,7 @@ def _edt_1d(f, lo, hi, n, d, v, zz):
         zz[k] = s
         zz[k + 1] = 1e300
     k = 0
-    for q in range(n):
+    for q in range(q0, n):
         while zz[k + 1] < q:
             k += 1
         d[q] = (q - v[k]) * (q - v[k]) + f[v[k]]
@@ -238,9 +238,11 @@ def lattice_dose(dose, klo, khi, fy, fx):
 def fill_loops(px, py, first, planes, x0, y0, s, mask):
     """Even-odd fill of loops on the lattice (sample ``i`` of a row at ``x0 + i * s``, row ``j`` at
     ``y0 + j * s``): loop ``l`` has the vertices ``first[l]:first[l + 1]`` of ``px``, ``py`` (mm)
-    and fills ``mask[planes[l]]`` (loops of a plane consecutive). Value for value
-    :func:`grtv_nb.raster.fill_simple_planes` on the loops' lattice indices: a sample is inside
-    where an odd number of edges cross its row at or left of it, within the box of all loops."""
+    and fills ``mask[planes[l]]`` (loops of a plane consecutive; ``mask`` all False there before).
+    Value for value :func:`grtv_nb.raster.fill_simple_planes` on the loops' lattice indices: a
+    sample is inside where an odd number of edges cross its row at or left of it. Each plane is
+    scanned within the box of its own loops (outside it no edge crosses: False, as before).
+    Returns each plane's count of samples inside (0 for planes without loops here)."""
     npl, ny, nx = mask.shape
     n = len(px)
     ix = np.empty(n, np.float64)
@@ -248,20 +250,35 @@ def fill_loops(px, py, first, planes, x0, y0, s, mask):
     for i in range(n):
         ix[i] = (px[i] - x0) / s
         iy[i] = (py[i] - y0) / s
-    r0 = max(int(np.floor(iy.min())), 0)
-    r1 = min(int(np.ceil(iy.max())) + 1, ny)
-    c0 = max(int(np.floor(ix.min())), 0)
-    c1 = min(int(np.ceil(ix.max())) + 1, nx)
-    h, w = r1 - r0, c1 - c0
-    if h <= 0 or w <= 0:
-        return
-    tog = np.zeros((h, w + 1), np.uint8)
+    counts = np.zeros(npl, np.int64)
+    tog = np.zeros((ny, nx + 1), np.uint8)
     nl = len(first) - 1
     l = 0
     while l < nl:
         p = planes[l]
-        tog[:, :] = 0
-        while l < nl and planes[l] == p:
+        l_end = l
+        while l_end < nl and planes[l_end] == p:
+            l_end += 1
+        # the box of this plane's loops, clamped to the lattice
+        a, b = first[l], first[l_end]
+        ymin, ymax, xmin, xmax = iy[a], iy[a], ix[a], ix[a]
+        for i in range(a, b):
+            ymin = min(ymin, iy[i])
+            ymax = max(ymax, iy[i])
+            xmin = min(xmin, ix[i])
+            xmax = max(xmax, ix[i])
+        r0 = max(int(np.floor(ymin)), 0)
+        r1 = min(int(np.ceil(ymax)) + 1, ny)
+        c0 = max(int(np.floor(xmin)), 0)
+        c1 = min(int(np.ceil(xmax)) + 1, nx)
+        h, w = r1 - r0, c1 - c0
+        if h <= 0 or w <= 0:
+            l = l_end
+            continue
+        for j in range(h):
+            for c in range(w + 1):
+                tog[j, c] = 0
+        while l < l_end:
             a, b = first[l], first[l + 1]
             for i in range(a, b):
                 k = i + 1 if i + 1 < b else a
@@ -276,11 +293,15 @@ def fill_loops(px, py, first, planes, x0, y0, s, mask):
                     st = min(max(np.ceil(xc), c0), c1)
                     tog[j - r0, int(st) - c0] ^= 1
             l += 1
+        cnt = 0
         for j in range(h):
             par = 0
             for c in range(w):
                 par ^= tog[j, c]
                 mask[p, r0 + j, c0 + c] = par == 1
+                cnt += par
+        counts[p] += cnt
+    return counts
 
 
 @nb.njit(**_OPTS)
@@ -307,7 +328,7 @@ def _inside_distance(m, g, r0, r1, c0, c1, big, f, d, v, zz):
     for r in range(r0, r1):
         for c in range(ca, cb):
             f[c - ca] = g[r, c]
-        _edt_1d(f, 0, cb - ca, cb - ca, d, v, zz)
+        _edt_1d(f, 0, cb - ca, 0, cb - ca, d, v, zz)
         for c in range(ca, cb):
             g[r, c] = d[c - ca]
 
@@ -317,12 +338,37 @@ def signed_distance(mask, s, phi):
     """``phi[p]`` = signed distance (mm, negative inside) of each cell of ``mask[p]`` to the region's
     boundary: the Euclidean distance to the nearest cell of the other kind less half a cell, times
     the cell size ``s`` (exact Euclidean distance transform, two passes per plane: along columns two
-    scans of the binary mask, along rows :func:`_edt_1d`).
+    scans of the binary mask, along rows :func:`_edt_1d`). :func:`signed_distance_in` over the
+    whole lattice."""
+    npl, ny, nx = mask.shape
+    rect = np.empty((npl, 4), np.int64)
+    for p in range(npl):
+        rect[p, 0], rect[p, 1], rect[p, 2], rect[p, 3] = 0, ny, 0, nx
+    signed_distance_in(mask, s, phi, rect)
+
+
+@nb.njit(**_OPTS)
+def mask_boxes(mask):
+    """(row0, row1, col0, col1) of each plane ``mask[p]`` bounding its True cells; (ny, 0, nx, 0)
+    for a plane without any."""
+    box = np.empty((mask.shape[0], 4), np.int64)
+    for p in range(mask.shape[0]):
+        box[p, 0], box[p, 1], box[p, 2], box[p, 3] = _true_box(mask[p])
+    return box
+
+
+@nb.njit(**_OPTS)
+def signed_distance_in(mask, s, phi, rect):
+    """:func:`signed_distance`, the outside cells' distances only within ``rect[p]`` = (row0, row1,
+    col0, col1) of each plane (a rectangle holding its True cells; elsewhere ``phi`` gets the value
+    of a cell with no region at all, far outside), the inside cells' everywhere.
 
     Squared distances are whole numbers, exact in float64, so the passes are cut to where they can
     matter: the distances of inside cells within the region's bounding box (one cell more each
-    side), those of outside cells with the column pass only through the box's columns and the row
-    pass's lower envelope built from those columns only (the others hold no inside cell)."""
+    side), those of outside cells with the column pass only through the box's columns (over the
+    rectangle's rows: they hold every inside cell) and the row pass's lower envelope built from
+    those columns only (the others hold no inside cell), evaluated over the rectangle's columns.
+    Within ``rect`` the numbers are those over the whole lattice."""
     npl, ny, nx = mask.shape
     m = max(ny, nx) + 2
     f = np.empty(m, np.float64)
@@ -330,23 +376,30 @@ def signed_distance(mask, s, phi):
     v = np.empty(m, np.int64)
     zz = np.empty(m + 1, np.float64)
     big = 1e20
+    far = (np.sqrt(big) - 0.5) * s
     g = np.empty((2, ny, nx), np.float64)
     for p in range(npl):
         r0, r1, c0, c1 = _true_box(mask[p])
         if r1 == 0:  # no inside cell
             for r in range(ny):
                 for c in range(nx):
-                    phi[p, r, c] = (np.sqrt(big) - 0.5) * s
+                    phi[p, r, c] = far
             continue
+        ra, rb = min(max(rect[p, 0], 0), r0), max(min(rect[p, 1], ny), r1)
+        ca, cb = min(max(rect[p, 2], 0), c0), max(min(rect[p, 3], nx), c1)
+        if ra > 0 or rb < ny or ca > 0 or cb < nx:
+            for r in range(ny):
+                for c in range(nx):
+                    phi[p, r, c] = far
         _inside_distance(mask[p], g[1], r0, r1, c0, c1, big, f, d, v, zz)
         # outside cells: distance to the region, from the columns holding inside cells
         for c in range(c0, c1):
-            _edt_binary_column(mask[p], c, 0, ny, False, big, g[0], c)
-        for r in range(ny):
+            _edt_binary_column(mask[p], c, ra, rb, False, big, g[0], c)
+        for r in range(ra, rb):
             for c in range(c0, c1):
                 f[c] = g[0, r, c]
-            _edt_1d(f, c0, c1, nx, d, v, zz)
-            for c in range(nx):
+            _edt_1d(f, c0, c1, ca, cb, d, v, zz)
+            for c in range(ca, cb):
                 if mask[p, r, c]:
                     phi[p, r, c] = (0.5 - np.sqrt(g[1, r, c])) * s
                 else:
@@ -416,6 +469,69 @@ def _histogram_segments(lo_, hi_, w_, n, inv_w, flat, A, B, P, stats):
     stats[1] += vd
     stats[2] = dmin
     stats[3] = dmax
+
+
+@nb.njit(**_OPTS)
+def ramps_histogram(A, B, P, top, scale, hist):
+    """The differential histogram from the accumulators of :func:`_histogram_segments` into
+    ``hist`` (zeros beyond bin ``top``): value for value ``G = np.arange(top + 1) *
+    np.cumsum(A[:top + 1]) - np.cumsum(B[:top + 1])``, ``hist[:top] = np.diff(G) + P[:top]``, then
+    times ``scale`` when it is not 1 (one pass, no temporaries)."""
+    ca = 0.0
+    cb = 0.0
+    g_prev = 0.0
+    for i in range(top + 1):
+        ca += A[i]
+        cb += B[i]
+        g = np.float64(i) * ca - cb
+        if i > 0:
+            h = (g - g_prev) + P[i - 1]
+            if scale != 1.0:
+                h = h * scale
+            hist[i - 1] = h
+        g_prev = g
+    for i in range(top, len(hist)):
+        hist[i] = 0.0
+
+
+@nb.njit(**_OPTS)
+def ranks_le(x):
+    """Each value's count of values ``<=`` it in the float32 array ``x`` (float64 counts): value
+    for value ``np.searchsorted(np.sort(x), x, side="right")``. A stable LSD radix sort on the
+    values' order-preserving 32-bit keys (-0.0 counted as 0.0), then one pass over its runs of
+    equal keys: linear in ``len(x)`` (a cap's thousands of cells, ranked once per cap)."""
+    n = len(x)
+    xf = np.empty(n, np.float32)
+    for i in range(n):
+        xf[i] = x[i] + np.float32(0.0)  # -0.0 -> +0.0: equal values, one key
+    key = xf.view(np.uint32)
+    for i in range(n):
+        b = key[i]
+        key[i] = ~b if b & np.uint32(0x80000000) else b | np.uint32(0x80000000)
+    order = np.arange(n)
+    tmp = np.empty(n, np.int64)
+    cnt = np.empty(257, np.int64)
+    for shift in range(0, 32, 8):
+        cnt[:] = 0
+        for i in range(n):
+            cnt[((key[order[i]] >> shift) & 255) + 1] += 1
+        for j in range(256):
+            cnt[j + 1] += cnt[j]
+        for i in range(n):
+            kk = (key[order[i]] >> shift) & 255
+            tmp[cnt[kk]] = order[i]
+            cnt[kk] += 1
+        order, tmp = tmp, order
+    out = np.empty(n)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and key[order[j]] == key[order[i]]:
+            j += 1
+        for k in range(i, j):
+            out[order[k]] = j
+        i = j
+    return out
 
 
 @nb.njit(**_OPTS)

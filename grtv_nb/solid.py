@@ -132,10 +132,16 @@ class RoiSamples:
 def _axis_lookup(frac: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower index, weight of the upper neighbour and inside flag of fractional indices on an axis
     of ``n`` centres (clamped within half a voxel of the outer centres, outside beyond)."""
-    inside = (frac >= -0.5 - 1e-9) & (frac <= n - 0.5 + 1e-9)
+    inside = _axis_inside(frac, n)
     f = np.clip(frac, 0.0, n - 1.0)
     i0 = np.minimum(np.floor(f).astype(np.intp), max(n - 2, 0))
     return i0, (f - i0).astype(np.float32) if n > 1 else np.zeros(len(f), np.float32), inside
+
+
+def _axis_inside(frac: np.ndarray, n: int) -> np.ndarray:
+    """Whether fractional indices on an axis of ``n`` centres lie within half a voxel of its outer
+    centres (:func:`_axis_lookup`'s inside flag alone)."""
+    return (frac >= -0.5 - 1e-9) & (frac <= n - 0.5 + 1e-9)
 
 
 def slabs_volume_cc(slabs: Sequence[PlaneSlab]) -> float:
@@ -196,7 +202,7 @@ def _lattice(box: tuple[float, float, float, float], s: float, grid: Grid, cap_m
     fxs = grid.continuous_index("x", x0 + np.arange(nxf) * s)
     fys = grid.continuous_index("y", y0 + np.arange(nyf) * s)
     nx, ny = grid.shape[2], grid.shape[1]
-    return s, x0, y0, nxf, nyf, fxs, fys, _axis_lookup(fys, ny)[2], _axis_lookup(fxs, nx)[2]
+    return s, x0, y0, nxf, nyf, fxs, fys, _axis_inside(fys, ny), _axis_inside(fxs, nx)
 
 
 def _nesting(slabs) -> list[tuple | None]:
@@ -251,11 +257,15 @@ def _fill_on_lattice(slabs, x0: float, y0: float, s: float, shape: tuple[int, in
         # compiled, value for value raster.fill_simple_planes on the loops' lattice indices
         loops = [lp for q in simple for lp in slabs[q].loops]
         xy = np.concatenate(loops)
-        first = np.concatenate([[0], np.cumsum([len(lp) for lp in loops])])
+        first = np.zeros(len(loops) + 1, np.int64)
+        np.cumsum([len(lp) for lp in loops], out=first[1:])
         planes = np.repeat(np.array(simple, np.int64), [len(slabs[q].loops) for q in simple])
-        kern.fill_loops(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first, planes, float(x0),
-                        float(y0), float(s), m)
-    counts = np.count_nonzero(m.reshape(len(slabs), -1), axis=1)
+        counts = kern.fill_loops(xy[:, 0], xy[:, 1], first, planes, float(x0), float(y0), float(s), m)
+    else:
+        counts = np.zeros(len(slabs), np.int64)
+    if len(simple) < len(slabs):  # the planes filled by fill_plane
+        other = np.setdiff1d(np.arange(len(slabs)), simple)
+        counts[other] = np.count_nonzero(m[other].reshape(len(other), -1), axis=1)
     for q in np.flatnonzero(counts == 0):
         cc = np.concatenate(slabs[q].loops).mean(axis=0)
         r_c = int(np.clip(round((cc[1] - y0) / s), 0, nyf - 1))
@@ -387,7 +397,7 @@ def roi_samples(
         zmid = np.append(0.5 * (zall[1:] + zall[:-1]), 0.0)
         zmid[last] = zall[last]
         kz, tz, _ = _axis_lookup(grid.continuous_index("z", zall), nz)
-        zin = _axis_lookup(grid.continuous_index("z", zmid), nz)[2]
+        zin = _axis_inside(grid.continuous_index("z", zmid), nz)
         # the dose planes the chunk needs, interpolated once onto the lattice (edge-clamped)
         klo, khi = int(kz.min()), min(int(kz.max()) + 1, nz - 1)
         lat = kern.lattice_dose(d, klo, khi, fys, fxs)  # = transforms.sample_separable, compiled
@@ -578,7 +588,7 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     xmin, xmax, ymin, ymax = box
     gaps = _gaps(slabs)
     cap = max((g[1] - g[0] for g in gaps if g[2] != 0), default=0.0)
-    grows = any(_cap_may_grow(areas[g[3]], areas[g[4]]) for g in gaps if g[2] != 0 and g[4] >= 0)
+    grows = _cap_room(gaps, areas)
     s, x0, y0, nxf, nyf, fxs, fys, rin, cin = _lattice(box, s, grid, cap_mm=cap, cap_room=grows)
     collect, flush = summarised(report, label)
     gzs = np.asarray(grid.z, dtype=np.float64)
@@ -595,29 +605,33 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     joined = _joined(slabs)
     between = _between_cc(pz_all, aeff, joined)
     radii: dict[int, float] = {}  # each plane's inradius, once (the caps of a short ROI share planes)
+    g_planes = [_gap_planes(g) for g in g_all]
+    g_lo, g_hi = [min(q) for q in g_planes], [max(q) for q in g_planes]
+    between_l = between.tolist()  # the same numbers as Python floats (cheaper to index one by one)
     while start < len(g_all):
         # a chunk of gaps whose planes (with a cap's second plane inward) span at most `per` planes
-        lo_p = min(_gap_planes(g_all[start]))
+        lo_p = g_lo[start]
         stop = start
         while stop < len(g_all):
-            hi_p = max(_gap_planes(g_all[stop]))
+            hi_p = g_hi[stop]
             if hi_p - lo_p + 1 > per and stop > start:
                 break
             stop += 1
         chunk = g_all[start:stop]
+        p_lo = min(g_lo[start:stop])
+        p_hi = max(g_hi[start:stop])
         start = stop
-        p_lo = min(min(_gap_planes(g)) for g in chunk)
-        p_hi = max(max(_gap_planes(g)) for g in chunk)
         sl_chunk = slabs[p_lo:p_hi + 1]
         m, counts = _fill_on_lattice(sl_chunk, x0, y0, s, (nyf, nxf), label, collect, nests[p_lo:p_hi + 1])
         area_q = np.empty(len(sl_chunk))
-        for q in range(len(sl_chunk)):
-            n_q = max(int(counts[q]), 1)  # an empty plane has its one centre sample
+        for q, n_q in enumerate(counts.tolist()):
+            n_q = max(n_q, 1)  # an empty plane has its one centre sample
             area = areas[p_lo + q]
             area_q[q] = n_q * s * s if area is None else area
         caps = [i for i, g in enumerate(chunk) if g[2] != 0 and g[4] >= 0]
         phi = np.empty((len(sl_chunk) + len(caps), nyf, nxf), np.float32)
-        kern.signed_distance(m, s, phi[:len(sl_chunk)])
+        kern.signed_distance_in(m, s, phi[:len(sl_chunk)], _distance_rects(chunk, p_lo, kern.mask_boxes(m), areas,
+                                                                           (nyf, nxf)))
         gz0 = np.array([g[0] for g in chunk])
         gz1 = np.array([g[1] for g in chunk])
         gpa = np.array([g[3] - p_lo for g in chunk], np.int64)
@@ -662,11 +676,12 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
         cells_all = np.empty(len(chunk))
         kern.cells_inside_length(phi, box, gpa, gpb, gz1 - gz0, cells_all)
         gw = np.empty(len(chunk))
-        for i, g in enumerate(chunk):
-            cells = float(cells_all[i]) * s * s
+        same = (gpa == gpb).tolist()
+        for i, (g, cells_i) in enumerate(zip(chunk, cells_all.tolist())):
+            cells = cells_i * s * s
             if g[2] == 0:
-                want = float(between[g[3]])
-            elif gpa[i] == gpb[i]:
+                want = between_l[g[3]]
+            elif same[i]:
                 want = area_q[g[3] - p_lo] * (g[1] - g[0])
             else:
                 k = g[3] - p_lo
@@ -686,6 +701,33 @@ def _interpolated(d, grid: Grid, slabs, areas, nests, s: float, box, notes: list
     return _histogram_result(A, B, P, acc, inv_w, notes, label, scale=f)
 
 
+def _distance_rects(chunk, p_lo: int, boxes: np.ndarray, areas: Sequence[float | None],
+                    shape: tuple[int, int]) -> np.ndarray:
+    """Where each plane of a chunk of gaps (:func:`_interpolated`; planes from ``p_lo``, their
+    regions' bounding boxes ``boxes`` on the lattice of ``shape``) needs its outside cells' signed
+    distances (:func:`grtv_nb._dvh_kernels.signed_distance_in`): the rectangle bounding its own
+    region and those of the planes it shares a gap with (the solid between two planes is read
+    within their regions' boxes only), and the whole lattice for the end plane of a cap that may
+    grow (:func:`_cap_far` ranks all its outside cells). Elsewhere only the sign is read (boxes,
+    counts, a cap's deepest cell) and a shrinking cap's far end lies within its end region."""
+    b = boxes.tolist()
+    rect = [list(r) for r in b]
+    full = set()
+    for g in chunk:
+        a = g[3] - p_lo
+        if g[2] == 0:
+            o = g[4] - p_lo
+            lo = [min(b[a][0], b[o][0]), max(b[a][1], b[o][1]), min(b[a][2], b[o][2]), max(b[a][3], b[o][3])]
+            for q in (a, o):
+                r = rect[q]
+                rect[q] = [min(r[0], lo[0]), max(r[1], lo[1]), min(r[2], lo[2]), max(r[3], lo[3])]
+        elif g[4] >= 0 and g[6] >= 0 and _cap_may_grow(areas[g[3]], areas[g[4]]):
+            full.add(a)
+    for q in full:
+        rect[q] = [0, shape[0], 0, shape[1]]
+    return np.array(rect, np.int64).reshape(len(b), 4)
+
+
 def _histogram_arrays(dmax: float, bin_width: float):
     """The accumulators the histogram kernels fill for a dose of maximum ``dmax`` (Gy):
     ``1 / bin_width``, the ramps ``A``, ``B`` and point masses ``P`` (bins up to one past the
@@ -702,11 +744,13 @@ def _histogram_result(A: np.ndarray, B: np.ndarray, P: np.ndarray, acc: np.ndarr
     [volume cc, volume x mean dose, min, max, volume outside the dose grid], with a note when part
     of the ROI lies outside the grid. Bins above the highest dose's are 0 (the ramps' sums leave
     rounding residue there, some 1e-16 cc, that would stretch the dose axis)."""
-    G = np.arange(len(P) + 1) * np.cumsum(A) - np.cumsum(B)
-    hist = np.diff(G) + P
-    hist[min(int(float(acc[3]) * inv_w), len(hist) - 1) + 1:] = 0.0
-    if scale != 1.0:
-        hist = hist * scale
+    from . import _dvh_kernels as kern
+
+    # only the bins up to the highest dose's: the prefix sums there are those of the whole arrays
+    # (G = arange * cumsum(A) - cumsum(B), hist = diff(G) + P, compiled in one pass)
+    top = min(int(float(acc[3]) * inv_w), len(P) - 1) + 1
+    hist = np.empty(len(P))
+    kern.ramps_histogram(A, B, P, top, float(scale), hist)
     outside_cc = float(acc[4])
     if outside_cc > 0:
         notes.append(
@@ -729,6 +773,13 @@ def _extrapolated_area(u: np.ndarray, area_end: float, a1: float, d1: float, a2:
     return quad, lin
 
 
+def _cap_room(gaps, areas: Sequence[float | None]) -> bool:
+    """Whether the lattice needs room around the contours for a cap of :func:`_gaps` that may grow
+    (:func:`_cap_may_grow`): only a cap extrapolated from three planes or more can (a run of two
+    planes keeps the slab's cap)."""
+    return any(_cap_may_grow(areas[g[3]], areas[g[4]]) for g in gaps if g[2] != 0 and g[4] >= 0 and g[6] >= 0)
+
+
 def _cap_may_grow(area_end: float | None, a1: float | None) -> bool:
     """Whether :func:`_cap_far` may grow an end plane's region beyond it (then the lattice needs room
     around the contours): the end plane's area unknown (overlapping loops) or larger than its
@@ -738,6 +789,21 @@ def _cap_may_grow(area_end: float | None, a1: float | None) -> bool:
     if area_end is None:
         return True
     return a1 < area_end and not abs(a1 - area_end) <= 1e-9 * max(area_end, 1.0)
+
+
+def _ranks_le(v: np.ndarray) -> np.ndarray:
+    """Each value's count of values ``<=`` it (float64): ``np.searchsorted(np.sort(v), v,
+    side="right")``, in linear time for float32 values (:func:`grtv_nb._dvh_kernels.ranks_le`; the
+    signed distances are float32)."""
+    if v.dtype == np.float32:
+        from . import _dvh_kernels as kern
+
+        return kern.ranks_le(v)
+    order = np.argsort(v, kind="stable")
+    srt = v[order]
+    out = np.empty(len(v))
+    out[order] = np.searchsorted(srt, srt, side="right")  # sorted queries: several times faster
+    return out
 
 
 def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float | None, d1: float,
@@ -770,10 +836,7 @@ def _cap_far(phi_end: np.ndarray, area_end: float, s: float, L: float, a1: float
     # cell inside are inside; all inside cells lie below a cell outside)
     moving = np.flatnonzero(end if shrink else ~end)
     fm = flat[moving]
-    order = np.argsort(fm, kind="stable")
-    srt = fm[order]
-    cells = np.empty(len(fm))
-    cells[order] = np.searchsorted(srt, srt, side="right")  # sorted queries: several times faster
+    cells = _ranks_le(fm)
     if not shrink:
         cells += n_end
     a_c = cells * (area_end / max(n_end, 1.0))  # the region {phi <= phi_c} has about this area
@@ -816,11 +879,15 @@ def _inradius(loops: Sequence[np.ndarray], start: tuple[float, float], s: float)
     :func:`grtv_nb._dvh_kernels.inradius`)."""
     from . import _dvh_kernels as kern
 
-    xy = np.concatenate(loops)
-    first = np.zeros(len(loops) + 1, np.int64)
-    np.cumsum([len(lp) for lp in loops], out=first[1:])
-    return float(kern.inradius(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), first,
-                               float(start[0]), float(start[1]), float(s)))
+    if len(loops) == 1:  # the loop's own array (no copy) and its one range
+        xy = loops[0]
+        first = np.array([0, len(xy)], np.int64)
+    else:
+        xy = np.concatenate(loops)
+        first = np.zeros(len(loops) + 1, np.int64)
+        np.cumsum([len(lp) for lp in loops], out=first[1:])
+    # the columns as strided views (the kernel reads each vertex once)
+    return float(kern.inradius(xy[:, 0], xy[:, 1], first, float(start[0]), float(start[1]), float(s)))
 
 
 def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Sequence[np.ndarray]],
@@ -897,7 +964,7 @@ def _cap_inset(phis: Sequence[np.ndarray], areas: np.ndarray, loops: Sequence[Se
     # its count among the inside cells (all outside cells have phi > 0)
     idx = np.flatnonzero(flat <= 0)
     fi = flat[idx]
-    cells = np.searchsorted(np.sort(fi), fi, side="right").astype(np.float64)
+    cells = _ranks_le(phi_end.ravel()[idx])  # the float32 values of fi
     a_c = cells * (area_end / max(float(len(idx)), 1.0))  # the region {phi <= phi_c} has about this area
     # a cell stays in the cap while a(u) >= its a_c: up to u*
     ustar = np.interp(a_c, a_u[::-1], u[::-1], left=Lc, right=0.0)

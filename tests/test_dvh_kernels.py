@@ -44,6 +44,29 @@ def test_signed_distance_matches_scipy_edt():
             np.testing.assert_allclose(phi[p], want, rtol=1e-6, atol=1e-6)
 
 
+def test_signed_distance_in_rect_is_the_whole_lattice_there():
+    """Outside cells' distances only within a rectangle holding the region: there (and at every
+    inside cell) the numbers of the whole lattice, elsewhere a cell far outside."""
+    rng = np.random.default_rng(17)
+    s = 0.37
+    for m in _random_masks(rng, 40):
+        full = np.empty(m.shape, np.float32)
+        kern.signed_distance(m, s, full)
+        boxes = kern.mask_boxes(m)
+        rect = np.empty_like(boxes)
+        for p, (r0, r1, c0, c1) in enumerate(boxes):
+            rect[p] = (int(rng.integers(0, r0 + 1)), int(rng.integers(r1, m.shape[1] + 1)),
+                       int(rng.integers(0, c0 + 1)), int(rng.integers(c1, m.shape[2] + 1)))
+        got = np.full(m.shape, np.nan, np.float32)
+        kern.signed_distance_in(m, s, got, rect)
+        for p, (ra, rb, ca, cb) in enumerate(rect):
+            inner = np.zeros(m.shape[1:], bool)
+            inner[ra:rb, ca:cb] = True
+            np.testing.assert_array_equal(got[p][inner], full[p][inner])
+            assert np.all(got[p][~inner] > full[p].max() - 1e-3)  # far outside
+            assert not m[p][~inner].any()
+
+
 def test_lattice_dose_is_sample_separable():
     rng = np.random.default_rng(5)
     for trial in range(200):
@@ -69,7 +92,7 @@ def test_small_lattice_margin_same_dvh(monkeypatch, shape, axis, plane_mm):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GRTVWarning)
         got = compute_roi_dvh(c.dose, c.dose_grid, {"r": c.contours}, between="interpolate")
-        monkeypatch.setattr(solid, "_cap_may_grow", lambda area_end, a1: True)
+        monkeypatch.setattr(solid, "_cap_room", lambda gaps, areas: True)
         full = compute_roi_dvh(c.dose, c.dose_grid, {"r": c.contours}, between="interpolate")
     np.testing.assert_allclose(got.differential.values, full.differential.values, rtol=1e-9, atol=1e-12)
     for k in ("volume_cc", "mean", "min", "max"):
@@ -159,3 +182,35 @@ def test_cells_inside_length_against_closed_form():
     L = 2.5
     kern.cells_inside_length(phi, box, np.array([0]), np.array([1]), np.array([L]), out)
     assert out[0] == pytest.approx(4 * L + 2 * L / 4 + 3 * L / 2, rel=1e-12)
+
+
+def test_ramps_histogram_is_the_numpy_formula():
+    """The compiled histogram from the ramps, value for value the NumPy expression it replaces."""
+    rng = np.random.default_rng(13)
+    for trial in range(200):
+        n = int(rng.integers(1, 300))
+        A, B, P = rng.normal(size=n + 1), rng.normal(size=n + 1) * 50, rng.random(n)
+        top = int(rng.integers(1, n + 1))
+        scale = 1.0 if trial % 2 else float(rng.uniform(0.5, 2.0))
+        G = np.arange(top + 1) * np.cumsum(A[:top + 1]) - np.cumsum(B[:top + 1])
+        want = np.zeros(n)
+        want[:top] = (np.diff(G) + P[:top]) * scale if scale != 1.0 else np.diff(G) + P[:top]
+        got = np.full(n, np.nan)
+        kern.ramps_histogram(A, B, P, top, scale, got)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_ranks_le_is_searchsorted_on_the_sorted_values():
+    """The linear-time ranks of float32 values (ties, signed zeros, both signs), value for value
+    NumPy's count of values <= each one."""
+    rng = np.random.default_rng(19)
+    for trial in range(300):
+        n = int(rng.integers(0, 600))
+        x = (rng.integers(-60, 60, n) * rng.choice([0.1, 0.37, 1e-3, 1e5])).astype(np.float32)
+        if trial % 3 == 0:
+            x = rng.normal(size=n).astype(np.float32)
+        if trial % 5 == 0 and n:
+            x[::7] = -0.0
+        want = np.searchsorted(np.sort(x), x, side="right").astype(np.float64)
+        np.testing.assert_array_equal(kern.ranks_le(x), want)
+        np.testing.assert_array_equal(solid._ranks_le(x.astype(np.float64)), want)
