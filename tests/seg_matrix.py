@@ -85,13 +85,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                                     "back of the vertebral body, 11 mm in front of the canal "
                                                     "(no closed ring there); on the whole CT the ring slices "
                                                     "above rule it out of the chain",
-    ("noise sd 40 HU", "spinal_cord"): "at z 235-241 and 286-292 the working-grid track holds a 4-6 mm piece of the "
-                                       "canal broken up by noise above canal_soft_hu (centre 3-6 mm off, radius 4 "
-                                       "against 10 mm), and the image-grid refinement starts from it (cord coverage "
-                                       "0.948). Smoothing the candidate and refinement windows with a Gaussian sized "
-                                       "by the estimated noise (MAD of the Laplacian, 46 HU, down to 30): 0.963, "
-                                       "Delta -0.029, but the changed track moves the median canal y the stomach's "
-                                       "region uses by 0.5 mm (stomach 0.614 -> 0.607); left out",
 }
 
 
