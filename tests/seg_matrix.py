@@ -69,7 +69,6 @@ _BORDER = ("no spinal canal, so no midline: these 15 mm hold 2 closed bony rings
            "(with 2: liver 0.917, Delta -0.021, but on '5 slices of stomach (z 382)' liver and right kidney, under "
            "PRESENT_FRAC there, are drawn with |Delta| 0.05-0.08)")
 KNOWN: dict[tuple[str, str], str] = {
-    ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
     ("abdomen only (z 280-390)", "liver"): "better than the full CT on the same part (Delta > 0): "
                                            "the seed rule without lung bases",
     ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "

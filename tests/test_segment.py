@@ -252,11 +252,12 @@ def test_stomach_with_gas(ts_dicom):
 def test_stomach_without_gas(ts):
     # plain CT, collapsed fluid-filled stomach (~3 cc of gas in bubbles) next to a gas-filled colon
     # splenic flexure: the colon's gas is refused (fat and stool around it), the fluid route finds
-    # the fundus and body; the antrum under the abdominal wall is missed (Dice 0.627)
+    # the fundus and body; the antrum under the abdominal wall is missed (Dice 0.654; 0.627 with one
+    # median canal y for the region's back instead of the canal's y slice by slice)
     img, lab = ts
     st = segment_organ(img, "stomach")
     ref = ts_reference(lab, "stomach")
-    assert dice(st, ref) >= 0.60
+    assert dice(st, ref) >= 0.64
     colon = np.isin(lab.values, [20])
     assert (st & colon).sum() <= 0.05 * st.sum()
     # cut below the lung bases (z <= 385 mm, 39 % of the stomach in the image), the left dome is
