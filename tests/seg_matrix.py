@@ -69,7 +69,6 @@ _BORDER = ("no spinal canal, so no midline: these 15 mm hold 2 closed bony rings
            "(with 2: liver 0.917, Delta -0.021, but on '5 slices of stomach (z 382)' liver and right kidney, under "
            "PRESENT_FRAC there, are drawn with |Delta| 0.05-0.08)")
 KNOWN: dict[tuple[str, str], str] = {
-    ("thorax only (z >= 397)", "stomach"): "better than the full CT on the same part (Delta > 0)",
     ("abdomen only (z 280-390)", "liver"): "better than the full CT on the same part (Delta > 0): "
                                            "the seed rule without lung bases",
     ("abdomen only (z 280-390)", "stomach"): "better than the full CT on the same part (Delta > 0; missed "
@@ -85,13 +84,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                                     "back of the vertebral body, 11 mm in front of the canal "
                                                     "(no closed ring there); on the whole CT the ring slices "
                                                     "above rule it out of the chain",
-    ("noise sd 40 HU", "spinal_cord"): "at z 235-241 and 286-292 the working-grid track holds a 4-6 mm piece of the "
-                                       "canal broken up by noise above canal_soft_hu (centre 3-6 mm off, radius 4 "
-                                       "against 10 mm), and the image-grid refinement starts from it (cord coverage "
-                                       "0.948). Smoothing the candidate and refinement windows with a Gaussian sized "
-                                       "by the estimated noise (MAD of the Laplacian, 46 HU, down to 30): 0.963, "
-                                       "Delta -0.029, but the changed track moves the median canal y the stomach's "
-                                       "region uses by 0.5 mm (stomach 0.614 -> 0.607); left out",
 }
 
 

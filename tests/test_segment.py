@@ -252,11 +252,12 @@ def test_stomach_with_gas(ts_dicom):
 def test_stomach_without_gas(ts):
     # plain CT, collapsed fluid-filled stomach (~3 cc of gas in bubbles) next to a gas-filled colon
     # splenic flexure: the colon's gas is refused (fat and stool around it), the fluid route finds
-    # the fundus and body; the antrum under the abdominal wall is missed (Dice 0.627)
+    # the fundus and body; the antrum under the abdominal wall is missed (Dice 0.654; 0.627 with one
+    # median canal y for the region's back instead of the canal's y slice by slice)
     img, lab = ts
     st = segment_organ(img, "stomach")
     ref = ts_reference(lab, "stomach")
-    assert dice(st, ref) >= 0.60
+    assert dice(st, ref) >= 0.64
     colon = np.isin(lab.values, [20])
     assert (st & colon).sum() <= 0.05 * st.sum()
     # cut below the lung bases (z <= 385 mm, 39 % of the stomach in the image), the left dome is
@@ -501,3 +502,34 @@ def test_label_medians_equal_scipy():
     for vals in (rng.normal(0, 100, lab.shape).astype(np.float32),
                  rng.integers(-1000, 1000, lab.shape).astype(np.int16)):
         assert np.array_equal(label_medians(vals, lab, idx), np.asarray(ndi.median(vals, lab, idx)))
+
+
+def test_noise_estimate_and_median_size_meet_their_definitions():
+    """noise_sd (MAD of the Laplacian in soft tissue) recovers the standard deviation of white
+    Gaussian noise added to a phantom of water, fat and bone in air (within 10 %, edges between the
+    tissues included); denoise_size's median filter brings that noise to noise_target_hu or below
+    (measured), and leaves images at or below the target alone (size 1: the same array)."""
+    from grtv_nb.segment._common import denoise, denoise_size, get_context, noise_sd
+    from grtv_nb.segment.params import PARAMS as P
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[-64:64, -64:64].astype(float)
+    sl = np.full(yy.shape, -1000.0)
+    sl[(yy / 50) ** 2 + (xx / 60) ** 2 <= 1] = 40.0
+    sl[(yy - 20) ** 2 + (xx + 25) ** 2 <= 15**2] = -100.0
+    sl[(yy + 20) ** 2 + (xx - 20) ** 2 <= 8**2] = 800.0
+    c = np.arange(128, dtype=float)
+    for sd in (5.0, 20.0, 40.0, 80.0, 150.0):
+        hu = np.repeat(sl[None], 12, axis=0) + rng.normal(0.0, sd, (12, 128, 128))
+        close_session()
+        ctx = get_context(hu.astype(np.float32), c, c, 3.0 * np.arange(12))
+        est = noise_sd(ctx)
+        assert abs(est - sd) <= 0.1 * sd, (sd, est)
+        size = denoise_size(est)
+        if sd <= 0.9 * P.noise_target_hu:
+            assert size == 1 and denoise(hu, size) is hu
+            continue
+        assert size >= 3 and size % 2 == 1
+        flat = rng.normal(0.0, sd, (300, 300)).astype(np.float32)
+        assert float(denoise(flat, size)[8:-8, 8:-8].std()) <= P.noise_target_hu * (est / sd), (sd, size)
+    close_session()

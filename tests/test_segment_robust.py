@@ -211,7 +211,9 @@ def test_canal_on_thick_slabs_and_in_noise(ts):
     real CT the rings stop for 30 mm (z 271-301) and the lumbar canal was dropped from the track
     (coverage of the cord 0.59); with 40 HU noise the upper thoracic part (0.85). One vertebral
     level without a ring now stays in the track (canal_gap_mm): both cover at least 93 % of the
-    cord (0.99 on the plain CT)."""
+    cord (0.99 on the plain CT). In the noise (estimated 46 HU) the track still held pieces of
+    the canal broken up by it (0.948); slices brought down to noise_target_hu by a median
+    filter: the issue's goal, 95 %."""
     from seg_matrix import reslice_z
 
     img, lab = ts
@@ -219,10 +221,10 @@ def test_canal_on_thick_slabs_and_in_noise(ts):
     thick, tlab = reslice_z(img, lab, 5.0)
     rng = np.random.default_rng(1)
     noisy = img.copy(data=np.clip(img.values + rng.normal(0, 40, img.shape), -1024, 3000).astype(np.int16))
-    for image, ref in ((thick, tlab.values == 79), (noisy, cord)):
+    for image, ref, least in ((thick, tlab.values == 79, 0.93), (noisy, cord, 0.95)):
         close_session()
         m = segment_organ(image, "spinal_cord")
-        assert (m & ref).sum() / ref.sum() >= 0.93
+        assert (m & ref).sum() / ref.sum() >= least
     close_session()
 
 

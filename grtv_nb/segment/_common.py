@@ -387,5 +387,63 @@ def clear_cache() -> None:
     _LAST.clear()
 
 
+def noise_sd(ctx: Context, work: bool = False) -> float:
+    """The image's noise (HU standard deviation per pixel; with ``work``, per working-grid voxel),
+    estimated once per image and cached.
+
+    The robust spread (median absolute deviation) of the 4-neighbour Laplacian of up to
+    ``noise_slices`` evenly spaced image slices, in soft tissue (the 5 x 5 mean between
+    ``noise_soft_hu``, eroded by 2 pixels, so edges of organs, bone and air hardly count): for white
+    noise of standard deviation s the Laplacian's is sqrt(20) s, and anatomy (smooth within an
+    organ) adds little to its median. The pixel noise of a reconstruction kernel that correlates
+    neighbours reads low, which errs on the side of leaving the image as it is."""
+    if work:
+        return float(ctx.get("noise_sd_work", lambda c: _noise_of(c.w)))
+    return float(ctx.get("noise_sd", lambda c: _noise_of(c.hu)))
+
+
+def _noise_of(hu: np.ndarray) -> float:
+    ks = np.unique(np.linspace(0, hu.shape[0] - 1, min(hu.shape[0], P.noise_slices)).astype(int))
+    vals = []
+    for k in ks:
+        s = np.asarray(hu[k], dtype=np.float32)
+        mean = ndi.uniform_filter(s, 5)
+        ok = ndi.binary_erosion((mean > P.noise_soft_hu[0]) & (mean < P.noise_soft_hu[1]), iterations=2)
+        if ok.any():
+            vals.append(ndi.laplace(s)[ok])
+    if not vals:
+        return 0.0
+    a = np.concatenate(vals)
+    return float(1.4826 * np.median(np.abs(a - np.median(a))) / np.sqrt(20.0))
+
+
+def denoise_size(sd: float) -> int:
+    """The side (pixels, odd) of the square median filter that brings white noise of ``sd`` HU down
+    to ``noise_target_hu``: the median of n samples of Gaussian noise has sqrt(pi / 2 / n) times
+    its standard deviation, so a k x k median divides it by k / 1.25; 1 (no filter) for noise
+    already at or below the target, at most ``noise_median_max_px``. A median, not a mean or a
+    Gaussian: it keeps the edges the thresholds look for (a Gaussian sized alike blurred the canal's
+    bony wall into it: example CT with 40 HU noise, cord coverage 0.963 against 0.970)."""
+    if sd <= P.noise_target_hu:
+        return 1
+    k = int(np.ceil(np.sqrt(np.pi / 2.0) * sd / P.noise_target_hu))
+    return int(min(max(k + 1 - k % 2, 3), P.noise_median_max_px))
+
+
+def denoise(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` (a slice, or a volume filtered slice by slice) through a ``size`` x ``size`` median
+    filter (:func:`denoise_size`); ``a`` itself for size 1."""
+    if size <= 1:
+        return a
+    return ndi.median_filter(a, size=(1,) * (a.ndim - 2) + (size, size))
+
+
+def work_denoised(ctx: Context) -> np.ndarray:
+    """The working-grid HU (:attr:`Context.w`) with each slice brought down to ``noise_target_hu``
+    (:func:`denoise` at the :func:`denoise_size` of the working grid's :func:`noise_sd`); ``ctx.w``
+    itself where the noise is already at or below it. Computed once per image."""
+    return ctx.get("w_denoised", lambda c: denoise(c.w, denoise_size(noise_sd(c, work=True))))
+
+
 def not_found(organ: str, why: str) -> SegmentationError:
     return SegmentationError(f"could not find the {organ} in this CT: {why}")

@@ -58,7 +58,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._common import Context, disk, not_found
+from ._common import Context, denoise, denoise_size, disk, noise_sd, not_found, work_denoised
 from .body import body_work
 from .params import PARAMS as P
 
@@ -148,6 +148,7 @@ def _candidates(ctx: Context):
     gx, gy = ctx.grid.x, ctx.grid.y
     enc = enclosure(ctx)
     cut = ctx.get("canal_cut_lr", _cut_lr)
+    wd = work_denoised(ctx)
     out = []
     for k in range(w.shape[0]):
         b = body[k]
@@ -161,7 +162,7 @@ def _candidates(ctx: Context):
         # hemithorax) has no known left-right centre: every x is allowed, the chain decides; but
         # a wide image (a patient wider than the field of view) still shows most of the patient,
         # so its visible centre is near the midline
-        out.append(_slice_candidates(w[k], b, enc[k], gx, gy, (gy[rows[0]], gy[rows[-1]]),
+        out.append(_slice_candidates(wd[k], b, enc[k], gx, gy, (gy[rows[0]], gy[rows[-1]]),
                                      None if cut[k] else xc, ctx.spacing))
     for first in (True, False):
         for k, c in _edge_candidates(ctx, cut, first).items():
@@ -309,7 +310,7 @@ def _chain(cands, z, top: float | None = None) -> list:
 
 
 def _canal_work(ctx: Context) -> np.ndarray:
-    w = ctx.w
+    w = work_denoised(ctx)
     nz = w.shape[0]
     z = ctx.grid.z
     dz, dy, dx = ctx.spacing
@@ -416,6 +417,8 @@ def _refine(ctx: Context) -> np.ndarray:
     half_gap = 0.5 * max(float(np.median(np.diff(g.z))), 1.0) + 1e-3
     rim_se = disk(1.5, dy, dx)[0]
     m = 22.0  # window half-size (mm)
+    # noise above noise_target_hu left after the 3 x 3 mean of fine pixels (a third of white noise)
+    size = denoise_size(noise_sd(ctx) / (3.0 if min(dx, dy) < 1.5 else 1.0))
     for k, zk in enumerate(g.oz):
         j = int(np.argmin(np.abs(wz - zk)))
         if abs(wz[j] - zk) > half_gap:
@@ -430,6 +433,7 @@ def _refine(ctx: Context) -> np.ndarray:
         win = hu[k, j0:j1, i0:i1].astype(np.float32)
         if min(dx, dy) < 1.5:
             win = ndi.uniform_filter(win, 3)
+        win = denoise(win, size)
         X, Y = np.meshgrid(ox[i0:i1], oy[j0:j1])
         core_r = max(0.4 * (r - 5.0), 1.5 * max(dx, dy))
         for it in range(2):
